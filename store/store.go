@@ -1,0 +1,236 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	tasksBucket = []byte("tasks")
+	metaBucket  = []byte("meta")
+	schemaKey   = []byte("schema")
+)
+
+// ErrNotFound is returned for a task id that has no record.
+var ErrNotFound = errors.New("no such task")
+
+// ErrLocked is returned when another process holds the database for longer
+// than the lock timeout.
+var ErrLocked = errors.New("task database is locked by another process")
+
+// Store is the task database. Several codex-connector processes (one per
+// Claude Code window) share one file, and bbolt holds an exclusive file lock
+// for as long as a database is open; so the store opens the file for each
+// transaction and closes it straight after, and no process blocks the others
+// for longer than one short transaction.
+type Store struct {
+	path        string
+	lockTimeout time.Duration
+	// mu serialises this process's own transactions: two opens of the same
+	// file from one process would wait on each other's flock.
+	mu sync.Mutex
+}
+
+// Open prepares the database at path, creating it and its directory if
+// needed, and checks that its schema is one this version understands.
+// lockTimeout bounds how long any call waits for another process's lock.
+func Open(path string, lockTimeout time.Duration) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create task database directory: %w", err)
+	}
+	s := &Store{path: path, lockTimeout: lockTimeout}
+	err := s.update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucketIfNotExists(tasksBucket); err != nil {
+			return err
+		}
+		if v := meta.Get(schemaKey); v != nil {
+			n, err := strconv.Atoi(string(v))
+			if err != nil {
+				return fmt.Errorf("schema version %q is unreadable", v)
+			}
+			if n > SchemaVersion {
+				return fmt.Errorf("schema version %d is newer than this codex-connector understands (%d): upgrade codex-connector", n, SchemaVersion)
+			}
+			return nil
+		}
+		return meta.Put(schemaKey, []byte(strconv.Itoa(SchemaVersion)))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+func (s *Store) withDB(readOnly bool, fn func(*bolt.DB) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// ReadOnly takes a shared lock, so readers of several processes do not
+	// wait for each other; the file must exist first.
+	if _, err := os.Stat(s.path); err != nil {
+		readOnly = false
+	}
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: s.lockTimeout, ReadOnly: readOnly})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return fmt.Errorf("%w (%s, waited %s): another codex-connector may be stuck; try again, or stop it", ErrLocked, s.path, s.lockTimeout)
+		}
+		return fmt.Errorf("open task database %s: %w — if the file is damaged, move it aside (mv %s %s.bad) and codex-connector starts a new one; nothing in it is changed until you do", s.path, err, s.path, s.path)
+	}
+	defer db.Close()
+	return fn(db)
+}
+
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	return s.withDB(false, func(db *bolt.DB) error { return db.Update(fn) })
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	return s.withDB(true, func(db *bolt.DB) error { return db.View(fn) })
+}
+
+// Create stores a new task; it fails if the id is taken.
+func (s *Store) Create(t *Task) error {
+	t.Version = SchemaVersion
+	data, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encode task %s: %w", t.ID, err)
+	}
+	err = s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(tasksBucket)
+		if b.Get([]byte(t.ID)) != nil {
+			return fmt.Errorf("task %s already exists", t.ID)
+		}
+		return b.Put([]byte(t.ID), data)
+	})
+	if err != nil {
+		return fmt.Errorf("record task %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+// Get returns the task with this id, ErrNotFound, or an error that says the
+// record is corrupt.
+func (s *Store) Get(id string) (*Task, error) {
+	var t *Task
+	err := s.view(func(tx *bolt.Tx) error {
+		data := tx.Bucket(tasksBucket).Get([]byte(id))
+		if data == nil {
+			return fmt.Errorf("task %s: %w", id, ErrNotFound)
+		}
+		var err error
+		t, err = decode(id, data)
+		return err
+	})
+	return t, err
+}
+
+// Update applies fn to the current record of id and stores the result, in
+// one transaction, so that changes made by another process in between are
+// never overwritten. If fn returns an error nothing is written.
+func (s *Store) Update(id string, fn func(*Task) error) (*Task, error) {
+	var t *Task
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(tasksBucket)
+		data := b.Get([]byte(id))
+		if data == nil {
+			return fmt.Errorf("task %s: %w", id, ErrNotFound)
+		}
+		var err error
+		if t, err = decode(id, data); err != nil {
+			return err
+		}
+		if err := fn(t); err != nil {
+			return err
+		}
+		t.Version = SchemaVersion
+		if data, err = json.Marshal(t); err != nil {
+			return fmt.Errorf("encode task %s: %w", id, err)
+		}
+		return b.Put([]byte(id), data)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Filter selects tasks for List.
+type Filter struct {
+	// Statuses keeps tasks in any of these statuses; empty keeps all.
+	Statuses []Status
+	// Limit caps the number of tasks returned; 0 means no cap.
+	Limit int
+}
+
+// List returns the tasks that match f, newest first, and the ids of records
+// that could not be read (they are skipped, never dropped from the file).
+func (s *Store) List(f Filter) ([]*Task, []string, error) {
+	var tasks []*Task
+	var corrupt []string
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(tasksBucket).ForEach(func(k, v []byte) error {
+			t, err := decode(string(k), v)
+			if err != nil {
+				corrupt = append(corrupt, string(k))
+				return nil
+			}
+			if matches(t, f.Statuses) {
+				tasks = append(tasks, t)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list tasks: %w", err)
+	}
+	sort.SliceStable(tasks, func(i, j int) bool {
+		if !tasks[i].CreatedAt.Equal(tasks[j].CreatedAt) {
+			return tasks[i].CreatedAt.After(tasks[j].CreatedAt)
+		}
+		return tasks[i].ID > tasks[j].ID
+	})
+	if f.Limit > 0 && len(tasks) > f.Limit {
+		tasks = tasks[:f.Limit]
+	}
+	return tasks, corrupt, nil
+}
+
+func matches(t *Task, statuses []Status) bool {
+	if len(statuses) == 0 {
+		return true
+	}
+	for _, s := range statuses {
+		if t.Status == s {
+			return true
+		}
+	}
+	return false
+}
+
+func decode(id string, data []byte) (*Task, error) {
+	var t Task
+	if err := json.Unmarshal(data, &t); err != nil {
+		return nil, fmt.Errorf("task %s: record is corrupt (%v); it is kept as it is in the database", id, err)
+	}
+	if t.Version > SchemaVersion {
+		return nil, fmt.Errorf("task %s: record has schema version %d, newer than this codex-connector understands: upgrade codex-connector", id, t.Version)
+	}
+	return &t, nil
+}

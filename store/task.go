@@ -1,0 +1,141 @@
+// Package store keeps task records in a BoltDB file. It owns the record
+// format, its schema version and the rules for sharing one file between
+// several codex-connector processes; it knows nothing of Docker or MCP.
+package store
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+)
+
+// SchemaVersion is written into every record and into the database's meta
+// bucket; a database written by a newer version is refused rather than
+// misread.
+const SchemaVersion = 1
+
+// Status is where a task is in its life.
+type Status string
+
+const (
+	Queued    Status = "queued"
+	Running   Status = "running"
+	Completed Status = "completed"
+	Failed    Status = "failed"
+	Cancelled Status = "cancelled"
+	TimedOut  Status = "timed_out"
+)
+
+// Statuses lists every status, in lifecycle order.
+var Statuses = []Status{Queued, Running, Completed, Failed, Cancelled, TimedOut}
+
+// Final reports whether a task in this status will never change again.
+func (s Status) Final() bool {
+	switch s {
+	case Completed, Failed, Cancelled, TimedOut:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	for _, k := range Statuses {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Task is the record of one user request and of the run that executes it.
+type Task struct {
+	Version int    `json:"v"`
+	ID      string `json:"id"`
+	// Prompt is the task text the user sent to Codex.
+	Prompt           string `json:"task"`
+	WorkingDirectory string `json:"workingDirectory"`
+	RepoRoot         string `json:"repoRoot"`
+	Sandbox          string `json:"sandbox"`
+	Model            string `json:"model,omitempty"`
+	Image            string `json:"image"`
+	TimeoutMs        int64  `json:"timeoutMs,omitempty"`
+	// Deadline is absolute so that a timeout still fires after a restart.
+	Deadline time.Time `json:"deadline,omitzero"`
+
+	Status     Status    `json:"status"`
+	CreatedAt  time.Time `json:"createdAt"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+
+	ContainerID   string `json:"containerId,omitempty"`
+	ContainerName string `json:"containerName,omitempty"`
+	// User is the uid:gid the container runs as.
+	User     string `json:"user,omitempty"`
+	ExitCode *int   `json:"exitCode,omitempty"`
+	// Error says why a task failed, timed out or was cancelled.
+	Error string `json:"error,omitempty"`
+	// Result is the start of Codex's last message; the whole message is in
+	// the result file.
+	Result string `json:"result,omitempty"`
+	// Summary is what Codex did, as the runner parsed it from the event stream.
+	Summary *Summary `json:"summary,omitempty"`
+	// CancelRequested is set before the container is stopped, so that
+	// whichever process sees the exit records it as cancelled.
+	CancelRequested bool `json:"cancelRequested,omitempty"`
+	// LogBytes is how much of the container's output is safely in the log
+	// file: the checkpoint a follower resumes from.
+	LogBytes int64 `json:"logBytes,omitempty"`
+}
+
+// Summary is what Codex did during a task, parsed from its event stream.
+type Summary struct {
+	ThreadID     string    `json:"threadId,omitempty"`
+	Commands     []Command `json:"commands,omitempty"`
+	FilesChanged []string  `json:"filesChanged,omitempty"`
+	Errors       []string  `json:"errors,omitempty"`
+	LastMessage  string    `json:"lastMessage,omitempty"`
+	Usage        Usage     `json:"usage,omitzero"`
+}
+
+// Command is one command Codex ran.
+type Command struct {
+	Command  string `json:"command"`
+	ExitCode *int   `json:"exitCode,omitempty"`
+}
+
+// Usage counts tokens for the whole task.
+type Usage struct {
+	InputTokens           int64 `json:"inputTokens"`
+	CachedInputTokens     int64 `json:"cachedInputTokens"`
+	OutputTokens          int64 `json:"outputTokens"`
+	ReasoningOutputTokens int64 `json:"reasoningOutputTokens"`
+}
+
+// NewID returns a task id that sorts by creation time and is safe in file
+// and container names.
+func NewID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// ValidID reports whether id has the shape NewID produces, so that an id
+// from a caller is safe to use in a path or a container name.
+func ValidID(id string) bool {
+	if len(id) != len("20060102-150405-abcdef") {
+		return false
+	}
+	for i, c := range id {
+		switch {
+		case i == 8 || i == 15:
+			if c != '-' {
+				return false
+			}
+		case c >= '0' && c <= '9', i > 15 && c >= 'a' && c <= 'f':
+		default:
+			return false
+		}
+	}
+	return true
+}
