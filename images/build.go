@@ -1,0 +1,75 @@
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/docker/docker/api/types/build"
+)
+
+type builder interface {
+	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
+}
+
+// BuildFiles builds an image tagged tag from a build context held in memory
+// (file name → content, with a "Dockerfile"). Helper images are small, so an
+// in-memory context is simpler than a directory on disk.
+func BuildFiles(ctx context.Context, engine builder, tag string, files map[string][]byte, mode map[string]int64) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		m := mode[name]
+		if m == 0 {
+			m = 0o644
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: m, Size: int64(len(files[name]))}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(files[name]); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	resp, err := engine.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", tag, err)
+	}
+	defer resp.Body.Close()
+	return readBuildStream(tag, resp.Body)
+}
+
+// readBuildStream drains the engine's build progress and returns the error
+// it reports, if any: a failed build still answers 200 and says so in-stream.
+func readBuildStream(tag string, r io.Reader) error {
+	dec := json.NewDecoder(r)
+	var lastOutput string
+	for {
+		var msg struct {
+			Stream string `json:"stream"`
+			Error  string `json:"error"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("build image %s: read progress: %w", tag, err)
+		}
+		if msg.Error != "" {
+			return fmt.Errorf("build image %s: %s (last output: %s)", tag, msg.Error, lastOutput)
+		}
+		if msg.Stream != "" {
+			lastOutput = msg.Stream
+		}
+	}
+}

@@ -1,0 +1,98 @@
+// Package imagestest gives tests a real Docker engine and the images they
+// run: the fake Codex image, built from images/fakecodex.
+package imagestest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/images"
+	"github.com/docker/docker/client"
+)
+
+// Engine connects to the Docker engine. Tests that need it fail when it does
+// not answer — in CI and on a developer's machine alike — because a skipped
+// engine test would count as a pass that proved nothing. Set
+// CODEX_CONNECTOR_SKIP_DOCKER=1 to skip them knowingly, outside CI.
+func Engine(t testing.TB) *client.Client {
+	t.Helper()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = cli.Ping(ctx)
+	}
+	if err != nil {
+		if os.Getenv("CODEX_CONNECTOR_SKIP_DOCKER") == "1" && os.Getenv("CI") == "" {
+			t.Skipf("no Docker engine (%v) and CODEX_CONNECTOR_SKIP_DOCKER=1", err)
+		}
+		t.Fatalf("this test needs a Docker engine and none answers: %v — start one (see .ci/run) or, outside CI, set CODEX_CONNECTOR_SKIP_DOCKER=1 to skip", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+var (
+	fakeOnce sync.Once
+	fakeRef  string
+	fakeErr  error
+)
+
+// FakeCodex builds (once per test binary, and only when its content changed)
+// an image FROM scratch holding images/fakecodex as /usr/local/bin/codex, and
+// returns its reference. It carries the Codex version label of
+// images.DefaultCodexVersion so that the runner's version check passes.
+func FakeCodex(t testing.TB) string {
+	t.Helper()
+	engine := Engine(t)
+	fakeOnce.Do(func() { fakeRef, fakeErr = buildFake(engine) })
+	if fakeErr != nil {
+		t.Fatalf("build fake Codex image: %v", fakeErr)
+	}
+	return fakeRef
+}
+
+func buildFake(engine *client.Client) (string, error) {
+	dir, err := os.MkdirTemp("", "fakecodex")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "codex")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/codex-connector/codex-connector/images/fakecodex")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", &buildError{string(out), err}
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return "", err
+	}
+	dockerfile := "FROM scratch\nENV PATH=/usr/local/bin:/usr/bin:/bin\nCOPY codex /usr/local/bin/codex\nLABEL " +
+		images.CodexVersionLabel + "=" + images.DefaultCodexVersion + "\n"
+	sum := sha256.Sum256(append(data, dockerfile...))
+	ref := "codex-connector/fake-codex:" + hex.EncodeToString(sum[:6])
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := engine.ImageInspect(ctx, ref); err == nil {
+		return ref, nil
+	}
+	err = images.BuildFiles(ctx, engine, ref,
+		map[string][]byte{"Dockerfile": []byte(dockerfile), "codex": data},
+		map[string]int64{"codex": 0o755})
+	return ref, err
+}
+
+type buildError struct {
+	out string
+	err error
+}
+
+func (e *buildError) Error() string { return "go build fakecodex: " + e.err.Error() + "\n" + e.out }
