@@ -1,0 +1,41 @@
+// Package runner owns the life of a task: where it may run, the container
+// that executes it (its mounts, user, limits and network), copying its logs,
+// reading Codex's event stream, timeouts, cancellation and the concurrency
+// limit. It knows nothing of MCP.
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// engine is the part of the Docker API the runner uses. *client.Client
+// satisfies it; tests may wrap it to produce faults a real engine cannot
+// produce on demand.
+type engine interface {
+	ImageInspect(ctx context.Context, ref string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
+	ContainerCreate(ctx context.Context, config *container.Config, host *container.HostConfig, net *network.NetworkingConfig, platform *ocispec.Platform, name string) (container.CreateResponse, error)
+	ContainerStart(ctx context.Context, id string, opts container.StartOptions) error
+	ContainerWait(ctx context.Context, id string, cond container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
+	ContainerLogs(ctx context.Context, id string, opts container.LogsOptions) (io.ReadCloser, error)
+	ContainerStop(ctx context.Context, id string, opts container.StopOptions) error
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
+	ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error
+	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
+}
+
+// engineError adds to err what a user can do when the engine itself is the
+// problem, so that a stopped daemon reads as such and not as a failed task.
+func engineError(op string, err error) error {
+	if client.IsErrConnectionFailed(err) {
+		return fmt.Errorf("%s: cannot reach the Docker engine: %w — start Docker (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at its socket", op, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,304 @@
+package runner
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/codex-connector/codex-connector/store"
+)
+
+// Bounds that keep a summary small however long a task runs.
+const (
+	maxCommands = 50
+	maxFiles    = 200
+	maxErrors   = 20
+	maxText     = 300
+)
+
+// event is one line of `codex exec --json`. Fields are optional because the
+// schema changes between Codex versions; what is not understood is still in
+// the log.
+type event struct {
+	Type     string      `json:"type"`
+	ThreadID string      `json:"thread_id"`
+	Message  string      `json:"message"`
+	Item     *eventItem  `json:"item"`
+	Usage    *eventUsage `json:"usage"`
+	Error    *struct {
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+type eventItem struct {
+	ID               string `json:"id"`
+	Type             string `json:"type"`
+	Text             string `json:"text"`
+	Message          string `json:"message"`
+	Command          string `json:"command"`
+	AggregatedOutput string `json:"aggregated_output"`
+	ExitCode         *int   `json:"exit_code"`
+	Status           string `json:"status"`
+	Changes          []struct {
+		Path string `json:"path"`
+		Kind string `json:"kind"`
+	} `json:"changes"`
+	Server string `json:"server"`
+	Tool   string `json:"tool"`
+	Query  string `json:"query"`
+}
+
+type eventUsage struct {
+	InputTokens           int64 `json:"input_tokens"`
+	CachedInputTokens     int64 `json:"cached_input_tokens"`
+	OutputTokens          int64 `json:"output_tokens"`
+	ReasoningOutputTokens int64 `json:"reasoning_output_tokens"`
+}
+
+func parseEvent(line []byte) (event, bool) {
+	var ev event
+	if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &ev) != nil || ev.Type == "" {
+		return event{}, false
+	}
+	return ev, true
+}
+
+// eventTracker folds Codex's event stream into a task summary and a line
+// saying what Codex is doing now. It is fed from the log copier and read by
+// status and progress callers, so it locks.
+type eventTracker struct {
+	mu      sync.Mutex
+	sum     store.Summary
+	now     string // what Codex is doing, for progress
+	events  int    // events seen, so progress can tell that something moved
+	turnErr string
+	// usage of the thread so far: Codex reports it cumulatively per thread,
+	// so the latest report is the task's total, not a term to add up.
+	usage store.Usage
+}
+
+func (t *eventTracker) feed(line []byte) {
+	ev, ok := parseEvent(line)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.events++
+	s := &t.sum
+	switch ev.Type {
+	case "thread.started":
+		s.ThreadID = ev.ThreadID
+		t.now = "starting"
+	case "turn.started":
+		t.now = "thinking"
+	case "turn.completed":
+		if ev.Usage != nil {
+			t.usage = store.Usage(*ev.Usage)
+			s.Usage = t.usage
+		}
+		t.now = "finished the turn"
+	case "turn.failed":
+		if ev.Error != nil {
+			t.turnErr = ev.Error.Message
+			s.Errors = appendBounded(s.Errors, clip(ev.Error.Message), maxErrors)
+		}
+		t.now = "failed: " + clip(t.turnErr)
+	case "error":
+		// Codex repeats its retry errors; keep the newest as "now" only.
+		t.now = clip(ev.Message)
+	case "item.started":
+		if ev.Item != nil {
+			t.now = describeItem(ev.Item, true)
+		}
+	case "item.completed":
+		if ev.Item == nil {
+			return
+		}
+		it := ev.Item
+		switch it.Type {
+		case "command_execution":
+			s.Commands = appendBounded(s.Commands, store.Command{Command: clip(it.Command), ExitCode: it.ExitCode}, maxCommands)
+		case "file_change":
+			for _, c := range it.Changes {
+				if !contains(s.FilesChanged, c.Path) {
+					s.FilesChanged = appendBounded(s.FilesChanged, c.Path, maxFiles)
+				}
+			}
+		case "agent_message":
+			s.LastMessage = it.Text
+		case "error":
+			s.Errors = appendBounded(s.Errors, clip(it.Message), maxErrors)
+		}
+		t.now = describeItem(it, false)
+	}
+}
+
+// summary returns a copy of what the stream said so far.
+func (t *eventTracker) summary() store.Summary {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.sum
+	s.Commands = append([]store.Command(nil), s.Commands...)
+	s.FilesChanged = append([]string(nil), s.FilesChanged...)
+	s.Errors = append([]string(nil), s.Errors...)
+	return s
+}
+
+// Progress says in a short line what Codex is doing and how far it got.
+type Progress struct {
+	Line     string
+	Events   int
+	Commands int
+	Files    int
+}
+
+func (t *eventTracker) progress() Progress {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return Progress{Line: t.now, Events: t.events, Commands: len(t.sum.Commands), Files: len(t.sum.FilesChanged)}
+}
+
+func (t *eventTracker) failure() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.turnErr
+}
+
+func describeItem(it *eventItem, started bool) string {
+	switch it.Type {
+	case "command_execution":
+		if started {
+			return "running: " + clip(it.Command)
+		}
+		if it.ExitCode != nil {
+			return fmt.Sprintf("ran: %s (exit %d)", clip(it.Command), *it.ExitCode)
+		}
+		return "ran: " + clip(it.Command)
+	case "file_change":
+		if len(it.Changes) == 1 {
+			return fmt.Sprintf("%s %s", changeVerb(it.Changes[0].Kind), it.Changes[0].Path)
+		}
+		return fmt.Sprintf("editing %d files", len(it.Changes))
+	case "agent_message":
+		return "message: " + clip(firstLine(it.Text))
+	case "reasoning":
+		return "thinking"
+	case "mcp_tool_call":
+		return fmt.Sprintf("calling tool %s/%s", it.Server, it.Tool)
+	case "web_search":
+		return "searching the web: " + clip(it.Query)
+	case "todo_list":
+		return "planning"
+	case "error":
+		return "error: " + clip(it.Message)
+	}
+	return it.Type
+}
+
+func changeVerb(kind string) string {
+	switch kind {
+	case "add":
+		return "created"
+	case "delete":
+		return "deleted"
+	}
+	return "edited"
+}
+
+// renderLine turns one log line into what a reader wants to see: Codex's
+// events as short sentences, other output as it is. Events that say nothing
+// to a reader (a command starting, then the same command ending) return "".
+func renderLine(line string) string {
+	ev, ok := parseEvent([]byte(line))
+	if !ok {
+		return clipN(line, 2*maxText)
+	}
+	switch ev.Type {
+	case "thread.started":
+		return "codex: session " + ev.ThreadID + " started"
+	case "turn.started", "item.started", "item.updated":
+		return ""
+	case "turn.completed":
+		if ev.Usage != nil {
+			return fmt.Sprintf("codex: turn completed (tokens so far: %d in, %d out)", ev.Usage.InputTokens, ev.Usage.OutputTokens)
+		}
+		return "codex: turn completed"
+	case "turn.failed":
+		if ev.Error != nil {
+			return "codex: turn failed: " + clip(ev.Error.Message)
+		}
+		return "codex: turn failed"
+	case "error":
+		return "codex error: " + clip(ev.Message)
+	case "item.completed":
+		if ev.Item == nil {
+			return ""
+		}
+		it := ev.Item
+		switch it.Type {
+		case "command_execution":
+			line := "$ " + clip(it.Command)
+			if it.ExitCode != nil {
+				line += fmt.Sprintf("  → exit %d", *it.ExitCode)
+			}
+			if out := strings.TrimSpace(it.AggregatedOutput); out != "" && it.ExitCode != nil && *it.ExitCode != 0 {
+				line += "\n    " + clip(lastLine(out))
+			}
+			return line
+		case "agent_message":
+			return "codex: " + clipN(it.Text, 2*maxText)
+		case "reasoning":
+			return "codex (thinking): " + clip(firstLine(it.Text))
+		}
+		return "codex: " + describeItem(it, false)
+	}
+	return "codex event: " + ev.Type
+}
+
+func appendBounded[T any](s []T, v T, max int) []T {
+	if len(s) >= max {
+		return s
+	}
+	return append(s, v)
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func clip(s string) string { return clipN(s, maxText) }
+
+func clipN(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !isRuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func lastLine(s string) string {
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

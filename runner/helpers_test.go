@@ -1,0 +1,141 @@
+package runner
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/store"
+	git "github.com/go-git/go-git/v5"
+)
+
+// testUID owns the test repositories: not root, so ownership checks mean
+// something.
+const testUID, testGID = 1000, 1000
+
+type harness struct {
+	*Runner
+	store *store.Store
+	home  string
+}
+
+func newHarness(t *testing.T, mod func(*Config)) *harness {
+	t.Helper()
+	eng := imagestest.Engine(t)
+	ref := imagestest.FakeCodex(t)
+	home := t.TempDir()
+	st, err := store.Open(filepath.Join(home, "tasks.db"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Home:       home,
+		Image:      images.Codex{Ref: ref, Version: images.DefaultCodexVersion},
+		MaxRunning: 4,
+		StopGrace:  time.Second,
+		Limits:     Limits{MemoryBytes: 256 << 20, NanoCPUs: 1e9, Pids: 256, TmpBytes: 64 << 20},
+		Version:    "test",
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := New(ctx, cfg, eng, st, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		r.Drain()
+		removeTestContainers(t, r)
+	})
+	return &harness{Runner: r, store: st, home: home}
+}
+
+// removeTestContainers removes what a failed test may have left running.
+func removeTestContainers(t *testing.T, r *Runner) {
+	tasks, _, _ := r.List(store.Filter{})
+	for _, task := range tasks {
+		_ = r.remove(context.Background(), task.ContainerName)
+	}
+}
+
+// newRepo makes a git repository owned by testUID and returns its path.
+func newRepo(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	if _, err := git.PlainInit(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "README"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chownTree(t, dir, testUID, testGID)
+	return dir
+}
+
+func chownTree(t *testing.T, dir string, uid, gid int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startAndWait starts a task and waits for its end.
+func (h *harness) startAndWait(t *testing.T, spec Spec) *store.Task {
+	t.Helper()
+	task, err := h.Start(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	return h.waitFinal(t, task.ID)
+}
+
+func (h *harness) waitFinal(t *testing.T, id string) *store.Task {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	task, err := h.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("wait for task %s: %v", id, err)
+	}
+	return task
+}
+
+func (h *harness) waitStatus(t *testing.T, id string, want store.Status) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		task, err := h.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task.Status == want && (want != store.Running || task.ContainerID != "") {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("task %s never reached %s", id, want)
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

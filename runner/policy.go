@@ -1,0 +1,178 @@
+package runner
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/codex-connector/codex-connector/store"
+)
+
+// Sandbox levels, as the MCP contract names them.
+const (
+	ReadOnly         = "read-only"
+	WorkspaceWrite   = "workspace-write"
+	DangerFullAccess = "danger-full-access"
+)
+
+// SandboxLevels lists the levels, most restrictive first.
+var SandboxLevels = []string{ReadOnly, WorkspaceWrite, DangerFullAccess}
+
+// DefaultSandbox is the level of the brief's contract when none is given.
+const DefaultSandbox = DangerFullAccess
+
+func validSandbox(level string) bool {
+	for _, l := range SandboxLevels {
+		if l == level {
+			return true
+		}
+	}
+	return false
+}
+
+// Limits bound what one task's container may use.
+type Limits struct {
+	MemoryBytes int64
+	NanoCPUs    int64
+	Pids        int64
+	// TmpBytes caps the tmpfs at /tmp, where HOME also lives.
+	TmpBytes int64
+}
+
+// DefaultLimits fit a developer machine running a few tasks at once.
+var DefaultLimits = Limits{MemoryBytes: 4 << 30, NanoCPUs: 2e9, Pids: 1024, TmpBytes: 1 << 30}
+
+// Paths inside every task's container.
+const (
+	// stateMount holds the task's private, writable Codex state and the
+	// last-message file. It is a bind of a per-task host directory, not a
+	// tmpfs, because the last message must be readable after the container
+	// exits and CODEX_HOME must outlive the run for a follow-up.
+	stateMount  = "/codex-connector"
+	codexHome   = stateMount + "/codex-home"
+	lastMessage = stateMount + "/out/last-message.txt"
+)
+
+// Labels on every container the runner creates; the reconciler finds its
+// containers by them.
+const (
+	LabelTask    = "codex-connector.task"
+	LabelOwner   = "codex-connector.owner"
+	LabelVersion = "codex-connector.version"
+)
+
+func containerName(id string) string { return "codex-connector-" + id }
+
+// policy is what a sandbox level allows one task's container.
+type policy struct {
+	task     *store.Task
+	stateDir string // host side of stateMount
+	limits   Limits
+	env      []string
+	args     []string // extra arguments for `codex exec`, before the prompt
+	version  string
+}
+
+// containerUser picks the uid:gid the container runs as. Files Codex writes
+// must stay the user's, so it is the owner of the repo root — but only when
+// this process may act for that owner (it is that user, or root); otherwise a
+// user could write into another user's repo with the other's identity.
+func containerUser(repoRoot string) (string, error) {
+	fi, err := os.Stat(repoRoot)
+	if err != nil {
+		return "", fmt.Errorf("stat repo root %s: %w", repoRoot, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", fmt.Errorf("stat repo root %s: no owner information", repoRoot)
+	}
+	uid, gid := int(st.Uid), int(st.Gid)
+	if euid := os.Geteuid(); euid != 0 && euid != uid {
+		uid, gid = euid, os.Getegid()
+	}
+	return strconv.Itoa(uid) + ":" + strconv.Itoa(gid), nil
+}
+
+func (p policy) command() []string {
+	cmd := []string{"codex", "exec", "--json", "--skip-git-repo-check",
+		"--dangerously-bypass-approvals-and-sandbox", "--output-last-message", lastMessage}
+	if p.task.Model != "" {
+		cmd = append(cmd, "--model", p.task.Model)
+	}
+	cmd = append(cmd, p.args...)
+	// "--" keeps a prompt that starts with "-" from being read as a flag.
+	return append(cmd, "--", p.task.Prompt)
+}
+
+func (p policy) mounts() []mount.Mount {
+	t := p.task
+	// Non-recursive: a mount below the repo on the host is not carried in,
+	// and on engines before 25 a read-only recursive bind would leave such
+	// sub-mounts writable.
+	repo := mount.Mount{Type: mount.TypeBind, Source: t.RepoRoot, Target: t.RepoRoot,
+		ReadOnly: t.Sandbox == ReadOnly, BindOptions: &mount.BindOptions{NonRecursive: true}}
+	ms := []mount.Mount{
+		repo,
+		{Type: mount.TypeBind, Source: p.stateDir, Target: stateMount},
+	}
+	if t.Sandbox == WorkspaceWrite {
+		// Anything under .git that git on the host would execute later is
+		// bound read-only over the writable repo.
+		for _, rel := range []string{".git/hooks", ".git/config"} {
+			src := filepath.Join(t.RepoRoot, rel)
+			if _, err := os.Lstat(src); err == nil {
+				ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: src, Target: src, ReadOnly: true})
+			}
+		}
+	}
+	return ms
+}
+
+func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
+	t := p.task
+	env := append([]string{
+		"HOME=/tmp",
+		"CODEX_HOME=" + codexHome,
+	}, p.env...)
+	cfg := &container.Config{
+		Image:      t.Image,
+		Cmd:        p.command(),
+		Env:        env,
+		User:       t.User,
+		WorkingDir: t.WorkingDirectory,
+		Labels: map[string]string{
+			LabelTask:    t.ID,
+			LabelOwner:   strconv.Itoa(os.Geteuid()),
+			LabelVersion: p.version,
+		},
+		// No stdin: Codex reads stdin when it is not a terminal, and an open
+		// pipe would make it wait forever.
+		OpenStdin: false,
+	}
+	init := true
+	pids := p.limits.Pids
+	host := &container.HostConfig{
+		Mounts:         p.mounts(),
+		Init:           &init,
+		ReadonlyRootfs: true,
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,exec,nosuid,nodev,size=%d,mode=1777", p.limits.TmpBytes)},
+		// json-file without rotation: the runner re-reads the log from the
+		// start to resume a copy, so the engine must keep all of it until
+		// the container is removed.
+		LogConfig: container.LogConfig{Type: "json-file"},
+		Resources: container.Resources{
+			Memory:     p.limits.MemoryBytes,
+			MemorySwap: p.limits.MemoryBytes, // no swap beyond the memory limit
+			NanoCPUs:   p.limits.NanoCPUs,
+			PidsLimit:  &pids,
+		},
+		NetworkMode: "bridge",
+	}
+	return cfg, host
+}

@@ -1,0 +1,350 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/codex-connector/codex-connector/store"
+)
+
+// maxResultInRecord bounds the result text kept in the record; the whole
+// message is in the result file.
+const maxResultInRecord = 8000
+
+// errNotRunnable stops execute when another process claimed the task or it
+// was cancelled while queued.
+var errNotRunnable = errors.New("task is no longer queued")
+
+// execute claims a queued task and runs it to its end. It returns early,
+// leaving the container running, when the runner's lifetime ends.
+func (r *Runner) execute(id string) {
+	t, err := r.store.Update(id, func(t *store.Task) error {
+		if t.Status != store.Queued || t.CancelRequested {
+			return errNotRunnable
+		}
+		now := time.Now().UTC()
+		t.Status = store.Running
+		t.StartedAt = now
+		if t.TimeoutMs > 0 {
+			// The clock starts when the task runs, not while it waits for a
+			// slot; stored absolute, so a restart keeps it.
+			t.Deadline = now.Add(time.Duration(t.TimeoutMs) * time.Millisecond)
+		}
+		return nil
+	})
+	if errors.Is(err, errNotRunnable) {
+		r.ended(id)
+		return
+	}
+	if err != nil {
+		r.logf("task %s: claim: %v", id, err)
+		r.fail(id, fmt.Errorf("could not start: %w", err))
+		return
+	}
+	rn := r.local(id)
+	if rn == nil {
+		rn = &run{tracker: &eventTracker{}, done: make(chan struct{})}
+	}
+	containerID, exited, err := r.launch(t)
+	if err != nil {
+		if r.lifetime.Err() != nil {
+			return // shutting down: the next server takes the task up
+		}
+		r.logf("task %s: %v", id, err)
+		r.fail(id, err)
+		return
+	}
+	r.follow(t, containerID, rn, exited)
+}
+
+// exitWait is a registered wait for a container's exit.
+type exitWait struct {
+	result <-chan container.WaitResponse
+	err    <-chan error
+}
+
+// launch prepares the task's state directory and creates and starts its
+// container, returning the container id and a wait for its exit that was
+// registered before the start: a wait registered after it misses an exit
+// that comes first.
+func (r *Runner) launch(t *store.Task) (string, exitWait, error) {
+	ctx := r.lifetime
+	if err := r.cfg.Image.Check(ctx, r.engine); err != nil {
+		return "", exitWait{}, engineError("check the Codex image", err)
+	}
+	stateDir, err := r.prepareStateDir(t)
+	if err != nil {
+		return "", exitWait{}, err
+	}
+	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version}
+	cfg, host := p.containerConfig()
+	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, t.ContainerName)
+	if cerrdefs.IsConflict(err) {
+		// A container of this name is left from an attempt that died before
+		// it was recorded; it never ran for this claim, so replace it.
+		if rmErr := r.remove(ctx, t.ContainerName); rmErr != nil {
+			return "", exitWait{}, rmErr
+		}
+		created, err = r.engine.ContainerCreate(ctx, cfg, host, nil, nil, t.ContainerName)
+	}
+	if err != nil {
+		return "", exitWait{}, engineError("create container for task "+t.ID, err)
+	}
+	t, err = r.store.Update(t.ID, func(t *store.Task) error { t.ContainerID = created.ID; return nil })
+	if err != nil {
+		_ = r.remove(ctx, created.ID)
+		return "", exitWait{}, fmt.Errorf("record container of task: %w", err)
+	}
+	if t.CancelRequested {
+		_ = r.remove(ctx, created.ID)
+		return "", exitWait{}, errCancelledBeforeStart
+	}
+	var exited exitWait
+	exited.result, exited.err = r.engine.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
+	if err := r.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		_ = r.remove(ctx, created.ID)
+		return "", exitWait{}, engineError("start container for task "+t.ID, err)
+	}
+	// A cancel that came between the check above and the start found nothing
+	// running to stop; look once more now that something runs.
+	if now, err := r.store.Get(t.ID); err == nil && now.CancelRequested {
+		_ = r.stop(ctx, created.ID)
+	}
+	return created.ID, exited, nil
+}
+
+var errCancelledBeforeStart = errors.New("cancelled before it started")
+
+// prepareStateDir makes the task's private directory for CODEX_HOME and the
+// last-message file, owned by the container's user.
+func (r *Runner) prepareStateDir(t *store.Task) (string, error) {
+	dir := r.stateDir(t.ID)
+	uid, gid := splitUser(t.User)
+	for _, d := range []string{dir, filepath.Join(dir, "codex-home"), filepath.Join(dir, "out")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return "", fmt.Errorf("create state directory of task %s: %w", t.ID, err)
+		}
+		if os.Geteuid() == 0 {
+			if err := os.Chown(d, uid, gid); err != nil {
+				return "", fmt.Errorf("hand state directory of task %s to %s: %w", t.ID, t.User, err)
+			}
+		}
+	}
+	// A stale last message from an earlier attempt must not become this
+	// attempt's result.
+	if err := os.Remove(filepath.Join(dir, "out", "last-message.txt")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	return dir, nil
+}
+
+func splitUser(user string) (int, int) {
+	u, g, _ := strings.Cut(user, ":")
+	uid, _ := strconv.Atoi(u)
+	gid, _ := strconv.Atoi(g)
+	return uid, gid
+}
+
+// follow copies the container's logs, enforces the deadline, waits for the
+// exit and finishes the task.
+func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitWait) {
+	ctx := r.lifetime
+	type copied struct {
+		size int64
+		err  error
+	}
+	logDone := make(chan copied, 1)
+	go func() {
+		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker)
+		logDone <- copied{size, err}
+	}()
+	if !t.Deadline.IsZero() {
+		timer := time.AfterFunc(time.Until(t.Deadline), func() {
+			if err := r.stop(ctx, containerID); err != nil {
+				r.logf("task %s: stop at deadline: %v", t.ID, err)
+			}
+		})
+		defer timer.Stop()
+	}
+	var waitErr error
+	select {
+	case <-exited.result:
+	case waitErr = <-exited.err:
+	case <-ctx.Done():
+		return
+	}
+	if waitErr != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		r.logf("task %s: wait for container: %v", t.ID, waitErr)
+	}
+	// The log stream ends when the container stops; what it still holds is
+	// drained before the task is recorded as finished.
+	var logs copied
+	select {
+	case logs = <-logDone:
+	case <-ctx.Done():
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	r.finish(t.ID, containerID, rn, logs.size, logs.err)
+}
+
+// finish records the end of a task from its exited container, then removes
+// the container. Each step may run again after a crash without harm.
+func (r *Runner) finish(id, containerID string, rn *run, logBytes int64, logErr error) {
+	ctx := r.lifetime
+	info, err := r.engine.ContainerInspect(ctx, containerID)
+	if err != nil {
+		r.fail(id, engineError("inspect exited container", err))
+		return
+	}
+	code := info.State.ExitCode
+	oom := info.State.OOMKilled
+	result, resultErr := r.copyResult(id)
+	sum := rn.tracker.summary()
+	turnErr := rn.tracker.failure()
+	_, err = r.store.Update(id, func(t *store.Task) error {
+		now := time.Now().UTC()
+		t.FinishedAt = now
+		t.ExitCode = &code
+		t.Summary = &sum
+		t.LogBytes = logBytes
+		t.Result = clipN(result, maxResultInRecord)
+		switch {
+		case t.CancelRequested:
+			t.Status, t.Error = store.Cancelled, "cancelled by request"
+		case !t.Deadline.IsZero() && !now.Before(t.Deadline):
+			t.Status, t.Error = store.TimedOut, fmt.Sprintf("timed out after %s", time.Duration(t.TimeoutMs)*time.Millisecond)
+		case oom:
+			t.Status, t.Error = store.Failed, fmt.Sprintf("killed: out of memory (limit %s) — raise the memory limit in the configuration, or give Codex a smaller task", humanBytes(r.cfg.Limits.MemoryBytes))
+		case code == 0:
+			t.Status = store.Completed
+		case code == 137:
+			t.Status, t.Error = store.Failed, "killed (exit 137) by something other than codex-connector: probably out of memory, or a `docker kill`"
+		case turnErr != "":
+			t.Status, t.Error = store.Failed, fmt.Sprintf("codex exited with code %d: %s", code, turnErr)
+		default:
+			t.Status, t.Error = store.Failed, fmt.Sprintf("codex exited with code %d; see the log", code)
+		}
+		if logErr != nil {
+			t.Error = joinReason(t.Error, fmt.Sprintf("the log is incomplete: %v", logErr))
+		}
+		if resultErr != nil {
+			t.Error = joinReason(t.Error, fmt.Sprintf("the result could not be saved: %v", resultErr))
+		}
+		return nil
+	})
+	if err != nil {
+		// Keep the container: the next reconcile finishes the task from it.
+		r.logf("task %s: record the end: %v", id, err)
+		return
+	}
+	if err := r.remove(ctx, containerID); err != nil {
+		r.logf("task %s: %v", id, err)
+	}
+	r.ended(id)
+}
+
+// copyResult copies Codex's last message from the task's state directory to
+// the result file, atomically: a reader never sees half a result.
+func (r *Runner) copyResult(id string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(r.stateDir(id), "out", "last-message.txt"))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil // Codex ended before it had a last message
+	}
+	if err != nil {
+		return "", fmt.Errorf("read last message: %w", err)
+	}
+	return string(data), writeFileAtomic(r.ResultPath(id), data)
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if closeErr := tmp.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// fail records that a task could not run to its end, with the reason.
+func (r *Runner) fail(id string, cause error) {
+	_, err := r.store.Update(id, func(t *store.Task) error {
+		if t.Status.Final() {
+			return nil
+		}
+		t.FinishedAt = time.Now().UTC()
+		if t.CancelRequested || errors.Is(cause, errCancelledBeforeStart) {
+			t.Status, t.Error = store.Cancelled, "cancelled before it started"
+			return nil
+		}
+		t.Status, t.Error = store.Failed, cause.Error()
+		return nil
+	})
+	if err != nil {
+		r.logf("task %s: record failure %q: %v", id, cause, err)
+	}
+	r.ended(id)
+}
+
+// stop asks the container to stop: SIGTERM, then SIGKILL after the grace.
+// A container that is gone or already stopped is not an error.
+func (r *Runner) stop(ctx context.Context, nameOrID string) error {
+	secs := int(math.Ceil(r.cfg.StopGrace.Seconds()))
+	err := r.engine.ContainerStop(ctx, nameOrID, container.StopOptions{Timeout: &secs})
+	if err == nil || cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	return engineError("stop container "+nameOrID, err)
+}
+
+// remove removes the container; one that is already gone is success.
+func (r *Runner) remove(ctx context.Context, nameOrID string) error {
+	err := r.engine.ContainerRemove(ctx, nameOrID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err == nil || cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	return engineError("remove container "+nameOrID, err)
+}
+
+func joinReason(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

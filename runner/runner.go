@@ -1,0 +1,294 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/store"
+)
+
+// Config is what the runner needs to know; cmd builds it from flags, the
+// environment and the config file.
+type Config struct {
+	// Home holds logs/ and runs/ (per-task state), beside tasks.db.
+	Home  string
+	Image images.Codex
+	// MaxRunning caps the tasks this process runs at once; more wait queued.
+	MaxRunning int
+	// StopGrace is how long Codex gets between SIGTERM and SIGKILL.
+	StopGrace time.Duration
+	Limits    Limits
+	// Env is extra environment for Codex (NAME=value), e.g. OPENAI_API_KEY.
+	Env []string
+	// CodexArgs are extra `codex exec` arguments, e.g. -c overrides.
+	CodexArgs []string
+	// Version of codex-connector, written on every container's labels.
+	Version string
+}
+
+// Spec is a request to run a task.
+type Spec struct {
+	Prompt           string
+	WorkingDirectory string
+	Sandbox          string
+	Model            string
+	// Timeout ends the task as timed_out once it has run this long; 0 is none.
+	Timeout time.Duration
+}
+
+// Runner runs tasks. Its goroutines live as long as the lifetime context it
+// was made with — the server's, never an MCP request's — and when that ends
+// the containers keep running, to be picked up by the next server.
+type Runner struct {
+	cfg      Config
+	engine   engine
+	store    *store.Store
+	logf     func(format string, args ...any)
+	lifetime context.Context
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	queue   []string
+	running int
+	runs    map[string]*run
+}
+
+// run is what this process knows of a task it executes or follows.
+type run struct {
+	tracker *eventTracker
+	done    chan struct{}
+}
+
+// New makes a runner whose tasks live within lifetime. logf receives
+// diagnostics; it must not write to stdout (stdout is the MCP protocol).
+func New(lifetime context.Context, cfg Config, eng engine, st *store.Store, logf func(string, ...any)) (*Runner, error) {
+	if cfg.MaxRunning < 1 {
+		cfg.MaxRunning = 1
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 10 * time.Second
+	}
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits
+	}
+	for _, dir := range []string{cfg.Home, filepath.Join(cfg.Home, "logs"), filepath.Join(cfg.Home, "runs")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	}
+	return &Runner{cfg: cfg, engine: eng, store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}}, nil
+}
+
+// Drain blocks until every goroutine of the runner has returned, after the
+// lifetime context ended. Containers are left running.
+func (r *Runner) Drain() { r.wg.Wait() }
+
+// LogPath is where the task's container output is copied.
+func (r *Runner) LogPath(id string) string { return filepath.Join(r.cfg.Home, "logs", id+".log") }
+
+// ResultPath is where Codex's last message is copied when the task ends.
+func (r *Runner) ResultPath(id string) string {
+	return filepath.Join(r.cfg.Home, "logs", id+".result")
+}
+
+func (r *Runner) stateDir(id string) string { return filepath.Join(r.cfg.Home, "runs", id) }
+
+// Start checks the request, records the task as queued and runs it as soon
+// as a slot is free. Problems the caller can fix wrap ErrInvalidTask.
+func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
+	if strings.TrimSpace(spec.Prompt) == "" {
+		return nil, invalid("task is empty: say what Codex should do")
+	}
+	if spec.Sandbox == "" {
+		spec.Sandbox = DefaultSandbox
+	}
+	if !validSandbox(spec.Sandbox) {
+		return nil, invalid("sandbox %q is not a level: use one of %s", spec.Sandbox, strings.Join(SandboxLevels, ", "))
+	}
+	if spec.Timeout < 0 {
+		return nil, invalid("timeout must not be negative (0 means none)")
+	}
+	workdir, root, err := resolveWorkdir(spec.WorkingDirectory)
+	if err != nil {
+		return nil, err
+	}
+	user, err := containerUser(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.cfg.Image.Check(ctx, r.engine); err != nil {
+		return nil, engineError("check the Codex image", err)
+	}
+	now := time.Now().UTC()
+	id := store.NewID(now)
+	t := &store.Task{
+		ID: id, Prompt: spec.Prompt, WorkingDirectory: workdir, RepoRoot: root,
+		Sandbox: spec.Sandbox, Model: spec.Model, Image: r.cfg.Image.Ref,
+		TimeoutMs: spec.Timeout.Milliseconds(), Status: store.Queued, CreatedAt: now,
+		ContainerName: containerName(id), User: user,
+	}
+	if err := r.store.Create(t); err != nil {
+		return nil, err
+	}
+	r.enqueue(id)
+	return t, nil
+}
+
+func (r *Runner) enqueue(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.runs[id]; !ok {
+		r.runs[id] = &run{tracker: &eventTracker{}, done: make(chan struct{})}
+	}
+	r.queue = append(r.queue, id)
+	r.dispatchLocked()
+}
+
+// dispatchLocked starts queued tasks, oldest first, while slots are free.
+func (r *Runner) dispatchLocked() {
+	for r.running < r.cfg.MaxRunning && len(r.queue) > 0 && r.lifetime.Err() == nil {
+		id := r.queue[0]
+		r.queue = r.queue[1:]
+		r.running++
+		r.wg.Add(1)
+		go func() {
+			defer r.release()
+			r.execute(id)
+		}()
+	}
+}
+
+func (r *Runner) release() {
+	r.mu.Lock()
+	r.running--
+	r.dispatchLocked()
+	r.mu.Unlock()
+	r.wg.Done()
+}
+
+func (r *Runner) dequeue(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, q := range r.queue {
+		if q == id {
+			r.queue = append(r.queue[:i], r.queue[i+1:]...)
+			return
+		}
+	}
+}
+
+// ended tells waiters in this process that the task reached a final status.
+func (r *Runner) ended(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rn, ok := r.runs[id]; ok {
+		close(rn.done)
+		delete(r.runs, id)
+	}
+}
+
+func (r *Runner) local(id string) *run {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runs[id]
+}
+
+// Get returns the task's record; an unknown id wraps store.ErrNotFound.
+func (r *Runner) Get(id string) (*store.Task, error) {
+	if !store.ValidID(id) {
+		return nil, fmt.Errorf("task %q: %w — task ids look like 20261125-061025-3f9a1c; list tasks to find one", id, store.ErrNotFound)
+	}
+	t, err := r.store.Get(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w — list tasks to see the ids there are", err)
+	}
+	return t, err
+}
+
+// List returns tasks newest first, and the ids of records that could not be
+// read.
+func (r *Runner) List(f store.Filter) ([]*store.Task, []string, error) { return r.store.List(f) }
+
+// Progress says what Codex is doing in a task this process runs; ok is false
+// for tasks it does not follow.
+func (r *Runner) Progress(id string) (Progress, bool) {
+	if rn := r.local(id); rn != nil {
+		return rn.tracker.progress(), true
+	}
+	return Progress{}, false
+}
+
+// Tail returns up to n of the last lines of the task's log, rendered for a
+// reader, and whether earlier lines were left out.
+func (r *Runner) Tail(id string, n int) ([]string, bool, error) {
+	return tailLog(r.LogPath(id), n)
+}
+
+// Wait blocks until the task reaches a final status or ctx ends, and returns
+// the task as it is then.
+func (r *Runner) Wait(ctx context.Context, id string) (*store.Task, error) {
+	for {
+		t, err := r.Get(id)
+		if err != nil || t.Status.Final() {
+			return t, err
+		}
+		var done <-chan struct{}
+		if rn := r.local(id); rn != nil {
+			done = rn.done
+		}
+		select {
+		case <-done:
+		case <-time.After(500 * time.Millisecond):
+			// Tasks run by another process are only seen in the store.
+		case <-ctx.Done():
+			return t, ctx.Err()
+		}
+	}
+}
+
+// Cancel stops a queued or running task and returns its final record.
+// Cancelling a finished task changes nothing and is not an error.
+func (r *Runner) Cancel(ctx context.Context, id string) (*store.Task, error) {
+	t, err := r.Get(id)
+	if err != nil || t.Status.Final() {
+		return t, err
+	}
+	t, err = r.store.Update(id, func(t *store.Task) error {
+		if t.Status.Final() {
+			return nil
+		}
+		t.CancelRequested = true
+		if t.Status == store.Queued {
+			t.Status = store.Cancelled
+			t.FinishedAt = time.Now().UTC()
+			t.Error = "cancelled before it started"
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cancel task %s: %w", id, err)
+	}
+	if t.Status == store.Cancelled {
+		r.dequeue(id)
+		r.ended(id)
+		return t, nil
+	}
+	if t.Status.Final() {
+		return t, nil
+	}
+	// Running: stop the container. If it is not created yet, the executing
+	// goroutine sees CancelRequested before it starts one.
+	if err := r.stop(ctx, t.ContainerName); err != nil {
+		return t, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.StopGrace+30*time.Second)
+	defer cancel()
+	return r.Wait(wctx, id)
+}

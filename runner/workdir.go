@@ -1,0 +1,52 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	git "github.com/go-git/go-git/v5"
+)
+
+// ErrInvalidTask marks a request the caller can fix: a bad path, a non-repo,
+// an empty task, an unknown sandbox level.
+var ErrInvalidTask = errors.New("invalid task")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidTask, fmt.Sprintf(format, args...))
+}
+
+// resolveWorkdir checks that dir is an absolute, existing directory inside a
+// git work tree and returns it with symlinks resolved, and the root of the
+// repository it belongs to (a sub-directory runs with its repo mounted).
+func resolveWorkdir(dir string) (workdir, root string, err error) {
+	if dir == "" {
+		return "", "", invalid("workingDirectory is required: pass the absolute path of a git repository")
+	}
+	if !filepath.IsAbs(dir) {
+		return "", "", invalid("workingDirectory must be an absolute path, got %q — pass the full path, e.g. /home/you/project", dir)
+	}
+	resolved, err := filepath.EvalSymlinks(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", "", invalid("workingDirectory %s does not exist — check the path", dir)
+	}
+	if err != nil {
+		return "", "", invalid("workingDirectory %s cannot be read: %v", dir, err)
+	}
+	if fi, err := os.Stat(resolved); err != nil || !fi.IsDir() {
+		return "", "", invalid("workingDirectory %s is not a directory — pass the repository's directory", dir)
+	}
+	repo, err := git.PlainOpenWithOptions(resolved, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		return "", "", invalid("not a git repository: %s — run `git init` there, or pass the repository root (Codex needs a git repository)", dir)
+	}
+	if err != nil {
+		return "", "", invalid("open git repository at %s: %v", dir, err)
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		return "", "", invalid("%s is in a git repository without a work tree (bare?): %v — pass a checked-out repository", dir, err)
+	}
+	return resolved, wt.Filesystem.Root(), nil
+}
