@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
-	"github.com/codex-connector/codex-connector/store"
 )
 
 // Sandbox levels, as the MCP contract names them.

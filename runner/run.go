@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/codex-connector/codex-connector/store"
 )
 
 // maxResultInRecord bounds the result text kept in the record; the whole

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/store"
+	cerrdefs "github.com/containerd/errdefs"
 )
 
 func TestTaskWritesIntoRepoAsTheRepoOwner(t *testing.T) {
