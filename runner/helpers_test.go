@@ -10,12 +10,9 @@ import (
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
-	git "github.com/go-git/go-git/v5"
 )
 
-// testUID owns the test repositories: not root, so ownership checks mean
-// something.
-const testUID, testGID = 1000, 1000
+const testUID, testGID = imagestest.RepoUID, imagestest.RepoGID
 
 type harness struct {
 	*Runner
@@ -64,35 +61,7 @@ func removeTestContainers(t *testing.T, r *Runner) {
 	}
 }
 
-// newRepo makes a git repository owned by testUID and returns its path.
-func newRepo(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if _, err := git.PlainInit(dir, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "README"), []byte("hello\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	chownTree(t, dir, testUID, testGID)
-	return dir
-}
-
-func chownTree(t *testing.T, dir string, uid, gid int) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return
-	}
-	err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+func newRepo(t *testing.T) string { return imagestest.Repo(t) }
 
 // startAndWait starts a task and waits for its end.
 func (h *harness) startAndWait(t *testing.T, spec Spec) *store.Task {

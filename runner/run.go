@@ -57,7 +57,8 @@ func (r *Runner) execute(id string) {
 	containerID, exited, err := r.launch(t)
 	if err != nil {
 		if r.lifetime.Err() != nil {
-			return // shutting down: the next server takes the task up
+			r.unclaim(t)
+			return
 		}
 		r.logf("task %s: %v", id, err)
 		r.fail(id, err)
@@ -123,6 +124,31 @@ func (r *Runner) launch(t *store.Task) (string, exitWait, error) {
 }
 
 var errCancelledBeforeStart = errors.New("cancelled before it started")
+
+// unclaim hands a task whose launch was cut short by shutdown back to the
+// queue, so that the next server runs it, and removes a container the
+// launch may have created. It runs past the lifetime, briefly.
+func (r *Runner) unclaim(t *store.Task) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if info, err := r.engine.ContainerInspect(ctx, t.ContainerName); err == nil && info.State != nil && info.State.Running {
+		return // it started after all: the next server adopts it
+	}
+	if err := r.remove(ctx, t.ContainerName); err != nil {
+		r.logf("task %s: remove unstarted container: %v", t.ID, err)
+		return
+	}
+	_, err := r.store.Update(t.ID, func(t *store.Task) error {
+		if t.Status != store.Running {
+			return nil
+		}
+		t.Status, t.StartedAt, t.Deadline, t.ContainerID = store.Queued, time.Time{}, time.Time{}, ""
+		return nil
+	})
+	if err != nil {
+		r.logf("task %s: hand back to the queue: %v", t.ID, err)
+	}
+}
 
 // prepareStateDir makes the task's private directory for CODEX_HOME and the
 // last-message file, owned by the container's user.

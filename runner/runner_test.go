@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
 )
@@ -98,7 +99,7 @@ func TestSubdirectoryRunsWithItsRepoMounted(t *testing.T) {
 	if err := os.MkdirAll(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	chownTree(t, repo, testUID, testGID)
+	imagestest.Chown(t, repo)
 	task := h.startAndWait(t, Spec{Prompt: "write ../../top.txt from the subdir; write here.txt here", WorkingDirectory: sub, Sandbox: WorkspaceWrite})
 	if task.Status != store.Completed || task.RepoRoot != repo || task.WorkingDirectory != sub {
 		t.Fatalf("task %+v", task)

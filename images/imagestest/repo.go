@@ -1,0 +1,45 @@
+package imagestest
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	git "github.com/go-git/go-git/v5"
+)
+
+// RepoUID and RepoGID own the repositories Repo makes: not root, so that a
+// test of file ownership means something.
+const RepoUID, RepoGID = 1000, 1000
+
+// Repo makes a git repository with one file, owned by RepoUID:RepoGID when
+// the test runs as root, and returns its path.
+func Repo(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	if _, err := git.PlainInit(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "README"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	Chown(t, dir)
+	return dir
+}
+
+// Chown hands everything under dir to RepoUID:RepoGID (as root only).
+func Chown(t testing.TB, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, RepoUID, RepoGID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
