@@ -1,0 +1,169 @@
+package mcp
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/codex-connector/codex-connector/runner"
+	"github.com/codex-connector/codex-connector/store"
+	mcplib "github.com/mark3labs/mcp-go/mcp"
+)
+
+// maxTimeoutMs is a week: anything longer is almost surely a unit mistake.
+const maxTimeoutMs = 7 * 24 * 3600 * 1000
+
+func agentTool() mcplib.Tool {
+	return mcplib.NewTool("codex_agent",
+		mcplib.WithDescription(`Spawn a Codex agent to handle a coding task in a git repository. Codex runs in its own disposable container with the repository mounted at the same path.
+Without async it waits for the end and returns Codex's final message, the commands it ran and the files it changed, sending progress while it works. If this call is cancelled, only the waiting stops: the task keeps running (follow it with codex_status, stop it with codex_cancel).
+With async=true it returns a taskId at once.`),
+		mcplib.WithString("task", mcplib.Required(), mcplib.Description("The task or prompt to send to Codex")),
+		mcplib.WithString("workingDirectory", mcplib.Required(), mcplib.Description("Working directory (must be a git repo): an absolute path; a sub-directory runs with its whole repository mounted")),
+		mcplib.WithString("sandbox", mcplib.Enum(runner.SandboxLevels...), mcplib.DefaultString(runner.DefaultSandbox),
+			mcplib.Description("Permission level: read-only (the repo is mounted read-only; network only to the model API), workspace-write (Codex may change the repo but never .git/hooks or .git/config; network only to the model API and allowed hosts), or danger-full-access (default: read-write repo, full network)")),
+		mcplib.WithString("model", mcplib.Description("Model override, e.g. gpt-5-codex")),
+		mcplib.WithBoolean("async", mcplib.DefaultBool(false), mcplib.Description("If true, returns immediately with task ID")),
+		mcplib.WithNumber("timeoutMs", mcplib.Min(0), mcplib.DefaultNumber(0), mcplib.Description("Timeout in milliseconds (0 = no timeout); counted from when the task starts running")),
+		mcplib.WithOutputSchema[taskView](),
+		mcplib.WithTitleAnnotation("Run a Codex agent"),
+		mcplib.WithReadOnlyHintAnnotation(false),
+		mcplib.WithDestructiveHintAnnotation(true),
+		mcplib.WithIdempotentHintAnnotation(false),
+		mcplib.WithOpenWorldHintAnnotation(true),
+	)
+}
+
+func (h *handlers) agent(ctx context.Context, req mcplib.CallToolRequest) (*mcplib.CallToolResult, error) {
+	a := argsOf(req)
+	spec := runner.Spec{
+		Prompt:           a.str("task", true),
+		WorkingDirectory: a.str("workingDirectory", true),
+		Sandbox:          a.str("sandbox", false),
+		Model:            a.str("model", false),
+		Timeout:          time.Duration(a.integer("timeoutMs", 0, maxTimeoutMs)) * time.Millisecond,
+	}
+	async := a.boolean("async")
+	if a.err != nil {
+		return problem(a.err), nil
+	}
+	t, err := h.tasks.Start(ctx, spec)
+	if err != nil {
+		return problem(err), nil
+	}
+	if async {
+		return h.taskResult(h.view(t, "")), nil
+	}
+	final, err := h.waitWithProgress(ctx, t.ID, progressToken(req))
+	if err != nil && ctx.Err() == nil {
+		return problem(fmt.Errorf("task %s is running but could not be followed: %w — call codex_status with this taskId", t.ID, err)), nil
+	}
+	if final == nil {
+		final = t
+	}
+	v := h.view(final, h.resultText(final.ID))
+	if !final.Status.Final() {
+		v.Next = fmt.Sprintf("the wait stopped but the task keeps running: call codex_status with taskId %s, or codex_cancel to stop it", t.ID)
+	}
+	return h.taskResult(v), nil
+}
+
+func (h *handlers) taskResult(v taskView) *mcplib.CallToolResult {
+	v.Summary = v.text()
+	res := mcplib.NewToolResultStructured(v, v.Summary)
+	res.IsError = v.Status == "failed" || v.Status == "timed_out"
+	return res
+}
+
+// resultText reads Codex's whole final message from the result file, which
+// the record only holds the start of.
+func (h *handlers) resultText(id string) string {
+	data, err := os.ReadFile(h.tasks.ResultPath(id))
+	if err != nil {
+		return ""
+	}
+	return string(data)
+}
+
+func progressToken(req mcplib.CallToolRequest) mcplib.ProgressToken {
+	if req.Params.Meta == nil {
+		return nil
+	}
+	return req.Params.Meta.ProgressToken
+}
+
+// progressEvery paces progress: Claude Code shows each one and a fresh one
+// resets its idle watchdog, so at most one a second, and one at least every
+// progressHeartbeat even when nothing changed.
+const (
+	progressEvery     = time.Second
+	progressHeartbeat = 10 * time.Second
+)
+
+// waitWithProgress waits for the task's end and, when the caller asked for
+// progress, tells it in a short line what Codex is doing.
+func (h *handlers) waitWithProgress(ctx context.Context, id string, token mcplib.ProgressToken) (*store.Task, error) {
+	type waited struct {
+		t   *store.Task
+		err error
+	}
+	done := make(chan waited, 1)
+	go func() {
+		t, err := h.tasks.Wait(ctx, id)
+		done <- waited{t, err}
+	}()
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	start := time.Now()
+	var sent int
+	var last string
+	var lastAt time.Time
+	for {
+		select {
+		case w := <-done:
+			return w.t, w.err
+		case <-tick.C:
+			if token == nil {
+				continue
+			}
+			msg := h.progressLine(id, time.Since(start))
+			if msg == last && time.Since(lastAt) < progressHeartbeat {
+				continue
+			}
+			sent++
+			last, lastAt = msg, time.Now()
+			_ = h.server.SendNotificationToClient(ctx, "notifications/progress", map[string]any{
+				"progressToken": token, "progress": sent, "message": msg,
+			})
+		}
+	}
+}
+
+func (h *handlers) progressLine(id string, elapsed time.Duration) string {
+	p, ok := h.tasks.Progress(id)
+	line := p.Line
+	if !ok || line == "" {
+		line = "waiting"
+		if t, err := h.tasks.Get(id); err == nil {
+			line = string(t.Status)
+		}
+	}
+	var parts []string
+	if p.Commands > 0 {
+		parts = append(parts, plural(p.Commands, "command"))
+	}
+	if p.Files > 0 {
+		parts = append(parts, plural(p.Files, "file")+" changed")
+	}
+	parts = append(parts, elapsed.Round(time.Second).String())
+	return line + " (" + strings.Join(parts, ", ") + ")"
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

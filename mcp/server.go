@@ -1,0 +1,63 @@
+// Package mcp is codex-connector's MCP surface: the codex_* tools of the
+// brief, their schemas, texts and structured results, and the task log as
+// a resource. It turns every problem a caller can fix into a tool result
+// that says what to do; it knows nothing of Docker or bbolt.
+package mcp
+
+import (
+	"context"
+
+	"github.com/codex-connector/codex-connector/runner"
+	"github.com/codex-connector/codex-connector/store"
+	mcplib "github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+)
+
+// Tasks is what the MCP tools need of the runner.
+type Tasks interface {
+	Start(ctx context.Context, spec runner.Spec) (*store.Task, error)
+	Get(id string) (*store.Task, error)
+	Wait(ctx context.Context, id string) (*store.Task, error)
+	Cancel(ctx context.Context, id string) (*store.Task, error)
+	List(f store.Filter) ([]*store.Task, []string, error)
+	Progress(id string) (runner.Progress, bool)
+	Tail(id string, n int) ([]string, bool, error)
+	LogPath(id string) string
+	ResultPath(id string) string
+}
+
+const instructions = `codex-connector runs OpenAI Codex on a coding task, each task in its own disposable container with the git repository mounted.
+Start with codex_agent (task + absolute workingDirectory of a git repo). With async=true it returns a taskId at once: poll codex_status, list with codex_tasks, stop with codex_cancel.
+sandbox: read-only (Codex can read, not change, the repo), workspace-write (it may change the repo, never .git/hooks or .git/config), danger-full-access (default; full network).`
+
+// NewServer builds the MCP server with the four codex_* tools and the task
+// log and result resources.
+func NewServer(tasks Tasks, version string) *server.MCPServer {
+	s := server.NewMCPServer("codex-connector", version,
+		server.WithInstructions(instructions),
+		server.WithToolCapabilities(false),
+		server.WithResourceCapabilities(false, false),
+		server.WithRecovery(),
+	)
+	h := &handlers{tasks: tasks, server: s}
+	s.AddTool(agentTool(), h.agent)
+	s.AddTool(statusTool(), h.status)
+	s.AddTool(tasksTool(), h.list)
+	s.AddTool(cancelTool(), h.cancel)
+	h.addResources(s)
+	return s
+}
+
+type handlers struct {
+	tasks  Tasks
+	server *server.MCPServer
+}
+
+// problem is a tool result for a problem the caller can act on: the model
+// reads the message and fixes the call, where a JSON-RPC error would only
+// say that something broke.
+func problem(err error) *mcplib.CallToolResult {
+	return mcplib.NewToolResultError(err.Error())
+}
+
+func boolPtr(b bool) *bool { return &b }

@@ -1,0 +1,186 @@
+package mcp
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/codex-connector/codex-connector/store"
+)
+
+// Bounds that keep every result well below what Claude Code accepts from a
+// tool (it warns at about 10,000 tokens).
+const (
+	maxResultChars = 12000
+	maxPromptChars = 500
+	maxTailLines   = 500
+	maxListLimit   = 200
+)
+
+// taskView is the structured result of codex_agent, codex_status and
+// codex_cancel. Claude Code shows the model only the structured part of a
+// result that has one, so summary repeats, as text, everything that matters.
+type taskView struct {
+	Summary          string     `json:"summary" jsonschema:"the whole result as text a reader can act on"`
+	TaskID           string     `json:"taskId"`
+	Status           string     `json:"status" jsonschema:"queued, running, completed, failed, cancelled or timed_out"`
+	Task             string     `json:"task"`
+	WorkingDirectory string     `json:"workingDirectory"`
+	RepoRoot         string     `json:"repoRoot"`
+	Sandbox          string     `json:"sandbox"`
+	Model            string     `json:"model,omitempty"`
+	CreatedAt        string     `json:"createdAt"`
+	StartedAt        string     `json:"startedAt,omitempty"`
+	FinishedAt       string     `json:"finishedAt,omitempty"`
+	DurationMs       int64      `json:"durationMs,omitempty" jsonschema:"running time so far, or in all once finished"`
+	ExitCode         *int       `json:"exitCode,omitempty"`
+	Error            string     `json:"error,omitempty" jsonschema:"why the task failed, timed out or was cancelled"`
+	Result           string     `json:"result,omitempty" jsonschema:"Codex's final message"`
+	ResultTruncated  bool       `json:"resultTruncated,omitempty" jsonschema:"the final message was cut; the whole one is in resultFile"`
+	Now              string     `json:"now,omitempty" jsonschema:"what Codex is doing at the moment"`
+	Commands         []command  `json:"commands,omitempty"`
+	FilesChanged     []string   `json:"filesChanged,omitempty"`
+	Usage            *usageView `json:"usage,omitempty"`
+	LogTail          []string   `json:"logTail,omitempty" jsonschema:"the last lines of the log, rendered for a reader"`
+	LogTailCut       bool       `json:"logTailCut,omitempty" jsonschema:"earlier log lines were left out"`
+	LogFile          string     `json:"logFile"`
+	ResultFile       string     `json:"resultFile"`
+	Next             string     `json:"next,omitempty" jsonschema:"what to call next"`
+}
+
+type command struct {
+	Command  string `json:"command"`
+	ExitCode *int   `json:"exitCode,omitempty"`
+}
+
+type usageView struct {
+	InputTokens       int64 `json:"inputTokens"`
+	CachedInputTokens int64 `json:"cachedInputTokens"`
+	OutputTokens      int64 `json:"outputTokens"`
+	ReasoningTokens   int64 `json:"reasoningOutputTokens"`
+}
+
+func (h *handlers) view(t *store.Task, result string) taskView {
+	v := taskView{
+		TaskID: t.ID, Status: string(t.Status), Task: clip(t.Prompt, maxPromptChars),
+		WorkingDirectory: t.WorkingDirectory, RepoRoot: t.RepoRoot, Sandbox: t.Sandbox, Model: t.Model,
+		CreatedAt: stamp(t.CreatedAt), StartedAt: stamp(t.StartedAt), FinishedAt: stamp(t.FinishedAt),
+		ExitCode: t.ExitCode, Error: t.Error,
+		LogFile: h.tasks.LogPath(t.ID), ResultFile: h.tasks.ResultPath(t.ID),
+	}
+	if !t.StartedAt.IsZero() {
+		end := t.FinishedAt
+		if end.IsZero() {
+			end = time.Now()
+		}
+		v.DurationMs = end.Sub(t.StartedAt).Milliseconds()
+	}
+	if result == "" {
+		result = t.Result
+	}
+	v.Result = clip(result, maxResultChars)
+	v.ResultTruncated = len(v.Result) < len(result)
+	if s := t.Summary; s != nil {
+		for _, c := range s.Commands {
+			v.Commands = append(v.Commands, command{Command: c.Command, ExitCode: c.ExitCode})
+		}
+		v.FilesChanged = s.FilesChanged
+		if s.Usage != (store.Usage{}) {
+			v.Usage = &usageView{s.Usage.InputTokens, s.Usage.CachedInputTokens, s.Usage.OutputTokens, s.Usage.ReasoningOutputTokens}
+		}
+	}
+	if p, ok := h.tasks.Progress(t.ID); ok && !t.Status.Final() {
+		v.Now = p.Line
+	}
+	switch {
+	case t.Status == store.Queued:
+		v.Next = fmt.Sprintf("queued: it starts as soon as a slot is free; call codex_status with taskId %s to follow it, or codex_cancel to drop it", t.ID)
+	case t.Status == store.Running:
+		v.Next = fmt.Sprintf("call codex_status with taskId %s to see progress and the result; codex_cancel stops it", t.ID)
+	}
+	return v
+}
+
+// text renders the view for a reader; it is also the view's summary.
+func (v taskView) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Task %s: %s", v.TaskID, v.Status)
+	if v.DurationMs > 0 {
+		fmt.Fprintf(&b, " after %s", (time.Duration(v.DurationMs) * time.Millisecond).Round(100*time.Millisecond))
+	}
+	if v.ExitCode != nil && *v.ExitCode != 0 {
+		fmt.Fprintf(&b, " (exit code %d)", *v.ExitCode)
+	}
+	fmt.Fprintf(&b, "\nRepository: %s (sandbox %s)", v.WorkingDirectory, v.Sandbox)
+	if v.Model != "" {
+		fmt.Fprintf(&b, ", model %s", v.Model)
+	}
+	fmt.Fprintf(&b, "\nTask: %s\n", firstLine(v.Task))
+	if v.Error != "" {
+		fmt.Fprintf(&b, "Reason: %s\n", v.Error)
+	}
+	if v.Now != "" {
+		fmt.Fprintf(&b, "Now: %s\n", v.Now)
+	}
+	if len(v.Commands) > 0 {
+		fmt.Fprintf(&b, "Commands run (%d):\n", len(v.Commands))
+		for _, c := range v.Commands {
+			if c.ExitCode != nil {
+				fmt.Fprintf(&b, "  $ %s → exit %d\n", c.Command, *c.ExitCode)
+			} else {
+				fmt.Fprintf(&b, "  $ %s\n", c.Command)
+			}
+		}
+	}
+	if len(v.FilesChanged) > 0 {
+		fmt.Fprintf(&b, "Files changed: %s\n", strings.Join(v.FilesChanged, ", "))
+	}
+	if v.Usage != nil {
+		fmt.Fprintf(&b, "Tokens: %d in (%d cached), %d out\n", v.Usage.InputTokens, v.Usage.CachedInputTokens, v.Usage.OutputTokens)
+	}
+	if v.Result != "" {
+		fmt.Fprintf(&b, "\nResult:\n%s\n", v.Result)
+		if v.ResultTruncated {
+			fmt.Fprintf(&b, "[result cut; the whole message is in %s]\n", v.ResultFile)
+		}
+	}
+	if len(v.LogTail) > 0 {
+		fmt.Fprintf(&b, "\nLog (last %d lines", len(v.LogTail))
+		if v.LogTailCut {
+			b.WriteString("; earlier lines left out")
+		}
+		fmt.Fprintf(&b, "; full log: %s):\n", v.LogFile)
+		for _, l := range v.LogTail {
+			b.WriteString("  " + strings.ReplaceAll(l, "\n", "\n  ") + "\n")
+		}
+	}
+	if v.Next != "" {
+		fmt.Fprintf(&b, "\nNext: %s\n", v.Next)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " …"
+	}
+	return s
+}
