@@ -1,0 +1,165 @@
+// Command codex-connector is an MCP server that lets Claude Code hand coding
+// tasks to OpenAI's Codex CLI, each task in its own Docker container.
+//
+//	codex-connector          serve MCP over stdio (what ~/.mcp.json runs)
+//	codex-connector check    say whether Docker and the Codex image are ready
+//	codex-connector version  print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/mcp"
+	"github.com/codex-connector/codex-connector/runner"
+	"github.com/codex-connector/codex-connector/store"
+	"github.com/docker/docker/client"
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/oklog/run"
+)
+
+// version is set at build time (make build).
+var version = "dev"
+
+func main() {
+	if err := mainErr(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "codex-connector:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr(args []string) error {
+	cmd := ""
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	switch cmd {
+	case "", "serve":
+	case "version", "--version":
+		fmt.Println(version)
+		return nil
+	case "help", "-h", "--help":
+		usage(os.Stdout)
+		return nil
+	case "check":
+	default:
+		usage(os.Stderr)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	cfg, err := loadConfig(os.Getenv)
+	if err != nil {
+		return err
+	}
+	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("set up the Docker client: %w", err)
+	}
+	defer docker.Close()
+	if cmd == "check" {
+		return check(cfg, docker)
+	}
+	return serve(cfg, docker)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: codex-connector [serve | check | version]")
+	fmt.Fprintln(w, "\nWith no command it serves MCP over stdio: add it to ~/.mcp.json. Environment:")
+	for _, e := range envNames {
+		fmt.Fprintln(w, "  "+e)
+	}
+}
+
+// serve runs the MCP server over stdio until stdin closes or a signal comes.
+// Running tasks keep running in their containers.
+func serve(cfg config, docker *client.Client) error {
+	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", cfg.Home, err)
+	}
+	// stdout is the protocol: diagnostics go to stderr and to a file.
+	logFile, err := os.OpenFile(filepath.Join(cfg.Home, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open server log: %w", err)
+	}
+	defer logFile.Close()
+	logger := log.New(io.MultiWriter(os.Stderr, logFile), fmt.Sprintf("codex-connector[%d] ", os.Getpid()), log.LstdFlags|log.Lmicroseconds)
+
+	st, err := store.Open(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
+	if err != nil {
+		return err
+	}
+	lifetime, endLifetime := context.WithCancel(context.Background())
+	defer endLifetime()
+	r, err := runner.New(lifetime, runner.Config{
+		Home:       cfg.Home,
+		Image:      images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion},
+		MaxRunning: cfg.MaxRunning,
+		StopGrace:  cfg.StopGrace,
+		Env:        cfg.Env,
+		Version:    version,
+	}, docker, st, logger.Printf)
+	if err != nil {
+		return err
+	}
+	pingDocker(docker, logger)
+
+	stdio := server.NewStdioServer(mcp.NewServer(r, version))
+	stdio.SetErrorLogger(logger)
+	var g run.Group
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			err := stdio.Listen(ctx, os.Stdin, os.Stdout)
+			logger.Printf("stdin closed; stopping (running tasks keep running)")
+			return err
+		}, func(error) { cancel() })
+	}
+	{
+		g.Add(func() error { <-lifetime.Done(); return nil }, func(error) { endLifetime() })
+	}
+	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
+	err = g.Run()
+	endLifetime()
+	r.Drain()
+	logger.Printf("stopped")
+	var sig run.SignalError
+	if errors.As(err, &sig) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func pingDocker(docker *client.Client, logger *log.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := docker.Ping(ctx); err != nil {
+		logger.Printf("the Docker engine does not answer (%v): tasks will fail until it does", err)
+	}
+}
+
+// check tells a person whether tasks can run here, and what to do if not.
+func check(cfg config, docker *client.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ping, err := docker.Ping(ctx)
+	if err != nil {
+		return fmt.Errorf("the Docker engine does not answer: %w — start Docker, or set DOCKER_HOST", err)
+	}
+	fmt.Printf("docker: engine answers (API %s)\n", ping.APIVersion)
+	if err := (images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion}).Check(ctx, docker); err != nil {
+		return err
+	}
+	fmt.Printf("image: %s is there", cfg.Image)
+	if cfg.CodexVersion != "" {
+		fmt.Printf(" with Codex %s", cfg.CodexVersion)
+	}
+	fmt.Printf("\ndata: %s\nready: add {\"mcpServers\":{\"codex-connector\":{\"command\":\"codex-connector\"}}} to ~/.mcp.json\n", cfg.Home)
+	return nil
+}

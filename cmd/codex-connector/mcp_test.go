@@ -1,0 +1,512 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/images/imagestest"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// These tests build the real binary and drive it over stdio with the
+// official MCP Go SDK: an independent client, as Claude Code is.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "codex-connector-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "codex-connector")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+type mcpServer struct {
+	session  *sdk.ClientSession
+	home     string
+	mu       sync.Mutex
+	progress []*sdk.ProgressNotificationParams
+}
+
+// startServer runs codex-connector with a fresh data directory and the fake
+// Codex image; env adds or overrides variables.
+func startServer(t *testing.T, env ...string) *mcpServer {
+	t.Helper()
+	ref := imagestest.FakeCodex(t)
+	s := &mcpServer{home: t.TempDir()}
+	cmd := exec.Command(binary(t))
+	cmd.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+s.home, "CODEX_CONNECTOR_IMAGE="+ref, "CODEX_CONNECTOR_STOP_GRACE=1s")
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stderr = testWriter{t}
+	client := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, &sdk.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, req *sdk.ProgressNotificationClientRequest) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.progress = append(s.progress, req.Params)
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	session, err := client.Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	s.session = session
+	t.Cleanup(func() {
+		// Stop what the test left running, then the server.
+		res, err := session.CallTool(context.Background(), &sdk.CallToolParams{Name: "codex_tasks", Arguments: map[string]any{"status": "running", "limit": 200}})
+		if err == nil {
+			for _, task := range structured(t, res)["tasks"].([]any) {
+				s.call(t, "codex_cancel", map[string]any{"taskId": task.(map[string]any)["taskId"]})
+			}
+		}
+		session.Close()
+	})
+	return s
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("server: %s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// call calls a tool and returns its result; a JSON-RPC error fails the test,
+// because every problem a caller can fix must come back as a tool result.
+func (s *mcpServer) call(t *testing.T, tool string, args map[string]any) *sdk.CallToolResult {
+	t.Helper()
+	return s.callMeta(t, tool, args, nil)
+}
+
+func (s *mcpServer) callMeta(t *testing.T, tool string, args map[string]any, meta sdk.Meta) *sdk.CallToolResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := s.session.CallTool(ctx, &sdk.CallToolParams{Name: tool, Arguments: args, Meta: meta})
+	if err != nil {
+		t.Fatalf("%s(%v): protocol error %v", tool, args, err)
+	}
+	return res
+}
+
+func text(res *sdk.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(*sdk.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+func structured(t *testing.T, res *sdk.CallToolResult) map[string]any {
+	t.Helper()
+	data, err := json.Marshal(res.StructuredContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil || m == nil {
+		t.Fatalf("no structured content: %s (text: %s)", data, text(res))
+	}
+	return m
+}
+
+// waitFor polls codex_status until the task reaches a final status.
+func (s *mcpServer) waitFor(t *testing.T, id string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		res := s.call(t, "codex_status", map[string]any{"taskId": id})
+		st := structured(t, res)
+		switch st["status"] {
+		case "completed", "failed", "cancelled", "timed_out":
+			return st
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("task %s never finished", id)
+	return nil
+}
+
+func TestToolsMatchTheBrief(t *testing.T) {
+	s := startServer(t)
+	res, err := s.session.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools := map[string]*sdk.Tool{}
+	for _, tool := range res.Tools {
+		tools[tool.Name] = tool
+	}
+	type param struct {
+		typ      string
+		required bool
+		enum     []string // must contain these
+		def      any
+	}
+	want := map[string]map[string]param{
+		"codex_agent": {
+			"task":             {typ: "string", required: true},
+			"workingDirectory": {typ: "string", required: true},
+			"sandbox":          {typ: "string", enum: []string{"read-only", "workspace-write", "danger-full-access"}, def: "danger-full-access"},
+			"model":            {typ: "string"},
+			"async":            {typ: "boolean"},
+			"timeoutMs":        {typ: "number", def: 0.0},
+		},
+		"codex_status": {"taskId": {typ: "string", required: true}, "tailLines": {typ: "number", def: 50.0}},
+		"codex_tasks":  {"status": {typ: "string", enum: []string{"all", "running", "completed", "failed"}}, "limit": {typ: "number", def: 20.0}},
+		"codex_cancel": {"taskId": {typ: "string", required: true}},
+	}
+	annotations := map[string][3]bool{ // readOnly, destructive, idempotent
+		"codex_agent":  {false, true, false},
+		"codex_status": {true, false, true},
+		"codex_tasks":  {true, false, true},
+		"codex_cancel": {false, true, true},
+	}
+	for name, params := range want {
+		t.Run(name, func(t *testing.T) {
+			tool := tools[name]
+			if tool == nil {
+				t.Fatalf("tool %s missing", name)
+			}
+			var schema struct {
+				Properties map[string]struct {
+					Type    string `json:"type"`
+					Enum    []string
+					Default any `json:"default"`
+				} `json:"properties"`
+				Required []string `json:"required"`
+			}
+			data, _ := json.Marshal(tool.InputSchema)
+			if err := json.Unmarshal(data, &schema); err != nil {
+				t.Fatal(err)
+			}
+			for pname, p := range params {
+				got, ok := schema.Properties[pname]
+				if !ok {
+					t.Errorf("parameter %s missing", pname)
+					continue
+				}
+				if got.Type != p.typ {
+					t.Errorf("%s type %s, want %s", pname, got.Type, p.typ)
+				}
+				isReq := false
+				for _, r := range schema.Required {
+					isReq = isReq || r == pname
+				}
+				if isReq != p.required {
+					t.Errorf("%s required=%v, want %v", pname, isReq, p.required)
+				}
+				for _, e := range p.enum {
+					if !strings.Contains(strings.Join(got.Enum, ","), e) {
+						t.Errorf("%s enum %v lacks %s", pname, got.Enum, e)
+					}
+				}
+				if p.def != nil && got.Default != p.def {
+					t.Errorf("%s default %v, want %v", pname, got.Default, p.def)
+				}
+			}
+			a := tool.Annotations
+			want := annotations[name]
+			if a == nil || a.ReadOnlyHint != want[0] || a.DestructiveHint == nil || *a.DestructiveHint != want[1] || a.IdempotentHint != want[2] {
+				t.Errorf("annotations %+v, want readOnly=%v destructive=%v idempotent=%v", a, want[0], want[1], want[2])
+			}
+			if tool.OutputSchema == nil {
+				t.Error("no output schema")
+			}
+		})
+	}
+}
+
+func TestAsyncTaskFromStartToCompleted(t *testing.T) {
+	s := startServer(t)
+	repo := imagestest.Repo(t)
+	res := s.call(t, "codex_agent", map[string]any{"task": "write hello.txt hi there; cmd 0 go test ./...; say wrote hello.txt", "workingDirectory": repo, "sandbox": "workspace-write", "async": true})
+	if res.IsError {
+		t.Fatalf("start: %s", text(res))
+	}
+	started := structured(t, res)
+	id, _ := started["taskId"].(string)
+	if id == "" || !strings.Contains(started["summary"].(string), id) || started["next"] == nil {
+		t.Fatalf("async start result: %v", started)
+	}
+	final := s.waitFor(t, id)
+	if final["status"] != "completed" || final["result"] != "wrote hello.txt" {
+		t.Fatalf("final: %v", final)
+	}
+	if got, _ := os.ReadFile(filepath.Join(repo, "hello.txt")); string(got) != "hi there\n" {
+		t.Fatalf("hello.txt = %q", got)
+	}
+	summary := final["summary"].(string)
+	for _, want := range []string{"completed", "$ write hello.txt → exit 0", "$ go test ./... → exit 0", "Files changed: hello.txt", "wrote hello.txt"} {
+		if !strings.Contains(summary, want) {
+			t.Errorf("summary lacks %q:\n%s", want, summary)
+		}
+	}
+	t.Run("the log tail is rendered, not raw JSON", func(t *testing.T) {
+		tail := fmt.Sprint(final["logTail"])
+		if !strings.Contains(tail, "$ write hello.txt  → exit 0") || strings.Contains(tail, `"type"`) {
+			t.Fatalf("tail: %s", tail)
+		}
+		res := s.call(t, "codex_status", map[string]any{"taskId": id, "tailLines": 2})
+		if n := len(structured(t, res)["logTail"].([]any)); n != 2 {
+			t.Fatalf("tailLines 2 gave %d lines", n)
+		}
+	})
+	t.Run("the log and result are resources", func(t *testing.T) {
+		log, err := s.session.ReadResource(context.Background(), &sdk.ReadResourceParams{URI: "codex://tasks/" + id + "/log"})
+		if err != nil || !strings.Contains(log.Contents[0].Text, `"type":"thread.started"`) {
+			t.Fatalf("log resource: %v %v", log, err)
+		}
+		result, err := s.session.ReadResource(context.Background(), &sdk.ReadResourceParams{URI: "codex://tasks/" + id + "/result"})
+		if err != nil || result.Contents[0].Text != "wrote hello.txt" {
+			t.Fatalf("result resource: %v %v", result, err)
+		}
+	})
+}
+
+func TestSyncTaskReportsProgressAndReturnsTheResult(t *testing.T) {
+	s := startServer(t)
+	repo := imagestest.Repo(t)
+	res := s.callMeta(t, "codex_agent", map[string]any{"task": "cmd 0 npm test; sleep 2s; cmd 1 make lint; sleep 2s; say all checks ran", "workingDirectory": repo},
+		sdk.Meta{"progressToken": "tok-1"})
+	if res.IsError {
+		t.Fatalf("sync call: %s", text(res))
+	}
+	st := structured(t, res)
+	if st["status"] != "completed" || st["result"] != "all checks ran" {
+		t.Fatalf("result %v", st)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.progress) < 2 {
+		t.Fatalf("%d progress notifications, want at least 2", len(s.progress))
+	}
+	var msgs []string
+	for i, p := range s.progress {
+		if p.ProgressToken != "tok-1" {
+			t.Errorf("progress token %v", p.ProgressToken)
+		}
+		if i > 0 && p.Progress <= s.progress[i-1].Progress {
+			t.Errorf("progress did not increase: %v then %v", s.progress[i-1].Progress, p.Progress)
+		}
+		msgs = append(msgs, p.Message)
+	}
+	if all := strings.Join(msgs, "\n"); !strings.Contains(all, "npm test") || !strings.Contains(all, "command") {
+		t.Fatalf("progress messages do not say what Codex does:\n%s", all)
+	}
+}
+
+func TestFailedTaskIsAnErrorResultWithTheReason(t *testing.T) {
+	s := startServer(t)
+	res := s.call(t, "codex_agent", map[string]any{"task": "fail the model refused", "workingDirectory": imagestest.Repo(t)})
+	if !res.IsError || !strings.Contains(text(res), "the model refused") || structured(t, res)["status"] != "failed" {
+		t.Fatalf("result: isError=%v %s", res.IsError, text(res))
+	}
+}
+
+func TestListFiltersAndLimits(t *testing.T) {
+	s := startServer(t)
+	repo := imagestest.Repo(t)
+	ids := map[string]string{}
+	for _, step := range []struct{ name, task string }{{"ok1", "say one"}, {"bad", "exit 3"}, {"ok2", "say two"}} {
+		res := s.call(t, "codex_agent", map[string]any{"task": step.task, "workingDirectory": repo})
+		ids[step.name] = structured(t, res)["taskId"].(string)
+	}
+	res := s.call(t, "codex_agent", map[string]any{"task": "sleep 1h", "workingDirectory": repo, "async": true})
+	ids["slow"] = structured(t, res)["taskId"].(string)
+	s.call(t, "codex_cancel", map[string]any{"taskId": ids["slow"]})
+
+	list := func(args map[string]any) []string {
+		res := s.call(t, "codex_tasks", args)
+		if res.IsError {
+			t.Fatalf("codex_tasks(%v): %s", args, text(res))
+		}
+		var got []string
+		for _, task := range structured(t, res)["tasks"].([]any) {
+			got = append(got, task.(map[string]any)["taskId"].(string))
+		}
+		return got
+	}
+	for _, tc := range []struct {
+		name string
+		args map[string]any
+		want []string
+	}{
+		{"all, newest first", map[string]any{}, []string{ids["slow"], ids["ok2"], ids["bad"], ids["ok1"]}},
+		{"completed", map[string]any{"status": "completed"}, []string{ids["ok2"], ids["ok1"]}},
+		{"failed includes cancelled", map[string]any{"status": "failed"}, []string{ids["slow"], ids["bad"]}},
+		{"cancelled exactly", map[string]any{"status": "cancelled"}, []string{ids["slow"]}},
+		{"running is empty", map[string]any{"status": "running"}, nil},
+		{"limit keeps the newest", map[string]any{"limit": 2}, []string{ids["slow"], ids["ok2"]}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := list(tc.args); strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	t.Run("a cut list says so", func(t *testing.T) {
+		res := s.call(t, "codex_tasks", map[string]any{"limit": 1})
+		if structured(t, res)["truncated"] != true || !strings.Contains(text(res), "more tasks match") {
+			t.Fatalf("%s", text(res))
+		}
+	})
+}
+
+func TestCancelThroughMCP(t *testing.T) {
+	s := startServer(t)
+	res := s.call(t, "codex_agent", map[string]any{"task": "stderr working; sleep 1h", "workingDirectory": imagestest.Repo(t), "async": true})
+	id := structured(t, res)["taskId"].(string)
+	waitRunning(t, s, id)
+	res = s.call(t, "codex_cancel", map[string]any{"taskId": id})
+	if res.IsError || structured(t, res)["status"] != "cancelled" {
+		t.Fatalf("cancel: %s", text(res))
+	}
+	res = s.call(t, "codex_cancel", map[string]any{"taskId": id})
+	if res.IsError || !strings.Contains(text(res), "already finished") {
+		t.Fatalf("second cancel: isError=%v %s", res.IsError, text(res))
+	}
+}
+
+func waitRunning(t *testing.T, s *mcpServer, id string) {
+	t.Helper()
+	for i := 0; i < 600; i++ {
+		st := structured(t, s.call(t, "codex_status", map[string]any{"taskId": id, "tailLines": 0}))
+		if st["status"] == "running" && st["startedAt"] != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("task %s never ran", id)
+}
+
+func TestBadInputsAreToolErrorsThatSayWhatToDo(t *testing.T) {
+	s := startServer(t)
+	repo := imagestest.Repo(t)
+	plain := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		tool string
+		args map[string]any
+		want string
+	}{
+		{"unknown task id", "codex_status", map[string]any{"taskId": "20200101-000000-abcdef"}, "list tasks"},
+		{"malformed task id", "codex_cancel", map[string]any{"taskId": "../../etc"}, "task ids look like"},
+		{"not a git repo", "codex_agent", map[string]any{"task": "x", "workingDirectory": plain}, "git init"},
+		{"relative path", "codex_agent", map[string]any{"task": "x", "workingDirectory": "src"}, "absolute path"},
+		{"bad sandbox value", "codex_agent", map[string]any{"task": "x", "workingDirectory": repo, "sandbox": "root"}, "read-only, workspace-write, danger-full-access"},
+		{"negative timeout", "codex_agent", map[string]any{"task": "x", "workingDirectory": repo, "timeoutMs": -5}, "must not be negative"},
+		{"empty task", "codex_agent", map[string]any{"task": "", "workingDirectory": repo}, "task is empty"},
+		{"missing task", "codex_agent", map[string]any{"workingDirectory": repo}, "task is required"},
+		{"wrong type", "codex_agent", map[string]any{"task": "x", "workingDirectory": repo, "async": "yes"}, "async must be true or false"},
+		{"bad filter", "codex_tasks", map[string]any{"status": "done"}, "not a filter"},
+		{"zero limit", "codex_tasks", map[string]any{"limit": 0}, "at least 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := s.call(t, tc.tool, tc.args)
+			if !res.IsError || !strings.Contains(text(res), tc.want) {
+				t.Fatalf("isError=%v text=%q, want error with %q", res.IsError, text(res), tc.want)
+			}
+		})
+	}
+	t.Run("missing image", func(t *testing.T) {
+		s := startServer(t, "CODEX_CONNECTOR_IMAGE=codex-connector/absent:1")
+		res := s.call(t, "codex_agent", map[string]any{"task": "x", "workingDirectory": repo})
+		if !res.IsError || !strings.Contains(text(res), "make image") {
+			t.Fatalf("isError=%v %s", res.IsError, text(res))
+		}
+	})
+}
+
+func TestServerExitsWhenStdinClosesAndTasksKeepRunning(t *testing.T) {
+	ref := imagestest.FakeCodex(t)
+	engine := imagestest.Engine(t)
+	home := t.TempDir()
+	cmd := exec.Command(binary(t))
+	// The race detector sleeps a second at exit by default; that is not ours.
+	cmd.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+home, "CODEX_CONNECTOR_IMAGE="+ref, "GORACE=atexit_sleep_ms=0")
+	cmd.Stderr = testWriter{t}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	client := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil)
+	session, err := client.Connect(context.Background(), &sdk.IOTransport{Reader: stdout, Writer: stdin}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := session.CallTool(context.Background(), &sdk.CallToolParams{Name: "codex_agent",
+		Arguments: map[string]any{"task": "sleep 1h", "workingDirectory": imagestest.Repo(t), "async": true}})
+	if err != nil || res.IsError {
+		t.Fatalf("start: %v %v", err, res)
+	}
+	id := structured(t, res)["taskId"].(string)
+	name := "codex-connector-" + id
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
+	for i := 0; ; i++ {
+		res, err := session.CallTool(context.Background(), &sdk.CallToolParams{Name: "codex_status", Arguments: map[string]any{"taskId": id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := structured(t, res); st["status"] == "running" && strings.Contains(text(res), "Now:") {
+			break
+		}
+		if i > 600 {
+			t.Fatal("task never ran")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	stdin.Close()
+	exited := make(chan error, 1)
+	start := time.Now()
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("server exit: %v", err)
+		}
+		t.Logf("server exited %s after stdin closed", time.Since(start))
+	case <-time.After(2 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("server still running 2 s after stdin closed")
+	}
+	for i := 0; ; i++ {
+		info, err := engine.ContainerInspect(context.Background(), name)
+		if err == nil && info.State.Running {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("task container not running after the server exited: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
