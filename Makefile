@@ -1,0 +1,47 @@
+# codex-connector: the MCP server, its Codex image and its tests.
+CODEX_VERSION ?= 0.169.0
+IMAGE         ?= codex-connector/codex:$(CODEX_VERSION)
+# BASE is the image Dockerfile.codex builds on. Where no registry is
+# reachable, `make base` builds a local Debian one and BASE points at it.
+BASE          ?= node:22-bookworm-slim
+LOCAL_BASE    ?= codex-connector/debian:bookworm
+# CA_BUNDLE is an extra CA certificate (PEM) the image should trust, e.g. a
+# corporate proxy's. Empty for none.
+CA_BUNDLE     ?=
+PREFIX        ?= $(HOME)/.local
+GO            ?= go
+VERSION       ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS       := -X main.version=$(VERSION)
+
+.PHONY: build test image base install lint bench clean
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/codex-connector ./cmd/codex-connector
+
+# The tests need a Docker engine; they fail (not skip) without one.
+test:
+	$(GO) test -race -count=1 -p 2 -timeout 20m ./...
+
+image:
+	@mkdir -p .build/image
+	@if [ -n "$(CA_BUNDLE)" ]; then cp "$(CA_BUNDLE)" .build/image/extra-ca.crt; else : > .build/image/extra-ca.crt; fi
+	docker build -f Dockerfile.codex \
+		--build-arg BASE=$(BASE) --build-arg CODEX_VERSION=$(CODEX_VERSION) \
+		-t $(IMAGE) .build/image
+
+base:
+	images/debian-base.sh $(LOCAL_BASE)
+
+install: build
+	install -d $(PREFIX)/bin
+	install -m 0755 bin/codex-connector $(PREFIX)/bin/codex-connector
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./runner
+
+clean:
+	rm -rf bin .build
