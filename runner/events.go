@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/codex-connector/codex-connector/store"
 )
@@ -76,6 +77,36 @@ type eventTracker struct {
 	// usage of the thread so far: Codex reports it cumulatively per thread,
 	// so the latest report is the task's total, not a term to add up.
 	usage store.Usage
+	// lastProgress is when Codex last did something other than report an
+	// error; inFlight counts commands started and not yet completed, during
+	// which silence is normal (a long build prints no events).
+	lastProgress time.Time
+	inFlight     map[string]bool
+}
+
+// stalledFor says how long Codex has made no progress, at now; zero while a
+// command runs.
+func (t *eventTracker) stalledFor(now time.Time) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.inFlight) > 0 || t.lastProgress.IsZero() {
+		return 0
+	}
+	return now.Sub(t.lastProgress)
+}
+
+// startClock starts the stall clock, for a run that begins (or is adopted) now.
+func (t *eventTracker) startClock(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lastProgress = now
+}
+
+// lastWord is the most recent thing Codex said, to explain a stall.
+func (t *eventTracker) lastWord() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.now
 }
 
 func (t *eventTracker) feed(line []byte) {
@@ -86,6 +117,19 @@ func (t *eventTracker) feed(line []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.events++
+	if ev.Type != "error" {
+		t.lastProgress = time.Now()
+	}
+	if ev.Item != nil && ev.Item.Type == "command_execution" && ev.Item.ID != "" {
+		if t.inFlight == nil {
+			t.inFlight = map[string]bool{}
+		}
+		if ev.Type == "item.started" {
+			t.inFlight[ev.Item.ID] = true
+		} else if ev.Type == "item.completed" {
+			delete(t.inFlight, ev.Item.ID)
+		}
+	}
 	s := &t.sum
 	switch ev.Type {
 	case "thread.started":

@@ -75,6 +75,7 @@ type policy struct {
 	env      []string
 	args     []string // extra arguments for `codex exec`, before the prompt
 	version  string
+	authFile string // the user's Codex login, mounted read-only; "" for none
 }
 
 // containerUser picks the uid:gid the container runs as. Files Codex writes
@@ -118,6 +119,9 @@ func (p policy) mounts() []mount.Mount {
 	ms := []mount.Mount{
 		repo,
 		{Type: mount.TypeBind, Source: p.stateDir, Target: stateMount},
+	}
+	if p.authFile != "" {
+		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.authFile, Target: codexHome + "/auth.json", ReadOnly: true})
 	}
 	if t.Sandbox == WorkspaceWrite {
 		// Anything under .git that git on the host would execute later is

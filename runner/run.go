@@ -54,6 +54,9 @@ func (r *Runner) execute(id string) {
 	if rn == nil {
 		rn = &run{tracker: &eventTracker{}, done: make(chan struct{})}
 	}
+	if t.Sandbox != ReadOnly {
+		rn.before, rn.repoRoot = snapshotWorktree(t.RepoRoot), t.RepoRoot
+	}
 	containerID, exited, err := r.launch(t)
 	if err != nil {
 		if r.lifetime.Err() != nil {
@@ -86,7 +89,7 @@ func (r *Runner) launch(t *store.Task) (string, exitWait, error) {
 	if err != nil {
 		return "", exitWait{}, err
 	}
-	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version}
+	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, authFile: r.cfg.AuthFile}
 	cfg, host := p.containerConfig()
 	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, t.ContainerName)
 	if cerrdefs.IsConflict(err) {
@@ -193,6 +196,11 @@ func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitW
 		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker)
 		logDone <- copied{size, err}
 	}()
+	rn.tracker.startClock(time.Now())
+	if r.cfg.StallTimeout > 0 {
+		stopWatchdog := r.watchStall(ctx, t.ID, containerID, rn.tracker)
+		defer stopWatchdog()
+	}
 	if !t.Deadline.IsZero() {
 		timer := time.AfterFunc(time.Until(t.Deadline), func() {
 			if err := r.stop(ctx, containerID); err != nil {
@@ -242,6 +250,13 @@ func (r *Runner) finish(id, containerID string, rn *run, logBytes int64, logErr 
 	result, resultErr := r.copyResult(id)
 	sum := rn.tracker.summary()
 	turnErr := rn.tracker.failure()
+	if rn.before != nil {
+		for _, p := range changedPaths(rn.before, snapshotWorktree(rn.repoRoot)) {
+			if !contains(sum.FilesChanged, p) {
+				sum.FilesChanged = appendBounded(sum.FilesChanged, p, maxFiles)
+			}
+		}
+	}
 	_, err = r.store.Update(id, func(t *store.Task) error {
 		now := time.Now().UTC()
 		t.FinishedAt = now
@@ -252,6 +267,8 @@ func (r *Runner) finish(id, containerID string, rn *run, logBytes int64, logErr 
 		switch {
 		case t.CancelRequested:
 			t.Status, t.Error = store.Cancelled, "cancelled by request"
+		case t.StopReason != "":
+			t.Status, t.Error = store.Failed, t.StopReason
 		case !t.Deadline.IsZero() && !now.Before(t.Deadline):
 			t.Status, t.Error = store.TimedOut, fmt.Sprintf("timed out after %s", time.Duration(t.TimeoutMs)*time.Millisecond)
 		case oom:
@@ -282,6 +299,49 @@ func (r *Runner) finish(id, containerID string, rn *run, logBytes int64, logErr 
 		r.logf("task %s: %v", id, err)
 	}
 	r.ended(id)
+}
+
+// watchStall stops the container when Codex makes no progress for
+// StallTimeout, recording why first. It returns a function that ends the
+// watch.
+func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eventTracker) func() {
+	every := r.cfg.StallTimeout / 4
+	if every > 5*time.Second {
+		every = 5 * time.Second
+	}
+	tick := time.NewTicker(every)
+	quit := make(chan struct{})
+	go func() {
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				stalled := tr.stalledFor(now)
+				if stalled < r.cfg.StallTimeout {
+					continue
+				}
+				reason := fmt.Sprintf("stalled: Codex made no progress for %s (last: %s) — check that the model API is reachable from the container and the credentials work, or raise stallTimeout",
+					stalled.Round(time.Second), clip(tr.lastWord()))
+				if _, err := r.store.Update(id, func(t *store.Task) error {
+					if t.StopReason == "" {
+						t.StopReason = reason
+					}
+					return nil
+				}); err != nil {
+					r.logf("task %s: record stall: %v", id, err)
+				}
+				if err := r.stop(ctx, containerID); err != nil {
+					r.logf("task %s: stop stalled container: %v", id, err)
+				}
+				return
+			}
+		}
+	}()
+	return func() { close(quit) }
 }
 
 // copyResult copies Codex's last message from the task's state directory to

@@ -24,11 +24,21 @@ type Config struct {
 	MaxRunning int
 	// StopGrace is how long Codex gets between SIGTERM and SIGKILL.
 	StopGrace time.Duration
-	Limits    Limits
+	// StallTimeout ends a task as failed when Codex has made no progress for
+	// this long outside a running command (it retries an unreachable model
+	// API forever); 0 disables the watchdog.
+	StallTimeout time.Duration
+	Limits       Limits
 	// Env is extra environment for Codex (NAME=value), e.g. OPENAI_API_KEY.
 	Env []string
 	// CodexArgs are extra `codex exec` arguments, e.g. -c overrides.
 	CodexArgs []string
+	// AuthFile is the user's Codex login (auth.json), used when no API key
+	// is given. It is mounted read-only: a writable copy per container would
+	// let each task refresh the token and fork the login's refresh-token
+	// chain, logging the user out. The cost: when the access token expires,
+	// tasks fail until the user runs codex on the host once to refresh it.
+	AuthFile string
 	// Version of codex-connector, written on every container's labels.
 	Version string
 }
@@ -64,6 +74,10 @@ type Runner struct {
 type run struct {
 	tracker *eventTracker
 	done    chan struct{}
+	// before is the repository's git state when the run began, to tell
+	// which files it changed; nil when unknown or the repo is read-only.
+	before   worktreeState
+	repoRoot string
 }
 
 // New makes a runner whose tasks live within lifetime. logf receives

@@ -150,6 +150,41 @@ func TestTimeoutEndsTaskAsTimedOutAndKeepsLog(t *testing.T) {
 	}
 }
 
+func TestCodexLoginIsMountedReadOnly(t *testing.T) {
+	auth := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(auth, []byte(`{"tokens":"secret"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, func(c *Config) { c.AuthFile = auth; c.Env = []string{"EXTRA=yes"} })
+	task := h.startAndWait(t, Spec{Prompt: "read /codex-connector/codex-home/auth.json; write /codex-connector/codex-home/auth.json stolen; env EXTRA", WorkingDirectory: newRepo(t)})
+	log := readFile(t, h.LogPath(task.ID))
+	if !strings.Contains(log, `read /codex-connector/codex-home/auth.json: {"tokens":"secret"}`) || !strings.Contains(log, "EXTRA=yes") {
+		t.Fatalf("login or env not seen in the container:\n%s", log)
+	}
+	if task.Summary.Commands[0].ExitCode == nil || *task.Summary.Commands[0].ExitCode == 0 {
+		t.Fatal("the task could write the user's login")
+	}
+	if readFile(t, auth) != `{"tokens":"secret"}` {
+		t.Fatal("the login changed")
+	}
+}
+
+func TestStallWatchdog(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.StallTimeout = 2 * time.Second })
+	t.Run("a reconnect loop ends as failed with the reason", func(t *testing.T) {
+		task := h.startAndWait(t, Spec{Prompt: "cmd 0 ls; reconnect 0 300ms", WorkingDirectory: newRepo(t)})
+		if task.Status != store.Failed || !strings.Contains(task.Error, "stalled") || !strings.Contains(task.Error, "Reconnecting... waiting for network") {
+			t.Fatalf("status %s error %q", task.Status, task.Error)
+		}
+	})
+	t.Run("a long silent command is not a stall", func(t *testing.T) {
+		task := h.startAndWait(t, Spec{Prompt: "longcmd 5s; say built", WorkingDirectory: newRepo(t)})
+		if task.Status != store.Completed || task.Result != "built" {
+			t.Fatalf("status %s error %q", task.Status, task.Error)
+		}
+	})
+}
+
 func TestCancel(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.MaxRunning = 1 })
 	repo := newRepo(t)

@@ -83,6 +83,9 @@ type Task struct {
 	// CancelRequested is set before the container is stopped, so that
 	// whichever process sees the exit records it as cancelled.
 	CancelRequested bool `json:"cancelRequested,omitempty"`
+	// StopReason is set before the runner stops a task on its own (a stall),
+	// so that whichever process sees the exit records why.
+	StopReason string `json:"stopReason,omitempty"`
 	// LogBytes is how much of the container's output is safely in the log
 	// file: the checkpoint a follower resumes from.
 	LogBytes int64 `json:"logBytes,omitempty"`

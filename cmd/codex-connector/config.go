@@ -1,81 +1,250 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/runner"
 )
 
-// config is everything the process is told from outside, in one place.
+// config is everything the process is told from outside, in one place: the
+// file <home>/config.json, then the environment, which wins.
 type config struct {
 	Home         string
 	Image        string
 	CodexVersion string
 	MaxRunning   int
 	StopGrace    time.Duration
+	StallTimeout time.Duration
 	LockTimeout  time.Duration
-	// Env is passed into every task's container.
+	Limits       runner.Limits
+	// CodexArgs are -c overrides for `codex exec`, from codexConfig.
+	CodexArgs []string
+	// Env is passed into every task's container (NAME=value).
 	Env []string
+	// AuthFile is the user's Codex login, mounted read-only when no API key
+	// is given.
+	AuthFile string
+}
+
+// fileConfig is the shape of config.json.
+type fileConfig struct {
+	Image        string `json:"image"`
+	CodexVersion string `json:"codexVersion"`
+	MaxRunning   int    `json:"maxRunning"`
+	StopGrace    string `json:"stopGrace"`
+	StallTimeout string `json:"stallTimeout"`
+	// CodexConfig becomes `-c key=value` arguments of codex exec: strings
+	// are quoted as TOML strings, numbers and booleans kept as they are.
+	CodexConfig map[string]any `json:"codexConfig"`
+	// Env sets variables in the container; PassEnv copies them from the
+	// server's environment.
+	Env     map[string]string `json:"env"`
+	PassEnv []string          `json:"passEnv"`
+	Limits  struct {
+		MemoryMB int     `json:"memoryMB"`
+		CPUs     float64 `json:"cpus"`
+		Pids     int64   `json:"pids"`
+		TmpMB    int     `json:"tmpMB"`
+	} `json:"limits"`
 }
 
 // envNames documents every variable codex-connector reads.
 var envNames = []string{
-	"CODEX_CONNECTOR_HOME        data directory (default ~/.codex-connector)",
-	"CODEX_CONNECTOR_IMAGE       Codex image (default " + images.DefaultRef + ")",
+	"CODEX_CONNECTOR_HOME           data directory and config.json (default ~/.codex-connector)",
+	"CODEX_CONNECTOR_IMAGE          Codex image (default " + images.DefaultRef + ")",
 	"CODEX_CONNECTOR_CODEX_VERSION  Codex version the image must carry (default " + images.DefaultCodexVersion + "; \"any\" skips the check)",
-	"CODEX_CONNECTOR_MAX_RUNNING tasks run at once; more wait queued (default 4)",
-	"CODEX_CONNECTOR_STOP_GRACE  time Codex gets between SIGTERM and SIGKILL (default 10s)",
-	"OPENAI_API_KEY              passed to Codex in the container when set",
+	"CODEX_CONNECTOR_MAX_RUNNING    tasks run at once; more wait queued (default 4)",
+	"CODEX_CONNECTOR_STOP_GRACE     time Codex gets between SIGTERM and SIGKILL (default 10s)",
+	"CODEX_CONNECTOR_STALL_TIMEOUT  end a task that makes no progress this long (default 10m; 0 = never)",
+	"OPENAI_API_KEY                 passed to Codex in the container when set",
+	"CODEX_HOME                     where your Codex login is (default ~/.codex), used when OPENAI_API_KEY is not set",
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		Home:         getenv("CODEX_CONNECTOR_HOME"),
-		Image:        getenv("CODEX_CONNECTOR_IMAGE"),
-		CodexVersion: getenv("CODEX_CONNECTOR_CODEX_VERSION"),
+		Image:        images.DefaultRef,
+		CodexVersion: images.DefaultCodexVersion,
 		MaxRunning:   4,
 		StopGrace:    10 * time.Second,
+		StallTimeout: 10 * time.Minute,
 		LockTimeout:  5 * time.Second,
+		Limits:       runner.DefaultLimits,
 	}
+	home, _ := os.UserHomeDir()
+	c.Home = getenv("CODEX_CONNECTOR_HOME")
 	if c.Home == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return c, fmt.Errorf("find the home directory: %w — set CODEX_CONNECTOR_HOME", err)
+		if home == "" {
+			return c, errors.New("cannot find the home directory: set CODEX_CONNECTOR_HOME")
 		}
 		c.Home = filepath.Join(home, ".codex-connector")
 	}
 	if !filepath.IsAbs(c.Home) {
 		return c, fmt.Errorf("CODEX_CONNECTOR_HOME must be an absolute path, got %q", c.Home)
 	}
-	if c.Image == "" {
-		c.Image = images.DefaultRef
+	if err := c.applyFile(filepath.Join(c.Home, "config.json"), getenv); err != nil {
+		return c, err
 	}
-	switch c.CodexVersion {
-	case "":
-		c.CodexVersion = images.DefaultCodexVersion
-	case "any":
+	if err := c.applyEnv(getenv); err != nil {
+		return c, err
+	}
+	if c.CodexVersion == "any" {
 		c.CodexVersion = ""
+	}
+	if key := getenv("OPENAI_API_KEY"); key != "" {
+		c.Env = append(c.Env, "OPENAI_API_KEY="+key)
+	} else {
+		codexHome := getenv("CODEX_HOME")
+		if codexHome == "" && home != "" {
+			codexHome = filepath.Join(home, ".codex")
+		}
+		if auth := filepath.Join(codexHome, "auth.json"); codexHome != "" && fileExists(auth) {
+			c.AuthFile = auth
+		}
+	}
+	return c, nil
+}
+
+func (c *config) applyFile(path string, getenv func(string) string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	var f fileConfig
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return fmt.Errorf("%s: %w — see the Configuration section of the README", path, err)
+	}
+	bad := func(field string, err error) error { return fmt.Errorf("%s: %s: %w", path, field, err) }
+	if f.Image != "" {
+		c.Image = f.Image
+	}
+	if f.CodexVersion != "" {
+		c.CodexVersion = f.CodexVersion
+	}
+	if f.MaxRunning < 0 {
+		return bad("maxRunning", errors.New("must be at least 1"))
+	} else if f.MaxRunning > 0 {
+		c.MaxRunning = f.MaxRunning
+	}
+	if err := setDuration(&c.StopGrace, f.StopGrace, false); err != nil {
+		return bad("stopGrace", err)
+	}
+	if err := setDuration(&c.StallTimeout, f.StallTimeout, true); err != nil {
+		return bad("stallTimeout", err)
+	}
+	keys := make([]string, 0, len(f.CodexConfig))
+	for k := range f.CodexConfig {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, err := tomlValue(f.CodexConfig[k])
+		if err != nil {
+			return bad("codexConfig."+k, err)
+		}
+		c.CodexArgs = append(c.CodexArgs, "-c", k+"="+v)
+	}
+	names := make([]string, 0, len(f.Env))
+	for k := range f.Env {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		c.Env = append(c.Env, k+"="+f.Env[k])
+	}
+	for _, k := range f.PassEnv {
+		if v := getenv(k); v != "" {
+			c.Env = append(c.Env, k+"="+v)
+		}
+	}
+	if f.Limits.MemoryMB > 0 {
+		c.Limits.MemoryBytes = int64(f.Limits.MemoryMB) << 20
+	}
+	if f.Limits.CPUs > 0 {
+		c.Limits.NanoCPUs = int64(f.Limits.CPUs * 1e9)
+	}
+	if f.Limits.Pids > 0 {
+		c.Limits.Pids = f.Limits.Pids
+	}
+	if f.Limits.TmpMB > 0 {
+		c.Limits.TmpBytes = int64(f.Limits.TmpMB) << 20
+	}
+	return nil
+}
+
+func (c *config) applyEnv(getenv func(string) string) error {
+	if v := getenv("CODEX_CONNECTOR_IMAGE"); v != "" {
+		c.Image = v
+	}
+	if v := getenv("CODEX_CONNECTOR_CODEX_VERSION"); v != "" {
+		c.CodexVersion = v
 	}
 	if v := getenv("CODEX_CONNECTOR_MAX_RUNNING"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return c, fmt.Errorf("CODEX_CONNECTOR_MAX_RUNNING must be a whole number of at least 1, got %q", v)
+			return fmt.Errorf("CODEX_CONNECTOR_MAX_RUNNING must be a whole number of at least 1, got %q", v)
 		}
 		c.MaxRunning = n
 	}
-	if v := getenv("CODEX_CONNECTOR_STOP_GRACE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return c, fmt.Errorf("CODEX_CONNECTOR_STOP_GRACE must be a positive duration such as 10s, got %q", v)
+	if err := setDuration(&c.StopGrace, getenv("CODEX_CONNECTOR_STOP_GRACE"), false); err != nil {
+		return fmt.Errorf("CODEX_CONNECTOR_STOP_GRACE: %w", err)
+	}
+	if err := setDuration(&c.StallTimeout, getenv("CODEX_CONNECTOR_STALL_TIMEOUT"), true); err != nil {
+		return fmt.Errorf("CODEX_CONNECTOR_STALL_TIMEOUT: %w", err)
+	}
+	return nil
+}
+
+func setDuration(dst *time.Duration, v string, zeroOK bool) error {
+	if v == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || (d == 0 && !zeroOK) {
+		return fmt.Errorf("want a positive duration such as 10s or 5m, got %q", v)
+	}
+	*dst = d
+	return nil
+}
+
+// tomlValue renders a JSON value as the TOML value Codex's -c expects.
+func tomlValue(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		b, _ := json.Marshal(x) // a JSON string is a valid TOML basic string
+		return string(b), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			s, err := tomlValue(e)
+			if err != nil {
+				return "", err
+			}
+			parts[i] = s
 		}
-		c.StopGrace = d
+		return "[" + strings.Join(parts, ", ") + "]", nil
 	}
-	if key := getenv("OPENAI_API_KEY"); key != "" {
-		c.Env = append(c.Env, "OPENAI_API_KEY="+key)
-	}
-	return c, nil
+	return "", fmt.Errorf("use a string, number, boolean or list, or dotted keys for tables (got %T)", v)
+}
+
+func fileExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }

@@ -98,12 +98,16 @@ func serve(cfg config, docker *client.Client) error {
 	lifetime, endLifetime := context.WithCancel(context.Background())
 	defer endLifetime()
 	r, err := runner.New(lifetime, runner.Config{
-		Home:       cfg.Home,
-		Image:      images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion},
-		MaxRunning: cfg.MaxRunning,
-		StopGrace:  cfg.StopGrace,
-		Env:        cfg.Env,
-		Version:    version,
+		Home:         cfg.Home,
+		Image:        images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion},
+		MaxRunning:   cfg.MaxRunning,
+		StopGrace:    cfg.StopGrace,
+		StallTimeout: cfg.StallTimeout,
+		Limits:       cfg.Limits,
+		Env:          cfg.Env,
+		CodexArgs:    cfg.CodexArgs,
+		AuthFile:     cfg.AuthFile,
+		Version:      version,
 	}, docker, st, logger.Printf)
 	if err != nil {
 		return err

@@ -14,10 +14,13 @@
 //	flood BYTES         print BYTES bytes of text lines to stdout
 //	stderr TEXT         print TEXT to stderr
 //	env NAME            print NAME=value of an environment variable to stderr
+//	read PATH           print the content of PATH to stderr, or the error
 //	ignore-term         ignore SIGTERM from now on
 //	alloc MB            allocate and touch MB megabytes, then keep them
 //	spawn N             start N copies of itself that sleep, to exhaust a pids limit
 //	dial HOST:PORT      open a TCP connection and report whether it worked
+//	reconnect N DELAY   print N "Reconnecting... waiting for network" errors, DELAY apart (N=0: forever)
+//	longcmd DURATION    report a command that runs for DURATION (started, then completed)
 //	fail TEXT           report a failed turn and exit 1
 //	exit CODE           exit with CODE (the final message is written first)
 //
@@ -184,6 +187,13 @@ func (s *state) step(verb, rest string) bool {
 		fmt.Fprintln(os.Stderr, rest)
 	case "env":
 		fmt.Fprintf(os.Stderr, "%s=%s\n", rest, os.Getenv(rest))
+	case "read":
+		data, err := os.ReadFile(rest)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "read %s: %v\n", rest, err)
+		} else {
+			fmt.Fprintf(os.Stderr, "read %s: %s\n", rest, data)
+		}
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 	case "alloc":
@@ -216,6 +226,21 @@ func (s *state) step(verb, rest string) bool {
 			c.Close()
 			s.command("dial "+rest, 0, "connected")
 		}
+	case "reconnect":
+		nText, delayText, _ := strings.Cut(rest, " ")
+		n, _ := strconv.Atoi(nText)
+		delay, _ := time.ParseDuration(delayText)
+		for i := 0; n == 0 || i < n; i++ {
+			emit(map[string]any{"type": "error", "message": "Reconnecting... waiting for network (Connection failed: error sending request)"})
+			time.Sleep(delay)
+		}
+	case "longcmd":
+		d, _ := time.ParseDuration(rest)
+		it := s.item("command_execution", map[string]any{"command": "sleep " + rest, "aggregated_output": "", "exit_code": nil, "status": "in_progress"})
+		emit(map[string]any{"type": "item.started", "item": it})
+		time.Sleep(d)
+		it["exit_code"], it["status"] = 0, "completed"
+		emit(map[string]any{"type": "item.completed", "item": it})
 	case "fail":
 		emit(map[string]any{"type": "error", "message": rest})
 		emit(map[string]any{"type": "turn.failed", "error": map[string]any{"message": rest}})

@@ -96,3 +96,21 @@ type buildError struct {
 }
 
 func (e *buildError) Error() string { return "go build fakecodex: " + e.err.Error() + "\n" + e.out }
+
+// Codex returns the real Codex image (images.DefaultRef, or
+// CODEX_CONNECTOR_IMAGE), failing the test with the commands that build it
+// when it is missing: .ci/run builds it before the tests.
+func Codex(t testing.TB) string {
+	t.Helper()
+	engine := Engine(t)
+	ref := os.Getenv("CODEX_CONNECTOR_IMAGE")
+	if ref == "" {
+		ref = images.DefaultRef
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := (images.Codex{Ref: ref, Version: images.DefaultCodexVersion}).Check(ctx, engine); err != nil {
+		t.Fatalf("this test runs the real Codex CLI: %v (without a registry: make base && make image BASE=codex-connector/debian:bookworm)", err)
+	}
+	return ref
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func writeConfig(t *testing.T, home, body string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(home, "config.json"), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigFileThenEnvironment(t *testing.T) {
+	home := t.TempDir()
+	writeConfig(t, home, `{
+  "image": "my/codex:1", "maxRunning": 2, "stallTimeout": "2m",
+  "codexConfig": {"model_provider": "azure", "model_providers.azure.base_url": "https://x.example/openai", "model_reasoning_effort": "high", "model_providers.azure.stream_max_retries": 3, "show_raw": true},
+  "env": {"B": "2", "A": "1"}, "passEnv": ["AZURE_OPENAI_API_KEY", "UNSET"],
+  "limits": {"memoryMB": 512, "cpus": 1.5, "pids": 100}
+}`)
+	c, err := loadConfig(envOf(map[string]string{
+		"CODEX_CONNECTOR_HOME": home, "CODEX_CONNECTOR_MAX_RUNNING": "3", "AZURE_OPENAI_API_KEY": "k", "OPENAI_API_KEY": "sk",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Image != "my/codex:1" || c.MaxRunning != 3 || c.StallTimeout != 2*time.Minute {
+		t.Errorf("image %s, maxRunning %d (env wins), stall %s", c.Image, c.MaxRunning, c.StallTimeout)
+	}
+	wantArgs := []string{"-c", `model_provider="azure"`, "-c", `model_providers.azure.base_url="https://x.example/openai"`,
+		"-c", "model_providers.azure.stream_max_retries=3", "-c", `model_reasoning_effort="high"`, "-c", "show_raw=true"}
+	if !slices.Equal(c.CodexArgs, wantArgs) {
+		t.Errorf("codex args %q", c.CodexArgs)
+	}
+	if want := []string{"A=1", "B=2", "AZURE_OPENAI_API_KEY=k", "OPENAI_API_KEY=sk"}; !slices.Equal(c.Env, want) {
+		t.Errorf("env %q, want %q", c.Env, want)
+	}
+	if c.Limits.MemoryBytes != 512<<20 || c.Limits.NanoCPUs != 1.5e9 || c.Limits.Pids != 100 || c.Limits.TmpBytes == 0 {
+		t.Errorf("limits %+v", c.Limits)
+	}
+	if c.AuthFile != "" {
+		t.Errorf("an API key was given, but the login file %s is used too", c.AuthFile)
+	}
+}
+
+func TestCodexLoginIsUsedWithoutAnAPIKey(t *testing.T) {
+	codexHome := t.TempDir()
+	if err := os.WriteFile(filepath.Join(codexHome, "auth.json"), []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": t.TempDir(), "CODEX_HOME": codexHome}))
+	if err != nil || c.AuthFile != filepath.Join(codexHome, "auth.json") {
+		t.Fatalf("auth file %q, %v", c.AuthFile, err)
+	}
+}
+
+func TestBadConfigSaysWhere(t *testing.T) {
+	for _, tc := range []struct{ name, file, env, want string }{
+		{"unknown field", `{"imag": "x"}`, "", `unknown field "imag"`},
+		{"bad duration", `{"stopGrace": "soon"}`, "", "stopGrace"},
+		{"nested table value", `{"codexConfig": {"a": {"b": 1}}}`, "", "codexConfig.a"},
+		{"bad max running in env", `{}`, "zero", "CODEX_CONNECTOR_MAX_RUNNING"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			writeConfig(t, home, tc.file)
+			_, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_CONNECTOR_MAX_RUNNING": tc.env}))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

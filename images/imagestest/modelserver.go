@@ -1,0 +1,132 @@
+package imagestest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+)
+
+// Turn is one scripted answer of the model: a command for Codex to run
+// (exec_command), or a final message.
+type Turn struct {
+	Command string
+	Message string
+}
+
+// ModelServer is a scripted OpenAI Responses API server: each POST to
+// /v1/responses gets the next turn of the script, streamed as server-sent
+// events the way the real API streams them. It listens on the host side of
+// Docker's default bridge, so containers reach it and nothing leaves the
+// machine.
+type ModelServer struct {
+	// BaseURL is what Codex's model provider base_url must be.
+	BaseURL string
+	mu      sync.Mutex
+	turns   []Turn
+	next    int
+	bodies  []map[string]any
+}
+
+// StartModelServer starts a scripted model server reachable from containers
+// on the default bridge and stops it when the test ends.
+func StartModelServer(t testing.TB, engine *client.Client, turns ...Turn) *ModelServer {
+	t.Helper()
+	ip := BridgeGateway(t, engine)
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("listen on the docker bridge %s: %v", ip, err)
+	}
+	m := &ModelServer{BaseURL: "http://" + ln.Addr().String() + "/v1", turns: turns}
+	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return m
+}
+
+// BridgeGateway is the host's address on Docker's default bridge.
+func BridgeGateway(t testing.TB, engine *client.Client) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nw, err := engine.NetworkInspect(ctx, "bridge", network.InspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect the default bridge: %v", err)
+	}
+	for _, c := range nw.IPAM.Config {
+		if ip := net.ParseIP(c.Gateway); ip != nil && ip.To4() != nil {
+			return c.Gateway
+		}
+	}
+	t.Fatal("the default bridge has no IPv4 gateway")
+	return ""
+}
+
+// Requests returns the JSON bodies Codex posted, in order.
+func (m *ModelServer) Requests() []map[string]any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]map[string]any(nil), m.bodies...)
+}
+
+func (m *ModelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/v1/responses" {
+		http.NotFound(w, r)
+		return
+	}
+	data, _ := io.ReadAll(r.Body)
+	var body map[string]any
+	_ = json.Unmarshal(data, &body)
+	m.mu.Lock()
+	m.bodies = append(m.bodies, body)
+	n := m.next
+	m.next++
+	var turn Turn
+	if n < len(m.turns) {
+		turn = m.turns[n]
+	} else {
+		turn = Turn{Message: "the script has no more turns"}
+	}
+	m.mu.Unlock()
+
+	w.Header().Set("Content-Type", "text/event-stream")
+	id := fmt.Sprintf("resp_%d", n+1)
+	send := func(typ string, payload map[string]any) {
+		payload["type"] = typ
+		b, _ := json.Marshal(payload)
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, b)
+	}
+	send("response.created", map[string]any{"response": map[string]any{"id": id}})
+	var item map[string]any
+	if turn.Command != "" {
+		args, _ := json.Marshal(map[string]any{"cmd": turn.Command, "login": false})
+		item = map[string]any{"type": "function_call", "call_id": fmt.Sprintf("call_%d", n+1), "name": "exec_command", "arguments": string(args)}
+	} else {
+		item = map[string]any{"type": "message", "role": "assistant", "id": fmt.Sprintf("msg_%d", n+1),
+			"content": []map[string]any{{"type": "output_text", "text": turn.Message}}}
+	}
+	send("response.output_item.done", map[string]any{"item": item})
+	send("response.completed", map[string]any{"response": map[string]any{"id": id, "usage": map[string]any{
+		"input_tokens": 100, "input_tokens_details": map[string]any{"cached_tokens": 20},
+		"output_tokens": 10, "output_tokens_details": map[string]any{"reasoning_tokens": 0}, "total_tokens": 110}}})
+}
+
+// CodexArgs are the `codex exec` arguments that point Codex at this server
+// instead of OpenAI (with OPENAI_API_KEY set to anything).
+func (m *ModelServer) CodexArgs() []string {
+	return []string{
+		"-c", "model_provider=mock",
+		"-c", "model_providers.mock.name=mock",
+		"-c", fmt.Sprintf("model_providers.mock.base_url=%q", m.BaseURL),
+		"-c", `model_providers.mock.wire_api="responses"`,
+		"-c", "model_providers.mock.supports_websockets=false",
+	}
+}

@@ -1,0 +1,70 @@
+package runner
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/store"
+)
+
+// TestRealCodexTaskEndToEnd runs the real Codex CLI in the real image
+// against a scripted model server: Codex really runs a command in the
+// container, really writes into the mounted repo, and really prints its
+// event stream. Only the model is scripted.
+func TestRealCodexTaskEndToEnd(t *testing.T) {
+	ref := imagestest.Codex(t)
+	model := imagestest.StartModelServer(t, imagestest.Engine(t),
+		imagestest.Turn{Command: "echo made by codex > proof.txt && cat proof.txt"},
+		imagestest.Turn{Message: "Created proof.txt with one line."},
+	)
+	h := newHarness(t, func(c *Config) {
+		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
+		c.CodexArgs = model.CodexArgs()
+		c.Env = []string{"OPENAI_API_KEY=dummy"}
+		c.Limits.MemoryBytes = 2 << 30
+	})
+	repo := newRepo(t)
+	task := h.startAndWait(t, Spec{Prompt: "create proof.txt", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex"})
+	log := readFile(t, h.LogPath(task.ID))
+	if task.Status != store.Completed {
+		t.Fatalf("status %s (%s), log:\n%s", task.Status, task.Error, log)
+	}
+	if n := len(model.Requests()); n != 2 {
+		t.Fatalf("Codex made %d model requests, want 2 (command, then its output)", n)
+	}
+	t.Run("the file is in the repo, owned by the repo owner", func(t *testing.T) {
+		path := filepath.Join(repo, "proof.txt")
+		if got := readFile(t, path); got != "made by codex\n" {
+			t.Fatalf("proof.txt = %q", got)
+		}
+		fi, _ := os.Stat(path)
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != testUID {
+			t.Fatalf("owned by %d", st.Uid)
+		}
+	})
+	t.Run("the result is the scripted final message", func(t *testing.T) {
+		if got := readFile(t, h.ResultPath(task.ID)); got != "Created proof.txt with one line." {
+			t.Fatalf("result %q", got)
+		}
+	})
+	t.Run("the log holds the real event stream", func(t *testing.T) {
+		for _, want := range []string{`"type":"thread.started"`, `"type":"command_execution"`, `"type":"turn.completed"`} {
+			if !strings.Contains(log, want) {
+				t.Errorf("log lacks %s", want)
+			}
+		}
+	})
+	t.Run("the summary has the command, its exit code, the file changed and the usage", func(t *testing.T) {
+		s := task.Summary
+		if s == nil || len(s.Commands) != 1 || !strings.Contains(s.Commands[0].Command, "echo made by codex > proof.txt") ||
+			s.Commands[0].ExitCode == nil || *s.Commands[0].ExitCode != 0 || s.Usage.InputTokens != 200 ||
+			len(s.FilesChanged) != 1 || s.FilesChanged[0] != "proof.txt" {
+			t.Fatalf("summary %+v", s)
+		}
+	})
+}
