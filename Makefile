@@ -16,7 +16,9 @@ LDFLAGS       := -X main.version=$(VERSION)
 .PHONY: build test image base install lint bench clean
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/codex-connector ./cmd/codex-connector
+	# Static: the same binary runs the egress proxy (FROM scratch) and the
+	# bridge inside task containers.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/codex-connector ./cmd/codex-connector
 
 # The tests need a Docker engine; they fail (not skip) without one.
 test:

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
@@ -27,9 +28,13 @@ func TestRealCodexTaskEndToEnd(t *testing.T) {
 		c.CodexArgs = model.CodexArgs()
 		c.Env = []string{"OPENAI_API_KEY=dummy"}
 		c.Limits.MemoryBytes = 2 << 30
+		// As cmd does for a custom provider's base_url: the model server is
+		// the one host a restricted task may reach.
+		c.Egress.ModelHosts = []string{model.HostPort()}
 	})
 	repo := newRepo(t)
-	task := h.startAndWait(t, Spec{Prompt: "create proof.txt", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex"})
+	// A hang ends as timed_out, with the log shown below.
+	task := h.startAndWait(t, Spec{Prompt: "create proof.txt", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex", Timeout: time.Minute})
 	log := readFile(t, h.LogPath(task.ID))
 	if task.Status != store.Completed {
 		t.Fatalf("status %s (%s), log:\n%s", task.Status, task.Error, log)
@@ -52,8 +57,9 @@ func TestRealCodexTaskEndToEnd(t *testing.T) {
 			t.Fatalf("result %q", got)
 		}
 	})
-	t.Run("the log holds the real event stream", func(t *testing.T) {
-		for _, want := range []string{`"type":"thread.started"`, `"type":"command_execution"`, `"type":"turn.completed"`} {
+	t.Run("the log holds the real event stream and every egress decision", func(t *testing.T) {
+		for _, want := range []string{`"type":"thread.started"`, `"type":"command_execution"`, `"type":"turn.completed"`,
+			"codex-connector egress: POST " + model.BaseURL + "/responses HTTP/1.1 → allowed"} {
 			if !strings.Contains(log, want) {
 				t.Errorf("log lacks %s", want)
 			}

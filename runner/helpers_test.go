@@ -36,6 +36,9 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 		StopGrace:  time.Second,
 		Limits:     Limits{MemoryBytes: 256 << 20, NanoCPUs: 1e9, Pids: 256, TmpBytes: 64 << 20},
 		Version:    "test",
+		// Test repositories live in temporary directories.
+		AllowedRoots: []string{os.TempDir()},
+		Egress:       Egress{Binary: imagestest.StaticBinary(t), ModelHosts: DefaultModelHosts},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -49,6 +52,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 		cancel()
 		r.Drain()
 		removeTestContainers(t, r)
+		_ = r.remove(context.Background(), r.proxyName())
 	})
 	return &harness{Runner: r, store: st, home: home}
 }

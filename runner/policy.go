@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,6 +77,11 @@ type policy struct {
 	args     []string // extra arguments for `codex exec`, before the prompt
 	version  string
 	authFile string // the user's Codex login, mounted read-only; "" for none
+	// egressDir (host) holds the task's proxy socket; bridge is the static
+	// binary that runs the in-container bridge. Both only for restricted
+	// levels.
+	egressDir string
+	bridge    string
 }
 
 // containerUser picks the uid:gid the container runs as. Files Codex writes
@@ -106,7 +112,12 @@ func (p policy) command() []string {
 	}
 	cmd = append(cmd, p.args...)
 	// "--" keeps a prompt that starts with "-" from being read as a flag.
-	return append(cmd, "--", p.task.Prompt)
+	cmd = append(cmd, "--", p.task.Prompt)
+	if restricted(p.task.Sandbox) {
+		// Codex runs under the bridge, its only way to the network.
+		cmd = append([]string{bridgeBinary, "egress-bridge", "--listen", bridgeListen, "--socket", egressMount + "/sock", "--"}, cmd...)
+	}
+	return cmd
 }
 
 func (p policy) mounts() []mount.Mount {
@@ -120,17 +131,20 @@ func (p policy) mounts() []mount.Mount {
 		repo,
 		{Type: mount.TypeBind, Source: p.stateDir, Target: stateMount},
 	}
+	if restricted(t.Sandbox) {
+		ms = append(ms,
+			mount.Mount{Type: mount.TypeBind, Source: p.egressDir, Target: egressMount},
+			mount.Mount{Type: mount.TypeBind, Source: p.bridge, Target: bridgeBinary, ReadOnly: true})
+	}
 	if p.authFile != "" {
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.authFile, Target: codexHome + "/auth.json", ReadOnly: true})
 	}
 	if t.Sandbox == WorkspaceWrite {
-		// Anything under .git that git on the host would execute later is
-		// bound read-only over the writable repo.
-		for _, rel := range []string{".git/hooks", ".git/config"} {
-			src := filepath.Join(t.RepoRoot, rel)
-			if _, err := os.Lstat(src); err == nil {
-				ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: src, Target: src, ReadOnly: true})
-			}
+		// Anything under .git that git on the host would run or obey later
+		// is bound read-only over the writable repo (protectedGitPaths made
+		// sure each exists).
+		for _, src := range protectedGitPaths(t.RepoRoot) {
+			ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: src, Target: src, ReadOnly: true})
 		}
 	}
 	return ms
@@ -178,5 +192,53 @@ func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
 		},
 		NetworkMode: "bridge",
 	}
+	if restricted(t.Sandbox) {
+		// No interface but loopback, no DNS, no route: the egress proxy,
+		// through a socket, is the only way out.
+		host.NetworkMode = "none"
+	}
 	return cfg, host
+}
+
+// protectedGitPaths lists what a workspace-write task must not change in the
+// repository's git directory: hooks (run by git on the host), config (can
+// name programs: core.hooksPath, core.fsmonitor, filters, aliases) and the
+// same of every submodule. A missing hooks directory is created first, or
+// the task could create it and plant a hook there.
+func protectedGitPaths(repoRoot string) []string {
+	gitDir := filepath.Join(repoRoot, ".git")
+	if fi, err := os.Lstat(gitDir); err != nil || !fi.IsDir() {
+		return nil // a .git file (worktree, submodule): its git dir is not mounted at all
+	}
+	var out []string
+	add := func(dir string) {
+		hooks := filepath.Join(dir, "hooks")
+		if _, err := os.Lstat(hooks); errors.Is(err, os.ErrNotExist) {
+			if os.Mkdir(hooks, 0o755) == nil {
+				if fi, err := os.Stat(dir); err == nil {
+					if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+						os.Lchown(hooks, int(st.Uid), int(st.Gid))
+					}
+				}
+			}
+		}
+		for _, p := range []string{hooks, filepath.Join(dir, "config"), filepath.Join(dir, "info")} {
+			if _, err := os.Lstat(p); err == nil {
+				out = append(out, p)
+			}
+		}
+	}
+	add(gitDir)
+	// Submodules keep their git directories under .git/modules.
+	modules := filepath.Join(gitDir, "modules")
+	filepath.WalkDir(modules, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if _, err := os.Lstat(filepath.Join(p, "HEAD")); err == nil {
+			add(p)
+		}
+		return nil
+	})
+	return out
 }

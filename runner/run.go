@@ -90,6 +90,12 @@ func (r *Runner) launch(t *store.Task) (string, exitWait, error) {
 		return "", exitWait{}, err
 	}
 	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, authFile: r.cfg.AuthFile}
+	if restricted(t.Sandbox) {
+		if err := r.prepareEgress(ctx, t); err != nil {
+			return "", exitWait{}, err
+		}
+		p.egressDir, p.bridge = r.egressDir(t.ID), r.cfg.Egress.Binary
+	}
 	cfg, host := p.containerConfig()
 	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, t.ContainerName)
 	if cerrdefs.IsConflict(err) {
@@ -298,6 +304,7 @@ func (r *Runner) finish(id, containerID string, rn *run, logBytes int64, logErr 
 	if err := r.remove(ctx, containerID); err != nil {
 		r.logf("task %s: %v", id, err)
 	}
+	r.endEgress(id)
 	r.ended(id)
 }
 
@@ -395,6 +402,7 @@ func (r *Runner) fail(id string, cause error) {
 	if err != nil {
 		r.logf("task %s: record failure %q: %v", id, cause, err)
 	}
+	r.endEgress(id)
 	r.ended(id)
 }
 

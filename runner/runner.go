@@ -41,6 +41,11 @@ type Config struct {
 	AuthFile string
 	// Version of codex-connector, written on every container's labels.
 	Version string
+	// Egress is the network of restricted sandboxes.
+	Egress Egress
+	// AllowedRoots are the directories tasks may run under (resolved
+	// through symlinks); the roots themselves and / are refused.
+	AllowedRoots []string
 }
 
 // Spec is a request to run a task.
@@ -57,12 +62,14 @@ type Spec struct {
 // was made with — the server's, never an MCP request's — and when that ends
 // the containers keep running, to be picked up by the next server.
 type Runner struct {
-	cfg      Config
-	engine   engine
-	store    *store.Store
-	logf     func(format string, args ...any)
-	lifetime context.Context
-	wg       sync.WaitGroup
+	cfg          Config
+	engine       engine
+	imageBuilder imageBuilder
+	proxyMu      sync.Mutex
+	store        *store.Store
+	logf         func(format string, args ...any)
+	lifetime     context.Context
+	wg           sync.WaitGroup
 
 	mu      sync.Mutex
 	queue   []string
@@ -97,7 +104,11 @@ func New(lifetime context.Context, cfg Config, eng engine, st *store.Store, logf
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
-	return &Runner{cfg: cfg, engine: eng, store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}}, nil
+	r := &Runner{cfg: cfg, engine: eng, store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}}
+	if b, ok := eng.(imageBuilder); ok {
+		r.imageBuilder = b
+	}
+	return r, nil
 }
 
 // Drain blocks until every goroutine of the runner has returned, after the
@@ -129,7 +140,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if spec.Timeout < 0 {
 		return nil, invalid("timeout must not be negative (0 means none)")
 	}
-	workdir, root, err := resolveWorkdir(spec.WorkingDirectory)
+	workdir, root, err := resolveWorkdir(spec.WorkingDirectory, r.cfg.AllowedRoots)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	git "github.com/go-git/go-git/v5"
 )
@@ -18,9 +19,10 @@ func invalid(format string, args ...any) error {
 }
 
 // resolveWorkdir checks that dir is an absolute, existing directory inside a
-// git work tree and returns it with symlinks resolved, and the root of the
-// repository it belongs to (a sub-directory runs with its repo mounted).
-func resolveWorkdir(dir string) (workdir, root string, err error) {
+// git work tree, under one of the allowed roots, and returns it with
+// symlinks resolved, and the root of the repository it belongs to (a
+// sub-directory runs with its repo mounted).
+func resolveWorkdir(dir string, allowedRoots []string) (workdir, root string, err error) {
 	if dir == "" {
 		return "", "", invalid("workingDirectory is required: pass the absolute path of a git repository")
 	}
@@ -37,6 +39,9 @@ func resolveWorkdir(dir string) (workdir, root string, err error) {
 	if fi, err := os.Stat(resolved); err != nil || !fi.IsDir() {
 		return "", "", invalid("workingDirectory %s is not a directory — pass the repository's directory", dir)
 	}
+	if err := underRoots(resolved, allowedRoots); err != nil {
+		return "", "", err
+	}
 	repo, err := git.PlainOpenWithOptions(resolved, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		return "", "", invalid("not a git repository: %s — run `git init` there, or pass the repository root (Codex needs a git repository)", dir)
@@ -48,5 +53,32 @@ func resolveWorkdir(dir string) (workdir, root string, err error) {
 	if err != nil {
 		return "", "", invalid("%s is in a git repository without a work tree (bare?): %v — pass a checked-out repository", dir, err)
 	}
-	return resolved, wt.Filesystem.Root(), nil
+	root = wt.Filesystem.Root()
+	// The repository root is what gets mounted: it must pass the same test
+	// (a sub-directory of a root can belong to a repo at the root itself).
+	if err := underRoots(root, allowedRoots); err != nil {
+		return "", "", err
+	}
+	return resolved, root, nil
+}
+
+// underRoots refuses / and any path not strictly below an allowed root
+// (resolved through symlinks, so a link cannot lead out of a root).
+func underRoots(path string, roots []string) error {
+	if path == "/" {
+		return invalid("workingDirectory / is refused: pass the repository's own directory")
+	}
+	for _, r := range roots {
+		rr, err := filepath.EvalSymlinks(r)
+		if err != nil {
+			continue
+		}
+		if path == rr {
+			return invalid("workingDirectory %s is an allowed root itself, not a repository in it: pass the repository's directory", path)
+		}
+		if strings.HasPrefix(path, strings.TrimSuffix(rr, "/")+"/") {
+			return nil
+		}
+	}
+	return invalid("workingDirectory %s is outside the allowed roots (%s) — move the repository there, or add its parent to allowedRoots in config.json", path, strings.Join(roots, ", "))
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -33,6 +35,12 @@ type config struct {
 	// AuthFile is the user's Codex login, mounted read-only when no API key
 	// is given.
 	AuthFile string
+	// ModelHosts are reachable from every restricted sandbox; AllowedHosts
+	// from workspace-write too. Both host:port.
+	ModelHosts   []string
+	AllowedHosts []string
+	// AllowedRoots are where tasks may run.
+	AllowedRoots []string
 }
 
 // fileConfig is the shape of config.json.
@@ -49,7 +57,12 @@ type fileConfig struct {
 	// server's environment.
 	Env     map[string]string `json:"env"`
 	PassEnv []string          `json:"passEnv"`
-	Limits  struct {
+	// AllowedHosts (host:port, "*.example.com:443" for sub-domains) are
+	// reachable from workspace-write tasks, besides the model API.
+	AllowedHosts []string `json:"allowedHosts"`
+	// AllowedRoots replace the default (the home directory).
+	AllowedRoots []string `json:"allowedRoots"`
+	Limits       struct {
 		MemoryMB int     `json:"memoryMB"`
 		CPUs     float64 `json:"cpus"`
 		Pids     int64   `json:"pids"`
@@ -67,6 +80,7 @@ var envNames = []string{
 	"CODEX_CONNECTOR_STALL_TIMEOUT  end a task that makes no progress this long (default 10m; 0 = never)",
 	"OPENAI_API_KEY                 passed to Codex in the container when set",
 	"CODEX_HOME                     where your Codex login is (default ~/.codex), used when OPENAI_API_KEY is not set",
+	"CODEX_CONNECTOR_ALLOWED_ROOTS  directories tasks may run under, separated by ':' (default: the home directory)",
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -78,8 +92,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		StallTimeout: 10 * time.Minute,
 		LockTimeout:  5 * time.Second,
 		Limits:       runner.DefaultLimits,
+		ModelHosts:   append([]string(nil), runner.DefaultModelHosts...),
 	}
 	home, _ := os.UserHomeDir()
+	if home != "" {
+		c.AllowedRoots = []string{home}
+	}
 	c.Home = getenv("CODEX_CONNECTOR_HOME")
 	if c.Home == "" {
 		if home == "" {
@@ -99,6 +117,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.CodexVersion == "any" {
 		c.CodexVersion = ""
 	}
+	if len(c.AllowedRoots) == 0 {
+		return c, errors.New("no allowed roots: set allowedRoots in config.json or CODEX_CONNECTOR_ALLOWED_ROOTS")
+	}
 	if key := getenv("OPENAI_API_KEY"); key != "" {
 		c.Env = append(c.Env, "OPENAI_API_KEY="+key)
 	} else {
@@ -108,6 +129,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		if auth := filepath.Join(codexHome, "auth.json"); codexHome != "" && fileExists(auth) {
 			c.AuthFile = auth
+			// A ChatGPT login talks to these, and refreshes its token there.
+			c.ModelHosts = append(c.ModelHosts, "chatgpt.com:443", "auth.openai.com:443")
 		}
 	}
 	return c, nil
@@ -156,6 +179,23 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 			return bad("codexConfig."+k, err)
 		}
 		c.CodexArgs = append(c.CodexArgs, "-c", k+"="+v)
+		// A custom model provider's host is a model host.
+		if strings.HasPrefix(k, "model_providers.") && strings.HasSuffix(k, ".base_url") {
+			hp, err := hostPort(fmt.Sprint(f.CodexConfig[k]))
+			if err != nil {
+				return bad("codexConfig."+k, err)
+			}
+			c.ModelHosts = append(c.ModelHosts, hp)
+		}
+	}
+	for _, h := range f.AllowedHosts {
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			return bad("allowedHosts", fmt.Errorf("%q is not host:port (e.g. github.com:443)", h))
+		}
+		c.AllowedHosts = append(c.AllowedHosts, strings.ToLower(h))
+	}
+	if len(f.AllowedRoots) > 0 {
+		c.AllowedRoots = f.AllowedRoots
 	}
 	names := make([]string, 0, len(f.Env))
 	for k := range f.Env {
@@ -186,6 +226,9 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 }
 
 func (c *config) applyEnv(getenv func(string) string) error {
+	if v := getenv("CODEX_CONNECTOR_ALLOWED_ROOTS"); v != "" {
+		c.AllowedRoots = filepath.SplitList(v)
+	}
 	if v := getenv("CODEX_CONNECTOR_IMAGE"); v != "" {
 		c.Image = v
 	}
@@ -242,6 +285,22 @@ func tomlValue(v any) (string, error) {
 		return "[" + strings.Join(parts, ", ") + "]", nil
 	}
 	return "", fmt.Errorf("use a string, number, boolean or list, or dotted keys for tables (got %T)", v)
+}
+
+// hostPort turns a base URL into the host:port the proxy must allow.
+func hostPort(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return "", fmt.Errorf("%q is not a URL", raw)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	if port == "" {
+		return "", fmt.Errorf("%q has no port and an unknown scheme", raw)
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port), nil
 }
 
 func fileExists(path string) bool {

@@ -24,7 +24,8 @@ func TestConfigFileThenEnvironment(t *testing.T) {
   "image": "my/codex:1", "maxRunning": 2, "stallTimeout": "2m",
   "codexConfig": {"model_provider": "azure", "model_providers.azure.base_url": "https://x.example/openai", "model_reasoning_effort": "high", "model_providers.azure.stream_max_retries": 3, "show_raw": true},
   "env": {"B": "2", "A": "1"}, "passEnv": ["AZURE_OPENAI_API_KEY", "UNSET"],
-  "limits": {"memoryMB": 512, "cpus": 1.5, "pids": 100}
+  "limits": {"memoryMB": 512, "cpus": 1.5, "pids": 100},
+  "allowedHosts": ["GitHub.com:443", "*.pypi.org:443"], "allowedRoots": ["/srv/code"]
 }`)
 	c, err := loadConfig(envOf(map[string]string{
 		"CODEX_CONNECTOR_HOME": home, "CODEX_CONNECTOR_MAX_RUNNING": "3", "AZURE_OPENAI_API_KEY": "k", "OPENAI_API_KEY": "sk",
@@ -49,6 +50,15 @@ func TestConfigFileThenEnvironment(t *testing.T) {
 	if c.AuthFile != "" {
 		t.Errorf("an API key was given, but the login file %s is used too", c.AuthFile)
 	}
+	if want := []string{"api.openai.com:443", "x.example:443"}; !slices.Equal(c.ModelHosts, want) {
+		t.Errorf("model hosts %q, want %q (the provider's host is one)", c.ModelHosts, want)
+	}
+	if want := []string{"github.com:443", "*.pypi.org:443"}; !slices.Equal(c.AllowedHosts, want) {
+		t.Errorf("allowed hosts %q", c.AllowedHosts)
+	}
+	if !slices.Equal(c.AllowedRoots, []string{"/srv/code"}) {
+		t.Errorf("allowed roots %q", c.AllowedRoots)
+	}
 }
 
 func TestCodexLoginIsUsedWithoutAnAPIKey(t *testing.T) {
@@ -68,6 +78,8 @@ func TestBadConfigSaysWhere(t *testing.T) {
 		{"bad duration", `{"stopGrace": "soon"}`, "", "stopGrace"},
 		{"nested table value", `{"codexConfig": {"a": {"b": 1}}}`, "", "codexConfig.a"},
 		{"bad max running in env", `{}`, "zero", "CODEX_CONNECTOR_MAX_RUNNING"},
+		{"allowed host without port", `{"allowedHosts": ["github.com"]}`, "", "not host:port"},
+		{"provider URL that is not one", `{"codexConfig": {"model_providers.x.base_url": "::"}}`, "", "not a URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			home := t.TempDir()

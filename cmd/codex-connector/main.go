@@ -13,6 +13,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -50,6 +51,21 @@ func mainErr(args []string) error {
 		usage(os.Stdout)
 		return nil
 	case "check":
+	case "egress-proxy":
+		// Inside the egress proxy container.
+		dir := "/egress"
+		if len(args) == 3 && args[1] == "--dir" {
+			dir = args[2]
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runner.ServeEgressProxy(ctx, dir)
+	case "egress-bridge":
+		// Inside a restricted task's container, in front of Codex.
+		if len(args) < 6 || args[1] != "--listen" || args[3] != "--socket" || args[5] != "--" {
+			return errors.New("usage: codex-connector egress-bridge --listen ADDR --socket PATH -- COMMAND...")
+		}
+		os.Exit(runner.RunEgressBridge(args[2], args[4], args[6:]))
 	default:
 		usage(os.Stderr)
 		return fmt.Errorf("unknown command %q", cmd)
@@ -95,6 +111,11 @@ func serve(cfg config, docker *client.Client) error {
 	if err != nil {
 		return err
 	}
+	// This binary also runs the egress proxy and the in-container bridge.
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the codex-connector binary: %w", err)
+	}
 	lifetime, endLifetime := context.WithCancel(context.Background())
 	defer endLifetime()
 	r, err := runner.New(lifetime, runner.Config{
@@ -108,6 +129,8 @@ func serve(cfg config, docker *client.Client) error {
 		CodexArgs:    cfg.CodexArgs,
 		AuthFile:     cfg.AuthFile,
 		Version:      version,
+		AllowedRoots: cfg.AllowedRoots,
+		Egress:       runner.Egress{Binary: self, ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts},
 	}, docker, st, logger.Printf)
 	if err != nil {
 		return err

@@ -34,7 +34,11 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "codex-connector")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		// Built as `make build` builds it: static, because the same binary
+		// runs the egress proxy and the bridge of restricted sandboxes.
+		build := exec.Command("go", "build", "-o", binPath, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := build.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -59,7 +63,8 @@ func startServer(t *testing.T, env ...string) *mcpServer {
 	ref := imagestest.FakeCodex(t)
 	s := &mcpServer{home: t.TempDir()}
 	cmd := exec.Command(binary(t))
-	cmd.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+s.home, "CODEX_CONNECTOR_IMAGE="+ref, "CODEX_CONNECTOR_STOP_GRACE=1s")
+	cmd.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+s.home, "CODEX_CONNECTOR_IMAGE="+ref, "CODEX_CONNECTOR_STOP_GRACE=1s",
+		"CODEX_CONNECTOR_ALLOWED_ROOTS="+os.TempDir())
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = testWriter{t}
 	client := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, &sdk.ClientOptions{
@@ -450,8 +455,7 @@ func TestServerExitsWhenStdinClosesAndTasksKeepRunning(t *testing.T) {
 	engine := imagestest.Engine(t)
 	home := t.TempDir()
 	cmd := exec.Command(binary(t))
-	// The race detector sleeps a second at exit by default; that is not ours.
-	cmd.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+home, "CODEX_CONNECTOR_IMAGE="+ref, "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+home, "CODEX_CONNECTOR_IMAGE="+ref, "CODEX_CONNECTOR_ALLOWED_ROOTS="+os.TempDir())
 	cmd.Stderr = testWriter{t}
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()

@@ -19,6 +19,9 @@
 //	alloc MB            allocate and touch MB megabytes, then keep them
 //	spawn N             start N copies of itself that sleep, to exhaust a pids limit
 //	dial HOST:PORT      open a TCP connection and report whether it worked
+//	get URL             HTTP GET through the proxy of the environment, report status and body
+//	tunnel HOST:PORT    CONNECT through the proxy in HTTPS_PROXY, report the status line
+//	resolve NAME        look a name up in DNS and report the result
 //	reconnect N DELAY   print N "Reconnecting... waiting for network" errors, DELAY apart (N=0: forever)
 //	longcmd DURATION    report a command that runs for DURATION (started, then completed)
 //	fail TEXT           report a failed turn and exit 1
@@ -31,7 +34,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -241,6 +247,46 @@ func (s *state) step(verb, rest string) bool {
 		time.Sleep(d)
 		it["exit_code"], it["status"] = 0, "completed"
 		emit(map[string]any{"type": "item.completed", "item": it})
+	case "get":
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}}
+		resp, err := client.Get(rest)
+		if err != nil {
+			s.command("get "+rest, 1, err.Error())
+			break
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code := 0
+		if resp.StatusCode != 200 {
+			code = 1
+		}
+		s.command("get "+rest, code, fmt.Sprintf("%d %s", resp.StatusCode, body))
+	case "tunnel":
+		proxy, err := url.Parse(os.Getenv("HTTPS_PROXY"))
+		if err != nil || proxy.Host == "" {
+			s.command("tunnel "+rest, 1, "no HTTPS_PROXY")
+			break
+		}
+		c, err := net.DialTimeout("tcp", proxy.Host, 3*time.Second)
+		if err != nil {
+			s.command("tunnel "+rest, 1, err.Error())
+			break
+		}
+		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", rest, rest)
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		code := 1
+		if strings.Contains(line, " 200 ") {
+			code = 0
+		}
+		s.command("tunnel "+rest, code, strings.TrimSpace(line))
+	case "resolve":
+		addrs, err := net.LookupHost(rest)
+		if err != nil {
+			s.command("resolve "+rest, 1, err.Error())
+		} else {
+			s.command("resolve "+rest, 0, strings.Join(addrs, " "))
+		}
 	case "fail":
 		emit(map[string]any{"type": "error", "message": rest})
 		emit(map[string]any{"type": "turn.failed", "error": map[string]any{"message": rest}})

@@ -114,3 +114,33 @@ func Codex(t testing.TB) string {
 	}
 	return ref
 }
+
+var (
+	staticOnce sync.Once
+	staticPath string
+	staticErr  error
+)
+
+// StaticBinary builds codex-connector as `make build` does (static), once
+// per test binary, and returns its path: restricted sandboxes run it as the
+// egress proxy and the in-container bridge.
+func StaticBinary(t testing.TB) string {
+	t.Helper()
+	staticOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "codex-connector-static")
+		if err != nil {
+			staticErr = err
+			return
+		}
+		staticPath = filepath.Join(dir, "codex-connector")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", staticPath, "github.com/codex-connector/codex-connector/cmd/codex-connector")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			staticErr = &buildError{string(out), err}
+		}
+	})
+	if staticErr != nil {
+		t.Fatalf("build codex-connector: %v", staticErr)
+	}
+	return staticPath
+}

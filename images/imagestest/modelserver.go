@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -117,6 +118,11 @@ func (m *ModelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	send("response.completed", map[string]any{"response": map[string]any{"id": id, "usage": map[string]any{
 		"input_tokens": 100, "input_tokens_details": map[string]any{"cached_tokens": 20},
 		"output_tokens": 10, "output_tokens_details": map[string]any{"reasoning_tokens": 0}, "total_tokens": 110}}})
+}
+
+// HostPort is the server's address, as an egress policy names it.
+func (m *ModelServer) HostPort() string {
+	return strings.TrimSuffix(strings.TrimPrefix(m.BaseURL, "http://"), "/v1")
 }
 
 // CodexArgs are the `codex exec` arguments that point Codex at this server

@@ -1,0 +1,148 @@
+package runner
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// The egress bridge runs inside a restricted task's container, which has no
+// network: it listens on 127.0.0.1 for Codex's proxy requests, passes each
+// connection to the egress proxy through the task's Unix socket, and writes
+// what was asked and what the proxy answered to stderr — into the task's own
+// log, so the user can see what the task tried to reach. It also runs Codex
+// as its child, with the proxy variables set. Enforcement is the proxy's: the
+// bridge runs inside the sandbox and could be bypassed only towards the
+// socket, which is all the container can reach.
+
+const maxHead = 64 << 10
+
+// RunEgressBridge serves listen → socket and runs argv; it returns argv's
+// exit code (128+signal when a signal ended it).
+func RunEgressBridge(listen, socket string, argv []string) int {
+	logw := os.Stderr
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		fmt.Fprintf(logw, "codex-connector egress: listen %s: %v\n", listen, err)
+		return 125
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go bridgeConn(c, socket, logw)
+		}
+	}()
+	if len(argv) == 0 {
+		fmt.Fprintln(logw, "codex-connector egress: no command to run")
+		return 125
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	proxy := "http://" + listen
+	cmd.Env = append(os.Environ(),
+		"HTTPS_PROXY="+proxy, "https_proxy="+proxy, "HTTP_PROXY="+proxy, "http_proxy="+proxy,
+		"ALL_PROXY="+proxy, "NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(logw, "codex-connector egress: start %s: %v\n", argv[0], err)
+		return 127
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s)
+		}
+	}()
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return exit.ExitCode()
+	}
+	if err != nil {
+		return 127
+	}
+	return 0
+}
+
+func bridgeConn(c net.Conn, socket string, logw io.Writer) {
+	defer c.Close()
+	cr := bufio.NewReader(c)
+	reqHead, err := readHead(cr)
+	if err != nil {
+		return
+	}
+	what := firstLineOf(reqHead)
+	up, err := net.Dial("unix", socket)
+	if err != nil {
+		fmt.Fprintf(logw, "codex-connector egress: %s → proxy unreachable: %v\n", what, err)
+		fmt.Fprint(c, "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		return
+	}
+	defer up.Close()
+	if _, err := up.Write(reqHead); err != nil {
+		return
+	}
+	// The request body (or, after CONNECT, the tunnel) flows from the start:
+	// the proxy reads a body before it answers.
+	sent := make(chan struct{})
+	go func() { io.Copy(up, cr); closeWrite(up); close(sent) }()
+	ur := bufio.NewReader(up)
+	respHead, err := readHead(ur)
+	if err != nil {
+		fmt.Fprintf(logw, "codex-connector egress: %s → no answer from the proxy\n", what)
+		return
+	}
+	status := firstLineOf(respHead)
+	if bytes.Contains(respHead, []byte(egressDeniedHeader+": denied")) {
+		reason := ""
+		if body, err := ur.Peek(ur.Buffered()); err == nil {
+			reason = strings.TrimSpace(strings.TrimPrefix(string(body), "codex-connector egress proxy: "))
+		}
+		fmt.Fprintf(logw, "codex-connector egress: %s → denied (%s): %s\n", what, status, reason)
+	} else {
+		fmt.Fprintf(logw, "codex-connector egress: %s → allowed\n", what)
+	}
+	if _, err := c.Write(respHead); err != nil {
+		return
+	}
+	io.Copy(c, ur)
+	// The proxy answers one request per connection: when its side ends, so
+	// does the client's, even one that would keep it alive.
+	c.Close()
+	<-sent
+}
+
+// readHead reads an HTTP head, up to and including the blank line.
+func readHead(r *bufio.Reader) ([]byte, error) {
+	var head []byte
+	for len(head) < maxHead {
+		line, err := r.ReadSlice('\n')
+		head = append(head, line...)
+		if err != nil && err != bufio.ErrBufferFull {
+			return nil, err
+		}
+		if bytes.Equal(line, []byte("\r\n")) || bytes.Equal(line, []byte("\n")) {
+			return head, nil
+		}
+	}
+	return nil, errors.New("head too long")
+}
+
+func firstLineOf(head []byte) string {
+	line, _, _ := bytes.Cut(head, []byte("\n"))
+	return strings.TrimSpace(string(line))
+}
