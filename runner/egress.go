@@ -49,10 +49,12 @@ func restricted(sandbox string) bool { return sandbox == ReadOnly || sandbox == 
 
 func (r *Runner) egressDir(id string) string { return filepath.Join(r.cfg.Home, "egress", id) }
 
-// proxyName is one proxy per data directory: the servers that share a home
-// share its proxy.
-func (r *Runner) proxyName() string {
-	sum := sha256.Sum256([]byte(r.cfg.Home))
+func (r *Runner) proxyName() string { return ProxyName(r.cfg.Home) }
+
+// ProxyName is the egress proxy container of a data directory: the servers
+// that share a home share its proxy.
+func ProxyName(home string) string {
+	sum := sha256.Sum256([]byte(home))
 	return "codex-connector-egress-" + hex.EncodeToString(sum[:4])
 }
 

@@ -48,6 +48,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	go r.Run()
 	t.Cleanup(func() {
 		cancel()
 		r.Drain()

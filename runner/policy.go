@@ -64,6 +64,7 @@ const (
 	LabelTask    = "codex-connector.task"
 	LabelOwner   = "codex-connector.owner"
 	LabelVersion = "codex-connector.version"
+	LabelHome    = "codex-connector.home"
 )
 
 func containerName(id string) string { return "codex-connector-" + id }
@@ -76,6 +77,7 @@ type policy struct {
 	env      []string
 	args     []string // extra arguments for `codex exec`, before the prompt
 	version  string
+	home     string // homeLabel of the data directory
 	authFile string // the user's Codex login, mounted read-only; "" for none
 	// egressDir (host) holds the task's proxy socket; bridge is the static
 	// binary that runs the in-container bridge. Both only for restricted
@@ -166,6 +168,7 @@ func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
 			LabelTask:    t.ID,
 			LabelOwner:   strconv.Itoa(os.Geteuid()),
 			LabelVersion: p.version,
+			LabelHome:    p.home,
 		},
 		// No stdin: Codex reads stdin when it is not a terminal, and an open
 		// pipe would make it wait forever.

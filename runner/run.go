@@ -34,6 +34,7 @@ func (r *Runner) execute(id string) {
 		now := time.Now().UTC()
 		t.Status = store.Running
 		t.StartedAt = now
+		t.Follower, t.LeaseUntil = r.instance, now.Add(r.cfg.Lease)
 		if t.TimeoutMs > 0 {
 			// The clock starts when the task runs, not while it waits for a
 			// slot; stored absolute, so a restart keeps it.
@@ -89,7 +90,7 @@ func (r *Runner) launch(t *store.Task) (string, exitWait, error) {
 	if err != nil {
 		return "", exitWait{}, err
 	}
-	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, authFile: r.cfg.AuthFile}
+	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home), authFile: r.cfg.AuthFile}
 	if restricted(t.Sandbox) {
 		if err := r.prepareEgress(ctx, t); err != nil {
 			return "", exitWait{}, err

@@ -46,6 +46,8 @@ type Config struct {
 	// AllowedRoots are the directories tasks may run under (resolved
 	// through symlinks); the roots themselves and / are refused.
 	AllowedRoots []string
+	// Lease is how long this server's claim on a task holds without renewal.
+	Lease time.Duration
 }
 
 // Spec is a request to run a task.
@@ -70,6 +72,8 @@ type Runner struct {
 	logf         func(format string, args ...any)
 	lifetime     context.Context
 	wg           sync.WaitGroup
+	// instance names this process as the follower of its tasks.
+	instance string
 
 	mu      sync.Mutex
 	queue   []string
@@ -99,12 +103,15 @@ func New(lifetime context.Context, cfg Config, eng engine, st *store.Store, logf
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits
 	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
 	for _, dir := range []string{cfg.Home, filepath.Join(cfg.Home, "logs"), filepath.Join(cfg.Home, "runs")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
-	r := &Runner{cfg: cfg, engine: eng, store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}}
+	r := &Runner{cfg: cfg, engine: eng, store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
 	if b, ok := eng.(imageBuilder); ok {
 		r.imageBuilder = b
 	}
@@ -158,6 +165,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 		Sandbox: spec.Sandbox, Model: spec.Model, Image: r.cfg.Image.Ref,
 		TimeoutMs: spec.Timeout.Milliseconds(), Status: store.Queued, CreatedAt: now,
 		ContainerName: containerName(id), User: user,
+		Follower: r.instance, LeaseUntil: now.Add(r.cfg.Lease),
 	}
 	if err := r.store.Create(t); err != nil {
 		return nil, err
@@ -167,11 +175,9 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 }
 
 func (r *Runner) enqueue(id string) {
+	r.track(id)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.runs[id]; !ok {
-		r.runs[id] = &run{tracker: &eventTracker{}, done: make(chan struct{})}
-	}
 	r.queue = append(r.queue, id)
 	r.dispatchLocked()
 }

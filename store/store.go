@@ -234,3 +234,32 @@ func decode(id string, data []byte) (*Task, error) {
 	}
 	return &t, nil
 }
+
+// Renew extends the lease of owner on the tasks it still follows, in one
+// transaction; tasks another process took over are left alone.
+func (s *Store) Renew(owner string, ids []string, until time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(tasksBucket)
+		for _, id := range ids {
+			data := b.Get([]byte(id))
+			if data == nil {
+				continue
+			}
+			t, err := decode(id, data)
+			if err != nil || t.Follower != owner || t.Status.Final() {
+				continue
+			}
+			t.LeaseUntil = until
+			if data, err = json.Marshal(t); err != nil {
+				return err
+			}
+			if err := b.Put([]byte(id), data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

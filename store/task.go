@@ -89,6 +89,11 @@ type Task struct {
 	// LogBytes is how much of the container's output is safely in the log
 	// file: the checkpoint a follower resumes from.
 	LogBytes int64 `json:"logBytes,omitempty"`
+	// Follower is the server process that runs or follows the task
+	// (host/pid/nonce) and LeaseUntil how long its claim holds unless
+	// renewed: another server takes the task over when it lapses.
+	Follower   string    `json:"follower,omitempty"`
+	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
 }
 
 // Summary is what Codex did during a task, parsed from its event stream.

@@ -27,7 +27,10 @@ type config struct {
 	StopGrace    time.Duration
 	StallTimeout time.Duration
 	LockTimeout  time.Duration
-	Limits       runner.Limits
+	// Lease is how long a server's claim on a task holds without renewal;
+	// another server takes a task over when it lapses.
+	Lease  time.Duration
+	Limits runner.Limits
 	// CodexArgs are -c overrides for `codex exec`, from codexConfig.
 	CodexArgs []string
 	// Env is passed into every task's container (NAME=value).
@@ -81,6 +84,7 @@ var envNames = []string{
 	"OPENAI_API_KEY                 passed to Codex in the container when set",
 	"CODEX_HOME                     where your Codex login is (default ~/.codex), used when OPENAI_API_KEY is not set",
 	"CODEX_CONNECTOR_ALLOWED_ROOTS  directories tasks may run under, separated by ':' (default: the home directory)",
+	"CODEX_CONNECTOR_LEASE          how long a server's claim on a task holds unrenewed (default 30s)",
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -91,6 +95,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		StopGrace:    10 * time.Second,
 		StallTimeout: 10 * time.Minute,
 		LockTimeout:  5 * time.Second,
+		Lease:        runner.DefaultLease,
 		Limits:       runner.DefaultLimits,
 		ModelHosts:   append([]string(nil), runner.DefaultModelHosts...),
 	}
@@ -247,6 +252,9 @@ func (c *config) applyEnv(getenv func(string) string) error {
 	}
 	if err := setDuration(&c.StallTimeout, getenv("CODEX_CONNECTOR_STALL_TIMEOUT"), true); err != nil {
 		return fmt.Errorf("CODEX_CONNECTOR_STALL_TIMEOUT: %w", err)
+	}
+	if err := setDuration(&c.Lease, getenv("CODEX_CONNECTOR_LEASE"), false); err != nil {
+		return fmt.Errorf("CODEX_CONNECTOR_LEASE: %w", err)
 	}
 	return nil
 }

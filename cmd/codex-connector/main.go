@@ -130,6 +130,7 @@ func serve(cfg config, docker *client.Client) error {
 		AuthFile:     cfg.AuthFile,
 		Version:      version,
 		AllowedRoots: cfg.AllowedRoots,
+		Lease:        cfg.Lease,
 		Egress:       runner.Egress{Binary: self, ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts},
 	}, docker, st, logger.Printf)
 	if err != nil {
@@ -148,9 +149,9 @@ func serve(cfg config, docker *client.Client) error {
 			return err
 		}, func(error) { cancel() })
 	}
-	{
-		g.Add(func() error { <-lifetime.Done(); return nil }, func(error) { endLifetime() })
-	}
+	// The runner reconciles with what other servers left and renews this
+	// server's leases on its tasks.
+	g.Add(r.Run, func(error) { endLifetime() })
 	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
 	err = g.Run()
 	endLifetime()
@@ -163,12 +164,17 @@ func serve(cfg config, docker *client.Client) error {
 	return err
 }
 
+// pingDocker negotiates the API version once, before the runner and the
+// tools use the client from several goroutines: the client's lazy
+// negotiation on first use is not safe when two first requests race.
 func pingDocker(docker *client.Client, logger *log.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if _, err := docker.Ping(ctx); err != nil {
 		logger.Printf("the Docker engine does not answer (%v): tasks will fail until it does", err)
+		return
 	}
+	docker.NegotiateAPIVersion(ctx)
 }
 
 // check tells a person whether tasks can run here, and what to do if not.

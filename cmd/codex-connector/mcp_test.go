@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/runner"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -51,6 +52,8 @@ func binary(t *testing.T) string {
 
 type mcpServer struct {
 	session  *sdk.ClientSession
+	cmd      *exec.Cmd
+	killed   bool
 	home     string
 	mu       sync.Mutex
 	progress []*sdk.ProgressNotificationParams
@@ -59,14 +62,25 @@ type mcpServer struct {
 // startServer runs codex-connector with a fresh data directory and the fake
 // Codex image; env adds or overrides variables.
 func startServer(t *testing.T, env ...string) *mcpServer {
+	return startServerAt(t, t.TempDir(), env...)
+}
+
+// startServerAt runs codex-connector on the data directory home.
+func startServerAt(t *testing.T, home string, env ...string) *mcpServer {
 	t.Helper()
 	ref := imagestest.FakeCodex(t)
-	s := &mcpServer{home: t.TempDir()}
+	s := &mcpServer{home: home}
 	cmd := exec.Command(binary(t))
 	cmd.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+s.home, "CODEX_CONNECTOR_IMAGE="+ref, "CODEX_CONNECTOR_STOP_GRACE=1s",
 		"CODEX_CONNECTOR_ALLOWED_ROOTS="+os.TempDir())
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = testWriter{t}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = cmd
 	client := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, &sdk.ClientOptions{
 		ProgressNotificationHandler: func(_ context.Context, req *sdk.ProgressNotificationClientRequest) {
 			s.mu.Lock()
@@ -76,12 +90,15 @@ func startServer(t *testing.T, env ...string) *mcpServer {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	session, err := client.Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+	session, err := client.Connect(ctx, &sdk.IOTransport{Reader: stdout, Writer: stdin}, nil)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	s.session = session
 	t.Cleanup(func() {
+		if s.killed {
+			return
+		}
 		// Stop what the test left running, then the server.
 		res, err := session.CallTool(context.Background(), &sdk.CallToolParams{Name: "codex_tasks", Arguments: map[string]any{"status": "running", "limit": 200}})
 		if err == nil {
@@ -90,8 +107,19 @@ func startServer(t *testing.T, env ...string) *mcpServer {
 			}
 		}
 		session.Close()
+		cmd.Wait()
+		exec.Command("docker", "rm", "-f", runner.ProxyName(s.home)).Run()
 	})
 	return s
+}
+
+// kill ends the server with SIGKILL, as a crash would.
+func (s *mcpServer) kill(t *testing.T) {
+	t.Helper()
+	s.killed = true
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	s.session.Close()
 }
 
 type testWriter struct{ t *testing.T }

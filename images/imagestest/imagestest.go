@@ -28,6 +28,8 @@ func Engine(t testing.TB) *client.Client {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, err = cli.Ping(ctx)
+		// Once, before concurrent use: lazy negotiation races (see cmd).
+		cli.NegotiateAPIVersion(ctx)
 	}
 	if err != nil {
 		if os.Getenv("CODEX_CONNECTOR_SKIP_DOCKER") == "1" && os.Getenv("CI") == "" {

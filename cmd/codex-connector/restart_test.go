@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+)
+
+// checkNumberedLog checks that the task's log holds "line 000001" to
+// "line N" each exactly once, in order.
+func checkNumberedLog(t *testing.T, path string, n int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	next := 1
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "line ") {
+			continue
+		}
+		if want := fmt.Sprintf("line %06d", next); line != want {
+			t.Fatalf("log has %q where %q belongs: a gap or a duplicate", line, want)
+		}
+		next++
+	}
+	if next-1 != n {
+		t.Fatalf("log has %d numbered lines, want %d", next-1, n)
+	}
+}
+
+func logLines(path string) int {
+	data, _ := os.ReadFile(path)
+	return strings.Count(string(data), "\nline ")
+}
+
+// waitContainerRunning waits until the task's container runs, so that a kill
+// lands in the phase the test means.
+func waitContainerRunning(t *testing.T, engine *client.Client, id string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		info, err := engine.ContainerInspect(context.Background(), "codex-connector-"+id)
+		if err == nil && info.State.Running {
+			return
+		}
+		if i > 1000 {
+			t.Fatalf("the container of task %s never ran: %v", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestTasksSurviveAKilledServer(t *testing.T) {
+	engine := imagestest.Engine(t)
+	repo := imagestest.Repo(t)
+
+	t.Run("a running task is adopted and its log has every line once", func(t *testing.T) {
+		home := t.TempDir()
+		a := startServerAt(t, home)
+		res := a.call(t, "codex_agent", map[string]any{"task": "lines 3000 2ms; say counted", "workingDirectory": repo, "async": true})
+		id := structured(t, res)["taskId"].(string)
+		log := filepath.Join(home, "logs", id+".log")
+		for i := 0; logLines(log) < 200; i++ {
+			if i > 600 {
+				t.Fatal("the task printed nothing")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		a.kill(t)
+		b := startServerAt(t, home)
+		final := b.waitFor(t, id)
+		if final["status"] != "completed" || final["result"] != "counted" {
+			t.Fatalf("after the restart: %v", final)
+		}
+		checkNumberedLog(t, log, 3000)
+	})
+
+	t.Run("a task that ended while no server ran is finished from its container", func(t *testing.T) {
+		home := t.TempDir()
+		a := startServerAt(t, home)
+		res := a.call(t, "codex_agent", map[string]any{"task": "sleep 1s; lines 100; say finished alone", "workingDirectory": repo, "async": true})
+		id := structured(t, res)["taskId"].(string)
+		waitContainerRunning(t, engine, id)
+		a.kill(t)
+		for i := 0; ; i++ {
+			info, err := engine.ContainerInspect(context.Background(), "codex-connector-"+id)
+			if err == nil && info.State.Status == "exited" {
+				break
+			}
+			if i > 600 {
+				t.Fatalf("the container did not exit: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		b := startServerAt(t, home)
+		final := b.waitFor(t, id)
+		if final["status"] != "completed" || final["result"] != "finished alone" {
+			t.Fatalf("after the restart: %v", final)
+		}
+		checkNumberedLog(t, filepath.Join(home, "logs", id+".log"), 100)
+	})
+
+	t.Run("a task whose container vanished fails with the reason", func(t *testing.T) {
+		home := t.TempDir()
+		a := startServerAt(t, home)
+		res := a.call(t, "codex_agent", map[string]any{"task": "sleep 1h", "workingDirectory": repo, "async": true})
+		id := structured(t, res)["taskId"].(string)
+		waitContainerRunning(t, engine, id)
+		a.kill(t)
+		if err := engine.ContainerRemove(context.Background(), "codex-connector-"+id, container.RemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		b := startServerAt(t, home)
+		final := b.waitFor(t, id)
+		if final["status"] != "failed" || !strings.Contains(fmt.Sprint(final["error"]), "container is gone") {
+			t.Fatalf("after the restart: %v", final)
+		}
+	})
+}
+
+func TestTwoServersShareOneHome(t *testing.T) {
+	engine := imagestest.Engine(t)
+	repo := imagestest.Repo(t)
+	home := t.TempDir()
+	a := startServerAt(t, home, "CODEX_CONNECTOR_LEASE=2s")
+	b := startServerAt(t, home, "CODEX_CONNECTOR_LEASE=2s")
+
+	fromA := structured(t, a.call(t, "codex_agent", map[string]any{"task": "sleep 1h", "workingDirectory": repo, "async": true}))["taskId"].(string)
+	fromB := structured(t, b.call(t, "codex_agent", map[string]any{"task": "say from b", "workingDirectory": repo}))["taskId"].(string)
+	t.Run("each lists the other's tasks", func(t *testing.T) {
+		for _, s := range []*mcpServer{a, b} {
+			text := text(s.call(t, "codex_tasks", map[string]any{}))
+			if !strings.Contains(text, fromA) || !strings.Contains(text, fromB) {
+				t.Fatalf("list lacks a task:\n%s", text)
+			}
+		}
+	})
+	t.Run("one cancels the other's task", func(t *testing.T) {
+		waitContainerRunning(t, engine, fromA)
+		res := b.call(t, "codex_cancel", map[string]any{"taskId": fromA})
+		if res.IsError || structured(t, res)["status"] != "cancelled" {
+			t.Fatalf("cancel from the other server: %s", text(res))
+		}
+	})
+	t.Run("the other takes over when the follower dies", func(t *testing.T) {
+		res := a.call(t, "codex_agent", map[string]any{"task": "lines 400 10ms; say survived", "workingDirectory": repo, "async": true})
+		id := structured(t, res)["taskId"].(string)
+		waitContainerRunning(t, engine, id)
+		a.kill(t)
+		final := b.waitFor(t, id)
+		if final["status"] != "completed" || final["result"] != "survived" {
+			t.Fatalf("after the follower died: %v", final)
+		}
+		checkNumberedLog(t, filepath.Join(home, "logs", id+".log"), 400)
+	})
+}

@@ -1,0 +1,240 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/codex-connector/codex-connector/store"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+)
+
+// Tasks outlive the server that started them: containers keep running when
+// it stops, and several servers (one per Claude Code window) share one home.
+// Each task has one follower at a time, named in its record with a lease the
+// follower renews. Every server reconciles at start and then periodically:
+// it takes over tasks whose lease lapsed (or whose follower process is gone
+// from this machine) and picks them up where they are — queued ones are
+// queued again, running ones followed again, exited ones finished from
+// their container, vanished ones failed with the reason.
+
+// DefaultLease is how long a follower's claim holds without renewal.
+const DefaultLease = 30 * time.Second
+
+// orphanGrace is how old a labelled container without a live record must be
+// before it is removed: a server may be between creating it and recording it.
+const orphanGrace = time.Minute
+
+func newInstanceID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// homeLabel ties containers to one data directory, so that a server never
+// touches the containers of another home on the same engine.
+func homeLabel(home string) string {
+	sum := sha256.Sum256([]byte(home))
+	return hex.EncodeToString(sum[:6])
+}
+
+// followerGone reports whether the follower named in a record is a process
+// of this machine that no longer exists, so its lease need not be waited out.
+func followerGone(follower string) bool {
+	parts := strings.Split(follower, "/")
+	if len(parts) != 3 {
+		return false
+	}
+	host, _ := os.Hostname()
+	pid, err := strconv.Atoi(parts[1])
+	if parts[0] != host || err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == syscall.ESRCH
+}
+
+// Run keeps this server's leases and reconciles until the lifetime ends.
+func (r *Runner) Run() error {
+	r.reconcile(r.lifetime)
+	renew := time.NewTicker(r.cfg.Lease / 3)
+	defer renew.Stop()
+	sweep := time.NewTicker(r.cfg.Lease / 2)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-r.lifetime.Done():
+			return nil
+		case <-renew.C:
+			r.renewLeases()
+		case <-sweep.C:
+			r.reconcile(r.lifetime)
+		}
+	}
+}
+
+func (r *Runner) renewLeases() {
+	r.mu.Lock()
+	ids := make([]string, 0, len(r.runs))
+	for id := range r.runs {
+		ids = append(ids, id)
+	}
+	r.mu.Unlock()
+	if err := r.store.Renew(r.instance, ids, time.Now().Add(r.cfg.Lease)); err != nil {
+		r.logf("renew task leases: %v", err)
+	}
+}
+
+// reconcile takes over the tasks no live server follows, and removes
+// containers no task needs. Errors are logged; the next sweep tries again.
+func (r *Runner) reconcile(ctx context.Context) {
+	tasks, _, err := r.store.List(store.Filter{Statuses: []store.Status{store.Queued, store.Running}})
+	if err != nil {
+		r.logf("reconcile: %v", err)
+		return
+	}
+	for _, t := range tasks {
+		if r.local(t.ID) != nil {
+			continue
+		}
+		taken, err := r.takeOver(t.ID)
+		if err != nil {
+			r.logf("reconcile: take over task %s: %v", t.ID, err)
+			continue
+		}
+		if taken == nil {
+			continue
+		}
+		r.logf("task %s: taken over from %q (%s)", t.ID, t.Follower, t.Status)
+		if taken.Status == store.Queued {
+			r.enqueue(taken.ID)
+			continue
+		}
+		r.track(taken.ID)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.adopt(taken)
+		}()
+	}
+	r.removeStrays(ctx)
+}
+
+// takeOver claims a task whose follower is gone; nil if another holds it.
+func (r *Runner) takeOver(id string) (*store.Task, error) {
+	t, err := r.store.Update(id, func(t *store.Task) error {
+		if t.Status.Final() || t.Follower == r.instance ||
+			(time.Now().Before(t.LeaseUntil) && !followerGone(t.Follower)) {
+			return errNotRunnable
+		}
+		t.Follower, t.LeaseUntil = r.instance, time.Now().Add(r.cfg.Lease)
+		return nil
+	})
+	if errors.Is(err, errNotRunnable) {
+		return nil, nil
+	}
+	return t, err
+}
+
+func (r *Runner) track(id string) *run {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rn, ok := r.runs[id]
+	if !ok {
+		rn = &run{tracker: &eventTracker{}, done: make(chan struct{})}
+		r.runs[id] = rn
+	}
+	return rn
+}
+
+// adopt picks up a running task from its container, as it is now.
+func (r *Runner) adopt(t *store.Task) {
+	ctx := r.lifetime
+	rn := r.local(t.ID)
+	info, err := r.engine.ContainerInspect(ctx, t.ContainerName)
+	switch {
+	case cerrdefs.IsNotFound(err) && t.ContainerID == "":
+		// Claimed, but the server died before it made a container.
+		r.requeue(t.ID)
+		return
+	case cerrdefs.IsNotFound(err):
+		r.fail(t.ID, errors.New("its container is gone: it was removed while no codex-connector followed it; the log holds what it printed until then"))
+		return
+	case err != nil:
+		r.logf("task %s: inspect container to adopt: %v", t.ID, err)
+		r.release1(t.ID)
+		return
+	}
+	if info.State != nil && info.State.Status == "created" {
+		// Made but never started: start it afresh.
+		_ = r.remove(ctx, info.ID)
+		r.requeue(t.ID)
+		return
+	}
+	if err := replayLog(r.LogPath(t.ID), rn.tracker); err != nil {
+		r.logf("task %s: read its log so far: %v", t.ID, err)
+	}
+	var exited exitWait
+	exited.result, exited.err = r.engine.ContainerWait(ctx, info.ID, container.WaitConditionNotRunning)
+	r.follow(t, info.ID, rn, exited)
+}
+
+// requeue puts a task that never started back in the queue.
+func (r *Runner) requeue(id string) {
+	_, err := r.store.Update(id, func(t *store.Task) error {
+		t.Status, t.StartedAt, t.Deadline, t.ContainerID = store.Queued, time.Time{}, time.Time{}, ""
+		return nil
+	})
+	r.mu.Lock()
+	delete(r.runs, id)
+	r.mu.Unlock()
+	if err != nil {
+		r.logf("task %s: queue again: %v", id, err)
+		return
+	}
+	r.enqueue(id)
+}
+
+// release1 gives up following a task for now; its lease lapses and a later
+// sweep (of any server) takes it up again.
+func (r *Runner) release1(id string) {
+	r.mu.Lock()
+	delete(r.runs, id)
+	r.mu.Unlock()
+}
+
+// removeStrays removes this home's task containers whose record is final
+// or missing (left by a crash between recording and removing, or by a
+// deleted record).
+func (r *Runner) removeStrays(ctx context.Context) {
+	list, err := r.engine.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelHome+"="+homeLabel(r.cfg.Home)), filters.Arg("label", LabelTask))})
+	if err != nil {
+		r.logf("reconcile: list containers: %v", err)
+		return
+	}
+	for _, c := range list {
+		id := c.Labels[LabelTask]
+		t, err := r.store.Get(id)
+		switch {
+		case err == nil && !t.Status.Final():
+			continue
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			continue // unreadable record or locked database: leave it
+		case time.Since(time.Unix(c.Created, 0)) < orphanGrace:
+			continue
+		}
+		r.logf("reconcile: removing container %s of task %s, which no record needs", c.ID[:12], id)
+		_ = r.remove(ctx, c.ID)
+	}
+}
