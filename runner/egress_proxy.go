@@ -73,7 +73,9 @@ func (p *EgressProxy) Run(ctx context.Context) error {
 	}
 	p.listeners = map[string]net.Listener{}
 	defer p.closeAll()
-	tick := time.NewTicker(200 * time.Millisecond)
+	// A new task waits for its socket before its container starts: scan
+	// often (a directory read) so that wait stays short.
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		p.scan(ctx)

@@ -20,7 +20,7 @@ type harness struct {
 	home  string
 }
 
-func newHarness(t *testing.T, mod func(*Config)) *harness {
+func newHarness(t testing.TB, mod func(*Config)) *harness {
 	t.Helper()
 	eng := imagestest.Engine(t)
 	ref := imagestest.FakeCodex(t)
@@ -59,17 +59,17 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 }
 
 // removeTestContainers removes what a failed test may have left running.
-func removeTestContainers(t *testing.T, r *Runner) {
+func removeTestContainers(t testing.TB, r *Runner) {
 	tasks, _, _ := r.List(store.Filter{})
 	for _, task := range tasks {
 		_ = r.remove(context.Background(), task.ContainerName)
 	}
 }
 
-func newRepo(t *testing.T) string { return imagestest.Repo(t) }
+func newRepo(t testing.TB) string { return imagestest.Repo(t) }
 
 // startAndWait starts a task and waits for its end.
-func (h *harness) startAndWait(t *testing.T, spec Spec) *store.Task {
+func (h *harness) startAndWait(t testing.TB, spec Spec) *store.Task {
 	t.Helper()
 	task, err := h.Start(context.Background(), spec)
 	if err != nil {
@@ -78,7 +78,7 @@ func (h *harness) startAndWait(t *testing.T, spec Spec) *store.Task {
 	return h.waitFinal(t, task.ID)
 }
 
-func (h *harness) waitFinal(t *testing.T, id string) *store.Task {
+func (h *harness) waitFinal(t testing.TB, id string) *store.Task {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -1,0 +1,60 @@
+package runner
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/store"
+	"github.com/docker/docker/api/types/container"
+)
+
+// BenchmarkTaskOverhead measures, side by side in one run, how long a task
+// takes from Start to its recorded result, against a bare create, start,
+// wait and remove of the same image with the same command (what `docker run
+// --rm` does), and reports the ratio. Both run the fake Codex, which answers
+// at once, so the difference is codex-connector's own cost: the repo check,
+// records, hardening, log copy, result copy and clean-up.
+func BenchmarkTaskOverhead(b *testing.B) {
+	for _, level := range []string{DangerFullAccess, WorkspaceWrite} {
+		b.Run(level, func(b *testing.B) {
+			h := newHarness(b, nil)
+			repo := newRepo(b)
+			eng := imagestest.Engine(b)
+			ctx := context.Background()
+			var ours, bare time.Duration
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				task := h.startAndWait(b, Spec{Prompt: "say hi", WorkingDirectory: repo, Sandbox: level})
+				if task.Status != store.Completed {
+					b.Fatalf("task %s: %s", task.Status, task.Error)
+				}
+				ours += time.Since(start)
+
+				start = time.Now()
+				created, err := eng.ContainerCreate(ctx, &container.Config{Image: h.cfg.Image.Ref, Cmd: []string{"codex", "exec", "--json", "--", "say hi"}}, nil, nil, nil, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				waitC, errC := eng.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
+				if err := eng.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case <-waitC:
+				case err := <-errC:
+					b.Fatal(err)
+				}
+				if err := eng.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true}); err != nil {
+					b.Fatal(err)
+				}
+				bare += time.Since(start)
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(ours.Milliseconds())/n, "task-ms/op")
+			b.ReportMetric(float64(bare.Milliseconds())/n, "bare-ms/op")
+			b.ReportMetric(float64(ours)/float64(bare), "ratio")
+		})
+	}
+}
