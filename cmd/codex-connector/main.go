@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -193,6 +194,23 @@ func check(cfg config, docker *client.Client) error {
 	if cfg.CodexVersion != "" {
 		fmt.Printf(" with Codex %s", cfg.CodexVersion)
 	}
+	switch {
+	case hasEnv(cfg.Env, "OPENAI_API_KEY"):
+		fmt.Print("\ncredentials: OPENAI_API_KEY is set and passed to Codex")
+	case cfg.AuthFile != "":
+		fmt.Printf("\ncredentials: your Codex login %s, mounted read-only (run `codex` on the host when it expires)", cfg.AuthFile)
+	default:
+		fmt.Print("\ncredentials: none found — set OPENAI_API_KEY in the server's environment, or run `codex login` on the host")
+	}
 	fmt.Printf("\ndata: %s\nready: add {\"mcpServers\":{\"codex-connector\":{\"command\":\"codex-connector\"}}} to ~/.mcp.json\n", cfg.Home)
 	return nil
+}
+
+func hasEnv(env []string, name string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, name+"=") {
+			return true
+		}
+	}
+	return false
 }

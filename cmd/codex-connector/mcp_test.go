@@ -20,35 +20,9 @@ import (
 // These tests build the real binary and drive it over stdio with the
 // official MCP Go SDK: an independent client, as Claude Code is.
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "codex-connector-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "codex-connector")
-		// Built as `make build` builds it: static, because the same binary
-		// runs the egress proxy and the bridge of restricted sandboxes.
-		build := exec.Command("go", "build", "-o", binPath, ".")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := build.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// binary is codex-connector built as `make build` builds it: static,
+// because the same binary runs the egress proxy and the bridge.
+func binary(t *testing.T) string { return imagestest.StaticBinary(t) }
 
 type mcpServer struct {
 	session  *sdk.ClientSession

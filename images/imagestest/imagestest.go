@@ -68,10 +68,8 @@ func buildFake(engine *client.Client) (string, error) {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "codex")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/codex-connector/codex-connector/images/fakecodex")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", &buildError{string(out), err}
+	if err := goBuildStatic("github.com/codex-connector/codex-connector/images/fakecodex", bin); err != nil {
+		return "", err
 	}
 	data, err := os.ReadFile(bin)
 	if err != nil {
@@ -92,12 +90,23 @@ func buildFake(engine *client.Client) (string, error) {
 	return ref, err
 }
 
+// goBuildStatic builds pkg as a static binary at out, as `make build` does:
+// it must run FROM scratch and in any Codex image.
+func goBuildStatic(pkg, out string) error {
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if output, err := cmd.CombinedOutput(); err != nil {
+		return &buildError{string(output), err}
+	}
+	return nil
+}
+
 type buildError struct {
 	out string
 	err error
 }
 
-func (e *buildError) Error() string { return "go build fakecodex: " + e.err.Error() + "\n" + e.out }
+func (e *buildError) Error() string { return "go build: " + e.err.Error() + "\n" + e.out }
 
 // Codex returns the real Codex image (images.DefaultRef, or
 // CODEX_CONNECTOR_IMAGE), failing the test with the commands that build it
@@ -135,11 +144,7 @@ func StaticBinary(t testing.TB) string {
 			return
 		}
 		staticPath = filepath.Join(dir, "codex-connector")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", staticPath, "github.com/codex-connector/codex-connector/cmd/codex-connector")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			staticErr = &buildError{string(out), err}
-		}
+		staticErr = goBuildStatic("github.com/codex-connector/codex-connector/cmd/codex-connector", staticPath)
 	})
 	if staticErr != nil {
 		t.Fatalf("build codex-connector: %v", staticErr)
