@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,4 +167,34 @@ func TestTwoServersShareOneHome(t *testing.T) {
 		}
 		checkNumberedLog(t, filepath.Join(home, "logs", id+".log"), 400)
 	})
+}
+
+func TestEgressKeepsServingAcrossARestart(t *testing.T) {
+	engine := imagestest.Engine(t)
+	gw := imagestest.BridgeGateway(t, engine)
+	ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "reached") })}
+	go srv.Serve(ln)
+	defer srv.Close()
+	home := t.TempDir()
+	cfg := fmt.Sprintf(`{"allowedHosts": [%q]}`, ln.Addr().String())
+	if err := os.WriteFile(filepath.Join(home, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startServerAt(t, home)
+	res := a.call(t, "codex_agent", map[string]any{"task": fmt.Sprintf("sleep 2s; get http://%s/; say fetched", ln.Addr()),
+		"workingDirectory": imagestest.Repo(t), "sandbox": "workspace-write", "async": true})
+	id := structured(t, res)["taskId"].(string)
+	waitContainerRunning(t, engine, id)
+	a.kill(t)
+	b := startServerAt(t, home)
+	final := b.waitFor(t, id)
+	log, _ := os.ReadFile(filepath.Join(home, "logs", id+".log"))
+	if final["status"] != "completed" || !strings.Contains(string(log), "GET http://"+ln.Addr().String()+"/ HTTP/1.1 → allowed") ||
+		!strings.Contains(fmt.Sprint(final["commands"]), "exitCode:0") {
+		t.Fatalf("after the restart: %v\n%s", final, log)
+	}
 }
