@@ -70,6 +70,8 @@ func startServerAt(t *testing.T, home string, env ...string) *mcpServer {
 	}
 	s.session = session
 	t.Cleanup(func() {
+		// The proxy outlives servers by design; a test's home goes away.
+		defer exec.Command("docker", "rm", "-f", runner.ProxyName(s.home)).Run()
 		if s.killed {
 			return
 		}
@@ -82,7 +84,6 @@ func startServerAt(t *testing.T, home string, env ...string) *mcpServer {
 		}
 		session.Close()
 		cmd.Wait()
-		exec.Command("docker", "rm", "-f", runner.ProxyName(s.home)).Run()
 	})
 	return s
 }
