@@ -80,26 +80,9 @@ func checkStatic(path string) error {
 func (r *Runner) ensureProxy(ctx context.Context) error {
 	r.proxyMu.Lock()
 	defer r.proxyMu.Unlock()
-	bin := r.cfg.Egress.Binary
-	if bin == "" {
-		return errors.New("restricted sandboxes need the codex-connector binary for the egress proxy, and none is configured")
-	}
-	if err := checkStatic(bin); err != nil {
-		return err
-	}
-	data, err := os.ReadFile(bin)
+	ref, err := r.proxyImage(ctx)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", bin, err)
-	}
-	sum := sha256.Sum256(data)
-	ref := "codex-connector/egress:" + hex.EncodeToString(sum[:6])
-	if _, err := r.engine.ImageInspect(ctx, ref); cerrdefs.IsNotFound(err) {
-		dockerfile := "FROM scratch\nCOPY codex-connector /codex-connector\nENTRYPOINT [\"/codex-connector\", \"egress-proxy\", \"--dir\", \"/egress\"]\n"
-		if err := images.BuildFiles(ctx, r.imageBuilder, ref, map[string][]byte{"Dockerfile": []byte(dockerfile), "codex-connector": data}, map[string]int64{"codex-connector": 0o755}); err != nil {
-			return err
-		}
-	} else if err != nil {
-		return engineError("inspect the egress proxy image", err)
+		return err
 	}
 	name := r.proxyName()
 	info, err := r.engine.ContainerInspect(ctx, name)
@@ -141,6 +124,37 @@ func (r *Runner) ensureProxy(ctx context.Context) error {
 		return engineError("start the egress proxy", err)
 	}
 	return nil
+}
+
+// proxyImage returns the egress proxy image of this binary, building it if
+// the engine lacks it. The binary cannot change under a running process, so
+// it is checked and hashed once, not on every task's start.
+func (r *Runner) proxyImage(ctx context.Context) (string, error) {
+	bin := r.cfg.Egress.Binary
+	if bin == "" {
+		return "", errors.New("restricted sandboxes need the codex-connector binary for the egress proxy, and none is configured")
+	}
+	if r.proxyData == nil {
+		if err := checkStatic(bin); err != nil {
+			return "", err
+		}
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", bin, err)
+		}
+		sum := sha256.Sum256(data)
+		r.proxyData, r.proxyRef = data, "codex-connector/egress:"+hex.EncodeToString(sum[:6])
+	}
+	_, err := r.engine.ImageInspect(ctx, r.proxyRef)
+	if cerrdefs.IsNotFound(err) {
+		dockerfile := "FROM scratch\nCOPY codex-connector /codex-connector\nENTRYPOINT [\"/codex-connector\", \"egress-proxy\", \"--dir\", \"/egress\"]\n"
+		err = images.BuildFiles(ctx, r.imageBuilder, r.proxyRef, map[string][]byte{"Dockerfile": []byte(dockerfile), "codex-connector": r.proxyData}, map[string]int64{"codex-connector": 0o755})
+		return r.proxyRef, err
+	}
+	if err != nil {
+		return "", engineError("inspect the egress proxy image", err)
+	}
+	return r.proxyRef, nil
 }
 
 // prepareEgress writes the task's policy and waits for the proxy to serve

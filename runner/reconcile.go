@@ -191,10 +191,7 @@ func (r *Runner) adopt(t *store.Task) {
 
 // requeue puts a task that never started back in the queue.
 func (r *Runner) requeue(id string) {
-	_, err := r.store.Update(id, func(t *store.Task) error {
-		t.Status, t.StartedAt, t.Deadline, t.ContainerID = store.Queued, time.Time{}, time.Time{}, ""
-		return nil
-	})
+	err := r.backToQueued(id)
 	r.mu.Lock()
 	delete(r.runs, id)
 	r.mu.Unlock()

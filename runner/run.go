@@ -51,10 +51,7 @@ func (r *Runner) execute(id string) {
 		r.fail(id, fmt.Errorf("could not start: %w", err))
 		return
 	}
-	rn := r.local(id)
-	if rn == nil {
-		rn = &run{tracker: &eventTracker{}, done: make(chan struct{})}
-	}
+	rn := r.track(id)
 	if t.Sandbox != ReadOnly {
 		rn.before, rn.repoRoot = snapshotWorktree(t.RepoRoot), t.RepoRoot
 	}
@@ -148,16 +145,21 @@ func (r *Runner) unclaim(t *store.Task) {
 		r.logf("task %s: remove unstarted container: %v", t.ID, err)
 		return
 	}
-	_, err := r.store.Update(t.ID, func(t *store.Task) error {
+	if err := r.backToQueued(t.ID); err != nil {
+		r.logf("task %s: hand back to the queue: %v", t.ID, err)
+	}
+}
+
+// backToQueued records a claimed task that never ran as queued again.
+func (r *Runner) backToQueued(id string) error {
+	_, err := r.store.Update(id, func(t *store.Task) error {
 		if t.Status != store.Running {
 			return nil
 		}
 		t.Status, t.StartedAt, t.Deadline, t.ContainerID = store.Queued, time.Time{}, time.Time{}, ""
 		return nil
 	})
-	if err != nil {
-		r.logf("task %s: hand back to the queue: %v", t.ID, err)
-	}
+	return err
 }
 
 // prepareStateDir makes the task's private directory for CODEX_HOME and the

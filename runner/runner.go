@@ -67,11 +67,15 @@ type Runner struct {
 	cfg          Config
 	engine       engine
 	imageBuilder imageBuilder
-	proxyMu      sync.Mutex
-	store        *store.Store
-	logf         func(format string, args ...any)
-	lifetime     context.Context
-	wg           sync.WaitGroup
+	// proxyMu guards the egress proxy's container and the cached binary
+	// and image reference it is built from.
+	proxyMu   sync.Mutex
+	proxyData []byte
+	proxyRef  string
+	store     *store.Store
+	logf      func(format string, args ...any)
+	lifetime  context.Context
+	wg        sync.WaitGroup
 	// instance names this process as the follower of its tasks.
 	instance string
 

@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -173,12 +174,7 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if err := setDuration(&c.StallTimeout, f.StallTimeout, true); err != nil {
 		return bad("stallTimeout", err)
 	}
-	keys := make([]string, 0, len(f.CodexConfig))
-	for k := range f.CodexConfig {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(f.CodexConfig)) {
 		v, err := tomlValue(f.CodexConfig[k])
 		if err != nil {
 			return bad("codexConfig."+k, err)
@@ -202,12 +198,7 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if len(f.AllowedRoots) > 0 {
 		c.AllowedRoots = f.AllowedRoots
 	}
-	names := make([]string, 0, len(f.Env))
-	for k := range f.Env {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
+	for _, k := range slices.Sorted(maps.Keys(f.Env)) {
 		c.Env = append(c.Env, k+"="+f.Env[k])
 	}
 	for _, k := range f.PassEnv {
