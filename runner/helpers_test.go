@@ -113,3 +113,9 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// readLog returns what the log holds so far ("" before it exists).
+func readLog(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}

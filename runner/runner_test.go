@@ -198,6 +198,14 @@ func TestCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitStatus(t, running.ID, store.Running)
+	// The record names the container before it starts: wait until the task
+	// has printed, so there is a log for the cancel to keep.
+	for i := 0; !strings.Contains(readLog(h.LogPath(running.ID)), "started"); i++ {
+		if i > 1000 {
+			t.Fatal("the running task never printed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	t.Run("a queued task ends cancelled and never runs", func(t *testing.T) {
 		got, err := h.Cancel(ctx, queued.ID)
