@@ -28,73 +28,120 @@ var ErrNotFound = errors.New("no such task")
 // than the lock timeout.
 var ErrLocked = errors.New("task database is locked by another process")
 
+// ErrUnreadable is returned when the database file is damaged or not a
+// database.
+var ErrUnreadable = errors.New("cannot read the task database")
+
 // Store is the task database. Several codex-connector processes (one per
 // Claude Code window) share one file, and bbolt holds an exclusive file lock
 // for as long as a database is open; so the store opens the file for each
 // transaction and closes it straight after, and no process blocks the others
 // for longer than one short transaction.
+//
+// A database that is locked, damaged or too new makes each call fail with a
+// message that says what to do, never the process: the server keeps
+// answering, and the next call tries again.
 type Store struct {
 	path        string
 	lockTimeout time.Duration
 	// mu serialises this process's own transactions: two opens of the same
-	// file from one process would wait on each other's flock.
+	// file from one process would wait on each other's flock. It also
+	// guards prepared.
 	mu sync.Mutex
+	// prepared is set once the buckets exist and the schema is known.
+	prepared bool
 }
 
-// Open prepares the database at path, creating it and its directory if
-// needed, and checks that its schema is one this version understands.
-// lockTimeout bounds how long any call waits for another process's lock.
+// New returns the store of the database at path without touching the file;
+// the first call prepares it. lockTimeout bounds how long any call waits for
+// another process's lock.
+func New(path string, lockTimeout time.Duration) *Store {
+	return &Store{path: path, lockTimeout: lockTimeout}
+}
+
+// Open is New followed by Check.
 func Open(path string, lockTimeout time.Duration) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create task database directory: %w", err)
-	}
-	s := &Store{path: path, lockTimeout: lockTimeout}
-	err := s.update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(metaBucket)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.CreateBucketIfNotExists(tasksBucket); err != nil {
-			return err
-		}
-		if v := meta.Get(schemaKey); v != nil {
-			n, err := strconv.Atoi(string(v))
-			if err != nil {
-				return fmt.Errorf("schema version %q is unreadable", v)
-			}
-			if n > SchemaVersion {
-				return fmt.Errorf("schema version %d is newer than this codex-connector understands (%d): upgrade codex-connector", n, SchemaVersion)
-			}
-			return nil
-		}
-		return meta.Put(schemaKey, []byte(strconv.Itoa(SchemaVersion)))
-	})
-	if err != nil {
+	s := New(path, lockTimeout)
+	if err := s.Check(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
+// Check prepares the database (creating it and its directory if needed) and
+// checks that its schema is one this version understands.
+func (s *Store) Check() error {
+	return s.view(func(*bolt.Tx) error { return nil })
+}
+
+// prepare creates the buckets and checks the schema version.
+func prepare(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(metaBucket)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucketIfNotExists(tasksBucket); err != nil {
+		return err
+	}
+	if v := meta.Get(schemaKey); v != nil {
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return fmt.Errorf("schema version %q is unreadable", v)
+		}
+		if n > SchemaVersion {
+			return fmt.Errorf("schema version %d is newer than this codex-connector understands (%d): upgrade codex-connector", n, SchemaVersion)
+		}
+		return nil
+	}
+	return meta.Put(schemaKey, []byte(strconv.Itoa(SchemaVersion)))
+}
+
 // Path is the database file.
 func (s *Store) Path() string { return s.path }
 
-func (s *Store) withDB(readOnly bool, fn func(*bolt.DB) error) error {
+func (s *Store) withDB(readOnly bool, fn func(*bolt.DB) error) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.prepared {
+		if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+			return fmt.Errorf("create task database directory: %w", err)
+		}
+		readOnly = false
+	}
 	// ReadOnly takes a shared lock, so readers of several processes do not
 	// wait for each other; the file must exist first.
 	if _, err := os.Stat(s.path); err != nil {
 		readOnly = false
 	}
+	// bbolt panics on some kinds of damage to the file instead of returning
+	// an error; a damaged file must not take the server down.
+	defer func() {
+		if p := recover(); p != nil {
+			err = s.damaged(fmt.Errorf("%v", p))
+		}
+	}()
 	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: s.lockTimeout, ReadOnly: readOnly})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return fmt.Errorf("%w (%s, waited %s): another codex-connector may be stuck; try again, or stop it", ErrLocked, s.path, s.lockTimeout)
 		}
-		return fmt.Errorf("open task database %s: %w — if the file is damaged, move it aside (mv %s %s.bad) and codex-connector starts a new one; nothing in it is changed until you do", s.path, err, s.path, s.path)
+		return s.damaged(err)
 	}
 	defer db.Close()
+	if !s.prepared {
+		if err := db.Update(prepare); err != nil {
+			return fmt.Errorf("prepare task database %s: %w", s.path, err)
+		}
+		s.prepared = true
+	}
 	return fn(db)
+}
+
+// damaged says how to get out of a database that cannot be read, without
+// losing it: nothing in the file is changed until the user moves it.
+func (s *Store) damaged(err error) error {
+	return fmt.Errorf("%w %s: %v — move it aside (mv %s %s.bad) and codex-connector starts a new one; the logs and results in %s are kept",
+		ErrUnreadable, s.path, err, s.path, s.path, filepath.Join(filepath.Dir(s.path), "logs"))
 }
 
 func (s *Store) update(fn func(*bolt.Tx) error) error {

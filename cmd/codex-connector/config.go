@@ -86,6 +86,7 @@ var envNames = []string{
 	"CODEX_HOME                     where your Codex login is (default ~/.codex), used when OPENAI_API_KEY is not set",
 	"CODEX_CONNECTOR_ALLOWED_ROOTS  directories tasks may run under, separated by ':' (default: the home directory)",
 	"CODEX_CONNECTOR_LEASE          how long a server's claim on a task holds unrenewed (default 30s)",
+	"CODEX_CONNECTOR_LOCK_TIMEOUT   how long a call waits for another server's hold on tasks.db (default 5s)",
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -246,6 +247,9 @@ func (c *config) applyEnv(getenv func(string) string) error {
 	}
 	if err := setDuration(&c.Lease, getenv("CODEX_CONNECTOR_LEASE"), false); err != nil {
 		return fmt.Errorf("CODEX_CONNECTOR_LEASE: %w", err)
+	}
+	if err := setDuration(&c.LockTimeout, getenv("CODEX_CONNECTOR_LOCK_TIMEOUT"), false); err != nil {
+		return fmt.Errorf("CODEX_CONNECTOR_LOCK_TIMEOUT: %w", err)
 	}
 	return nil
 }

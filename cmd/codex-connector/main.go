@@ -108,9 +108,12 @@ func serve(cfg config, docker *client.Client) error {
 	defer logFile.Close()
 	logger := log.New(io.MultiWriter(os.Stderr, logFile), fmt.Sprintf("codex-connector[%d] ", os.Getpid()), log.LstdFlags|log.Lmicroseconds)
 
-	st, err := store.Open(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
-	if err != nil {
-		return err
+	// A locked or damaged database must not keep the server from starting:
+	// every call then says what is wrong and what to do, in Claude Code,
+	// where the user sees it, rather than in a log of a server that exited.
+	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
+	if err := st.Check(); err != nil {
+		logger.Printf("%v", err)
 	}
 	// This binary also runs the egress proxy and the in-container bridge.
 	self, err := os.Executable()
@@ -201,6 +204,9 @@ func check(cfg config, docker *client.Client) error {
 		fmt.Printf("\ncredentials: your Codex login %s, mounted read-only (run `codex` on the host when it expires)", cfg.AuthFile)
 	default:
 		fmt.Print("\ncredentials: none found — set OPENAI_API_KEY in the server's environment, or run `codex login` on the host")
+	}
+	if err := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout).Check(); err != nil {
+		return err
 	}
 	fmt.Printf("\ndata: %s\nready: add {\"mcpServers\":{\"codex-connector\":{\"command\":\"codex-connector\"}}} to ~/.mcp.json\n", cfg.Home)
 	return nil
