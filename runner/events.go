@@ -102,6 +102,13 @@ func (t *eventTracker) startClock(now time.Time) {
 	t.lastProgress = now
 }
 
+// note says what the task waits for when it is not Codex.
+func (t *eventTracker) note(s string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.now = s
+}
+
 // lastWord is the most recent thing Codex said, to explain a stall.
 func (t *eventTracker) lastWord() string {
 	t.mu.Lock()

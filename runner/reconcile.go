@@ -17,6 +17,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
 )
 
 // Tasks outlive the server that started them: containers keep running when
@@ -133,8 +134,9 @@ func (r *Runner) reconcile(ctx context.Context) {
 // takeOver claims a task whose follower is gone; nil if another holds it.
 func (r *Runner) takeOver(id string) (*store.Task, error) {
 	t, err := r.store.Update(id, func(t *store.Task) error {
-		if t.Status.Final() || t.Follower == r.instance ||
-			(time.Now().Before(t.LeaseUntil) && !followerGone(t.Follower)) {
+		// This process's own lapsed lease counts too: it gave the task up
+		// (release1) and may take it again.
+		if t.Status.Final() || (time.Now().Before(t.LeaseUntil) && !followerGone(t.Follower)) {
 			return errNotRunnable
 		}
 		t.Follower, t.LeaseUntil = r.instance, time.Now().Add(r.cfg.Lease)
@@ -162,6 +164,16 @@ func (r *Runner) adopt(t *store.Task) {
 	ctx := r.lifetime
 	rn := r.local(t.ID)
 	info, err := r.engine.ContainerInspect(ctx, t.ContainerName)
+	if client.IsErrConnectionFailed(err) {
+		// The engine is down (or restarting): this server holds the task
+		// and picks it up when the engine answers.
+		rn.engineLost = true
+		rn.tracker.note("waiting for the Docker engine to come back")
+		r.logf("task %s: the Docker engine does not answer; adopting the task when it does", t.ID)
+		if info, err = r.awaitEngine(t.ContainerName); ctx.Err() != nil {
+			return
+		}
+	}
 	switch {
 	case cerrdefs.IsNotFound(err) && t.ContainerID == "":
 		// Claimed, but the server died before it made a container.
@@ -208,6 +220,15 @@ func (r *Runner) release1(id string) {
 	r.mu.Lock()
 	delete(r.runs, id)
 	r.mu.Unlock()
+	// End the lease now rather than when it lapses.
+	if _, err := r.store.Update(id, func(t *store.Task) error {
+		if t.Follower == r.instance {
+			t.LeaseUntil = time.Time{}
+		}
+		return nil
+	}); err != nil {
+		r.logf("task %s: give up the lease: %v", id, err)
+	}
 }
 
 // removeStrays removes this home's task containers whose record is final

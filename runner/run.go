@@ -14,6 +14,7 @@ import (
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
 )
 
 // maxResultInRecord bounds the result text kept in the record; the whole
@@ -193,17 +194,59 @@ func splitUser(user string) (int, int) {
 }
 
 // follow copies the container's logs, enforces the deadline, waits for the
-// exit and finishes the task.
+// exit and finishes the task. When the engine goes away under it (a Docker
+// restart), it waits for the engine to come back and follows the container
+// again from where the log file ends: with live-restore the task goes on,
+// without it the task ends with the reason.
 func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitWait) {
-	ctx := r.lifetime
-	type copied struct {
-		size int64
-		err  error
+	for {
+		logs, lost := r.followOnce(t, containerID, rn, exited)
+		if r.lifetime.Err() != nil {
+			return
+		}
+		if !lost {
+			info, err := r.engine.ContainerInspect(r.lifetime, containerID)
+			switch {
+			case err == nil:
+				r.finish(t.ID, info, rn, logs.size, logs.err)
+				return
+			case !client.IsErrConnectionFailed(err):
+				r.fail(t.ID, engineError("inspect exited container", err))
+				return
+			}
+		}
+		rn.engineLost = true
+		rn.tracker.note("waiting for the Docker engine to come back")
+		r.logf("task %s: lost the Docker engine while following container %s; following it again when the engine answers", t.ID, shortID(containerID))
+		info, err := r.awaitEngine(containerID)
+		switch {
+		case r.lifetime.Err() != nil:
+			return
+		case cerrdefs.IsNotFound(err):
+			r.fail(t.ID, errors.New("its container is gone: it was removed while the Docker engine was away; the log holds what it printed until then"))
+			return
+		case err != nil:
+			r.fail(t.ID, engineError("inspect container after the engine came back", err))
+			return
+		}
+		r.logf("task %s: the Docker engine answers again; the container is %s", t.ID, info.State.Status)
+		exited.result, exited.err = r.engine.ContainerWait(r.lifetime, containerID, container.WaitConditionNotRunning)
 	}
-	logDone := make(chan copied, 1)
+}
+
+type copiedLog struct {
+	size int64
+	err  error
+}
+
+// followOnce follows the container until it exits, the engine stops
+// answering (lost), or the lifetime ends.
+func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited exitWait) (logs copiedLog, lost bool) {
+	ctx := r.lifetime
+	logDone := make(chan copiedLog, 1)
 	go func() {
 		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker)
-		logDone <- copied{size, err}
+		logDone <- copiedLog{size, err}
 	}()
 	rn.tracker.startClock(time.Now())
 	if r.cfg.StallTimeout > 0 {
@@ -223,37 +266,51 @@ func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitW
 	case <-exited.result:
 	case waitErr = <-exited.err:
 	case <-ctx.Done():
-		return
+		return logs, false
 	}
-	if waitErr != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		r.logf("task %s: wait for container: %v", t.ID, waitErr)
-	}
-	// The log stream ends when the container stops; what it still holds is
-	// drained before the task is recorded as finished.
-	var logs copied
+	// The log stream ends when the container stops (or the engine goes);
+	// what it still holds is drained before anything is recorded, and no
+	// second copy starts while this one writes.
 	select {
 	case logs = <-logDone:
 	case <-ctx.Done():
-		return
+		return logs, false
 	}
-	if ctx.Err() != nil {
-		return
+	if waitErr != nil && ctx.Err() == nil {
+		r.logf("task %s: wait for container: %v", t.ID, waitErr)
+		return logs, true
 	}
-	r.finish(t.ID, containerID, rn, logs.size, logs.err)
+	return logs, false
 }
+
+// awaitEngine waits while the engine does not answer, then returns the
+// container as the engine sees it (or the engine's error about it); it
+// returns the lifetime's error when that ends first.
+func (r *Runner) awaitEngine(nameOrID string) (container.InspectResponse, error) {
+	pause := 500 * time.Millisecond
+	for {
+		// Pause first: an engine restart takes longer than this, and a
+		// wait that fails for another reason must not spin.
+		select {
+		case <-r.lifetime.Done():
+			return container.InspectResponse{}, r.lifetime.Err()
+		case <-time.After(pause):
+		}
+		info, err := r.engine.ContainerInspect(r.lifetime, nameOrID)
+		if !client.IsErrConnectionFailed(err) {
+			return info, err
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
+}
+
+func shortID(id string) string { return id[:min(12, len(id))] }
 
 // finish records the end of a task from its exited container, then removes
 // the container. Each step may run again after a crash without harm.
-func (r *Runner) finish(id, containerID string, rn *run, logBytes int64, logErr error) {
+func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logBytes int64, logErr error) {
 	ctx := r.lifetime
-	info, err := r.engine.ContainerInspect(ctx, containerID)
-	if err != nil {
-		r.fail(id, engineError("inspect exited container", err))
-		return
-	}
+	containerID := info.ID
 	code := info.State.ExitCode
 	oom := info.State.OOMKilled
 	result, resultErr := r.copyResult(id)
@@ -266,7 +323,7 @@ func (r *Runner) finish(id, containerID string, rn *run, logBytes int64, logErr 
 			}
 		}
 	}
-	_, err = r.store.Update(id, func(t *store.Task) error {
+	_, err := r.store.Update(id, func(t *store.Task) error {
 		now := time.Now().UTC()
 		t.FinishedAt = now
 		t.ExitCode = &code
@@ -284,6 +341,10 @@ func (r *Runner) finish(id, containerID string, rn *run, logBytes int64, logErr 
 			t.Status, t.Error = store.Failed, fmt.Sprintf("killed: out of memory (limit %s) — raise the memory limit in the configuration, or give Codex a smaller task", humanBytes(r.cfg.Limits.MemoryBytes))
 		case code == 0:
 			t.Status = store.Completed
+		case rn.engineLost && code != 0:
+			t.Status, t.Error = store.Failed, fmt.Sprintf("stopped by a restart of the Docker engine (exit %d): run the task again — Docker's live-restore option keeps tasks running across engine restarts", code)
+		case code == 143:
+			t.Status, t.Error = store.Failed, "stopped from outside codex-connector with SIGTERM (exit 143): by `docker stop`, or by a stop or restart of the Docker engine — run the task again; Docker's live-restore option keeps tasks running across engine restarts"
 		case code == 137:
 			t.Status, t.Error = store.Failed, "killed (exit 137) by something other than codex-connector: probably out of memory, or a `docker kill`"
 		case turnErr != "":

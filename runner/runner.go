@@ -93,6 +93,9 @@ type run struct {
 	// which files it changed; nil when unknown or the repo is read-only.
 	before   worktreeState
 	repoRoot string
+	// engineLost is set when the engine went away while this process
+	// followed the task, to explain an exit the restart caused.
+	engineLost bool
 }
 
 // New makes a runner whose tasks live within lifetime. logf receives

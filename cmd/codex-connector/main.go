@@ -140,7 +140,7 @@ func serve(cfg config, docker *client.Client) error {
 	if err != nil {
 		return err
 	}
-	pingDocker(docker, logger)
+	pingDocker(lifetime, docker, logger)
 
 	stdio := server.NewStdioServer(mcp.NewServer(r, version))
 	stdio.SetErrorLogger(logger)
@@ -170,15 +170,36 @@ func serve(cfg config, docker *client.Client) error {
 
 // pingDocker negotiates the API version once, before the runner and the
 // tools use the client from several goroutines: the client's lazy
-// negotiation on first use is not safe when two first requests race.
-func pingDocker(docker *client.Client, logger *log.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if _, err := docker.Ping(ctx); err != nil {
-		logger.Printf("the Docker engine does not answer (%v): tasks will fail until it does", err)
+// negotiation on first use is not safe when two first requests race. When
+// the engine is down it keeps trying in the background, and negotiates as
+// soon as the engine answers.
+func pingDocker(lifetime context.Context, docker *client.Client, logger *log.Logger) {
+	negotiate := func() bool {
+		ctx, cancel := context.WithTimeout(lifetime, 3*time.Second)
+		defer cancel()
+		if _, err := docker.Ping(ctx); err != nil {
+			return false
+		}
+		docker.NegotiateAPIVersion(ctx)
+		return true
+	}
+	if negotiate() {
 		return
 	}
-	docker.NegotiateAPIVersion(ctx)
+	logger.Printf("the Docker engine does not answer: new tasks are refused, and running ones wait, until it does")
+	go func() {
+		for {
+			select {
+			case <-lifetime.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+			if negotiate() {
+				logger.Printf("the Docker engine answers (API %s)", docker.ClientVersion())
+				return
+			}
+		}
+	}()
 }
 
 // check tells a person whether tasks can run here, and what to do if not.

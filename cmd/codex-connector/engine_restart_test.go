@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/images/imagestest"
+)
+
+// These tests stop and start a Docker engine of their own under a running
+// task, as `systemctl restart docker` or a Docker Desktop update does.
+
+// startOn runs codex-connector against the test's engine.
+func startOn(t *testing.T, d *imagestest.Dockerd, home, image string) *mcpServer {
+	return startServerAt(t, home, "DOCKER_HOST="+d.Host, "CODEX_CONNECTOR_IMAGE="+image)
+}
+
+// waitLines waits until the task's log holds at least n numbered lines.
+func waitLines(t *testing.T, log string, n int) {
+	t.Helper()
+	for i := 0; logLines(log) < n; i++ {
+		if i > 1500 {
+			t.Fatalf("the task printed %d lines in 30s, want %d", logLines(log), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestEngineRestartUnderARunningTask(t *testing.T) {
+	repo := imagestest.Repo(t)
+
+	t.Run("with live-restore the task goes on and its log has every line once", func(t *testing.T) {
+		d := imagestest.StartDockerd(t, true)
+		image := d.FakeCodex(t)
+		home := t.TempDir()
+		s := startOn(t, d, home, image)
+		res := s.call(t, "codex_agent", map[string]any{"task": "lines 3000 2ms; say outlived the engine", "workingDirectory": repo, "sandbox": "danger-full-access", "async": true})
+		if res.IsError {
+			t.Fatal(text(res))
+		}
+		id := structured(t, res)["taskId"].(string)
+		log := filepath.Join(home, "logs", id+".log")
+		waitLines(t, log, 200)
+
+		d.Stop(t)
+		st := structured(t, s.call(t, "codex_status", map[string]any{"taskId": id}))
+		if st["status"] != "running" {
+			t.Fatalf("while the engine is down: %v", st)
+		}
+		time.Sleep(2 * time.Second) // long enough for the follower to notice
+		if st := structured(t, s.call(t, "codex_status", map[string]any{"taskId": id})); !strings.Contains(fmt.Sprint(st["summary"]), "waiting for the Docker engine") {
+			t.Errorf("status while the engine is down does not say what the task waits for: %v", st["summary"])
+		}
+		d.Start(t)
+
+		final := s.waitFor(t, id)
+		if final["status"] != "completed" || final["result"] != "outlived the engine" {
+			t.Fatalf("after the engine came back: %v", final)
+		}
+		checkNumberedLog(t, log, 3000)
+	})
+
+	t.Run("without live-restore the task ends with the reason and keeps its log", func(t *testing.T) {
+		d := imagestest.StartDockerd(t, false)
+		image := d.FakeCodex(t)
+		home := t.TempDir()
+		s := startOn(t, d, home, image)
+		res := s.call(t, "codex_agent", map[string]any{"task": "lines 100000 2ms; say never", "workingDirectory": repo, "sandbox": "danger-full-access", "async": true})
+		id := structured(t, res)["taskId"].(string)
+		log := filepath.Join(home, "logs", id+".log")
+		waitLines(t, log, 200)
+
+		d.Stop(t) // stops the container too
+		d.Start(t)
+
+		final := s.waitFor(t, id)
+		if final["status"] != "failed" || !strings.Contains(fmt.Sprint(final["error"]), "stop or restart of the Docker engine") {
+			t.Fatalf("after the engine came back: %v", final)
+		}
+		n := logLines(log)
+		if n < 200 {
+			t.Fatalf("the log lost lines: %d", n)
+		}
+		checkNumberedLog(t, log, n)
+	})
+
+	t.Run("an engine that is down at start refuses tasks with a message, then works", func(t *testing.T) {
+		d := imagestest.StartDockerd(t, false)
+		image := d.FakeCodex(t)
+		d.Stop(t)
+		s := startOn(t, d, t.TempDir(), image)
+		res := s.call(t, "codex_agent", map[string]any{"task": "say hi", "workingDirectory": repo, "sandbox": "danger-full-access"})
+		if !res.IsError || !strings.Contains(text(res), "cannot reach the Docker engine") || !strings.Contains(text(res), "start Docker") {
+			t.Fatalf("with the engine down: isError=%v %s", res.IsError, text(res))
+		}
+		if res := s.call(t, "codex_tasks", map[string]any{}); res.IsError {
+			t.Fatalf("listing needs no engine: %s", text(res))
+		}
+		d.Start(t)
+		res = s.call(t, "codex_agent", map[string]any{"task": "say engine is back", "workingDirectory": repo, "sandbox": "danger-full-access"})
+		if res.IsError || structured(t, res)["result"] != "engine is back" {
+			t.Fatalf("after the engine started: %s", text(res))
+		}
+	})
+
+	t.Run("a server that starts while the engine is down adopts the task when it comes back", func(t *testing.T) {
+		d := imagestest.StartDockerd(t, true)
+		image := d.FakeCodex(t)
+		home := t.TempDir()
+		a := startOn(t, d, home, image)
+		res := a.call(t, "codex_agent", map[string]any{"task": "lines 2000 2ms; say adopted late", "workingDirectory": repo, "sandbox": "danger-full-access", "async": true})
+		id := structured(t, res)["taskId"].(string)
+		log := filepath.Join(home, "logs", id+".log")
+		waitLines(t, log, 200)
+		a.kill(t)
+		d.Stop(t)
+		b := startOn(t, d, home, image)
+		time.Sleep(time.Second)
+		d.Start(t)
+		final := b.waitFor(t, id)
+		if final["status"] != "completed" || final["result"] != "adopted late" {
+			t.Fatalf("after the engine came back: %v", final)
+		}
+		checkNumberedLog(t, log, 2000)
+	})
+}

@@ -1,0 +1,109 @@
+package runner
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/store"
+)
+
+// A log directory that runs out of space (here a 256 KiB tmpfs): the task's
+// record says the log is incomplete and the result was not saved, no
+// half-written result file is left, the record's byte count is what the file
+// holds, and the runner goes on working once there is room again.
+func TestFullLogDirectoryIsRecordedNotHidden(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test mounts a small tmpfs, which needs root")
+	}
+	var logs string
+	h := newHarness(t, func(c *Config) {
+		logs = filepath.Join(c.Home, "logs")
+		if err := os.MkdirAll(logs, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mount("tmpfs", logs, "tmpfs", 0, "size=256k,mode=0700"); err != nil {
+			t.Fatalf("mount a small tmpfs: %v", err)
+		}
+	})
+	t.Cleanup(func() { _ = syscall.Unmount(logs, syscall.MNT_DETACH) })
+
+	task := h.startAndWait(t, Spec{Prompt: "lines 50000; say all printed", WorkingDirectory: newRepo(t)})
+	if !strings.Contains(task.Error, "the log is incomplete") || !strings.Contains(task.Error, "no space left on device") ||
+		!strings.Contains(task.Error, "the result could not be saved") {
+		t.Fatalf("record does not say what was lost: %s %q", task.Status, task.Error)
+	}
+	t.Logf("record: %s: %s", task.Status, task.Error)
+	if task.Result != "all printed" {
+		t.Errorf("the record lost the result it could keep: %q", task.Result)
+	}
+	fi, err := os.Stat(h.LogPath(task.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != task.LogBytes {
+		t.Errorf("record says the log holds %d bytes, the file holds %d", task.LogBytes, fi.Size())
+	}
+	entries, _ := os.ReadDir(logs)
+	for _, e := range entries {
+		if e.Name() != task.ID+".log" {
+			t.Errorf("left in the full directory: %s", e.Name())
+		}
+	}
+
+	if err := os.Remove(h.LogPath(task.ID)); err != nil {
+		t.Fatal(err)
+	}
+	next := h.startAndWait(t, Spec{Prompt: "lines 10; say room again", WorkingDirectory: newRepo(t)})
+	if next.Status != store.Completed || next.Error != "" || readFile(t, h.ResultPath(next.ID)) != "room again" {
+		t.Fatalf("after making room: %s %q", next.Status, next.Error)
+	}
+}
+
+// A server killed between claiming a task and creating its container leaves
+// a running record with no container; the next server queues it again and
+// runs it, once.
+func TestKillBetweenClaimAndCreateRunsTheTaskOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	repo := newRepo(t)
+	user, err := containerUser(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	id := store.NewID(now)
+	// The record as execute leaves it after the claim, written by a
+	// process that no longer exists.
+	if err := h.store.Create(&store.Task{ID: id, Prompt: "write once.txt x; say ran", WorkingDirectory: repo, RepoRoot: repo,
+		Sandbox: DangerFullAccess, Image: h.cfg.Image.Ref, Status: store.Running, CreatedAt: now, StartedAt: now,
+		ContainerName: containerName(id), User: user, Follower: deadFollower(t), LeaseUntil: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile(context.Background())
+	task := h.waitFinal(t, id)
+	if task.Status != store.Completed || task.Result != "ran" {
+		t.Fatalf("requeued task: %s %q", task.Status, task.Error)
+	}
+	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "x\n" {
+		t.Fatalf("once.txt = %q", got)
+	}
+}
+
+// deadFollower names a process of this machine that has exited.
+func deadFollower(t *testing.T) string {
+	t.Helper()
+	p, err := os.StartProcess("/bin/true", []string{"true"}, &os.ProcAttr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	return host + "/" + strconv.Itoa(p.Pid) + "/deadbeef"
+}
