@@ -103,7 +103,7 @@ func (r *Runner) ensureProxy(ctx context.Context) error {
 	// The proxy runs as the server's user, so the sockets it makes in the
 	// user's data directory need no capability.
 	cfg := &container.Config{Image: ref, User: fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid()),
-		Labels: map[string]string{LabelComponent: "egress", LabelVersion: r.cfg.Version}}
+		Labels: map[string]string{LabelComponent: "egress", LabelVersion: r.cfg.Version, LabelHomePath: r.cfg.Home}}
 	host := &container.HostConfig{
 		Mounts:         []mount.Mount{{Type: mount.TypeBind, Source: dir, Target: "/egress"}},
 		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
@@ -130,20 +130,8 @@ func (r *Runner) ensureProxy(ctx context.Context) error {
 // the engine lacks it. The binary cannot change under a running process, so
 // it is checked and hashed once, not on every task's start.
 func (r *Runner) proxyImage(ctx context.Context) (string, error) {
-	bin := r.cfg.Egress.Binary
-	if bin == "" {
-		return "", errors.New("restricted sandboxes need the codex-connector binary for the egress proxy, and none is configured")
-	}
-	if r.proxyData == nil {
-		if err := checkStatic(bin); err != nil {
-			return "", err
-		}
-		data, err := os.ReadFile(bin)
-		if err != nil {
-			return "", fmt.Errorf("read %s: %w", bin, err)
-		}
-		sum := sha256.Sum256(data)
-		r.proxyData, r.proxyRef = data, "codex-connector/egress:"+hex.EncodeToString(sum[:6])
+	if _, err := r.proxyRefLocked(); err != nil {
+		return "", err
 	}
 	_, err := r.engine.ImageInspect(ctx, r.proxyRef)
 	if cerrdefs.IsNotFound(err) {
@@ -154,6 +142,32 @@ func (r *Runner) proxyImage(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", engineError("inspect the egress proxy image", err)
 	}
+	return r.proxyRef, nil
+}
+
+// proxyRepo is the repository of egress proxy images; the tag is the hash
+// of the binary.
+const proxyRepo = "codex-connector/egress"
+
+// proxyRefLocked reads and hashes the binary once and returns the proxy
+// image reference of it. proxyMu must be held.
+func (r *Runner) proxyRefLocked() (string, error) {
+	if r.proxyData != nil {
+		return r.proxyRef, nil
+	}
+	bin := r.cfg.Egress.Binary
+	if bin == "" {
+		return "", errors.New("restricted sandboxes need the codex-connector binary for the egress proxy, and none is configured")
+	}
+	if err := checkStatic(bin); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", bin, err)
+	}
+	sum := sha256.Sum256(data)
+	r.proxyData, r.proxyRef = data, proxyRepo+":"+hex.EncodeToString(sum[:6])
 	return r.proxyRef, nil
 }
 

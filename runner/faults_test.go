@@ -34,7 +34,7 @@ func TestFullLogDirectoryIsRecordedNotHidden(t *testing.T) {
 	t.Cleanup(func() { _ = syscall.Unmount(logs, syscall.MNT_DETACH) })
 
 	task := h.startAndWait(t, Spec{Prompt: "lines 50000; say all printed", WorkingDirectory: newRepo(t)})
-	if !strings.Contains(task.Error, "the log is incomplete") || !strings.Contains(task.Error, "no space left on device") ||
+	if !strings.Contains(task.Error, "the log is incomplete") || !strings.Contains(task.Error, "no space left on device") || !strings.Contains(task.Error, "free space on the disk") ||
 		!strings.Contains(task.Error, "the result could not be saved") {
 		t.Fatalf("record does not say what was lost: %s %q", task.Status, task.Error)
 	}

@@ -65,13 +65,17 @@ func followerGone(follower string) bool {
 	return syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
-// Run keeps this server's leases and reconciles until the lifetime ends.
+// Run keeps this server's leases, reconciles and keeps house until the
+// lifetime ends.
 func (r *Runner) Run() error {
 	r.reconcile(r.lifetime)
+	r.housekeeping(r.lifetime)
 	renew := time.NewTicker(r.cfg.Lease / 3)
 	defer renew.Stop()
 	sweep := time.NewTicker(r.cfg.Lease / 2)
 	defer sweep.Stop()
+	tidy := time.NewTicker(pruneEvery)
+	defer tidy.Stop()
 	for {
 		select {
 		case <-r.lifetime.Done():
@@ -80,6 +84,8 @@ func (r *Runner) Run() error {
 			r.renewLeases()
 		case <-sweep.C:
 			r.reconcile(r.lifetime)
+		case <-tidy.C:
+			r.housekeeping(r.lifetime)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/codex-connector/codex-connector/store"
@@ -353,10 +354,10 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 			t.Status, t.Error = store.Failed, fmt.Sprintf("codex exited with code %d; see the log", code)
 		}
 		if logErr != nil {
-			t.Error = joinReason(t.Error, fmt.Sprintf("the log is incomplete: %v", logErr))
+			t.Error = joinReason(t.Error, fmt.Sprintf("the log is incomplete: %v", logErr)+r.diskHint(logErr))
 		}
 		if resultErr != nil {
-			t.Error = joinReason(t.Error, fmt.Sprintf("the result could not be saved: %v", resultErr))
+			t.Error = joinReason(t.Error, fmt.Sprintf("the result could not be saved: %v", resultErr)+r.diskHint(resultErr))
 		}
 		return nil
 	})
@@ -488,6 +489,14 @@ func (r *Runner) remove(ctx context.Context, nameOrID string) error {
 		return nil
 	}
 	return engineError("remove container "+nameOrID, err)
+}
+
+// diskHint says what to do about a full disk.
+func (r *Runner) diskHint(err error) string {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Sprintf(" — free space on the disk that holds %s (old logs can go: see retention in the README)", filepath.Join(r.cfg.Home, "logs"))
+	}
+	return ""
 }
 
 func joinReason(a, b string) string {

@@ -48,6 +48,9 @@ type Config struct {
 	AllowedRoots []string
 	// Lease is how long this server's claim on a task holds without renewal.
 	Lease time.Duration
+	// Retention removes tasks (record, log, result, state) that ended this
+	// long ago; 0 keeps them forever.
+	Retention time.Duration
 }
 
 // Spec is a request to run a task.

@@ -310,3 +310,26 @@ func (s *Store) Renew(owner string, ids []string, until time.Time) error {
 		return nil
 	})
 }
+
+// ErrNotFinished is returned when deleting a task that has not ended.
+var ErrNotFinished = errors.New("task has not finished")
+
+// DeleteFinished removes the record of a task that has ended; a queued or
+// running task is never removed.
+func (s *Store) DeleteFinished(id string) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(tasksBucket)
+		data := b.Get([]byte(id))
+		if data == nil {
+			return nil
+		}
+		t, err := decode(id, data)
+		if err != nil {
+			return err
+		}
+		if !t.Status.Final() {
+			return fmt.Errorf("task %s is %s: %w", id, t.Status, ErrNotFinished)
+		}
+		return b.Delete([]byte(id))
+	})
+}

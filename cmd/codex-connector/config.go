@@ -45,6 +45,8 @@ type config struct {
 	AllowedHosts []string
 	// AllowedRoots are where tasks may run.
 	AllowedRoots []string
+	// Retention removes tasks that ended this long ago; 0 keeps them.
+	Retention time.Duration
 }
 
 // fileConfig is the shape of config.json.
@@ -54,6 +56,9 @@ type fileConfig struct {
 	MaxRunning   int    `json:"maxRunning"`
 	StopGrace    string `json:"stopGrace"`
 	StallTimeout string `json:"stallTimeout"`
+	// Retention is how long ended tasks are kept ("30d", "720h"); unset
+	// keeps them forever.
+	Retention string `json:"retention"`
 	// CodexConfig becomes `-c key=value` arguments of codex exec: strings
 	// are quoted as TOML strings, numbers and booleans kept as they are.
 	CodexConfig map[string]any `json:"codexConfig"`
@@ -86,6 +91,7 @@ var envNames = []string{
 	"CODEX_HOME                     where your Codex login is (default ~/.codex), used when OPENAI_API_KEY is not set",
 	"CODEX_CONNECTOR_ALLOWED_ROOTS  directories tasks may run under, separated by ':' (default: the home directory)",
 	"CODEX_CONNECTOR_LEASE          how long a server's claim on a task holds unrenewed (default 30s)",
+	"CODEX_CONNECTOR_RETENTION      remove tasks (record, log, result) this long after they ended, e.g. 30d (default: keep)",
 	"CODEX_CONNECTOR_LOCK_TIMEOUT   how long a call waits for another server's hold on tasks.db (default 5s)",
 }
 
@@ -175,6 +181,9 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if err := setDuration(&c.StallTimeout, f.StallTimeout, true); err != nil {
 		return bad("stallTimeout", err)
 	}
+	if err := setRetention(&c.Retention, f.Retention); err != nil {
+		return bad("retention", err)
+	}
 	for _, k := range slices.Sorted(maps.Keys(f.CodexConfig)) {
 		v, err := tomlValue(f.CodexConfig[k])
 		if err != nil {
@@ -248,6 +257,9 @@ func (c *config) applyEnv(getenv func(string) string) error {
 	if err := setDuration(&c.Lease, getenv("CODEX_CONNECTOR_LEASE"), false); err != nil {
 		return fmt.Errorf("CODEX_CONNECTOR_LEASE: %w", err)
 	}
+	if err := setRetention(&c.Retention, getenv("CODEX_CONNECTOR_RETENTION")); err != nil {
+		return fmt.Errorf("CODEX_CONNECTOR_RETENTION: %w", err)
+	}
 	if err := setDuration(&c.LockTimeout, getenv("CODEX_CONNECTOR_LOCK_TIMEOUT"), false); err != nil {
 		return fmt.Errorf("CODEX_CONNECTOR_LOCK_TIMEOUT: %w", err)
 	}
@@ -261,6 +273,32 @@ func setDuration(dst *time.Duration, v string, zeroOK bool) error {
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 || (d == 0 && !zeroOK) {
 		return fmt.Errorf("want a positive duration such as 10s or 5m, got %q", v)
+	}
+	*dst = d
+	return nil
+}
+
+// setRetention reads a retention: days ("30d") or a Go duration ("720h");
+// "0" or "forever" keeps tasks.
+func setRetention(dst *time.Duration, v string) error {
+	switch v {
+	case "":
+		return nil
+	case "0", "forever":
+		*dst = 0
+		return nil
+	}
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 1 {
+			return fmt.Errorf("want a number of days such as 30d, got %q", v)
+		}
+		*dst = time.Duration(n) * 24 * time.Hour
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Hour {
+		return fmt.Errorf("want days such as 30d or a duration of at least 1h such as 720h, got %q", v)
 	}
 	*dst = d
 	return nil

@@ -80,6 +80,8 @@ func TestBadConfigSaysWhere(t *testing.T) {
 		{"bad max running in env", `{}`, "zero", "CODEX_CONNECTOR_MAX_RUNNING"},
 		{"allowed host without port", `{"allowedHosts": ["github.com"]}`, "", "not host:port"},
 		{"provider URL that is not one", `{"codexConfig": {"model_providers.x.base_url": "::"}}`, "", "not a URL"},
+		{"retention in minutes", `{"retention": "5m"}`, "", "retention"},
+		{"retention of no days", `{"retention": "0d"}`, "", "retention"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			home := t.TempDir()
@@ -89,5 +91,24 @@ func TestBadConfigSaysWhere(t *testing.T) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestRetention(t *testing.T) {
+	for _, tc := range []struct {
+		file, env string
+		want      time.Duration
+	}{
+		{`{}`, "", 0},
+		{`{"retention": "30d"}`, "", 30 * 24 * time.Hour},
+		{`{"retention": "30d"}`, "48h", 48 * time.Hour},
+		{`{"retention": "30d"}`, "forever", 0},
+	} {
+		home := t.TempDir()
+		writeConfig(t, home, tc.file)
+		c, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_CONNECTOR_RETENTION": tc.env}))
+		if err != nil || c.Retention != tc.want {
+			t.Errorf("file %s, env %q: retention %s, %v; want %s", tc.file, tc.env, c.Retention, err, tc.want)
+		}
 	}
 }

@@ -3,6 +3,7 @@
 //
 //	codex-connector          serve MCP over stdio (what ~/.mcp.json runs)
 //	codex-connector check    say whether Docker and the Codex image are ready
+//	codex-connector prune [AGE]  remove tasks that ended more than AGE (e.g. 30d) ago
 //	codex-connector version  print the version
 package main
 
@@ -51,7 +52,7 @@ func mainErr(args []string) error {
 	case "help", "-h", "--help":
 		usage(os.Stdout)
 		return nil
-	case "check":
+	case "check", "prune":
 	case "egress-proxy":
 		// Inside the egress proxy container.
 		dir := "/egress"
@@ -80,14 +81,17 @@ func mainErr(args []string) error {
 		return fmt.Errorf("set up the Docker client: %w", err)
 	}
 	defer docker.Close()
-	if cmd == "check" {
+	switch cmd {
+	case "check":
 		return check(cfg, docker)
+	case "prune":
+		return prune(cfg, docker, args[1:])
 	}
 	return serve(cfg, docker)
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: codex-connector [serve | check | version]")
+	fmt.Fprintln(w, "usage: codex-connector [serve | check | prune [AGE] | version]")
 	fmt.Fprintln(w, "\nWith no command it serves MCP over stdio: add it to ~/.mcp.json. Environment:")
 	for _, e := range envNames {
 		fmt.Fprintln(w, "  "+e)
@@ -135,6 +139,7 @@ func serve(cfg config, docker *client.Client) error {
 		Version:      version,
 		AllowedRoots: cfg.AllowedRoots,
 		Lease:        cfg.Lease,
+		Retention:    cfg.Retention,
 		Egress:       runner.Egress{Binary: self, ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts},
 	}, docker, st, logger.Printf)
 	if err != nil {
@@ -200,6 +205,31 @@ func pingDocker(lifetime context.Context, docker *client.Client, logger *log.Log
 			}
 		}
 	}()
+}
+
+// prune removes the tasks that ended more than AGE ago (or the configured
+// retention), with their logs and results, now.
+func prune(cfg config, docker *client.Client, args []string) error {
+	if len(args) > 1 {
+		return errors.New("usage: codex-connector prune [AGE], e.g. prune 30d")
+	}
+	if len(args) == 1 {
+		if err := setRetention(&cfg.Retention, args[0]); err != nil {
+			return err
+		}
+	}
+	if cfg.Retention == 0 {
+		return errors.New("say how old a task must be to go, e.g. `codex-connector prune 30d`, or set retention in config.json")
+	}
+	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
+	r, err := runner.New(context.Background(), runner.Config{Home: cfg.Home}, docker, st, func(string, ...any) {})
+	if err != nil {
+		return err
+	}
+	cutoff := time.Now().Add(-cfg.Retention)
+	n, err := r.Prune(cutoff)
+	fmt.Printf("removed %d tasks that ended before %s, with their logs and results\n", n, cutoff.Format(time.RFC3339))
+	return err
 }
 
 // check tells a person whether tasks can run here, and what to do if not.

@@ -1,0 +1,138 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/codex-connector/codex-connector/store"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+)
+
+// Housekeeping: what a crash, an upgrade or a deleted data directory leaves
+// behind, and — when the user sets a retention — tasks that ended long ago.
+// Task containers a crash left are removed by the reconciler (removeStrays);
+// the runner makes no networks or volumes (containers are removed with
+// theirs), so there are none to sweep.
+
+// LabelHomePath on the egress proxy names its data directory, so that the
+// proxy of a directory that no longer exists can be removed.
+const LabelHomePath = "codex-connector.home-path"
+
+// pruneEvery is how often a server applies the retention.
+const pruneEvery = time.Hour
+
+// oldImageAge is how old an unused egress proxy image of another binary must
+// be before it is removed: a server of that binary may be about to use it.
+const oldImageAge = time.Hour
+
+// Prune removes the tasks that ended before cutoff: their log, result,
+// state and egress directories, then their record, so that a crash half-way
+// leaves a record to prune again, never files without a record. It returns
+// how many it removed. Queued and running tasks are never touched.
+func (r *Runner) Prune(cutoff time.Time) (int, error) {
+	tasks, _, err := r.store.List(store.Filter{Statuses: []store.Status{store.Completed, store.Failed, store.Cancelled, store.TimedOut}})
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	n := 0
+	for _, t := range tasks {
+		ended := t.FinishedAt
+		if ended.IsZero() {
+			ended = t.CreatedAt
+		}
+		if !ended.Before(cutoff) {
+			continue
+		}
+		var errs []error
+		for _, p := range []string{r.LogPath(t.ID), r.ResultPath(t.ID), r.stateDir(t.ID), r.egressDir(t.ID)} {
+			if err := os.RemoveAll(p); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return n, fmt.Errorf("prune task %s: %w", t.ID, err)
+		}
+		if err := r.store.DeleteFinished(t.ID); err != nil {
+			return n, fmt.Errorf("prune task %s: %w", t.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// housekeeping applies the retention, if any, and removes helper
+// containers and images nothing needs any more. Errors are logged; the next
+// round tries again.
+func (r *Runner) housekeeping(ctx context.Context) {
+	if r.cfg.Retention > 0 {
+		cutoff := time.Now().Add(-r.cfg.Retention)
+		if n, err := r.Prune(cutoff); err != nil {
+			r.logf("retention: %v", err)
+		} else if n > 0 {
+			r.logf("retention: removed %d tasks that ended before %s", n, cutoff.Format(time.RFC3339))
+		}
+	}
+	r.removeOrphanProxies(ctx)
+	r.removeOldProxyImages(ctx)
+}
+
+// removeOrphanProxies removes egress proxies whose data directory is gone:
+// no server can use them again.
+func (r *Runner) removeOrphanProxies(ctx context.Context) {
+	list, err := r.engine.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelComponent+"=egress"), filters.Arg("label", LabelHomePath))})
+	if err != nil {
+		r.logf("housekeeping: list egress proxies: %v", err)
+		return
+	}
+	for _, c := range list {
+		home := c.Labels[LabelHomePath]
+		if _, err := os.Stat(home); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		r.logf("housekeeping: removing egress proxy %s of %s, which no longer exists", strings.TrimPrefix(firstName(c.Names), "/"), home)
+		if err := r.remove(ctx, c.ID); err != nil {
+			r.logf("housekeeping: %v", err)
+		}
+	}
+}
+
+// removeOldProxyImages removes egress proxy images of other binaries (left
+// by upgrades and rebuilds) that no container uses.
+func (r *Runner) removeOldProxyImages(ctx context.Context) {
+	r.proxyMu.Lock()
+	current, _ := r.proxyRefLocked()
+	r.proxyMu.Unlock()
+	images, err := r.engine.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", proxyRepo+":*"))})
+	if err != nil {
+		r.logf("housekeeping: list egress proxy images: %v", err)
+		return
+	}
+	for _, img := range images {
+		if time.Since(time.Unix(img.Created, 0)) < oldImageAge {
+			continue
+		}
+		for _, tag := range img.RepoTags {
+			if tag == current {
+				continue
+			}
+			// Not forced: the engine keeps an image a container uses.
+			if _, err := r.engine.ImageRemove(ctx, tag, image.RemoveOptions{}); err == nil {
+				r.logf("housekeeping: removed egress proxy image %s of another codex-connector binary", tag)
+			}
+		}
+	}
+}
+
+func firstName(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return names[0]
+}
