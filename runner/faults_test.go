@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/docker/docker/api/types/container"
 )
 
 // A log directory that runs out of space (here a 256 KiB tmpfs): the task's
@@ -106,4 +107,36 @@ func deadFollower(t *testing.T) string {
 	}
 	host, _ := os.Hostname()
 	return host + "/" + strconv.Itoa(p.Pid) + "/deadbeef"
+}
+
+// A server killed between creating a task's container and starting it
+// leaves a created container; the next server removes it and runs the task
+// afresh, once.
+func TestKillBetweenCreateAndStartRunsTheTaskOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	repo := newRepo(t)
+	user, err := containerUser(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	id := store.NewID(now)
+	created, err := h.engine.ContainerCreate(context.Background(), &container.Config{Image: h.cfg.Image.Ref, Cmd: []string{"codex"},
+		Labels: map[string]string{LabelTask: id, LabelHome: homeLabel(h.home)}}, nil, nil, nil, containerName(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.Create(&store.Task{ID: id, Prompt: "write once.txt x; say ran", WorkingDirectory: repo, RepoRoot: repo,
+		Sandbox: DangerFullAccess, Image: h.cfg.Image.Ref, Status: store.Running, CreatedAt: now, StartedAt: now,
+		ContainerName: containerName(id), ContainerID: created.ID, User: user, Follower: deadFollower(t), LeaseUntil: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile(context.Background())
+	task := h.waitFinal(t, id)
+	if task.Status != store.Completed || task.Result != "ran" || task.ContainerID == created.ID {
+		t.Fatalf("requeued task: %s %q (container %s, the leftover was %s)", task.Status, task.Error, task.ContainerID, created.ID)
+	}
+	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "x\n" {
+		t.Fatalf("once.txt = %q", got)
+	}
 }

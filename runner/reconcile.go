@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -110,6 +111,18 @@ func (r *Runner) reconcile(ctx context.Context) {
 		r.logf("reconcile: %v", err)
 		return
 	}
+	// Running tasks first, so that adopted ones hold their slots before
+	// queued ones are dispatched; queued ones oldest first, to keep the
+	// queue's order (List gives newest first).
+	slices.SortStableFunc(tasks, func(a, b *store.Task) int {
+		if (a.Status == store.Running) != (b.Status == store.Running) {
+			if a.Status == store.Running {
+				return -1
+			}
+			return 1
+		}
+		return a.CreatedAt.Compare(b.CreatedAt)
+	})
 	for _, t := range tasks {
 		if r.local(t.ID) != nil {
 			continue
@@ -127,10 +140,15 @@ func (r *Runner) reconcile(ctx context.Context) {
 			r.enqueue(taken.ID)
 			continue
 		}
+		// An adopted task takes a slot like one this process started: the
+		// limit holds across restarts.
 		r.track(taken.ID)
+		r.mu.Lock()
+		r.running++
+		r.mu.Unlock()
 		r.wg.Add(1)
 		go func() {
-			defer r.wg.Done()
+			defer r.release()
 			r.adopt(taken)
 		}()
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 )
@@ -112,6 +113,31 @@ func TestTasksSurviveAKilledServer(t *testing.T) {
 			t.Fatalf("after the restart: %v", final)
 		}
 		checkNumberedLog(t, filepath.Join(home, "logs", id+".log"), 100)
+	})
+
+	t.Run("a queued task runs after the restart, once", func(t *testing.T) {
+		home := t.TempDir()
+		a := startServerAt(t, home, "CODEX_CONNECTOR_MAX_RUNNING=1")
+		first := structured(t, a.call(t, "codex_agent", map[string]any{"task": "sleep 2s; say first", "workingDirectory": repo, "async": true}))["taskId"].(string)
+		queued := structured(t, a.call(t, "codex_agent", map[string]any{"task": "lines 5; say second", "workingDirectory": repo, "async": true}))["taskId"].(string)
+		if st := structured(t, a.call(t, "codex_status", map[string]any{"taskId": queued})); st["status"] != "queued" {
+			t.Fatalf("second task with one slot: %v", st["status"])
+		}
+		a.kill(t)
+		b := startServerAt(t, home, "CODEX_CONNECTOR_MAX_RUNNING=1")
+		for id, want := range map[string]string{first: "first", queued: "second"} {
+			if final := b.waitFor(t, id); final["status"] != "completed" || final["result"] != want {
+				t.Fatalf("task %s after the restart: %v", id, final)
+			}
+		}
+		checkNumberedLog(t, filepath.Join(home, "logs", queued+".log"), 5)
+		// The adopted task held the one slot: the queued one waited for it.
+		st := store.New(filepath.Join(home, "tasks.db"), 5*time.Second)
+		f, _ := st.Get(first)
+		q, _ := st.Get(queued)
+		if q.StartedAt.Before(f.FinishedAt) {
+			t.Errorf("with one slot the queued task started at %s, before the adopted one ended at %s", q.StartedAt, f.FinishedAt)
+		}
 	})
 
 	t.Run("a task whose container vanished fails with the reason", func(t *testing.T) {
