@@ -68,30 +68,39 @@ func TestFullLogDirectoryIsRecordedNotHidden(t *testing.T) {
 
 // A server killed between claiming a task and creating its container leaves
 // a running record with no container; the next server queues it again and
-// runs it, once.
+// runs it, once, and before a task that was queued behind it.
 func TestKillBetweenClaimAndCreateRunsTheTaskOnce(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, func(c *Config) { c.MaxRunning = 1 })
 	repo := newRepo(t)
 	user, err := containerUser(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
+	dead := deadFollower(t)
 	now := time.Now().UTC()
-	id := store.NewID(now)
-	// The record as execute leaves it after the claim, written by a
-	// process that no longer exists.
-	if err := h.store.Create(&store.Task{ID: id, Prompt: "write once.txt x; say ran", WorkingDirectory: repo, RepoRoot: repo,
-		Sandbox: DangerFullAccess, Image: h.cfg.Image.Ref, Status: store.Running, CreatedAt: now, StartedAt: now,
-		ContainerName: containerName(id), User: user, Follower: deadFollower(t), LeaseUntil: now.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
+	claimed, queued := store.NewID(now), store.NewID(now.Add(time.Second))
+	// The records as a server leaves them when it dies right after claiming
+	// the first task, with the second waiting behind it.
+	for _, task := range []*store.Task{
+		{ID: claimed, Prompt: "write once.txt x; say ran", Status: store.Running, CreatedAt: now, StartedAt: now},
+		{ID: queued, Prompt: "say second", Status: store.Queued, CreatedAt: now.Add(time.Second)},
+	} {
+		task.WorkingDirectory, task.RepoRoot, task.Sandbox, task.Image = repo, repo, DangerFullAccess, h.cfg.Image.Ref
+		task.ContainerName, task.User, task.Follower, task.LeaseUntil = containerName(task.ID), user, dead, now.Add(time.Hour)
+		if err := h.store.Create(task); err != nil {
+			t.Fatal(err)
+		}
 	}
 	h.reconcile(context.Background())
-	task := h.waitFinal(t, id)
-	if task.Status != store.Completed || task.Result != "ran" {
-		t.Fatalf("requeued task: %s %q", task.Status, task.Error)
+	first, second := h.waitFinal(t, claimed), h.waitFinal(t, queued)
+	if first.Status != store.Completed || first.Result != "ran" || second.Status != store.Completed {
+		t.Fatalf("after the takeover: %s %q; %s %q", first.Status, first.Error, second.Status, second.Error)
 	}
 	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "x\n" {
 		t.Fatalf("once.txt = %q", got)
+	}
+	if second.StartedAt.Before(first.FinishedAt) {
+		t.Errorf("the task queued behind started at %s, before the claimed one ended at %s", second.StartedAt, first.FinishedAt)
 	}
 }
 

@@ -235,7 +235,7 @@ func (r *Runner) requeue(id string) {
 		r.logf("task %s: queue again: %v", id, err)
 		return
 	}
-	r.enqueue(id)
+	r.enqueueFirst(id)
 }
 
 // release1 gives up following a task for now; its lease lapses and a later

@@ -192,6 +192,16 @@ func (r *Runner) enqueue(id string) {
 	r.dispatchLocked()
 }
 
+// enqueueFirst queues a task that was dispatched before and must start
+// again (its launch never happened) ahead of those that waited behind it.
+func (r *Runner) enqueueFirst(id string) {
+	r.track(id)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.queue = append([]string{id}, r.queue...)
+	r.dispatchLocked()
+}
+
 // dispatchLocked starts queued tasks, oldest first, while slots are free.
 func (r *Runner) dispatchLocked() {
 	for r.running < r.cfg.MaxRunning && len(r.queue) > 0 && r.lifetime.Err() == nil {

@@ -120,6 +120,7 @@ func TestTasksSurviveAKilledServer(t *testing.T) {
 		a := startServerAt(t, home, "CODEX_CONNECTOR_MAX_RUNNING=1")
 		first := structured(t, a.call(t, "codex_agent", map[string]any{"task": "sleep 2s; say first", "workingDirectory": repo, "async": true}))["taskId"].(string)
 		queued := structured(t, a.call(t, "codex_agent", map[string]any{"task": "lines 5; say second", "workingDirectory": repo, "async": true}))["taskId"].(string)
+		waitContainerRunning(t, engine, first)
 		if st := structured(t, a.call(t, "codex_status", map[string]any{"taskId": queued})); st["status"] != "queued" {
 			t.Fatalf("second task with one slot: %v", st["status"])
 		}
