@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // checkNumberedLog checks that the task's log holds "line 000001" to
@@ -181,6 +183,36 @@ func TestTwoServersShareOneHome(t *testing.T) {
 		res := b.call(t, "codex_cancel", map[string]any{"taskId": fromA})
 		if res.IsError || structured(t, res)["status"] != "cancelled" {
 			t.Fatalf("cancel from the other server: %s", text(res))
+		}
+	})
+	t.Run("calls to both at once never fail on the database lock", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan string, 400)
+		for _, s := range []*mcpServer{a, b} {
+			for g := 0; g < 4; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 20; i++ {
+						name, args := "codex_tasks", map[string]any{"limit": 5}
+						if i%5 == 0 {
+							name, args = "codex_agent", map[string]any{"task": "say busy", "workingDirectory": repo, "async": true}
+						}
+						res, err := s.session.CallTool(context.Background(), &sdk.CallToolParams{Name: name, Arguments: args})
+						switch {
+						case err != nil:
+							errs <- fmt.Sprintf("%s: %v", name, err)
+						case res.IsError:
+							errs <- fmt.Sprintf("%s: %s", name, text(res))
+						}
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Error(e)
 		}
 	})
 	t.Run("the other takes over when the follower dies", func(t *testing.T) {
