@@ -244,6 +244,13 @@ type copiedLog struct {
 // answering (lost), or the lifetime ends.
 func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited exitWait) (logs copiedLog, lost bool) {
 	ctx := r.lifetime
+	// A cancel that could not reach the engine (it was down, or no server
+	// followed the task) is in the record: carry it out now.
+	if now, err := r.store.Get(t.ID); err == nil && now.CancelRequested {
+		if err := r.stop(ctx, containerID); err != nil {
+			r.logf("task %s: stop on a recorded cancel: %v", t.ID, err)
+		}
+	}
 	logDone := make(chan copiedLog, 1)
 	go func() {
 		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker)

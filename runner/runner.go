@@ -12,6 +12,7 @@ import (
 
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/docker/docker/client"
 )
 
 // Config is what the runner needs to know; cmd builds it from flags, the
@@ -337,6 +338,9 @@ func (r *Runner) Cancel(ctx context.Context, id string) (*store.Task, error) {
 	// Running: stop the container. If it is not created yet, the executing
 	// goroutine sees CancelRequested before it starts one.
 	if err := r.stop(ctx, t.ContainerName); err != nil {
+		if client.IsErrConnectionFailed(err) {
+			return t, fmt.Errorf("%w; the cancel is recorded, and the task stops as soon as the engine answers", err)
+		}
 		return t, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.StopGrace+30*time.Second)

@@ -87,6 +87,24 @@ func TestEngineRestartUnderARunningTask(t *testing.T) {
 		checkNumberedLog(t, log, n)
 	})
 
+	t.Run("a cancel while the engine is down is carried out when it comes back", func(t *testing.T) {
+		d := imagestest.StartDockerd(t, true)
+		image := d.FakeCodex(t)
+		s := startOn(t, d, t.TempDir(), image)
+		res := s.call(t, "codex_agent", map[string]any{"task": "sleep 1h", "workingDirectory": repo, "sandbox": "danger-full-access", "async": true})
+		id := structured(t, res)["taskId"].(string)
+		waitContainerRunning(t, d.Client(t), id)
+		d.Stop(t)
+		res = s.call(t, "codex_cancel", map[string]any{"taskId": id})
+		if !res.IsError || !strings.Contains(text(res), "the cancel is recorded") {
+			t.Fatalf("cancel with the engine down: isError=%v %s", res.IsError, text(res))
+		}
+		d.Start(t)
+		if final := s.waitFor(t, id); final["status"] != "cancelled" {
+			t.Fatalf("after the engine came back: %v", final)
+		}
+	})
+
 	t.Run("an engine that is down at start refuses tasks with a message, then works", func(t *testing.T) {
 		d := imagestest.StartDockerd(t, false)
 		image := d.FakeCodex(t)
