@@ -58,6 +58,20 @@ func (r *Runner) execute(id string) {
 		rn.before, rn.repoRoot = snapshotWorktree(t.RepoRoot), t.RepoRoot
 	}
 	containerID, exited, err := r.launch(t)
+	for tries := 1; err != nil && r.lifetime.Err() == nil && engineTrouble(err, tries); tries++ {
+		// The engine went away (or is shutting down) after the task was
+		// accepted: it starts when the engine answers, rather than failing
+		// for a Docker restart.
+		rn.tracker.note("waiting for the Docker engine before starting")
+		r.logf("task %s: %v; trying again when the engine answers", id, err)
+		if !r.sleep(time.Duration(tries) * time.Second) {
+			break
+		}
+		if _, _ = r.awaitEngine(t.ContainerName); r.lifetime.Err() != nil {
+			break
+		}
+		containerID, exited, err = r.launch(t)
+	}
 	if err != nil {
 		if r.lifetime.Err() != nil {
 			r.unclaim(t)
@@ -68,6 +82,27 @@ func (r *Runner) execute(id string) {
 		return
 	}
 	r.follow(t, containerID, rn, exited)
+}
+
+// engineTrouble says whether a launch failed because of the engine rather
+// than the task: it does not answer (worth waiting for, however long), or it
+// answers with internal errors, as a shutting-down engine does ("failed to
+// update store for object type *libnetwork.endpoint"), worth a few tries.
+func engineTrouble(err error, tries int) bool {
+	if client.IsErrConnectionFailed(err) {
+		return true
+	}
+	return tries <= 4 && (cerrdefs.IsInternal(err) || cerrdefs.IsUnavailable(err))
+}
+
+// sleep waits for d, or returns false when the lifetime ends first.
+func (r *Runner) sleep(d time.Duration) bool {
+	select {
+	case <-r.lifetime.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
 }
 
 // exitWait is a registered wait for a container's exit.

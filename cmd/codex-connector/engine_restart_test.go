@@ -63,19 +63,26 @@ func TestEngineRestartUnderARunningTask(t *testing.T) {
 		checkNumberedLog(t, log, 3000)
 	})
 
-	t.Run("without live-restore the task ends with the reason and keeps its log", func(t *testing.T) {
+	t.Run("without live-restore the task ends with the reason and keeps its log, and the next one runs", func(t *testing.T) {
 		d := imagestest.StartDockerd(t, false)
 		image := d.FakeCodex(t)
 		home := t.TempDir()
-		s := startOn(t, d, home, image)
+		s := startServerAt(t, home, "DOCKER_HOST="+d.Host, "CODEX_CONNECTOR_IMAGE="+image, "CODEX_CONNECTOR_MAX_RUNNING=1")
 		res := s.call(t, "codex_agent", map[string]any{"task": "lines 100000 2ms; say never", "workingDirectory": repo, "sandbox": "danger-full-access", "async": true})
 		id := structured(t, res)["taskId"].(string)
+		// Queued behind it: its slot frees while the engine shuts down.
+		res = s.call(t, "codex_agent", map[string]any{"task": "say waited for the engine", "workingDirectory": repo, "sandbox": "danger-full-access", "async": true})
+		queued := structured(t, res)["taskId"].(string)
 		log := filepath.Join(home, "logs", id+".log")
 		waitLines(t, log, 200)
 
 		d.Stop(t) // stops the container too
+		time.Sleep(time.Second)
 		d.Start(t)
 
+		if final := s.waitFor(t, queued); final["status"] != "completed" || final["result"] != "waited for the engine" {
+			t.Fatalf("the task queued behind, after the engine came back: %v", final)
+		}
 		final := s.waitFor(t, id)
 		if final["status"] != "failed" || !strings.Contains(fmt.Sprint(final["error"]), "stop or restart of the Docker engine") {
 			t.Fatalf("after the engine came back: %v", final)
