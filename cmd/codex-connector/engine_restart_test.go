@@ -152,3 +152,24 @@ func TestEngineRestartUnderARunningTask(t *testing.T) {
 		checkNumberedLog(t, log, 2000)
 	})
 }
+
+// Users often set a daemon-wide log size (daemon.json "log-opts":
+// {"max-size": ...}); a task's log must still resume with no gap after a
+// restart, although the engine would rotate it.
+func TestLogResumesUnderADaemonWideLogSize(t *testing.T) {
+	d := imagestest.StartDockerd(t, false, "--log-opt", "max-size=100k")
+	image := d.FakeCodex(t)
+	home := t.TempDir()
+	a := startOn(t, d, home, image)
+	res := a.call(t, "codex_agent", map[string]any{"task": "lines 6000 200us; say all there", "workingDirectory": imagestest.Repo(t), "sandbox": "danger-full-access", "async": true})
+	id := structured(t, res)["taskId"].(string)
+	log := filepath.Join(home, "logs", id+".log")
+	waitLines(t, log, 3000) // the engine's 100k holds about 1,200 such lines
+	a.kill(t)
+	b := startOn(t, d, home, image)
+	final := b.waitFor(t, id)
+	if final["status"] != "completed" || final["result"] != "all there" {
+		t.Fatalf("after the restart: %v", final)
+	}
+	checkNumberedLog(t, log, 6000)
+}

@@ -25,14 +25,16 @@ type Dockerd struct {
 	dir         string
 	bridge      string
 	liveRestore bool
+	args        []string
 	cmd         *exec.Cmd
 	exited      chan struct{}
 }
 
 // StartDockerd starts an engine that lives until the test ends. With
 // liveRestore its containers keep running while it is stopped, as Docker's
-// live-restore option does for users who enable it.
-func StartDockerd(t testing.TB, liveRestore bool) *Dockerd {
+// live-restore option does for users who enable it. args are more dockerd
+// options, such as a user's daemon-wide --log-opt.
+func StartDockerd(t testing.TB, liveRestore bool, args ...string) *Dockerd {
 	t.Helper()
 	Engine(t) // the same binaries and rights as the shared engine
 	if os.Geteuid() != 0 {
@@ -43,7 +45,7 @@ func StartDockerd(t testing.TB, liveRestore bool) *Dockerd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Dockerd{Host: "unix://" + filepath.Join(dir, "docker.sock"), dir: dir, liveRestore: liveRestore}
+	d := &Dockerd{Host: "unix://" + filepath.Join(dir, "docker.sock"), dir: dir, liveRestore: liveRestore, args: args}
 	d.bridge = makeBridge(t)
 	d.Start(t)
 	t.Cleanup(func() {
@@ -77,6 +79,7 @@ func (d *Dockerd) Start(t testing.TB) {
 	if d.liveRestore {
 		args = append(args, "--live-restore")
 	}
+	args = append(args, d.args...)
 	log, err := os.OpenFile(filepath.Join(d.dir, "dockerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
