@@ -143,6 +143,20 @@ func TestTasksSurviveAKilledServer(t *testing.T) {
 		}
 	})
 
+	t.Run("a timeout fires after the restart", func(t *testing.T) {
+		home := t.TempDir()
+		a := startServerAt(t, home)
+		res := a.call(t, "codex_agent", map[string]any{"task": "sleep 1h", "workingDirectory": repo, "async": true, "timeoutMs": 4000})
+		id := structured(t, res)["taskId"].(string)
+		waitContainerRunning(t, engine, id)
+		a.kill(t)
+		b := startServerAt(t, home)
+		final := b.waitFor(t, id)
+		if final["status"] != "timed_out" || !strings.Contains(fmt.Sprint(final["error"]), "timed out after 4s") {
+			t.Fatalf("after the restart: %v", final)
+		}
+	})
+
 	t.Run("a task whose container vanished fails with the reason", func(t *testing.T) {
 		home := t.TempDir()
 		a := startServerAt(t, home)
