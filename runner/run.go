@@ -84,27 +84,6 @@ func (r *Runner) execute(id string) {
 	r.follow(t, containerID, rn, exited)
 }
 
-// engineTrouble says whether a launch failed because of the engine rather
-// than the task: it does not answer (worth waiting for, however long), or it
-// answers with internal errors, as a shutting-down engine does ("failed to
-// update store for object type *libnetwork.endpoint"), worth a few tries.
-func engineTrouble(err error, tries int) bool {
-	if client.IsErrConnectionFailed(err) {
-		return true
-	}
-	return tries <= 4 && (cerrdefs.IsInternal(err) || cerrdefs.IsUnavailable(err))
-}
-
-// sleep waits for d, or returns false when the lifetime ends first.
-func (r *Runner) sleep(d time.Duration) bool {
-	select {
-	case <-r.lifetime.Done():
-		return false
-	case <-time.After(d):
-		return true
-	}
-}
-
 // exitWait is a registered wait for a container's exit.
 type exitWait struct {
 	result <-chan container.WaitResponse
@@ -324,27 +303,6 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 		return logs, true
 	}
 	return logs, false
-}
-
-// awaitEngine waits while the engine does not answer, then returns the
-// container as the engine sees it (or the engine's error about it); it
-// returns the lifetime's error when that ends first.
-func (r *Runner) awaitEngine(nameOrID string) (container.InspectResponse, error) {
-	pause := 500 * time.Millisecond
-	for {
-		// Pause first: an engine restart takes longer than this, and a
-		// wait that fails for another reason must not spin.
-		select {
-		case <-r.lifetime.Done():
-			return container.InspectResponse{}, r.lifetime.Err()
-		case <-time.After(pause):
-		}
-		info, err := r.engine.ContainerInspect(r.lifetime, nameOrID)
-		if !client.IsErrConnectionFailed(err) {
-			return info, err
-		}
-		pause = min(2*pause, 5*time.Second)
-	}
 }
 
 func shortID(id string) string { return id[:min(12, len(id))] }
