@@ -18,17 +18,6 @@ func startOn(t *testing.T, d *imagestest.Dockerd, home, image string) *mcpServer
 	return startServerAt(t, home, "DOCKER_HOST="+d.Host, "CODEX_CONNECTOR_IMAGE="+image)
 }
 
-// waitLines waits until the task's log holds at least n numbered lines.
-func waitLines(t *testing.T, log string, n int) {
-	t.Helper()
-	for i := 0; logLines(log) < n; i++ {
-		if i > 1500 {
-			t.Fatalf("the task printed %d lines in 30s, want %d", logLines(log), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestEngineRestartUnderARunningTask(t *testing.T) {
 	repo := imagestest.Repo(t)
 

@@ -51,6 +51,17 @@ func logLines(path string) int {
 	return strings.Count(string(data), "\nline ")
 }
 
+// waitLines waits until the task's log holds at least n numbered lines.
+func waitLines(t *testing.T, log string, n int) {
+	t.Helper()
+	for i := 0; logLines(log) < n; i++ {
+		if i > 1500 {
+			t.Fatalf("the task printed %d lines in 30s, want %d", logLines(log), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitContainerRunning waits until the task's container runs, so that a kill
 // lands in the phase the test means.
 func waitContainerRunning(t *testing.T, engine *client.Client, id string) {
@@ -77,12 +88,7 @@ func TestTasksSurviveAKilledServer(t *testing.T) {
 		res := a.call(t, "codex_agent", map[string]any{"task": "lines 3000 2ms; say counted", "workingDirectory": repo, "async": true})
 		id := structured(t, res)["taskId"].(string)
 		log := filepath.Join(home, "logs", id+".log")
-		for i := 0; logLines(log) < 200; i++ {
-			if i > 600 {
-				t.Fatal("the task printed nothing")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitLines(t, log, 200)
 		a.kill(t)
 		b := startServerAt(t, home)
 		final := b.waitFor(t, id)
