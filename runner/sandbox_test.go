@@ -3,41 +3,15 @@ package runner
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
 )
-
-// testServer is an HTTP server on the host side of Docker's default bridge:
-// reachable from containers, and nothing leaves the machine.
-type testServer struct {
-	addr string
-	hits atomic.Int64
-}
-
-func startTestServer(t *testing.T, ip, body string) *testServer {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &testServer{addr: ln.Addr().String()}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
-		fmt.Fprint(w, body)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return s
-}
 
 // exitCodes maps each command of the task's summary to its exit code.
 func exitCodes(t *testing.T, task *store.Task) map[string]int {
@@ -53,20 +27,19 @@ func exitCodes(t *testing.T, task *store.Task) map[string]int {
 }
 
 func TestRestrictedNetwork(t *testing.T) {
-	gw := imagestest.BridgeGateway(t, imagestest.Engine(t))
-	allowed := startTestServer(t, gw, "hello from allowed")
-	other := startTestServer(t, gw, "hello from other")
-	h := newHarness(t, func(c *Config) { c.Egress.AllowedHosts = []string{allowed.addr} })
-	script := fmt.Sprintf("get http://%[1]s/; tunnel %[1]s; get http://%[2]s/; tunnel %[2]s; dial %[1]s; dial %[2]s; resolve api.openai.com", allowed.addr, other.addr)
+	allowed := imagestest.StartHostServer(t, imagestest.Engine(t), "hello from allowed")
+	other := imagestest.StartHostServer(t, imagestest.Engine(t), "hello from other")
+	h := newHarness(t, func(c *Config) { c.Egress.AllowedHosts = []string{allowed.Addr} })
+	script := fmt.Sprintf("get http://%[1]s/; tunnel %[1]s; get http://%[2]s/; tunnel %[2]s; dial %[1]s; dial %[2]s; resolve api.openai.com", allowed.Addr, other.Addr)
 
 	t.Run("workspace-write reaches an allowed host only through the proxy", func(t *testing.T) {
 		task := h.startAndWait(t, Spec{Prompt: script, WorkingDirectory: newRepo(t), Sandbox: WorkspaceWrite})
 		log := readFile(t, h.LogPath(task.ID))
 		got := exitCodes(t, task)
 		for cmd, want := range map[string]int{
-			"get http://" + allowed.addr + "/": 0, "tunnel " + allowed.addr: 0, // through the proxy: allowed
-			"get http://" + other.addr + "/": 1, "tunnel " + other.addr: 1, // through the proxy: refused
-			"dial " + allowed.addr: 1, "dial " + other.addr: 1, // around the proxy: no route
+			"get http://" + allowed.Addr + "/": 0, "tunnel " + allowed.Addr: 0, // through the proxy: allowed
+			"get http://" + other.Addr + "/": 1, "tunnel " + other.Addr: 1, // through the proxy: refused
+			"dial " + allowed.Addr: 1, "dial " + other.Addr: 1, // around the proxy: no route
 			"resolve api.openai.com": 1, // no DNS
 		} {
 			if got[cmd] != want {
@@ -74,29 +47,29 @@ func TestRestrictedNetwork(t *testing.T) {
 			}
 		}
 		for _, want := range []string{
-			"codex-connector egress: GET http://" + allowed.addr + "/ HTTP/1.1 → allowed",
-			"codex-connector egress: CONNECT " + other.addr + " HTTP/1.1 → denied",
-			other.addr + " is not an allowed host for this task",
+			"codex-connector egress: GET http://" + allowed.Addr + "/ HTTP/1.1 → allowed",
+			"codex-connector egress: CONNECT " + other.Addr + " HTTP/1.1 → denied",
+			other.Addr + " is not an allowed host for this task",
 		} {
 			if !strings.Contains(log, want) {
 				t.Errorf("the task's log lacks %q:\n%s", want, log)
 			}
 		}
-		if other.hits.Load() != 0 {
-			t.Errorf("the server that is not allowed got %d requests", other.hits.Load())
+		if other.Hits() != 0 {
+			t.Errorf("the server that is not allowed got %d requests", other.Hits())
 		}
-		if allowed.hits.Load() == 0 {
+		if allowed.Hits() == 0 {
 			t.Error("the allowed server got no request")
 		}
 	})
 	t.Run("read-only reaches the model API only, not the user's allowed hosts", func(t *testing.T) {
-		task := h.startAndWait(t, Spec{Prompt: "get http://" + allowed.addr + "/", WorkingDirectory: newRepo(t), Sandbox: ReadOnly})
-		if exitCodes(t, task)["get http://"+allowed.addr+"/"] != 1 {
+		task := h.startAndWait(t, Spec{Prompt: "get http://" + allowed.Addr + "/", WorkingDirectory: newRepo(t), Sandbox: ReadOnly})
+		if exitCodes(t, task)["get http://"+allowed.Addr+"/"] != 1 {
 			t.Fatalf("a read-only task reached an allowed host:\n%s", readFile(t, h.LogPath(task.ID)))
 		}
 	})
 	t.Run("danger-full-access reaches both servers directly", func(t *testing.T) {
-		task := h.startAndWait(t, Spec{Prompt: fmt.Sprintf("dial %s; dial %s; get http://%s/", allowed.addr, other.addr, other.addr), WorkingDirectory: newRepo(t), Sandbox: DangerFullAccess})
+		task := h.startAndWait(t, Spec{Prompt: fmt.Sprintf("dial %s; dial %s; get http://%s/", allowed.Addr, other.Addr, other.Addr), WorkingDirectory: newRepo(t), Sandbox: DangerFullAccess})
 		for cmd, code := range exitCodes(t, task) {
 			if code != 0 {
 				t.Errorf("%s exited %d:\n%s", cmd, code, readFile(t, h.LogPath(task.ID)))

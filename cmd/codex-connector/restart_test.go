@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -250,21 +248,14 @@ func TestTwoServersShareOneHome(t *testing.T) {
 
 func TestEgressKeepsServingAcrossARestart(t *testing.T) {
 	engine := imagestest.Engine(t)
-	gw := imagestest.BridgeGateway(t, engine)
-	ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "reached") })}
-	go srv.Serve(ln)
-	defer srv.Close()
+	srv := imagestest.StartHostServer(t, engine, "reached")
 	home := t.TempDir()
-	cfg := fmt.Sprintf(`{"allowedHosts": [%q]}`, ln.Addr().String())
+	cfg := fmt.Sprintf(`{"allowedHosts": [%q]}`, srv.Addr)
 	if err := os.WriteFile(filepath.Join(home, "config.json"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a := startServerAt(t, home)
-	res := a.call(t, "codex_agent", map[string]any{"task": fmt.Sprintf("sleep 2s; get http://%s/; say fetched", ln.Addr()),
+	res := a.call(t, "codex_agent", map[string]any{"task": fmt.Sprintf("sleep 2s; get http://%s/; say fetched", srv.Addr),
 		"workingDirectory": imagestest.Repo(t), "sandbox": "workspace-write", "async": true})
 	id := structured(t, res)["taskId"].(string)
 	waitContainerRunning(t, engine, id)
@@ -272,7 +263,7 @@ func TestEgressKeepsServingAcrossARestart(t *testing.T) {
 	b := startServerAt(t, home)
 	final := b.waitFor(t, id)
 	log, _ := os.ReadFile(filepath.Join(home, "logs", id+".log"))
-	if final["status"] != "completed" || !strings.Contains(string(log), "GET http://"+ln.Addr().String()+"/ HTTP/1.1 → allowed") ||
+	if final["status"] != "completed" || !strings.Contains(string(log), "GET http://"+srv.Addr+"/ HTTP/1.1 → allowed") ||
 		!strings.Contains(fmt.Sprint(final["commands"]), "exitCode:0") {
 		t.Fatalf("after the restart: %v\n%s", final, log)
 	}
