@@ -8,7 +8,8 @@ LOCAL_BASE    ?= codex-connector/debian:bookworm
 # CA_BUNDLE is an extra CA certificate (PEM) the image should trust, e.g. a
 # corporate proxy's. Empty for none.
 CA_BUNDLE     ?=
-PREFIX        ?= $(HOME)/.local
+# root installs where every PATH looks; a user into ~/.local/bin.
+PREFIX        ?= $(if $(filter 0,$(shell id -u)),/usr/local,$(HOME)/.local)
 GO            ?= go
 VERSION       ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
@@ -37,6 +38,7 @@ base:
 install: build
 	install -d $(PREFIX)/bin
 	install -m 0755 bin/codex-connector $(PREFIX)/bin/codex-connector
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "note: $(PREFIX)/bin is not on your PATH; add it (Claude Code runs codex-connector from PATH)";; esac
 
 lint:
 	$(GO) vet ./...

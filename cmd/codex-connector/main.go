@@ -241,6 +241,10 @@ func check(cfg config, docker *client.Client) error {
 		return fmt.Errorf("the Docker engine does not answer: %w — start Docker, or set DOCKER_HOST", err)
 	}
 	fmt.Printf("docker: engine answers (API %s)\n", ping.APIVersion)
+	if v, err := docker.ServerVersion(ctx); err == nil && strings.HasPrefix(v.Version, "20.10.") {
+		// Seen here under the tests' container churn, as in the issue.
+		fmt.Printf("docker: note: Docker %s can hang when many containers start and stop at once (moby/moby#46661); Docker 23 or newer is safer\n", v.Version)
+	}
 	if err := (images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion}).Check(ctx, docker); err != nil {
 		return err
 	}
