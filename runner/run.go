@@ -67,7 +67,8 @@ func (r *Runner) execute(id string) {
 		if !r.sleep(time.Duration(tries) * time.Second) {
 			break
 		}
-		if _, _ = r.awaitEngine(t.ContainerName); r.lifetime.Err() != nil {
+		r.awaitEngine(t.ContainerName)
+		if r.lifetime.Err() != nil {
 			break
 		}
 		containerID, exited, err = r.launch(t)

@@ -13,9 +13,10 @@ import (
 // These tests stop and start a Docker engine of their own under a running
 // task, as `systemctl restart docker` or a Docker Desktop update does.
 
-// startOn runs codex-connector against the test's engine.
-func startOn(t *testing.T, d *imagestest.Dockerd, home, image string) *mcpServer {
-	return startServerAt(t, home, "DOCKER_HOST="+d.Host, "CODEX_CONNECTOR_IMAGE="+image)
+// startOn runs codex-connector against the test's engine; env adds
+// variables.
+func startOn(t *testing.T, d *imagestest.Dockerd, home, image string, env ...string) *mcpServer {
+	return startServerAt(t, home, append([]string{"DOCKER_HOST=" + d.Host, "CODEX_CONNECTOR_IMAGE=" + image}, env...)...)
 }
 
 func TestEngineRestartUnderARunningTask(t *testing.T) {
@@ -56,7 +57,7 @@ func TestEngineRestartUnderARunningTask(t *testing.T) {
 		d := imagestest.StartDockerd(t, false)
 		image := d.FakeCodex(t)
 		home := t.TempDir()
-		s := startServerAt(t, home, "DOCKER_HOST="+d.Host, "CODEX_CONNECTOR_IMAGE="+image, "CODEX_CONNECTOR_MAX_RUNNING=1")
+		s := startOn(t, d, home, image, "CODEX_CONNECTOR_MAX_RUNNING=1")
 		res := s.call(t, "codex_agent", map[string]any{"task": "lines 100000 2ms; say never", "workingDirectory": repo, "sandbox": "danger-full-access", "async": true})
 		id := structured(t, res)["taskId"].(string)
 		// Queued behind it: its slot frees while the engine shuts down.
