@@ -27,6 +27,18 @@
 //	fail TEXT           report a failed turn and exit 1
 //	exit CODE           exit with CODE (the final message is written first)
 //
+// Steps a hostile task takes, for the sandbox's attack tests:
+//
+//	symlink TARGET LINK make LINK point at TARGET
+//	mkfifo PATH         make a named pipe
+//	mkdir PATH MODE     make a directory with an octal MODE (e.g. 000)
+//	rename OLD NEW      rename OLD to NEW
+//	remove PATH         remove PATH and everything under it
+//	sparse PATH SIZE    make a sparse file of SIZE bytes
+//	fill PATH BYTES     write BYTES real bytes to PATH
+//	rawout TEXT         write TEXT and a newline to /proc/1/fd/1, the container's stdout
+//	conns HOST:PORT N DURATION  open N CONNECT tunnels through HTTPS_PROXY and hold them for DURATION
+//
 // A prompt whose first word is not a step is answered with a message.
 package main
 
@@ -147,6 +159,62 @@ func main() {
 }
 
 var kept [][]byte
+
+// report records a step as a command that exited 0, or 1 with the error.
+func (s *state) report(what string, err error) {
+	if err != nil {
+		s.command(what, 1, err.Error())
+		return
+	}
+	s.command(what, 0, "")
+}
+
+// holdTunnels opens n CONNECT tunnels to target through the proxy of the
+// environment at once, holds those that opened for hold, and says how many
+// the proxy answered with 200 and how many it refused or dropped.
+func holdTunnels(target string, n int, hold time.Duration) string {
+	proxy, err := url.Parse(os.Getenv("HTTPS_PROXY"))
+	if err != nil || proxy.Host == "" {
+		return "no HTTPS_PROXY"
+	}
+	type result struct {
+		c  net.Conn
+		ok bool
+	}
+	results := make(chan result, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			c, err := net.DialTimeout("tcp", proxy.Host, 5*time.Second)
+			if err != nil {
+				results <- result{}
+				return
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.SetDeadline(time.Time{})
+			results <- result{c, strings.Contains(line, " 200 ")}
+		}()
+	}
+	var open []net.Conn
+	refused := 0
+	for i := 0; i < n; i++ {
+		r := <-results
+		if r.ok {
+			open = append(open, r.c)
+		} else {
+			refused++
+			if r.c != nil {
+				r.c.Close()
+			}
+		}
+	}
+	time.Sleep(hold)
+	for _, c := range open {
+		c.Close()
+	}
+	return fmt.Sprintf("opened %d, refused %d", len(open), refused)
+}
 
 func (s *state) step(verb, rest string) bool {
 	switch verb {
@@ -287,6 +355,69 @@ func (s *state) step(verb, rest string) bool {
 		} else {
 			s.command("resolve "+rest, 0, strings.Join(addrs, " "))
 		}
+	case "symlink":
+		target, link, _ := strings.Cut(rest, " ")
+		s.report("symlink "+link, os.Symlink(target, link))
+	case "mkfifo":
+		s.report("mkfifo "+rest, syscall.Mkfifo(rest, 0o644))
+	case "mkdir":
+		path, modeText, _ := strings.Cut(rest, " ")
+		mode, _ := strconv.ParseUint(modeText, 8, 32)
+		err := os.Mkdir(path, 0o755)
+		if err == nil {
+			err = os.Chmod(path, os.FileMode(mode))
+		}
+		s.report("mkdir "+path, err)
+	case "rename":
+		from, to, _ := strings.Cut(rest, " ")
+		s.report("rename "+from, os.Rename(from, to))
+	case "remove":
+		s.report("remove "+rest, os.RemoveAll(rest))
+	case "sparse":
+		path, sizeText, _ := strings.Cut(rest, " ")
+		size, _ := strconv.ParseInt(sizeText, 10, 64)
+		f, err := os.Create(path)
+		if err == nil {
+			err = f.Truncate(size)
+			f.Close()
+		}
+		s.report("sparse "+path, err)
+	case "fill":
+		path, sizeText, _ := strings.Cut(rest, " ")
+		size, _ := strconv.ParseInt(sizeText, 10, 64)
+		f, err := os.Create(path)
+		if err == nil {
+			buf := make([]byte, 1<<20)
+			for i := range buf {
+				buf[i] = 'f'
+			}
+			for size > 0 && err == nil {
+				n := min(size, int64(len(buf)))
+				_, err = f.Write(buf[:n])
+				size -= n
+			}
+			if closeErr := f.Close(); err == nil {
+				err = closeErr
+			}
+		}
+		s.report("fill "+path, err)
+	case "rawout":
+		f, err := os.OpenFile("/proc/1/fd/1", os.O_WRONLY, 0)
+		if err == nil {
+			out.Flush()
+			_, err = fmt.Fprintln(f, rest)
+			f.Close()
+		}
+		s.report("rawout", err)
+	case "conns":
+		fields := strings.Fields(rest)
+		if len(fields) != 3 {
+			s.command("conns", 1, "usage: conns HOST:PORT N DURATION")
+			break
+		}
+		n, _ := strconv.Atoi(fields[1])
+		hold, _ := time.ParseDuration(fields[2])
+		s.command("conns "+fields[0], 0, holdTunnels(fields[0], n, hold))
 	case "fail":
 		emit(map[string]any{"type": "error", "message": rest})
 		emit(map[string]any{"type": "turn.failed", "error": map[string]any{"message": rest}})

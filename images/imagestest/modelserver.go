@@ -53,7 +53,9 @@ func StartModelServer(t testing.TB, engine *client.Client, turns ...Turn) *Model
 	return m
 }
 
-// BridgeGateway is the host's address on Docker's default bridge.
+// BridgeGateway is the host's address on Docker's default bridge. It is
+// read from the bridge's interface: on the first start of a new engine,
+// `docker network inspect bridge` lists the subnet but no gateway.
 func BridgeGateway(t testing.TB, engine *client.Client) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -62,12 +64,24 @@ func BridgeGateway(t testing.TB, engine *client.Client) string {
 	if err != nil {
 		t.Fatalf("inspect the default bridge: %v", err)
 	}
-	for _, c := range nw.IPAM.Config {
-		if ip := net.ParseIP(c.Gateway); ip != nil && ip.To4() != nil {
-			return c.Gateway
+	name := nw.Options["com.docker.network.bridge.name"]
+	if name == "" {
+		name = "docker0"
+	}
+	iface, err := net.InterfaceByName(name)
+	if err != nil {
+		t.Fatalf("the default bridge's interface %s: %v", name, err)
+	}
+	addrs, err := iface.Addrs()
+	if err != nil {
+		t.Fatalf("addresses of %s: %v", name, err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+			return ipn.IP.String()
 		}
 	}
-	t.Fatal("the default bridge has no IPv4 gateway")
+	t.Fatalf("the default bridge's interface %s has no IPv4 address", name)
 	return ""
 }
 
