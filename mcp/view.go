@@ -40,6 +40,7 @@ type taskView struct {
 	Now              string     `json:"now,omitempty" jsonschema:"what Codex is doing at the moment"`
 	Commands         []command  `json:"commands,omitempty"`
 	FilesChanged     []string   `json:"filesChanged,omitempty"`
+	HostRunFiles     []string   `json:"hostRunFiles,omitempty" jsonschema:"changed files that tools on the host run or obey without asking (Makefile, package.json, .envrc, .vscode/, .github/workflows/, .gitattributes, a .git): review them before running anything in the repository"`
 	Usage            *usageView `json:"usage,omitempty"`
 	LogTail          []string   `json:"logTail,omitempty" jsonschema:"the last lines of the log, rendered for a reader"`
 	LogTailCut       bool       `json:"logTailCut,omitempty" jsonschema:"earlier log lines were left out"`
@@ -85,6 +86,7 @@ func (h *handlers) view(t *store.Task, result string) taskView {
 			v.Commands = append(v.Commands, command{Command: c.Command, ExitCode: c.ExitCode})
 		}
 		v.FilesChanged = s.FilesChanged
+		v.HostRunFiles = s.HostRunFiles
 		if s.Usage != (store.Usage{}) {
 			v.Usage = &usageView{s.Usage.InputTokens, s.Usage.CachedInputTokens, s.Usage.OutputTokens, s.Usage.ReasoningOutputTokens}
 		}
@@ -134,6 +136,9 @@ func (v taskView) text() string {
 	}
 	if len(v.FilesChanged) > 0 {
 		fmt.Fprintf(&b, "Files changed: %s\n", strings.Join(v.FilesChanged, ", "))
+	}
+	if len(v.HostRunFiles) > 0 {
+		fmt.Fprintf(&b, "Review before running anything here — changed files that host tools run or obey: %s\n", strings.Join(v.HostRunFiles, ", "))
 	}
 	if v.Usage != nil {
 		fmt.Fprintf(&b, "Tokens: %d in (%d cached), %d out\n", v.Usage.InputTokens, v.Usage.CachedInputTokens, v.Usage.OutputTokens)

@@ -1,11 +1,10 @@
 package runner
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/codex-connector/codex-connector/store"
@@ -26,13 +25,42 @@ var SandboxLevels = []string{ReadOnly, WorkspaceWrite, DangerFullAccess}
 // DefaultSandbox is the level of the brief's contract when none is given.
 const DefaultSandbox = DangerFullAccess
 
-func validSandbox(level string) bool {
-	for _, l := range SandboxLevels {
+func validSandbox(level string) bool { return rank(level) >= 0 }
+
+// rank orders the levels by what they allow; -1 for an unknown level.
+func rank(level string) int {
+	for i, l := range SandboxLevels {
 		if l == level {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
+}
+
+// sandboxFor picks the level of a request: the one asked for, or, when
+// none is, the contract's default lowered to the ceiling. A request above
+// the ceiling is refused, not lowered: the caller should know.
+func (r *Runner) sandboxFor(asked string) (string, error) {
+	if asked == "" {
+		if rank(DefaultSandbox) > rank(r.cfg.MaxSandbox) {
+			return r.cfg.MaxSandbox, nil
+		}
+		return DefaultSandbox, nil
+	}
+	if !validSandbox(asked) {
+		return "", invalid("sandbox %q is not a level: use one of %s", asked, strings.Join(SandboxLevels, ", "))
+	}
+	return asked, r.underCeiling(asked)
+}
+
+// underCeiling refuses a level above maxSandbox. The ceiling is the user's
+// (config.json or the environment), never a tool argument: the caller may
+// be steered by a prompt injection in the very repository the task reads.
+func (r *Runner) underCeiling(level string) error {
+	if rank(level) > rank(r.cfg.MaxSandbox) {
+		return invalid("sandbox %s is above the ceiling this user set (maxSandbox %s, in config.json or CODEX_CONNECTOR_MAX_SANDBOX): ask for %s or lower; only the user can raise the ceiling", level, r.cfg.MaxSandbox, r.cfg.MaxSandbox)
+	}
+	return nil
 }
 
 // Limits bound what one task's container may use.
@@ -84,6 +112,9 @@ type policy struct {
 	// levels.
 	egressDir string
 	bridge    string
+	// git is what a workspace-write task binds over its repository to keep
+	// git on the host out of its reach (protectGit, at launch).
+	git gitMounts
 }
 
 // containerUser picks the uid:gid the container runs as. Files Codex writes
@@ -141,13 +172,13 @@ func (p policy) mounts() []mount.Mount {
 	if p.authFile != "" {
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.authFile, Target: codexHome + "/auth.json", ReadOnly: true})
 	}
-	if t.Sandbox == WorkspaceWrite {
-		// Anything under .git that git on the host would run or obey later
-		// is bound read-only over the writable repo (protectedGitPaths made
-		// sure each exists).
-		for _, src := range protectedGitPaths(t.RepoRoot) {
-			ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: src, Target: src, ReadOnly: true})
-		}
+	// Read-only binds over a writable repository, and the directories
+	// pinned as mount points so that they cannot be renamed.
+	for _, d := range p.git.pinned {
+		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: d, Target: d, BindOptions: &mount.BindOptions{NonRecursive: true}})
+	}
+	for _, src := range p.git.readOnly {
+		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: src, Target: src, ReadOnly: true, BindOptions: &mount.BindOptions{NonRecursive: true}})
 	}
 	return ms
 }
@@ -203,47 +234,4 @@ func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
 		host.NetworkMode = "none"
 	}
 	return cfg, host
-}
-
-// protectedGitPaths lists what a workspace-write task must not change in the
-// repository's git directory: hooks (run by git on the host), config (can
-// name programs: core.hooksPath, core.fsmonitor, filters, aliases) and the
-// same of every submodule. A missing hooks directory is created first, or
-// the task could create it and plant a hook there.
-func protectedGitPaths(repoRoot string) []string {
-	gitDir := filepath.Join(repoRoot, ".git")
-	if fi, err := os.Lstat(gitDir); err != nil || !fi.IsDir() {
-		return nil // a .git file (worktree, submodule): its git dir is not mounted at all
-	}
-	var out []string
-	add := func(dir string) {
-		hooks := filepath.Join(dir, "hooks")
-		if _, err := os.Lstat(hooks); errors.Is(err, os.ErrNotExist) {
-			if os.Mkdir(hooks, 0o755) == nil {
-				if fi, err := os.Stat(dir); err == nil {
-					if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-						os.Lchown(hooks, int(st.Uid), int(st.Gid))
-					}
-				}
-			}
-		}
-		for _, p := range []string{hooks, filepath.Join(dir, "config"), filepath.Join(dir, "info")} {
-			if _, err := os.Lstat(p); err == nil {
-				out = append(out, p)
-			}
-		}
-	}
-	add(gitDir)
-	// Submodules keep their git directories under .git/modules.
-	modules := filepath.Join(gitDir, "modules")
-	filepath.WalkDir(modules, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		if _, err := os.Lstat(filepath.Join(p, "HEAD")); err == nil {
-			add(p)
-		}
-		return nil
-	})
-	return out
 }

@@ -56,6 +56,8 @@ func (r *Runner) execute(id string) {
 	rn := r.track(id)
 	if t.Sandbox != ReadOnly {
 		rn.before, rn.repoRoot = snapshotWorktree(t.RepoRoot), t.RepoRoot
+		hostBefore := scanHostRun(t.RepoRoot)
+		rn.hostBefore = &hostBefore
 	}
 	containerID, exited, err := r.launch(t)
 	for tries := 1; err != nil && r.lifetime.Err() == nil && engineTrouble(err, tries); tries++ {
@@ -105,6 +107,9 @@ func (r *Runner) launch(t *store.Task) (string, exitWait, error) {
 		return "", exitWait{}, err
 	}
 	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home), authFile: r.cfg.AuthFile}
+	if p.git, err = r.checkMountSources(t); err != nil {
+		return "", exitWait{}, err
+	}
 	if restricted(t.Sandbox) {
 		if err := r.prepareEgress(ctx, t); err != nil {
 			return "", exitWait{}, err
@@ -325,6 +330,12 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 			}
 		}
 	}
+	var hostAfter *hostRunState
+	if rn.hostBefore != nil {
+		after := scanHostRun(rn.repoRoot)
+		hostAfter = &after
+	}
+	sum.HostRunFiles = hostRunFiles(rn.hostBefore, hostAfter, sum.FilesChanged)
 	_, err := r.store.Update(id, func(t *store.Task) error {
 		now := time.Now().UTC()
 		t.FinishedAt = now

@@ -49,6 +49,9 @@ type Config struct {
 	AllowedRoots []string
 	// Lease is how long this server's claim on a task holds without renewal.
 	Lease time.Duration
+	// MaxSandbox is the highest level a caller may ask for (the user's
+	// ceiling); "" is no ceiling below danger-full-access.
+	MaxSandbox string
 	// Retention removes tasks (record, log, result, state) that ended this
 	// long ago; 0 keeps them forever.
 	Retention time.Duration
@@ -97,6 +100,9 @@ type run struct {
 	// which files it changed; nil when unknown or the repo is read-only.
 	before   worktreeState
 	repoRoot string
+	// hostBefore fingerprints the host-run files when the run began; nil
+	// when unknown or the repo is read-only.
+	hostBefore *hostRunState
 	// engineLost is set when the engine went away while this process
 	// followed the task, to explain an exit the restart caused.
 	engineLost bool
@@ -116,6 +122,12 @@ func New(lifetime context.Context, cfg Config, eng engine, st *store.Store, logf
 	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = DefaultLease
+	}
+	if cfg.MaxSandbox == "" {
+		cfg.MaxSandbox = DangerFullAccess
+	}
+	if !validSandbox(cfg.MaxSandbox) {
+		return nil, fmt.Errorf("maxSandbox %q is not a level: use one of %s", cfg.MaxSandbox, strings.Join(SandboxLevels, ", "))
 	}
 	for _, dir := range []string{cfg.Home, filepath.Join(cfg.Home, "logs"), filepath.Join(cfg.Home, "runs")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -149,12 +161,11 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if strings.TrimSpace(spec.Prompt) == "" {
 		return nil, invalid("task is empty: say what Codex should do")
 	}
-	if spec.Sandbox == "" {
-		spec.Sandbox = DefaultSandbox
+	sandbox, err := r.sandboxFor(spec.Sandbox)
+	if err != nil {
+		return nil, err
 	}
-	if !validSandbox(spec.Sandbox) {
-		return nil, invalid("sandbox %q is not a level: use one of %s", spec.Sandbox, strings.Join(SandboxLevels, ", "))
-	}
+	spec.Sandbox = sandbox
 	if spec.Timeout < 0 {
 		return nil, invalid("timeout must not be negative (0 means none)")
 	}
@@ -166,6 +177,10 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if err != nil {
 		return nil, err
 	}
+	dev, ino, err := repoIdentity(root)
+	if err != nil {
+		return nil, fmt.Errorf("stat the repository %s: %w", root, err)
+	}
 	if err := r.cfg.Image.Check(ctx, r.engine); err != nil {
 		return nil, engineError("check the Codex image", err)
 	}
@@ -175,7 +190,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 		ID: id, Prompt: spec.Prompt, WorkingDirectory: workdir, RepoRoot: root,
 		Sandbox: spec.Sandbox, Model: spec.Model, Image: r.cfg.Image.Ref,
 		TimeoutMs: spec.Timeout.Milliseconds(), Status: store.Queued, CreatedAt: now,
-		ContainerName: containerName(id), User: user,
+		ContainerName: containerName(id), User: user, RepoDev: dev, RepoIno: ino,
 		Follower: r.instance, LeaseUntil: now.Add(r.cfg.Lease),
 	}
 	if err := r.store.Create(t); err != nil {

@@ -54,6 +54,11 @@ func resolveWorkdir(dir string, allowedRoots []string) (workdir, root string, er
 		return "", "", invalid("%s is in a git repository without a work tree (bare?): %v — pass a checked-out repository", dir, err)
 	}
 	root = wt.Filesystem.Root()
+	// Git on the host obeys whatever .git leads to; a .git that is a
+	// symlink cannot be protected, since the engine would bind its target.
+	if fi, err := os.Lstat(filepath.Join(root, ".git")); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return "", "", invalid("%s/.git is a symlink, which codex-connector refuses: a task could be given the directory it points to — pass the repository that holds the git directory itself, or replace the symlink with a `gitdir:` file (`git worktree` makes those)", root)
+	}
 	// The repository root is what gets mounted: it must pass the same test
 	// (a sub-directory of a root can belong to a repo at the root itself).
 	if err := underRoots(root, allowedRoots); err != nil {

@@ -56,10 +56,15 @@ type Task struct {
 	Prompt           string `json:"task"`
 	WorkingDirectory string `json:"workingDirectory"`
 	RepoRoot         string `json:"repoRoot"`
-	Sandbox          string `json:"sandbox"`
-	Model            string `json:"model,omitempty"`
-	Image            string `json:"image"`
-	TimeoutMs        int64  `json:"timeoutMs,omitempty"`
+	// RepoDev and RepoIno identify the repository root that was checked
+	// when the task was accepted: the one mounted at launch must be the
+	// same directory, not a path swapped in between.
+	RepoDev   uint64 `json:"repoDev,omitempty"`
+	RepoIno   uint64 `json:"repoIno,omitempty"`
+	Sandbox   string `json:"sandbox"`
+	Model     string `json:"model,omitempty"`
+	Image     string `json:"image"`
+	TimeoutMs int64  `json:"timeoutMs,omitempty"`
 	// Deadline is absolute so that a timeout still fires after a restart.
 	Deadline time.Time `json:"deadline,omitzero"`
 
@@ -101,9 +106,13 @@ type Summary struct {
 	ThreadID     string    `json:"threadId,omitempty"`
 	Commands     []Command `json:"commands,omitempty"`
 	FilesChanged []string  `json:"filesChanged,omitempty"`
-	Errors       []string  `json:"errors,omitempty"`
-	LastMessage  string    `json:"lastMessage,omitempty"`
-	Usage        Usage     `json:"usage,omitzero"`
+	// HostRunFiles are the changed files that tools on the host run or
+	// obey without asking (a Makefile, package.json, .envrc, a .git): the
+	// caller reviews them before running anything.
+	HostRunFiles []string `json:"hostRunFiles,omitempty"`
+	Errors       []string `json:"errors,omitempty"`
+	LastMessage  string   `json:"lastMessage,omitempty"`
+	Usage        Usage    `json:"usage,omitzero"`
 }
 
 // Command is one command Codex ran.

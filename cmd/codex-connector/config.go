@@ -45,6 +45,8 @@ type config struct {
 	AllowedHosts []string
 	// AllowedRoots are where tasks may run.
 	AllowedRoots []string
+	// MaxSandbox is the highest sandbox level a caller may ask for.
+	MaxSandbox string
 	// Retention removes tasks that ended this long ago; 0 keeps them.
 	Retention time.Duration
 }
@@ -71,6 +73,8 @@ type fileConfig struct {
 	AllowedHosts []string `json:"allowedHosts"`
 	// AllowedRoots replace the default (the home directory).
 	AllowedRoots []string `json:"allowedRoots"`
+	// MaxSandbox is the ceiling on the sandbox level a caller may ask for.
+	MaxSandbox string `json:"maxSandbox"`
 	Limits       struct {
 		MemoryMB int     `json:"memoryMB"`
 		CPUs     float64 `json:"cpus"`
@@ -93,6 +97,7 @@ var envNames = []string{
 	"CODEX_CONNECTOR_LEASE          how long a server's claim on a task holds unrenewed (default 30s)",
 	"CODEX_CONNECTOR_RETENTION      remove tasks (record, log, result) this long after they ended, e.g. 30d (default: keep)",
 	"CODEX_CONNECTOR_LOCK_TIMEOUT   how long a call waits for another server's hold on tasks.db (default 5s)",
+	"CODEX_CONNECTOR_MAX_SANDBOX    the highest sandbox level a caller may ask for: read-only, workspace-write or danger-full-access (default)",
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -106,6 +111,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Lease:        runner.DefaultLease,
 		Limits:       runner.DefaultLimits,
 		ModelHosts:   append([]string(nil), runner.DefaultModelHosts...),
+		MaxSandbox:   runner.DangerFullAccess,
 	}
 	home, _ := os.UserHomeDir()
 	if home != "" {
@@ -208,6 +214,9 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if len(f.AllowedRoots) > 0 {
 		c.AllowedRoots = f.AllowedRoots
 	}
+	if err := setSandbox(&c.MaxSandbox, f.MaxSandbox); err != nil {
+		return bad("maxSandbox", err)
+	}
 	for _, k := range slices.Sorted(maps.Keys(f.Env)) {
 		c.Env = append(c.Env, k+"="+f.Env[k])
 	}
@@ -234,6 +243,9 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 func (c *config) applyEnv(getenv func(string) string) error {
 	if v := getenv("CODEX_CONNECTOR_ALLOWED_ROOTS"); v != "" {
 		c.AllowedRoots = filepath.SplitList(v)
+	}
+	if err := setSandbox(&c.MaxSandbox, getenv("CODEX_CONNECTOR_MAX_SANDBOX")); err != nil {
+		return fmt.Errorf("CODEX_CONNECTOR_MAX_SANDBOX: %w", err)
 	}
 	if v := getenv("CODEX_CONNECTOR_IMAGE"); v != "" {
 		c.Image = v
@@ -275,6 +287,17 @@ func setDuration(dst *time.Duration, v string, zeroOK bool) error {
 		return fmt.Errorf("want a positive duration such as 10s or 5m, got %q", v)
 	}
 	*dst = d
+	return nil
+}
+
+func setSandbox(dst *string, v string) error {
+	if v == "" {
+		return nil
+	}
+	if !slices.Contains(runner.SandboxLevels, v) {
+		return fmt.Errorf("want one of %s, got %q", strings.Join(runner.SandboxLevels, ", "), v)
+	}
+	*dst = v
 	return nil
 }
 

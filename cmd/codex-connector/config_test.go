@@ -112,3 +112,32 @@ func TestRetention(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxSandbox(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, env, want, err string
+	}{
+		{name: "no ceiling by default", want: "danger-full-access"},
+		{name: "from config.json", file: `{"maxSandbox": "workspace-write"}`, want: "workspace-write"},
+		{name: "the environment wins", file: `{"maxSandbox": "workspace-write"}`, env: "read-only", want: "read-only"},
+		{name: "a level that does not exist", file: `{"maxSandbox": "sandboxed"}`, err: "maxSandbox: want one of read-only, workspace-write, danger-full-access"},
+		{name: "a bad environment value", env: "none", err: "CODEX_CONNECTOR_MAX_SANDBOX: want one of"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			if tc.file != "" {
+				writeConfig(t, home, tc.file)
+			}
+			c, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_CONNECTOR_MAX_SANDBOX": tc.env}))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, want an error with %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || c.MaxSandbox != tc.want {
+				t.Fatalf("maxSandbox %q (%v), want %q", c.MaxSandbox, err, tc.want)
+			}
+		})
+	}
+}

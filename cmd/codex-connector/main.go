@@ -138,6 +138,7 @@ func serve(cfg config, docker *client.Client) error {
 		AuthFile:     cfg.AuthFile,
 		Version:      version,
 		AllowedRoots: cfg.AllowedRoots,
+		MaxSandbox:   cfg.MaxSandbox,
 		Lease:        cfg.Lease,
 		Retention:    cfg.Retention,
 		Egress:       runner.Egress{Binary: self, ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts},
@@ -262,6 +263,10 @@ func check(cfg config, docker *client.Client) error {
 	}
 	if err := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout).Check(); err != nil {
 		return err
+	}
+	fmt.Printf("\nsandbox: callers may ask for up to %s (maxSandbox)", cfg.MaxSandbox)
+	if cfg.MaxSandbox == runner.DangerFullAccess {
+		fmt.Print("; set maxSandbox to workspace-write in config.json to keep tasks off the network and out of .git whatever the caller asks")
 	}
 	fmt.Printf("\ndata: %s\nready: add {\"mcpServers\":{\"codex-connector\":{\"command\":\"codex-connector\"}}} to ~/.mcp.json\n", cfg.Home)
 	return nil

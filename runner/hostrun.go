@@ -1,0 +1,166 @@
+package runner
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Host-run files: a task that may write the work tree can change files that
+// tools on the host run or obey without asking — make reads the Makefile,
+// direnv the .envrc, npm the scripts of package.json, an editor its
+// workspace settings, CI its workflows, git its attributes and any .git it
+// finds. The sandbox cannot tell such a change from honest work, so the
+// result lists them apart, for the caller to review before running anything.
+
+// hostRunNames are file names that some host tool runs or obeys, wherever
+// they are in the tree.
+var hostRunNames = map[string]bool{
+	"Makefile": true, "makefile": true, "GNUmakefile": true, "justfile": true, "Justfile": true,
+	"Taskfile.yml": true, "Taskfile.yaml": true,
+	".envrc": true, ".env": true,
+	"package.json": true, ".npmrc": true, ".yarnrc": true, ".yarnrc.yml": true, ".pnpmfile.cjs": true,
+	".gitattributes": true, ".gitmodules": true, ".git": true,
+	".bashrc": true, ".bash_profile": true, ".bash_login": true, ".profile": true,
+	".zshrc": true, ".zshenv": true, ".zprofile": true, ".zlogin": true,
+	".pre-commit-config.yaml": true, "lefthook.yml": true, ".lefthook.yml": true,
+	".mise.toml": true, "mise.toml": true, ".tool-versions": true,
+}
+
+// hostRunDirs are directories whose every file a host tool obeys (editor
+// tasks and settings, CI workflows, git hook managers, dev containers).
+var hostRunDirs = []string{".vscode", ".idea", ".github/workflows", ".husky", ".githooks", ".devcontainer"}
+
+// isHostRun reports whether the repository-relative path (slash-separated)
+// is a file that tools on the host run or obey.
+func isHostRun(rel string) bool {
+	rel = filepath.ToSlash(rel)
+	for _, part := range strings.Split(rel, "/") {
+		if part == ".git" {
+			return true // a nested repository or a .git file: git there obeys it
+		}
+	}
+	if hostRunNames[path.Base(rel)] || strings.HasSuffix(rel, ".mk") {
+		return true
+	}
+	for _, d := range hostRunDirs {
+		if rel == d || strings.HasPrefix(rel, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// Bounds of the scan: it runs twice per task, before and after, and must
+// not make a task on a huge tree late.
+const (
+	maxHostRunEntries = 500_000
+	hostRunScanTime   = 10 * time.Second
+)
+
+// hostRunState fingerprints the host-run files of a work tree. The
+// fingerprint comes from lstat alone (inode, mode, size, modification and
+// change times): nothing a task made is opened, and a change time cannot be
+// set back from inside the container.
+type hostRunState struct {
+	files map[string]string
+	// cut says the scan stopped at its bounds: what it did not reach is
+	// not compared.
+	cut bool
+}
+
+// scanHostRun walks the work tree at root without following symlinks and
+// without entering the repository's own .git, and fingerprints every
+// host-run file. A .git directory found below the root is a nested
+// repository: it is fingerprinted, not entered.
+func scanHostRun(root string) hostRunState {
+	st := hostRunState{files: map[string]string{}}
+	deadline := time.Now().Add(hostRunScanTime)
+	n := 0
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // unreadable (a mode-000 directory): skip it
+		}
+		if n++; n > maxHostRunEntries || (n%1024 == 0 && time.Now().After(deadline)) {
+			st.cut = true
+			return filepath.SkipAll
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		if rel == ".git" {
+			// The repository's own: what in it git runs or obeys. (Under
+			// workspace-write it is read-only; under danger-full-access a
+			// change here is the first thing to review.)
+			st.files[".git"] = lstatFingerprint(p)
+			if d.IsDir() {
+				for _, f := range []string{"config", "commondir", "info/attributes", "config.worktree"} {
+					st.files[".git/"+f] = lstatFingerprint(filepath.Join(p, f))
+				}
+				hooks, _ := os.ReadDir(filepath.Join(p, "hooks"))
+				for _, h := range hooks[:min(len(hooks), 256)] {
+					st.files[".git/hooks/"+h.Name()] = lstatFingerprint(filepath.Join(p, "hooks", h.Name()))
+				}
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if isHostRun(rel) {
+			st.files[filepath.ToSlash(rel)] = lstatFingerprint(p)
+		}
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return st
+}
+
+func lstatFingerprint(p string) string {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return "gone"
+	}
+	s, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+	}
+	return fmt.Sprintf("%d %v %d %d.%d %d.%d", s.Ino, fi.Mode(), s.Size, s.Mtim.Sec, s.Mtim.Nsec, s.Ctim.Sec, s.Ctim.Nsec)
+}
+
+// hostRunFiles lists the host-run files a run changed, created or removed:
+// those the scans tell apart, and those among the files changed that the
+// scans did not reach. Sorted, at most maxFiles.
+func hostRunFiles(before, after *hostRunState, changed []string) []string {
+	set := map[string]bool{}
+	if before != nil && after != nil {
+		for p, fp := range after.files {
+			if was, ok := before.files[p]; ok && was != fp || !ok && fp != "gone" {
+				set[p] = true
+			}
+		}
+		for p, fp := range before.files {
+			if _, ok := after.files[p]; !ok && fp != "gone" && !after.cut {
+				set[p] = true
+			}
+		}
+	}
+	for _, p := range changed {
+		if isHostRun(p) {
+			set[filepath.ToSlash(p)] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for p := range set {
+		out = append(out, clip(p))
+	}
+	sort.Strings(out)
+	return out[:min(len(out), maxFiles)]
+}

@@ -1,0 +1,232 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/codex-connector/codex-connector/store"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+)
+
+// Mount sources are checked at launch, not only when the task is accepted:
+// a task that ran before (or runs beside) this one can have swapped a path
+// for a symlink, and the engine binds whatever a path leads to when the
+// container starts. Every bind source is the repository root itself (the
+// same directory, by device and inode, that was accepted), a real file or
+// directory below it with no symlink on the way, or a path codex-connector
+// made.
+
+// Limits of the submodule walk: a hostile index must not make a launch
+// mount thousands of paths or recurse without end.
+const (
+	maxGitlinks     = 256
+	maxGitlinkDepth = 4
+)
+
+// gitMounts is what a workspace-write task binds over its writable
+// repository so that nothing it writes steers git on the host.
+type gitMounts struct {
+	// readOnly are bound read-only over themselves: the repository's .git
+	// (directory or file), every submodule's .git, and submodule
+	// directories that are not checked out (so no .git appears in them).
+	readOnly []string
+	// pinned are directories bound over themselves, read-write: a mount
+	// point cannot be renamed, so a task cannot move a protected .git away
+	// and put its own in its place.
+	pinned []string
+}
+
+// checkMountSources is the launch step that checks what the container will
+// bind of the repository, and the ceiling, which may have been lowered
+// since the task was accepted. Its errors end the task: they are not the
+// engine's trouble, and trying again would not help.
+func (r *Runner) checkMountSources(t *store.Task) (gitMounts, error) {
+	if err := r.underCeiling(t.Sandbox); err != nil {
+		return gitMounts{}, err
+	}
+	if err := checkRepoRoot(t); err != nil {
+		return gitMounts{}, err
+	}
+	if t.Sandbox != WorkspaceWrite {
+		return gitMounts{}, nil
+	}
+	return protectGit(t.RepoRoot)
+}
+
+// repoIdentity returns the device and inode of a directory.
+func repoIdentity(path string) (dev, ino uint64, err error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, fmt.Errorf("stat %s: no inode information", path)
+	}
+	return uint64(st.Dev), st.Ino, nil
+}
+
+// checkRepoRoot makes sure the repository root is still the directory that
+// was accepted: no symlink on its path, and the same device and inode.
+func checkRepoRoot(t *store.Task) error {
+	resolved, err := filepath.EvalSymlinks(t.RepoRoot)
+	if err != nil {
+		return fmt.Errorf("the repository %s cannot be reached any more: %v — check that it still exists, then run the task again", t.RepoRoot, err)
+	}
+	if resolved != t.RepoRoot {
+		return fmt.Errorf("the repository path %s now leads to %s through a symlink; it is not the directory that was accepted, so it is not mounted — restore the directory and run the task again", t.RepoRoot, resolved)
+	}
+	fi, err := os.Lstat(t.RepoRoot)
+	if err != nil || !fi.IsDir() {
+		return fmt.Errorf("the repository %s is no longer a directory — restore it and run the task again", t.RepoRoot)
+	}
+	if t.RepoIno == 0 {
+		return nil // a record from before identities were kept
+	}
+	dev, ino, err := repoIdentity(t.RepoRoot)
+	if err != nil {
+		return fmt.Errorf("stat the repository %s: %w", t.RepoRoot, err)
+	}
+	if dev != t.RepoDev || ino != t.RepoIno {
+		return fmt.Errorf("the repository %s was replaced by another directory after the task was accepted (it was moved or swapped); it is not mounted — run the task again on the repository you mean", t.RepoRoot)
+	}
+	return nil
+}
+
+// below checks that rel names a real file or directory inside root: every
+// component below root is a directory that is not a symlink, and the last
+// is not a symlink either. It returns what the last one is, or an error
+// wrapping os.ErrNotExist when something on the way is missing.
+func below(root, rel string) (os.FileInfo, error) {
+	rel = filepath.Clean(rel)
+	if rel == "." || filepath.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil, fmt.Errorf("%q is not a path inside the repository", rel)
+	}
+	parts := strings.Split(rel, "/")
+	p := root
+	for i, part := range parts {
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s is a symlink", p)
+		}
+		if i < len(parts)-1 && !fi.IsDir() {
+			return nil, fmt.Errorf("%s is not a directory", p)
+		}
+		if i == len(parts)-1 {
+			return fi, nil
+		}
+	}
+	return nil, os.ErrNotExist
+}
+
+// protectGit works out the binds that keep a workspace-write task's hands
+// off git: the repository's .git as a whole, read-only (as Codex's own
+// workspace-write treats git), and the same for every submodule, found
+// from the index, whose gitlinks the task cannot change (the index is
+// under .git).
+func protectGit(root string) (gitMounts, error) {
+	var m gitMounts
+	fi, err := below(root, ".git")
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return m, fmt.Errorf("the repository %s has no .git any more — restore it and run the task again", root)
+	case err != nil:
+		return m, fmt.Errorf("the repository's .git cannot be protected: %v — a .git that is a symlink is refused; use the repository it points to", err)
+	case !fi.IsDir() && !fi.Mode().IsRegular():
+		return m, fmt.Errorf("%s/.git is neither a directory nor a file — it cannot be protected", root)
+	}
+	m.readOnly = append(m.readOnly, filepath.Join(root, ".git"))
+	links, err := gitlinks(root, "", 0)
+	if err != nil {
+		return m, err
+	}
+	pinned := map[string]bool{}
+	for _, rel := range links {
+		fi, err := below(root, rel)
+		if errors.Is(err, os.ErrNotExist) {
+			return m, fmt.Errorf("the submodule directory %s is missing from %s: run `git submodule update --init` (or `mkdir -p %s`) there, then run the task again — a task could otherwise make it with a .git of its own", rel, root, rel)
+		}
+		if err != nil || !fi.IsDir() {
+			return m, fmt.Errorf("the submodule path %s in %s is not a plain directory (%v): restore it with `git submodule update`, then run the task again", rel, root, errOr(err, "not a directory"))
+		}
+		dotGit := filepath.Join(rel, ".git")
+		gfi, err := below(root, dotGit)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			// Not checked out: nothing may appear in it.
+			m.readOnly = append(m.readOnly, filepath.Join(root, rel))
+		case err != nil:
+			return m, fmt.Errorf("the submodule's %s cannot be protected: %v — restore it with `git submodule update`", dotGit, err)
+		case !gfi.IsDir() && !gfi.Mode().IsRegular():
+			return m, fmt.Errorf("the submodule's %s is neither a directory nor a file — restore it with `git submodule update`", dotGit)
+		default:
+			m.readOnly = append(m.readOnly, filepath.Join(root, dotGit))
+		}
+		// The submodule directory and every directory above it, up to the
+		// root, become mount points: none can be renamed.
+		for d := rel; d != "." && d != "/"; d = filepath.Dir(d) {
+			pinned[filepath.Join(root, d)] = true
+		}
+	}
+	for d := range pinned {
+		if !contains(m.readOnly, d) {
+			m.pinned = append(m.pinned, d)
+		}
+	}
+	sort.Strings(m.pinned)
+	return m, nil
+}
+
+// gitlinks lists the submodule paths (relative to root) recorded in the
+// index of the repository at root/prefix, and of its submodules in turn.
+func gitlinks(root, prefix string, depth int) ([]string, error) {
+	repo, err := git.PlainOpenWithOptions(filepath.Join(root, prefix), &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+	if err != nil {
+		if prefix != "" {
+			return nil, nil // a submodule that is not checked out has no index to read
+		}
+		return nil, fmt.Errorf("open the repository %s to find its submodules: %w", root, err)
+	}
+	idx, err := repo.Storer.Index()
+	if err != nil {
+		return nil, fmt.Errorf("read the git index of %s to find its submodules: %w", filepath.Join(root, prefix), err)
+	}
+	var out []string
+	for _, e := range idx.Entries {
+		if e.Mode != filemode.Submodule {
+			continue
+		}
+		rel := filepath.Join(prefix, e.Name)
+		if len(out) >= maxGitlinks {
+			return nil, fmt.Errorf("%s has more than %d submodules; workspace-write cannot protect them all — use read-only, or danger-full-access if you trust the task", root, maxGitlinks)
+		}
+		out = append(out, rel)
+		if depth+1 < maxGitlinkDepth {
+			if _, err := below(root, filepath.Join(rel, ".git")); err == nil {
+				nested, err := gitlinks(root, rel, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, nested...)
+			}
+		}
+	}
+	return out, nil
+}
+
+func errOr(err error, s string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}
