@@ -42,6 +42,9 @@ func resolveWorkdir(dir string, allowedRoots []string) (workdir, root string, er
 	if err := underRoots(resolved, allowedRoots); err != nil {
 		return "", "", err
 	}
+	if err := refuseSymlinkedGit(resolved); err != nil {
+		return "", "", err
+	}
 	repo, err := git.PlainOpenWithOptions(resolved, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		return "", "", invalid("not a git repository: %s — run `git init` there, or pass the repository root (Codex needs a git repository)", dir)
@@ -54,11 +57,6 @@ func resolveWorkdir(dir string, allowedRoots []string) (workdir, root string, er
 		return "", "", invalid("%s is in a git repository without a work tree (bare?): %v — pass a checked-out repository", dir, err)
 	}
 	root = wt.Filesystem.Root()
-	// Git on the host obeys whatever .git leads to; a .git that is a
-	// symlink cannot be protected, since the engine would bind its target.
-	if fi, err := os.Lstat(filepath.Join(root, ".git")); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		return "", "", invalid("%s/.git is a symlink, which codex-connector refuses: a task could be given the directory it points to — pass the repository that holds the git directory itself, or replace the symlink with a `gitdir:` file (`git worktree` makes those)", root)
-	}
 	// The repository root is what gets mounted: it must pass the same test
 	// (a sub-directory of a root can belong to a repo at the root itself).
 	if err := underRoots(root, allowedRoots); err != nil {
@@ -86,4 +84,22 @@ func underRoots(path string, roots []string) error {
 		}
 	}
 	return invalid("workingDirectory %s is outside the allowed roots (%s) — move the repository there, or add its parent to allowedRoots in config.json", path, strings.Join(roots, ", "))
+}
+
+// refuseSymlinkedGit finds the .git that git would use for dir, the nearest
+// one up the tree, and refuses it when it is a symlink: git on the host obeys
+// whatever it leads to, and the engine would bind its target.
+func refuseSymlinkedGit(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Lstat(filepath.Join(d, ".git"))
+		if err == nil {
+			if fi.Mode()&os.ModeSymlink != 0 {
+				return invalid("%s/.git is a symlink, which codex-connector refuses: a task could be given the directory it points to — pass the repository that holds the git directory itself, or replace the symlink with a `gitdir:` file (`git worktree` makes those)", d)
+			}
+			return nil
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }

@@ -444,6 +444,18 @@ func TestBadInputsAreToolErrorsThatSayWhatToDo(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a level above the user's ceiling", func(t *testing.T) {
+		s := startServer(t, "CODEX_CONNECTOR_MAX_SANDBOX=workspace-write")
+		res := s.call(t, "codex_agent", map[string]any{"task": "x", "workingDirectory": repo, "sandbox": "danger-full-access"})
+		if !res.IsError || !strings.Contains(text(res), "maxSandbox workspace-write") || !strings.Contains(text(res), "only the user can raise") {
+			t.Fatalf("isError=%v %s", res.IsError, text(res))
+		}
+		res = s.call(t, "codex_agent", map[string]any{"task": "say ok", "workingDirectory": repo, "async": true})
+		if res.IsError || structured(t, res)["sandbox"] != "workspace-write" {
+			t.Fatalf("with no sandbox asked for, the default is not lowered to the ceiling: %s", text(res))
+		}
+		s.waitFor(t, structured(t, res)["taskId"].(string))
+	})
 	t.Run("missing image", func(t *testing.T) {
 		s := startServer(t, "CODEX_CONNECTOR_IMAGE=codex-connector/absent:1")
 		res := s.call(t, "codex_agent", map[string]any{"task": "x", "workingDirectory": repo})
