@@ -75,7 +75,7 @@ type fileConfig struct {
 	AllowedRoots []string `json:"allowedRoots"`
 	// MaxSandbox is the ceiling on the sandbox level a caller may ask for.
 	MaxSandbox string `json:"maxSandbox"`
-	Limits       struct {
+	Limits     struct {
 		MemoryMB int     `json:"memoryMB"`
 		CPUs     float64 `json:"cpus"`
 		Pids     int64   `json:"pids"`
