@@ -242,3 +242,41 @@ func TestRealCodexCannotMakeHostGitRunCode(t *testing.T) {
 		t.Error("the submodule's .git was changed or moved")
 	}
 }
+
+// TestProtectGitOfWorktreesAndOddRepositories: the binds worked out at
+// launch for a linked worktree, a repository without submodules, and a
+// submodule directory that has gone missing.
+func TestProtectGitOfWorktreesAndOddRepositories(t *testing.T) {
+	repo := repoWithSubmodules(t)
+	t.Run("submodules", func(t *testing.T) {
+		m, err := protectGit(repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantRO := []string{repo + "/.git", repo + "/lib/sub/.git", repo + "/vendor/other"}
+		wantPinned := []string{repo + "/lib", repo + "/lib/sub", repo + "/vendor"}
+		if !slices.Equal(m.readOnly, wantRO) || !slices.Equal(m.pinned, wantPinned) {
+			t.Fatalf("read-only %q pinned %q, want %q and %q", m.readOnly, m.pinned, wantRO, wantPinned)
+		}
+	})
+	t.Run("a linked worktree's .git file", func(t *testing.T) {
+		wt := filepath.Join(filepath.Dir(repo), "wt")
+		gitCLI(t, repo, "worktree", "add", "-q", wt)
+		m, err := protectGit(wt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.readOnly) == 0 || m.readOnly[0] != wt+"/.git" {
+			t.Fatalf("read-only %q", m.readOnly)
+		}
+	})
+	t.Run("a missing submodule directory is refused with what to do", func(t *testing.T) {
+		if err := os.RemoveAll(filepath.Join(repo, "vendor")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := protectGit(repo)
+		if err == nil || !strings.Contains(err.Error(), "git submodule update --init") {
+			t.Fatalf("got %v", err)
+		}
+	})
+}

@@ -112,7 +112,9 @@ func scanHostRun(root string) hostRunState {
 			}
 			return nil
 		}
-		if isHostRun(rel) {
+		// Files, and a nested .git; not the directories that hold host-run
+		// files, whose times change with every file in them.
+		if isHostRun(rel) && (!d.IsDir() || d.Name() == ".git") {
 			st.files[filepath.ToSlash(rel)] = lstatFingerprint(p)
 		}
 		if d.IsDir() && d.Name() == ".git" {

