@@ -147,48 +147,50 @@ func TestTheCeilingHoldsAtAcceptAndAtLaunch(t *testing.T) {
 	}
 }
 
-// TestRealCodexCannotReachASwappedRepository: the real Codex, in a task
-// that waited in the queue, never sees a directory swapped in for its
-// repository.
-func TestRealCodexCannotReachASwappedRepository(t *testing.T) {
+// TestRealCodexCannotPlantAMountSource: the real Codex, told to by its
+// model, plants symlinks to a host directory in a danger-full-access task,
+// where the repository is all its own; a later workspace-write task on the
+// same repository is never given that directory.
+func TestRealCodexCannotPlantAMountSource(t *testing.T) {
 	ref := imagestest.Codex(t)
+	repo := repoWithSubmodules(t)
+	dir, secret := secretDir(t)
 	model := imagestest.StartModelServer(t, imagestest.Engine(t),
-		imagestest.Turn{Command: "cat secret.txt; echo ran > proof.txt"},
+		// Before, a git directory under .git/modules had its info/ bound
+		// read-only at the next launch: wherever it pointed.
+		imagestest.Turn{Command: "mkdir -p .git/modules/evil && echo 'ref: refs/heads/main' > .git/modules/evil/HEAD && ln -s " + dir + " .git/modules/evil/info && echo planted > planted.txt"},
+		imagestest.Turn{Message: "done"},
+		imagestest.Turn{Command: "cat .git/modules/evil/info/secret.txt"},
+		imagestest.Turn{Message: "done"},
+		imagestest.Turn{Command: "mv lib/sub lib/sub-old && ln -s " + dir + " lib/sub"},
 		imagestest.Turn{Message: "done"},
 	)
 	h := newHarness(t, func(c *Config) {
-		c.MaxRunning = 1
 		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
 		c.CodexArgs = model.CodexArgs()
 		c.Env = []string{"OPENAI_API_KEY=dummy"}
 		c.Limits.MemoryBytes = 2 << 30
 		c.Egress.ModelHosts = []string{model.HostPort()}
 	})
-	blocker, err := h.Start(context.Background(), Spec{Prompt: "wait", WorkingDirectory: newRepo(t), Model: "gpt-5-codex", Sandbox: ReadOnly})
-	if err != nil {
-		t.Fatal(err)
+	run := func(sandbox string) *store.Task {
+		return h.startAndWait(t, Spec{Prompt: "go on", WorkingDirectory: repo, Sandbox: sandbox, Model: "gpt-5-codex"})
 	}
-	repo := newRepo(t)
-	queued, err := h.Start(context.Background(), Spec{Prompt: "read the secret", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex"})
-	if err != nil {
-		t.Fatal(err)
+	plant := run(DangerFullAccess)
+	if target, _ := os.Readlink(filepath.Join(repo, ".git", "modules", "evil", "info")); plant.Status != store.Completed || target != dir || !lexists(filepath.Join(repo, "planted.txt")) {
+		t.Fatalf("the planting task did not run: %s (%s)\n%s", plant.Status, plant.Error, readLog(h.LogPath(plant.ID)))
 	}
-	other, secret := secretDir(t)
-	if err := os.Rename(repo, repo+".orig"); err != nil {
-		t.Fatal(err)
+	read := run(WorkspaceWrite)
+	if log := readLog(h.LogPath(read.ID)); read.Status != store.Completed || !strings.Contains(log, "secret.txt") || strings.Contains(log, secret) {
+		t.Fatalf("the reading task: %s (%s); it must run the cat and not see the secret:\n%s", read.Status, read.Error, log)
 	}
-	if err := os.Symlink(other, repo); err != nil {
-		t.Fatal(err)
+	if plant := run(DangerFullAccess); plant.Status != store.Completed {
+		t.Fatalf("the second planting task: %s (%s)", plant.Status, plant.Error)
 	}
-	h.waitFinal(t, blocker.ID)
-	task := h.waitFinal(t, queued.ID)
-	if task.Status != store.Failed || !strings.Contains(task.Error, "through a symlink") {
-		t.Fatalf("status %s, error %q", task.Status, task.Error)
+	later := run(WorkspaceWrite)
+	if later.Status != store.Failed || !strings.Contains(later.Error, "lib/sub") || !strings.Contains(later.Error, "symlink") {
+		t.Fatalf("status %s, error %q", later.Status, later.Error)
 	}
-	if strings.Contains(readLog(h.LogPath(task.ID)), secret) || lexists(filepath.Join(other, "proof.txt")) {
-		t.Fatal("the real Codex ran in the swapped-in directory")
-	}
-	if len(model.Requests()) != 2 {
-		t.Fatalf("the blocking task made %d model requests, want 2: the model server's script is what this test relies on", len(model.Requests()))
+	if n := len(model.Requests()); n != 6 {
+		t.Fatalf("%d model requests, want 6: the refused task must not have run", n)
 	}
 }
