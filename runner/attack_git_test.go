@@ -249,7 +249,8 @@ func TestRealCodexCannotMakeHostGitRunCode(t *testing.T) {
 func TestProtectGitOfWorktreesAndOddRepositories(t *testing.T) {
 	repo := repoWithSubmodules(t)
 	t.Run("submodules", func(t *testing.T) {
-		m, err := protectGit(repo)
+		scan := scanHostRun(repo)
+		m, err := protectGit(repo, &scan)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +263,8 @@ func TestProtectGitOfWorktreesAndOddRepositories(t *testing.T) {
 	t.Run("a linked worktree's .git file", func(t *testing.T) {
 		wt := filepath.Join(filepath.Dir(repo), "wt")
 		gitCLI(t, repo, "worktree", "add", "-q", wt)
-		m, err := protectGit(wt)
+		scan := scanHostRun(wt)
+		m, err := protectGit(wt, &scan)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,7 +276,8 @@ func TestProtectGitOfWorktreesAndOddRepositories(t *testing.T) {
 		if err := os.RemoveAll(filepath.Join(repo, "vendor")); err != nil {
 			t.Fatal(err)
 		}
-		_, err := protectGit(repo)
+		scan := scanHostRun(repo)
+		_, err := protectGit(repo, &scan)
 		if err == nil || !strings.Contains(err.Error(), "git submodule update --init") {
 			t.Fatalf("got %v", err)
 		}

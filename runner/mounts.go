@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -26,7 +27,7 @@ import (
 // mount thousands of paths or recurse without end.
 const (
 	maxGitlinks     = 256
-	maxGitlinkDepth = 4
+	maxGitlinkDepth = 16
 )
 
 // gitMounts is what a workspace-write task binds over its writable
@@ -46,7 +47,7 @@ type gitMounts struct {
 // bind of the repository, and the ceiling, which may have been lowered
 // since the task was accepted. Its errors end the task: they are not the
 // engine's trouble, and trying again would not help.
-func (r *Runner) checkMountSources(t *store.Task) (gitMounts, error) {
+func (r *Runner) checkMountSources(t *store.Task, scan *hostRunState) (gitMounts, error) {
 	if err := r.underCeiling(t.Sandbox); err != nil {
 		return gitMounts{}, err
 	}
@@ -56,7 +57,7 @@ func (r *Runner) checkMountSources(t *store.Task) (gitMounts, error) {
 	if t.Sandbox != WorkspaceWrite {
 		return gitMounts{}, nil
 	}
-	return protectGit(t.RepoRoot)
+	return protectGit(t.RepoRoot, scan)
 }
 
 // repoIdentity returns the device and inode of a directory.
@@ -131,10 +132,13 @@ func below(root, rel string) (os.FileInfo, error) {
 
 // protectGit works out the binds that keep a workspace-write task's hands
 // off git: the repository's .git as a whole, read-only (as Codex's own
-// workspace-write treats git), and the same for every submodule, found
-// from the index, whose gitlinks the task cannot change (the index is
-// under .git).
-func protectGit(root string) (gitMounts, error) {
+// workspace-write treats git); the same for every submodule, found from the
+// index, whose gitlinks the task cannot change (the index is under .git),
+// and for every other repository in the work tree (nested, found by the
+// scan before the run: git run inside one obeys its .git); and every file
+// their configurations name in the work tree. Every directory above a
+// read-only bind, up to the root, is pinned as a mount point.
+func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 	var m gitMounts
 	fi, err := below(root, ".git")
 	switch {
@@ -145,12 +149,20 @@ func protectGit(root string) (gitMounts, error) {
 	case !fi.IsDir() && !fi.Mode().IsRegular():
 		return m, fmt.Errorf("%s/.git is neither a directory nor a file — it cannot be protected", root)
 	}
-	m.readOnly = append(m.readOnly, filepath.Join(root, ".git"))
+	if scan == nil || scan.cut {
+		return m, fmt.Errorf("the work tree of %s is too large to search for the repositories in it (more than %d entries, or %s): workspace-write cannot protect what it does not find — use read-only, or danger-full-access if you trust the task", root, maxHostRunEntries, hostRunScanTime)
+	}
+	readOnly := []string{".git"}
+	worktrees := []string{"."}
+	add := func(rel string) {
+		if !contains(readOnly, rel) {
+			readOnly = append(readOnly, rel)
+		}
+	}
 	links, err := gitlinks(root, "", 0)
 	if err != nil {
 		return m, err
 	}
-	pinned := map[string]bool{}
 	for _, rel := range links {
 		fi, err := below(root, rel)
 		if errors.Is(err, os.ErrNotExist) {
@@ -164,25 +176,57 @@ func protectGit(root string) (gitMounts, error) {
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			// Not checked out: nothing may appear in it.
-			m.readOnly = append(m.readOnly, filepath.Join(root, rel))
+			add(rel)
 		case err != nil:
 			return m, fmt.Errorf("the submodule's %s cannot be protected: %v — restore it with `git submodule update`", dotGit, err)
 		case !gfi.IsDir() && !gfi.Mode().IsRegular():
 			return m, fmt.Errorf("the submodule's %s is neither a directory nor a file — restore it with `git submodule update`", dotGit)
 		default:
-			m.readOnly = append(m.readOnly, filepath.Join(root, dotGit))
+			add(dotGit)
+			worktrees = append(worktrees, rel)
 		}
-		// The submodule directory and every directory above it, up to the
-		// root, become mount points: none can be renamed.
-		for d := rel; d != "." && d != "/"; d = filepath.Dir(d) {
-			pinned[filepath.Join(root, d)] = true
+	}
+	// Other repositories in the work tree: an ignored clone, a linked
+	// worktree kept inside the repository.
+	for p := range scan.files {
+		if path.Base(p) != ".git" || p == ".git" || contains(readOnly, p) {
+			continue
+		}
+		fi, err := below(root, p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil || !fi.IsDir() && !fi.Mode().IsRegular() {
+			return m, fmt.Errorf("%s in %s is a .git that is neither a directory nor a file (%v): a workspace-write task cannot be kept from it — remove it, or use read-only", p, root, errOr(err, "a special file"))
+		}
+		add(p)
+		worktrees = append(worktrees, path.Dir(p))
+	}
+	home := ownerHome(root)
+	for _, wt := range worktrees {
+		named, err := configNamedFiles(root, filepath.Join(root, wt), home)
+		if err != nil {
+			return m, err
+		}
+		for _, rel := range named {
+			add(rel)
+		}
+	}
+	pinned := map[string]bool{}
+	for _, rel := range readOnly {
+		m.readOnly = append(m.readOnly, filepath.Join(root, rel))
+		// Every directory above it up to the root becomes a mount point:
+		// none can be renamed to put another file in its place.
+		for d := path.Dir(rel); d != "." && d != "/"; d = path.Dir(d) {
+			pinned[d] = true
 		}
 	}
 	for d := range pinned {
-		if !contains(m.readOnly, d) {
-			m.pinned = append(m.pinned, d)
+		if !contains(readOnly, d) {
+			m.pinned = append(m.pinned, filepath.Join(root, d))
 		}
 	}
+	sort.Strings(m.readOnly)
 	sort.Strings(m.pinned)
 	return m, nil
 }
@@ -207,18 +251,20 @@ func gitlinks(root, prefix string, depth int) ([]string, error) {
 			continue
 		}
 		rel := filepath.Join(prefix, e.Name)
-		if len(out) >= maxGitlinks {
-			return nil, fmt.Errorf("%s has more than %d submodules; workspace-write cannot protect them all — use read-only, or danger-full-access if you trust the task", root, maxGitlinks)
-		}
 		out = append(out, rel)
-		if depth+1 < maxGitlinkDepth {
-			if _, err := below(root, filepath.Join(rel, ".git")); err == nil {
-				nested, err := gitlinks(root, rel, depth+1)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, nested...)
+		if _, err := below(root, filepath.Join(rel, ".git")); err == nil {
+			// Checked out: its own index lists its submodules.
+			if depth+1 >= maxGitlinkDepth {
+				return nil, fmt.Errorf("%s has submodules nested deeper than %d levels; workspace-write cannot protect them all — use read-only, or danger-full-access if you trust the task", root, maxGitlinkDepth)
 			}
+			nested, err := gitlinks(root, rel, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, nested...)
+		}
+		if len(out) > maxGitlinks {
+			return nil, fmt.Errorf("%s has more than %d submodules; workspace-write cannot protect them all — use read-only, or danger-full-access if you trust the task", root, maxGitlinks)
 		}
 	}
 	return out, nil

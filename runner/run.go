@@ -59,7 +59,7 @@ func (r *Runner) execute(id string) {
 		hostBefore := scanHostRun(t.RepoRoot)
 		rn.hostBefore = &hostBefore
 	}
-	containerID, exited, err := r.launch(t)
+	containerID, exited, err := r.launch(t, rn)
 	for tries := 1; err != nil && r.lifetime.Err() == nil && engineTrouble(err, tries); tries++ {
 		// The engine went away (or is shutting down) after the task was
 		// accepted: it starts when the engine answers, rather than failing
@@ -73,7 +73,7 @@ func (r *Runner) execute(id string) {
 		if r.lifetime.Err() != nil {
 			break
 		}
-		containerID, exited, err = r.launch(t)
+		containerID, exited, err = r.launch(t, rn)
 	}
 	if err != nil {
 		if r.lifetime.Err() != nil {
@@ -97,7 +97,7 @@ type exitWait struct {
 // container, returning the container id and a wait for its exit that was
 // registered before the start: a wait registered after it misses an exit
 // that comes first.
-func (r *Runner) launch(t *store.Task) (string, exitWait, error) {
+func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	ctx := r.lifetime
 	if err := r.cfg.Image.Check(ctx, r.engine); err != nil {
 		return "", exitWait{}, engineError("check the Codex image", err)
@@ -107,7 +107,7 @@ func (r *Runner) launch(t *store.Task) (string, exitWait, error) {
 		return "", exitWait{}, err
 	}
 	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home), authFile: r.cfg.AuthFile}
-	if p.git, err = r.checkMountSources(t); err != nil {
+	if p.git, err = r.checkMountSources(t, rn.hostBefore); err != nil {
 		return "", exitWait{}, err
 	}
 	if restricted(t.Sandbox) {
