@@ -95,30 +95,28 @@ func scanHostRun(root string) hostRunState {
 		if rel == "." {
 			return nil
 		}
-		if rel == ".git" {
-			// The repository's own: what in it git runs or obeys. (Under
-			// workspace-write it is read-only; under danger-full-access a
-			// change here is the first thing to review.)
-			st.files[".git"] = lstatFingerprint(p)
+		if d.Name() == ".git" {
+			// The repository's own, or a nested one's: it and what in it git
+			// runs or obeys. (Under workspace-write they are read-only; under
+			// danger-full-access a change here is the first thing to review.)
+			key := filepath.ToSlash(rel)
+			st.files[key] = lstatFingerprint(p)
 			if d.IsDir() {
 				for _, f := range []string{"config", "commondir", "info/attributes", "config.worktree"} {
-					st.files[".git/"+f] = lstatFingerprint(filepath.Join(p, f))
+					st.files[key+"/"+f] = lstatFingerprint(filepath.Join(p, f))
 				}
 				hooks, _ := os.ReadDir(filepath.Join(p, "hooks"))
 				for _, h := range hooks[:min(len(hooks), 256)] {
-					st.files[".git/hooks/"+h.Name()] = lstatFingerprint(filepath.Join(p, "hooks", h.Name()))
+					st.files[key+"/hooks/"+h.Name()] = lstatFingerprint(filepath.Join(p, "hooks", h.Name()))
 				}
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		// Files, and a nested .git; not the directories that hold host-run
-		// files, whose times change with every file in them.
-		if isHostRun(rel) && (!d.IsDir() || d.Name() == ".git") {
+		// Files; not the directories that hold host-run files, whose times
+		// change with every file in them.
+		if isHostRun(rel) && !d.IsDir() {
 			st.files[filepath.ToSlash(rel)] = lstatFingerprint(p)
-		}
-		if d.IsDir() && d.Name() == ".git" {
-			return filepath.SkipDir
 		}
 		return nil
 	})
