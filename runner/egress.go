@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -185,7 +186,7 @@ func (r *Runner) prepareEgress(ctx context.Context, t *store.Task) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create egress directory of task %s: %w", t.ID, err)
 	}
-	data, _ := json.Marshal(egressPolicy{TaskID: t.ID, Allow: allow})
+	data, _ := json.Marshal(egress.Policy{TaskID: t.ID, Allow: allow})
 	if err := writeFileAtomic(filepath.Join(dir, "policy.json"), data); err != nil {
 		return fmt.Errorf("write egress policy of task %s: %w", t.ID, err)
 	}

@@ -1,4 +1,4 @@
-package runner
+package egress
 
 import (
 	"bufio"
@@ -25,9 +25,9 @@ import (
 
 const maxHead = 64 << 10
 
-// RunEgressBridge serves listen → socket and runs argv; it returns argv's
+// RunBridge serves listen → socket and runs argv; it returns argv's
 // exit code (128+signal when a signal ended it).
-func RunEgressBridge(listen, socket string, argv []string) int {
+func RunBridge(listen, socket string, argv []string) int {
 	logw := os.Stderr
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -107,7 +107,7 @@ func bridgeConn(c net.Conn, socket string, logw io.Writer) {
 		return
 	}
 	status := firstLineOf(respHead)
-	if bytes.Contains(respHead, []byte(egressDeniedHeader+": denied")) {
+	if bytes.Contains(respHead, []byte(deniedHeader+": denied")) {
 		reason := ""
 		if body, err := ur.Peek(ur.Buffered()); err == nil {
 			reason = strings.TrimSpace(strings.TrimPrefix(string(body), "codex-connector egress proxy: "))

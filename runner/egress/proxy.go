@@ -1,4 +1,9 @@
-package runner
+// Package egress holds the two programs of a restricted task's network path
+// that run outside the MCP server: the egress proxy, in its own long-lived
+// container, and the bridge, inside each task's container in front of
+// Codex. The server side (starting the proxy, writing a task's policy) is
+// the runner's.
+package egress
 
 import (
 	"bufio"
@@ -22,17 +27,17 @@ import (
 // own directory of the proxy's. The proxy allows CONNECT and absolute-URI
 // HTTP requests to the host:port pairs of that task's policy, resolves the
 // name itself and dials the address it checked; everything else is denied.
-// It runs in its own long-lived container (see egress.go), so it keeps
+// It runs in its own long-lived container (see runner/egress.go), so it keeps
 // serving tasks while MCP servers come and go.
 
-// egressPolicy is what one task may reach; the runner writes it as
+// Policy is what one task may reach; the runner writes it as
 // policy.json in the task's egress directory.
-type egressPolicy struct {
+type Policy struct {
 	TaskID string   `json:"taskId"`
 	Allow  []string `json:"allow"` // host:port, lower case; "*.example.com:443" allows sub-domains
 }
 
-func (p egressPolicy) allows(hostport string) bool {
+func (p Policy) allows(hostport string) bool {
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return false
@@ -50,13 +55,13 @@ func (p egressPolicy) allows(hostport string) bool {
 	return false
 }
 
-// EgressDenied is the header the proxy sets on a refusal, so the bridge in
+// deniedHeader is the header the proxy sets on a refusal, so the bridge in
 // the task's container can tell a policy refusal from an upstream error.
-const egressDeniedHeader = "X-Codex-Connector-Egress"
+const deniedHeader = "X-Codex-Connector-Egress"
 
-// EgressProxy serves every task directory under Dir that holds a
+// Proxy serves every task directory under Dir that holds a
 // policy.json, on the socket "sock" beside it.
-type EgressProxy struct {
+type Proxy struct {
 	Dir  string
 	Logf func(format string, args ...any)
 	// Resolve looks a host up; tests may replace it.
@@ -67,7 +72,7 @@ type EgressProxy struct {
 }
 
 // Run scans Dir for task policies until ctx ends, serving each on its socket.
-func (p *EgressProxy) Run(ctx context.Context) error {
+func (p *Proxy) Run(ctx context.Context) error {
 	if p.Resolve == nil {
 		p.Resolve = net.DefaultResolver.LookupIPAddr
 	}
@@ -87,7 +92,7 @@ func (p *EgressProxy) Run(ctx context.Context) error {
 	}
 }
 
-func (p *EgressProxy) closeAll() {
+func (p *Proxy) closeAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, l := range p.listeners {
@@ -95,7 +100,7 @@ func (p *EgressProxy) closeAll() {
 	}
 }
 
-func (p *EgressProxy) scan(ctx context.Context) {
+func (p *Proxy) scan(ctx context.Context) {
 	entries, err := os.ReadDir(p.Dir)
 	if err != nil {
 		p.Logf("egress: read %s: %v", p.Dir, err)
@@ -143,7 +148,7 @@ func (p *EgressProxy) scan(ctx context.Context) {
 	}
 }
 
-func (p *EgressProxy) serve(ctx context.Context, id, dir string, l net.Listener) {
+func (p *Proxy) serve(ctx context.Context, id, dir string, l net.Listener) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -155,8 +160,8 @@ func (p *EgressProxy) serve(ctx context.Context, id, dir string, l net.Listener)
 
 // policy is re-read per connection, so a change applies at once and a
 // removed task is refused.
-func (p *EgressProxy) policy(dir string) (egressPolicy, error) {
-	var pol egressPolicy
+func (p *Proxy) policy(dir string) (Policy, error) {
+	var pol Policy
 	data, err := os.ReadFile(filepath.Join(dir, "policy.json"))
 	if err != nil {
 		return pol, err
@@ -164,7 +169,7 @@ func (p *EgressProxy) policy(dir string) (egressPolicy, error) {
 	return pol, json.Unmarshal(data, &pol)
 }
 
-func (p *EgressProxy) handle(ctx context.Context, id, dir string, client net.Conn) {
+func (p *Proxy) handle(ctx context.Context, id, dir string, client net.Conn) {
 	defer client.Close()
 	client.SetReadDeadline(time.Now().Add(30 * time.Second))
 	br := bufio.NewReader(client)
@@ -202,7 +207,7 @@ func (p *EgressProxy) handle(ctx context.Context, id, dir string, client net.Con
 	defer upstream.Close()
 	p.Logf("egress: task %s: %s allowed (dialed %s)", id, what, addr)
 	if req.Method == http.MethodConnect {
-		fmt.Fprintf(client, "HTTP/1.1 200 Connection established\r\n%s: allowed %s\r\n\r\n", egressDeniedHeader, addr)
+		fmt.Fprintf(client, "HTTP/1.1 200 Connection established\r\n%s: allowed %s\r\n\r\n", deniedHeader, addr)
 		splice(client, br, upstream)
 		return
 	}
@@ -218,7 +223,7 @@ func (p *EgressProxy) handle(ctx context.Context, id, dir string, client net.Con
 
 // dial resolves the target itself and dials the address it resolved, so
 // that what was checked is what is reached.
-func (p *EgressProxy) dial(ctx context.Context, target string) (net.Conn, string, error) {
+func (p *Proxy) dial(ctx context.Context, target string) (net.Conn, string, error) {
 	host, port, _ := net.SplitHostPort(target)
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -239,11 +244,11 @@ func (p *EgressProxy) dial(ctx context.Context, target string) (net.Conn, string
 	return nil, "", fmt.Errorf("connect %s: %v", target, lastErr)
 }
 
-func (p *EgressProxy) refuse(c net.Conn, id, what, reason string, code int) {
+func (p *Proxy) refuse(c net.Conn, id, what, reason string, code int) {
 	p.Logf("egress: task %s: %s denied: %s", id, what, reason)
 	body := "codex-connector egress proxy: " + reason + "\n"
 	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\n%s: denied\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		code, http.StatusText(code), egressDeniedHeader, len(body), body)
+		code, http.StatusText(code), deniedHeader, len(body), body)
 }
 
 // splice copies both ways until either side closes.
@@ -262,14 +267,14 @@ func closeWrite(c net.Conn) {
 	}
 }
 
-// ServeEgressProxy runs the proxy until ctx ends: the `egress-proxy`
+// ServeProxy runs the proxy until ctx ends: the `egress-proxy`
 // subcommand, inside the proxy container.
-func ServeEgressProxy(ctx context.Context, dir string) error {
+func ServeProxy(ctx context.Context, dir string) error {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return errors.New("egress proxy: no directory " + dir)
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
-	p := &EgressProxy{Dir: dir, Logf: logger.Printf}
+	p := &Proxy{Dir: dir, Logf: logger.Printf}
 	logger.Printf("egress proxy serving task policies under %s", dir)
 	return p.Run(ctx)
 }
