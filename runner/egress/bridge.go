@@ -23,8 +23,6 @@ import (
 // bridge runs inside the sandbox and could be bypassed only towards the
 // socket, which is all the container can reach.
 
-const maxHead = 64 << 10
-
 // RunBridge serves listen → socket and runs argv; it returns argv's
 // exit code (128+signal when a signal ended it).
 func RunBridge(listen, socket string, argv []string) int {
@@ -81,7 +79,13 @@ func RunBridge(listen, socket string, argv []string) int {
 func bridgeConn(c net.Conn, socket string, logw io.Writer) {
 	defer c.Close()
 	cr := bufio.NewReader(c)
-	reqHead, err := readHead(cr)
+	reqHead, err := readHead(cr, DefaultMaxHeadBytes)
+	if errors.Is(err, errHeadTooLong) {
+		// The proxy would refuse it too; say so here, where the task's log is.
+		fmt.Fprintf(logw, "codex-connector egress: a request → denied: its line and header are over %d bytes\n", DefaultMaxHeadBytes)
+		fmt.Fprint(c, "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		return
+	}
 	if err != nil {
 		return
 	}
@@ -101,7 +105,7 @@ func bridgeConn(c net.Conn, socket string, logw io.Writer) {
 	sent := make(chan struct{})
 	go func() { io.Copy(up, cr); closeWrite(up); close(sent) }()
 	ur := bufio.NewReader(up)
-	respHead, err := readHead(ur)
+	respHead, err := readHead(ur, maxResponseHead)
 	if err != nil {
 		fmt.Fprintf(logw, "codex-connector egress: %s → no answer from the proxy\n", what)
 		return
@@ -126,10 +130,17 @@ func bridgeConn(c net.Conn, socket string, logw io.Writer) {
 	<-sent
 }
 
-// readHead reads an HTTP head, up to and including the blank line.
-func readHead(r *bufio.Reader) ([]byte, error) {
+var errHeadTooLong = errors.New("head too long")
+
+// maxResponseHead caps the head of an answer the bridge reads to log it;
+// upstream servers send bigger heads than requests have.
+const maxResponseHead = 64 << 10
+
+// readHead reads an HTTP head, up to and including the blank line: at most
+// max bytes (for a request, as the proxy caps it).
+func readHead(r *bufio.Reader, max int) ([]byte, error) {
 	var head []byte
-	for len(head) < maxHead {
+	for len(head) < max {
 		line, err := r.ReadSlice('\n')
 		head = append(head, line...)
 		if err != nil && err != bufio.ErrBufferFull {
@@ -139,7 +150,7 @@ func readHead(r *bufio.Reader) ([]byte, error) {
 			return head, nil
 		}
 	}
-	return nil, errors.New("head too long")
+	return nil, errHeadTooLong
 }
 
 func firstLineOf(head []byte) string {
