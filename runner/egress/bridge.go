@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // The egress bridge runs inside a restricted task's container, which has no
@@ -90,16 +91,17 @@ func bridgeConn(c net.Conn, socket string, logw io.Writer) {
 		return
 	}
 	what := firstLineOf(reqHead)
-	up, err := net.Dial("unix", socket)
+	up, err := dialProxy(socket)
 	if err != nil {
 		fmt.Fprintf(logw, "codex-connector egress: %s → proxy unreachable: %v\n", what, err)
 		fmt.Fprint(c, "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 		return
 	}
 	defer up.Close()
-	if _, err := up.Write(reqHead); err != nil {
-		return
-	}
+	// A failed write is no reason to stop: a proxy that refuses a task's
+	// connection at its cap answers before it reads, and the answer is
+	// still there to read.
+	_, writeErr := up.Write(reqHead)
 	// The request body (or, after CONNECT, the tunnel) flows from the start:
 	// the proxy reads a body before it answers.
 	sent := make(chan struct{})
@@ -107,7 +109,10 @@ func bridgeConn(c net.Conn, socket string, logw io.Writer) {
 	ur := bufio.NewReader(up)
 	respHead, err := readHead(ur, maxResponseHead)
 	if err != nil {
-		fmt.Fprintf(logw, "codex-connector egress: %s → no answer from the proxy\n", what)
+		if writeErr != nil {
+			err = writeErr
+		}
+		fmt.Fprintf(logw, "codex-connector egress: %s → no answer from the proxy: %v\n", what, err)
 		return
 	}
 	status := firstLineOf(respHead)
@@ -128,6 +133,23 @@ func bridgeConn(c net.Conn, socket string, logw io.Writer) {
 	// does the client's, even one that would keep it alive.
 	c.Close()
 	<-sent
+}
+
+// dialProxy connects to the proxy's socket. While the proxy restarts (an
+// upgrade replaces it; its engine restarts it) the socket is gone or has
+// nobody behind it for a moment: wait for its successor rather than fail
+// the request.
+func dialProxy(socket string) (net.Conn, error) {
+	pause := 50 * time.Millisecond
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("unix", socket)
+		if err == nil || !(errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)) || time.Now().After(deadline) {
+			return c, err
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, time.Second)
+	}
 }
 
 var errHeadTooLong = errors.New("head too long")
