@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
@@ -341,7 +342,14 @@ func (r *Runner) removeEgress(id string) error {
 	// server's and the proxy's alone anyway. The legacy directory was
 	// writable by its task: what it planted is removed, never followed.
 	for _, dir := range []string{r.socketDir(id), r.legacyEgressDir(id)} {
-		if err := os.RemoveAll(dir); err != nil {
+		err := os.RemoveAll(dir)
+		// A proxy that read the policy just before it went may be making
+		// the socket: once it has seen the policy gone, it makes no more.
+		for try := 0; err != nil && errors.Is(err, syscall.ENOTEMPTY) && try < 5; try++ {
+			time.Sleep(100 * time.Millisecond)
+			err = os.RemoveAll(dir)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("remove egress directory: %w", err))
 		}
 	}
