@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -87,9 +88,28 @@ func (h *harness) assertProxyHealthy(t *testing.T) {
 	}
 }
 
+// serverOwnedRepo makes a repository owned by the server's own user, so
+// that its tasks run as that user: the common case (a user's server, the
+// user's repository), and the one in which a task could write what the
+// server made for it before the egress policy moved out of its reach.
+func serverOwnedRepo(t *testing.T) string {
+	repo := newRepo(t)
+	err := filepath.Walk(repo, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, os.Geteuid(), os.Getegid())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
 // A read-only task tries to widen its own allowlist, as a prompt injection
 // would: write a policy into its egress mount, plant a symlink there, move
 // or remove the socket. Then it asks for a host server that is on no list.
+// Before the fix, the first write alone got it through (Hits() was 1).
 func TestTaskCannotRewriteItsEgressPolicy(t *testing.T) {
 	target := imagestest.StartHostServer(t, imagestest.Engine(t), "reached")
 	h := newHarness(t, nil)
@@ -107,11 +127,14 @@ func TestTaskCannotRewriteItsEgressPolicy(t *testing.T) {
 		"tunnel " + target.Addr,
 		"sleep 1h",
 	}, "; ")
-	task, err := h.Start(context.Background(), Spec{Prompt: script, WorkingDirectory: newRepo(t), Sandbox: ReadOnly})
+	task, err := h.Start(context.Background(), Spec{Prompt: script, WorkingDirectory: serverOwnedRepo(t), Sandbox: ReadOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.waitCommands(t, task.ID, 8)
+	if user := h.inspect(t, task.ID).Config.User; user != fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid()) {
+		t.Fatalf("the task runs as %s, not as the server's user", user)
+	}
 
 	t.Run("the task mounts its socket directory alone, read-only, holding the socket alone", func(t *testing.T) {
 		var egressMounts []string
@@ -501,7 +524,8 @@ func TestRealCodexCannotWidenItsEgress(t *testing.T) {
 		c.Limits.MemoryBytes = 2 << 30
 		c.Egress.ModelHosts = []string{model.HostPort()}
 	})
-	task := h.startAndWait(t, Spec{Prompt: "look around", WorkingDirectory: newRepo(t), Sandbox: ReadOnly, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
+	// As the server's user: the case in which this attack worked before.
+	task := h.startAndWait(t, Spec{Prompt: "look around", WorkingDirectory: serverOwnedRepo(t), Sandbox: ReadOnly, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
 	log := readFile(t, h.LogPath(task.ID))
 	if task.Status != store.Completed || len(model.Requests()) != 2 {
 		t.Fatalf("status %s (%s), %d model requests, log:\n%s", task.Status, task.Error, len(model.Requests()), log)
@@ -512,10 +536,17 @@ func TestRealCodexCannotWidenItsEgress(t *testing.T) {
 	}
 	out := outputs[0]
 	t.Logf("what the hostile command saw:\n%s", out)
-	t.Run("the egress mount shows the socket, cannot be listed and takes no write", func(t *testing.T) {
+	t.Run("the egress mount holds the socket alone and takes no write", func(t *testing.T) {
+		listing := regexp.MustCompile(`(?m)^[-dlspcb][-rwxsStT]{9}\s.* (\S+)$`).FindAllStringSubmatch(out[:strings.Index(out, "Read-only")], -1)
+		var names []string
+		for _, m := range listing {
+			names = append(names, m[1])
+		}
+		if !slices.Equal(names, []string{egressMount + "/sock", ".", "..", "sock"}) {
+			t.Errorf("ls shows %q", names)
+		}
 		for _, want := range []string{
 			"srw-rw-rw- ",
-			"ls: cannot open directory '" + egressMount + "': Permission denied",
 			egressMount + "/policy.json: Read-only file system",
 			"ln: failed to create symbolic link '" + egressMount + "/policy.json': Read-only file system",
 			"mv: cannot move '" + egressMount + "/sock' to '" + egressMount + "/moved': Read-only file system",
