@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -568,4 +569,40 @@ func TestRealCodexCannotWidenItsEgress(t *testing.T) {
 		}
 	})
 	h.assertEgressGone(t, task.ID)
+}
+
+// The proxy's container is bounded and reads the policies read-only.
+func TestEgressProxyContainerIsBounded(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := h.ensureProxy(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	info, err := h.engine.ContainerInspect(context.Background(), h.proxyName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := info.HostConfig
+	if hc.Memory != proxyMemory || hc.MemorySwap != proxyMemory || hc.PidsLimit == nil || *hc.PidsLimit != proxyPids ||
+		!hc.ReadonlyRootfs || !slices.Equal(hc.CapDrop, []string{"ALL"}) || hc.RestartPolicy.Name != container.RestartPolicyUnlessStopped {
+		t.Errorf("host config %+v", hc)
+	}
+	if !slices.Contains(info.Config.Env, "GOMEMLIMIT=384MiB") {
+		t.Errorf("environment %v", info.Config.Env)
+	}
+	mounts := map[string]bool{}
+	for _, m := range info.Mounts {
+		mounts[m.Source+" → "+m.Destination] = m.RW
+	}
+	want := map[string]bool{
+		filepath.Join(h.egressRoot(), egress.PoliciesDir) + " → /egress/policies": false,
+		filepath.Join(h.egressRoot(), egress.SocketsDir) + " → /egress/sockets":   true,
+	}
+	if !maps.Equal(mounts, want) {
+		t.Errorf("mounts (→ writable) %v, want %v", mounts, want)
+	}
+	for _, dir := range []string{h.egressRoot(), filepath.Join(h.egressRoot(), egress.PoliciesDir), filepath.Join(h.egressRoot(), egress.SocketsDir)} {
+		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v", dir, fi.Mode(), err)
+		}
+	}
 }
