@@ -8,15 +8,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 )
 
 // Egress configures the network of restricted tasks (read-only and
@@ -31,6 +36,11 @@ type Egress struct {
 	ModelHosts []string
 	// AllowedHosts (host:port) are reachable by workspace-write tasks too.
 	AllowedHosts []string
+	// MaxConns caps one task's open connections through the proxy, and
+	// Idle closes a connection that carried nothing for that long (0: the
+	// proxy's defaults, egress.DefaultMaxConns and egress.DefaultIdle).
+	MaxConns int
+	Idle     time.Duration
 }
 
 // DefaultModelHosts is OpenAI's API; a custom model provider adds its host.
@@ -47,7 +57,22 @@ const (
 
 func restricted(sandbox string) bool { return sandbox == ReadOnly || sandbox == WorkspaceWrite }
 
-func (r *Runner) egressDir(id string) string { return filepath.Join(r.cfg.Home, "egress", id) }
+// The egress directory of a home (see package egress for its layout):
+// policies/<id>.json, which no task mounts, and sockets/<id>/sock, whose
+// directory the task alone mounts, read-only.
+func (r *Runner) egressRoot() string { return filepath.Join(r.cfg.Home, "egress") }
+
+func (r *Runner) policyPath(id string) string {
+	return filepath.Join(r.egressRoot(), egress.PoliciesDir, id+".json")
+}
+
+func (r *Runner) socketDir(id string) string {
+	return filepath.Join(r.egressRoot(), egress.SocketsDir, id)
+}
+
+// legacyEgressDir is where an earlier version kept a task's policy and
+// socket together, mounted writable into the task; only removed now.
+func (r *Runner) legacyEgressDir(id string) string { return filepath.Join(r.egressRoot(), id) }
 
 func (r *Runner) proxyName() string { return ProxyName(r.cfg.Home) }
 
@@ -96,22 +121,36 @@ func (r *Runner) ensureProxy(ctx context.Context) error {
 	case !cerrdefs.IsNotFound(err):
 		return engineError("inspect the egress proxy", err)
 	}
-	dir := filepath.Join(r.cfg.Home, "egress")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := r.makeEgressDirs(); err != nil {
 		return err
 	}
 	// The proxy runs as the server's user, so the sockets it makes in the
-	// user's data directory need no capability.
+	// user's data directory need no capability. Its memory and pids are
+	// capped, and GOMEMLIMIT keeps the Go heap under the cap, so that a
+	// flood makes it collect garbage sooner rather than be killed.
+	pids := int64(proxyPids)
 	cfg := &container.Config{Image: ref, User: fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid()),
+		Env:    []string{fmt.Sprintf("GOMEMLIMIT=%dMiB", proxyMemory*3/4>>20)},
 		Labels: map[string]string{LabelComponent: "egress", LabelVersion: r.cfg.Version, LabelHomePath: r.cfg.Home}}
+	root := r.egressRoot()
 	host := &container.HostConfig{
-		Mounts:         []mount.Mount{{Type: mount.TypeBind, Source: dir, Target: "/egress"}},
+		// The policies are read-only to the proxy as well: it only reads
+		// them; the sockets directory is where it makes sockets.
+		Mounts: []mount.Mount{
+			{Type: mount.TypeBind, Source: filepath.Join(root, egress.PoliciesDir), Target: "/egress/" + egress.PoliciesDir, ReadOnly: true},
+			{Type: mount.TypeBind, Source: filepath.Join(root, egress.SocketsDir), Target: "/egress/" + egress.SocketsDir},
+		},
 		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 		ReadonlyRootfs: true,
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
 		NetworkMode:    "bridge",
 		LogConfig:      container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
+		Resources: container.Resources{
+			Memory:     proxyMemory,
+			MemorySwap: proxyMemory,
+			PidsLimit:  &pids,
+		},
 	}
 	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, name)
 	if cerrdefs.IsConflict(err) {
@@ -122,6 +161,38 @@ func (r *Runner) ensureProxy(ctx context.Context) error {
 	}
 	if err := r.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		return engineError("start the egress proxy", err)
+	}
+	return nil
+}
+
+// Limits of the egress proxy's container. Each connection costs it about
+// 100 KiB (buffers and goroutines), and each task holds at most
+// Egress.MaxConns of them.
+const (
+	proxyMemory = 512 << 20
+	proxyPids   = 256
+)
+
+// makeEgressDirs makes the egress directory and its two halves, owner-only:
+// the tasks reach their sockets through their own mounts, not through
+// these directories.
+func (r *Runner) makeEgressDirs() error {
+	for _, dir := range []string{r.egressRoot(), filepath.Join(r.egressRoot(), egress.PoliciesDir), filepath.Join(r.egressRoot(), egress.SocketsDir)} {
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+		fi, err := os.Lstat(dir)
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory: remove it, and codex-connector makes it again", dir)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			if err := os.Chmod(dir, 0o700); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -174,6 +245,9 @@ func (r *Runner) proxyRefLocked() (string, error) {
 // prepareEgress writes the task's policy and waits for the proxy to serve
 // its socket, which must exist before the container that mounts it.
 func (r *Runner) prepareEgress(ctx context.Context, t *store.Task) error {
+	if !store.ValidID(t.ID) {
+		return fmt.Errorf("task id %q is not valid", t.ID)
+	}
 	if err := r.ensureProxy(ctx); err != nil {
 		return err
 	}
@@ -181,17 +255,37 @@ func (r *Runner) prepareEgress(ctx context.Context, t *store.Task) error {
 	if t.Sandbox == WorkspaceWrite {
 		allow = append(allow, r.cfg.Egress.AllowedHosts...)
 	}
-	dir := r.egressDir(t.ID)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create egress directory of task %s: %w", t.ID, err)
+	deny, err := r.dockerSubnets(ctx)
+	if err != nil {
+		return err
 	}
-	data, _ := json.Marshal(egressPolicy{TaskID: t.ID, Allow: allow})
-	if err := writeFileAtomic(filepath.Join(dir, "policy.json"), data); err != nil {
+	pol := egress.Policy{TaskID: t.ID, Allow: allow, Deny: deny, MaxConns: r.cfg.Egress.MaxConns, IdleSeconds: int(r.cfg.Egress.Idle / time.Second)}
+	// The socket directory first: the proxy serves a policy only where it
+	// finds one. The task's user, who may not be the server's, needs to
+	// pass through it to the socket, and nothing else: 0711.
+	if err := r.makeEgressDirs(); err != nil {
+		return err
+	}
+	dir := r.socketDir(t.ID)
+	if err := os.Mkdir(dir, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create the egress socket directory of task %s: %w", t.ID, err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fmt.Errorf("create the egress socket directory of task %s: %w", t.ID, err)
+	}
+	data, _ := json.Marshal(pol)
+	if err := writeFileAtomic(r.policyPath(t.ID), data); err != nil {
 		return fmt.Errorf("write egress policy of task %s: %w", t.ID, err)
+	}
+	// A socket left from an earlier launch of this task goes, so that the
+	// socket waited for below is one the proxy made after this policy.
+	sock := filepath.Join(dir, egress.SocketName)
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the old egress socket of task %s: %w", t.ID, err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "sock")); err == nil {
+		if fi, err := os.Lstat(sock); err == nil && fi.Mode().Type() == os.ModeSocket {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -205,9 +299,59 @@ func (r *Runner) prepareEgress(ctx context.Context, t *store.Task) error {
 	}
 }
 
-// endEgress removes the task's policy: the proxy stops serving it.
-func (r *Runner) endEgress(id string) {
-	if err := os.RemoveAll(r.egressDir(id)); err != nil {
-		r.logf("task %s: remove egress directory: %v", id, err)
+// dockerSubnets lists the subnets of the engine's networks, which the proxy
+// refuses besides the private ranges: a user may have given Docker
+// addresses outside them. The proxy's own network is among them.
+func (r *Runner) dockerSubnets(ctx context.Context) ([]string, error) {
+	nets, err := r.engine.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		return nil, engineError("list the Docker networks for the egress policy", err)
 	}
+	var out []string
+	for _, n := range nets {
+		for _, c := range n.IPAM.Config {
+			if pfx, err := netip.ParsePrefix(c.Subnet); err == nil {
+				out = append(out, pfx.Masked().String())
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// endEgress stops the proxy serving the task: the policy first (the proxy
+// drops the task and closes its connections), then its socket directory.
+func (r *Runner) endEgress(id string) {
+	if err := r.removeEgress(id); err != nil {
+		r.logf("task %s: %v", id, err)
+	}
+}
+
+// removeEgress removes every piece of a task's egress: its policy, its
+// socket directory and the directory an earlier version kept. Removing what
+// is already gone is success.
+func (r *Runner) removeEgress(id string) error {
+	if !store.ValidID(id) {
+		return fmt.Errorf("remove egress of task %q: not a task id", id)
+	}
+	var errs []error
+	if err := os.Remove(r.policyPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove egress policy: %w", err))
+	}
+	// RemoveAll does not follow symlinks; the socket directory is the
+	// server's and the proxy's alone anyway. The legacy directory was
+	// writable by its task: what it planted is removed, never followed.
+	for _, dir := range []string{r.socketDir(id), r.legacyEgressDir(id)} {
+		err := os.RemoveAll(dir)
+		// A proxy that read the policy just before it went may be making
+		// the socket: once it has seen the policy gone, it makes no more.
+		for try := 0; err != nil && errors.Is(err, syscall.ENOTEMPTY) && try < 5; try++ {
+			time.Sleep(100 * time.Millisecond)
+			err = os.RemoveAll(dir)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove egress directory: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }

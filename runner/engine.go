@@ -34,6 +34,7 @@ type engine interface {
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
 	ImageList(ctx context.Context, opts image.ListOptions) ([]image.Summary, error)
 	ImageRemove(ctx context.Context, ref string, opts image.RemoveOptions) ([]image.DeleteResponse, error)
+	NetworkList(ctx context.Context, opts network.ListOptions) ([]network.Summary, error)
 }
 
 // imageBuilder builds helper images (the egress proxy).

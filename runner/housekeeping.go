@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -50,11 +52,12 @@ func (r *Runner) Prune(cutoff time.Time) (int, error) {
 			continue
 		}
 		var errs []error
-		for _, p := range []string{r.LogPath(t.ID), r.ResultPath(t.ID), r.stateDir(t.ID), r.egressDir(t.ID)} {
+		for _, p := range []string{r.LogPath(t.ID), r.ResultPath(t.ID), r.stateDir(t.ID)} {
 			if err := os.RemoveAll(p); err != nil {
 				errs = append(errs, err)
 			}
 		}
+		errs = append(errs, r.removeEgress(t.ID))
 		if err := errors.Join(errs...); err != nil {
 			return n, fmt.Errorf("prune task %s: %w", t.ID, err)
 		}
@@ -78,8 +81,36 @@ func (r *Runner) housekeeping(ctx context.Context) {
 			r.logf("retention: removed %d tasks that ended before %s", n, cutoff.Format(time.RFC3339))
 		}
 	}
+	r.removeStaleEgress()
 	r.removeOrphanProxies(ctx)
 	r.removeOldProxyImages(ctx)
+}
+
+// removeStaleEgress removes the egress pieces (policy, socket directory, or
+// an earlier version's per-task directory) of tasks that have ended or have
+// no record: a crash between a task's end and endEgress leaves them, and
+// the proxy would go on serving such a policy.
+func (r *Runner) removeStaleEgress() {
+	root := r.egressRoot()
+	ids := map[string]bool{}
+	for _, dir := range []string{filepath.Join(root, egress.PoliciesDir), filepath.Join(root, egress.SocketsDir), root} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			ids[strings.TrimSuffix(e.Name(), ".json")] = true
+		}
+	}
+	for id := range ids {
+		if !store.ValidID(id) {
+			continue // policies, sockets, temporary files
+		}
+		t, err := r.store.Get(id)
+		if err == nil && !t.Status.Final() || err != nil && !errors.Is(err, store.ErrNotFound) {
+			continue // live, or unknown while the store is unreadable
+		}
+		if err := r.removeEgress(id); err != nil {
+			r.logf("housekeeping: %v", err)
+		}
+	}
 }
 
 // removeOrphanProxies removes egress proxies whose data directory is gone:

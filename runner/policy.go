@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
@@ -107,10 +108,10 @@ type policy struct {
 	version  string
 	home     string // homeLabel of the data directory
 	authFile string // the user's Codex login, mounted read-only; "" for none
-	// egressDir (host) holds the task's proxy socket; bridge is the static
-	// binary that runs the in-container bridge. Both only for restricted
-	// levels.
-	egressDir string
+	// socketDir (host) holds the task's proxy socket and nothing else;
+	// bridge is the static binary that runs the in-container bridge. Both
+	// only for restricted levels.
+	socketDir string
 	bridge    string
 	// git is what a workspace-write task binds over its repository to keep
 	// git on the host out of its reach (protectGit, at launch).
@@ -148,7 +149,7 @@ func (p policy) command() []string {
 	cmd = append(cmd, "--", p.task.Prompt)
 	if restricted(p.task.Sandbox) {
 		// Codex runs under the bridge, its only way to the network.
-		cmd = append([]string{bridgeBinary, "egress-bridge", "--listen", bridgeListen, "--socket", egressMount + "/sock", "--"}, cmd...)
+		cmd = append([]string{bridgeBinary, "egress-bridge", "--listen", bridgeListen, "--socket", egressMount + "/" + egress.SocketName, "--"}, cmd...)
 	}
 	return cmd
 }
@@ -165,8 +166,10 @@ func (p policy) mounts() []mount.Mount {
 		{Type: mount.TypeBind, Source: p.stateDir, Target: stateMount},
 	}
 	if restricted(t.Sandbox) {
+		// Read-only: a socket connects on a read-only mount, and the task
+		// can neither replace its socket nor leave anything beside it.
 		ms = append(ms,
-			mount.Mount{Type: mount.TypeBind, Source: p.egressDir, Target: egressMount},
+			mount.Mount{Type: mount.TypeBind, Source: p.socketDir, Target: egressMount, ReadOnly: true},
 			mount.Mount{Type: mount.TypeBind, Source: p.bridge, Target: bridgeBinary, ReadOnly: true})
 	}
 	if p.authFile != "" {

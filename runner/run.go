@@ -114,7 +114,7 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 		if err := r.prepareEgress(ctx, t); err != nil {
 			return "", exitWait{}, err
 		}
-		p.egressDir, p.bridge = r.egressDir(t.ID), r.cfg.Egress.Binary
+		p.socketDir, p.bridge = r.socketDir(t.ID), r.cfg.Egress.Binary
 	}
 	cfg, host := p.containerConfig()
 	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, t.ContainerName)

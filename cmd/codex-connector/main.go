@@ -23,6 +23,7 @@ import (
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/mcp"
 	"github.com/codex-connector/codex-connector/runner"
+	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/client"
 	"github.com/mark3labs/mcp-go/server"
@@ -61,13 +62,13 @@ func mainErr(args []string) error {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return runner.ServeEgressProxy(ctx, dir)
+		return egress.ServeProxy(ctx, dir)
 	case "egress-bridge":
 		// Inside a restricted task's container, in front of Codex.
 		if len(args) < 6 || args[1] != "--listen" || args[3] != "--socket" || args[5] != "--" {
 			return errors.New("usage: codex-connector egress-bridge --listen ADDR --socket PATH -- COMMAND...")
 		}
-		os.Exit(runner.RunEgressBridge(args[2], args[4], args[6:]))
+		os.Exit(egress.RunBridge(args[2], args[4], args[6:]))
 	default:
 		usage(os.Stderr)
 		return fmt.Errorf("unknown command %q", cmd)

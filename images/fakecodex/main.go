@@ -22,6 +22,7 @@
 //	get URL             HTTP GET through the proxy of the environment, report status and body
 //	tunnel HOST:PORT    CONNECT through the proxy in HTTPS_PROXY, report the status line
 //	resolve NAME        look a name up in DNS and report the result
+//	await PATH          wait until PATH exists: a test's signal to go on
 //	reconnect N DELAY   print N "Reconnecting... waiting for network" errors, DELAY apart (N=0: forever)
 //	longcmd DURATION    report a command that runs for DURATION (started, then completed)
 //	fail TEXT           report a failed turn and exit 1
@@ -355,6 +356,14 @@ func (s *state) step(verb, rest string) bool {
 		} else {
 			s.command("resolve "+rest, 0, strings.Join(addrs, " "))
 		}
+	case "await":
+		for {
+			if _, err := os.Lstat(rest); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		s.command("await "+rest, 0, "")
 	case "symlink":
 		target, link, _ := strings.Cut(rest, " ")
 		s.report("symlink "+link, os.Symlink(target, link))

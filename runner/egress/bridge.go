@@ -1,4 +1,4 @@
-package runner
+package egress
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // The egress bridge runs inside a restricted task's container, which has no
@@ -23,11 +24,9 @@ import (
 // bridge runs inside the sandbox and could be bypassed only towards the
 // socket, which is all the container can reach.
 
-const maxHead = 64 << 10
-
-// RunEgressBridge serves listen → socket and runs argv; it returns argv's
+// RunBridge serves listen → socket and runs argv; it returns argv's
 // exit code (128+signal when a signal ended it).
-func RunEgressBridge(listen, socket string, argv []string) int {
+func RunBridge(listen, socket string, argv []string) int {
 	logw := os.Stderr
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -81,33 +80,43 @@ func RunEgressBridge(listen, socket string, argv []string) int {
 func bridgeConn(c net.Conn, socket string, logw io.Writer) {
 	defer c.Close()
 	cr := bufio.NewReader(c)
-	reqHead, err := readHead(cr)
+	reqHead, err := readHead(cr, DefaultMaxHeadBytes)
+	if errors.Is(err, errHeadTooLong) {
+		// The proxy would refuse it too; say so here, where the task's log is.
+		fmt.Fprintf(logw, "codex-connector egress: a request → denied: its line and header are over %d bytes\n", DefaultMaxHeadBytes)
+		fmt.Fprint(c, "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		return
+	}
 	if err != nil {
 		return
 	}
 	what := firstLineOf(reqHead)
-	up, err := net.Dial("unix", socket)
+	up, err := dialProxy(socket)
 	if err != nil {
 		fmt.Fprintf(logw, "codex-connector egress: %s → proxy unreachable: %v\n", what, err)
 		fmt.Fprint(c, "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 		return
 	}
 	defer up.Close()
-	if _, err := up.Write(reqHead); err != nil {
-		return
-	}
+	// A failed write is no reason to stop: a proxy that refuses a task's
+	// connection at its cap answers before it reads, and the answer is
+	// still there to read.
+	_, writeErr := up.Write(reqHead)
 	// The request body (or, after CONNECT, the tunnel) flows from the start:
 	// the proxy reads a body before it answers.
 	sent := make(chan struct{})
 	go func() { io.Copy(up, cr); closeWrite(up); close(sent) }()
 	ur := bufio.NewReader(up)
-	respHead, err := readHead(ur)
+	respHead, err := readHead(ur, maxResponseHead)
 	if err != nil {
-		fmt.Fprintf(logw, "codex-connector egress: %s → no answer from the proxy\n", what)
+		if writeErr != nil {
+			err = writeErr
+		}
+		fmt.Fprintf(logw, "codex-connector egress: %s → no answer from the proxy: %v\n", what, err)
 		return
 	}
 	status := firstLineOf(respHead)
-	if bytes.Contains(respHead, []byte(egressDeniedHeader+": denied")) {
+	if bytes.Contains(respHead, []byte(deniedHeader+": denied")) {
 		reason := ""
 		if body, err := ur.Peek(ur.Buffered()); err == nil {
 			reason = strings.TrimSpace(strings.TrimPrefix(string(body), "codex-connector egress proxy: "))
@@ -126,10 +135,34 @@ func bridgeConn(c net.Conn, socket string, logw io.Writer) {
 	<-sent
 }
 
-// readHead reads an HTTP head, up to and including the blank line.
-func readHead(r *bufio.Reader) ([]byte, error) {
+// dialProxy connects to the proxy's socket. While the proxy restarts (an
+// upgrade replaces it; its engine restarts it) the socket is gone or has
+// nobody behind it for a moment: wait for its successor rather than fail
+// the request.
+func dialProxy(socket string) (net.Conn, error) {
+	pause := 50 * time.Millisecond
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("unix", socket)
+		if err == nil || !(errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)) || time.Now().After(deadline) {
+			return c, err
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, time.Second)
+	}
+}
+
+var errHeadTooLong = errors.New("head too long")
+
+// maxResponseHead caps the head of an answer the bridge reads to log it;
+// upstream servers send bigger heads than requests have.
+const maxResponseHead = 64 << 10
+
+// readHead reads an HTTP head, up to and including the blank line: at most
+// max bytes (for a request, as the proxy caps it).
+func readHead(r *bufio.Reader, max int) ([]byte, error) {
 	var head []byte
-	for len(head) < maxHead {
+	for len(head) < max {
 		line, err := r.ReadSlice('\n')
 		head = append(head, line...)
 		if err != nil && err != bufio.ErrBufferFull {
@@ -139,7 +172,7 @@ func readHead(r *bufio.Reader) ([]byte, error) {
 			return head, nil
 		}
 	}
-	return nil, errors.New("head too long")
+	return nil, errHeadTooLong
 }
 
 func firstLineOf(head []byte) string {
