@@ -41,6 +41,9 @@ type gitMounts struct {
 	// point cannot be renamed, so a task cannot move a protected .git away
 	// and put its own in its place.
 	pinned []string
+	// bound are the checked sources below and at the repository root, with
+	// their identities, for the look at what the engine bound (gate.go).
+	bound []boundPath
 }
 
 // checkMountSources is the launch step that checks what the container will
@@ -54,10 +57,19 @@ func (r *Runner) checkMountSources(t *store.Task, scan *hostRunState) (gitMounts
 	if err := checkRepoRoot(t); err != nil {
 		return gitMounts{}, err
 	}
-	if t.Sandbox != WorkspaceWrite {
-		return gitMounts{}, nil
+	var m gitMounts
+	if t.Sandbox == WorkspaceWrite {
+		var err error
+		if m, err = protectGit(t.RepoRoot, scan); err != nil {
+			return m, err
+		}
 	}
-	return protectGit(t.RepoRoot, scan)
+	dev, ino, err := repoIdentity(t.RepoRoot)
+	if err != nil {
+		return m, fmt.Errorf("stat the repository %s: %w", t.RepoRoot, err)
+	}
+	m.bound = append(m.bound, boundPath{target: t.RepoRoot, dev: dev, ino: ino})
+	return m, nil
 }
 
 // repoIdentity returns the device and inode of a directory.
@@ -228,6 +240,13 @@ func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 	}
 	sort.Strings(m.readOnly)
 	sort.Strings(m.pinned)
+	for _, p := range append(append([]string(nil), m.readOnly...), m.pinned...) {
+		dev, ino, err := repoIdentity(p)
+		if err != nil {
+			return m, fmt.Errorf("stat %s to bind it: %w — run the task again", p, err)
+		}
+		m.bound = append(m.bound, boundPath{target: p, dev: dev, ino: ino})
+	}
 	return m, nil
 }
 

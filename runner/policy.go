@@ -113,6 +113,9 @@ type policy struct {
 	// only for restricted levels.
 	socketDir string
 	bridge    string
+	// gate is the file name, in the state directory, whose existence lets
+	// the bridge start Codex (restricted levels; see gate.go).
+	gate string
 	// git is what a workspace-write task binds over its repository to keep
 	// git on the host out of its reach (protectGit, at launch).
 	git gitMounts
@@ -149,7 +152,11 @@ func (p policy) command() []string {
 	cmd = append(cmd, "--", p.task.Prompt)
 	if restricted(p.task.Sandbox) {
 		// Codex runs under the bridge, its only way to the network.
-		cmd = append([]string{bridgeBinary, "egress-bridge", "--listen", bridgeListen, "--socket", egressMount + "/" + egress.SocketName, "--"}, cmd...)
+		bridge := []string{bridgeBinary, "egress-bridge", "--listen", bridgeListen, "--socket", egressMount + "/" + egress.SocketName}
+		if p.gate != "" {
+			bridge = append(bridge, "--gate", stateMount+"/"+p.gate)
+		}
+		cmd = append(append(bridge, "--"), cmd...)
 	}
 	return cmd
 }

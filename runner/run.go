@@ -116,6 +116,9 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 		}
 		p.socketDir, p.bridge = r.socketDir(t.ID), r.cfg.Egress.Binary
 	}
+	if restricted(t.Sandbox) {
+		p.gate = newGate()
+	}
 	cfg, host := p.containerConfig()
 	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, t.ContainerName)
 	if cerrdefs.IsConflict(err) {
@@ -142,7 +145,16 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	exited.result, exited.err = r.engine.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
 	if err := r.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		_ = r.remove(ctx, created.ID)
+		if mountRefused(err) {
+			return "", exitWait{}, fmt.Errorf("%w: the engine could not bind a path as the container started (did another task on this repository make it a symlink?): %v", errMountChanged, err)
+		}
 		return "", exitWait{}, engineError("start container for task "+t.ID, err)
+	}
+	if p.gate != "" {
+		if err := r.confirmMounts(ctx, created.ID, p.git.bound, stateDir, p.gate); err != nil {
+			_ = r.remove(ctx, created.ID)
+			return "", exitWait{}, err
+		}
 	}
 	// A cancel that came between the check above and the start found nothing
 	// running to stop; look once more now that something runs.

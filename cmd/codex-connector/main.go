@@ -65,10 +65,17 @@ func mainErr(args []string) error {
 		return egress.ServeProxy(ctx, dir)
 	case "egress-bridge":
 		// Inside a restricted task's container, in front of Codex.
-		if len(args) < 6 || args[1] != "--listen" || args[3] != "--socket" || args[5] != "--" {
-			return errors.New("usage: codex-connector egress-bridge --listen ADDR --socket PATH -- COMMAND...")
+		if len(args) < 6 || args[1] != "--listen" || args[3] != "--socket" {
+			return errors.New("usage: codex-connector egress-bridge --listen ADDR --socket PATH [--gate FILE] -- COMMAND...")
 		}
-		os.Exit(egress.RunBridge(args[2], args[4], args[6:]))
+		gate, rest := "", args[5:]
+		if len(rest) > 2 && rest[0] == "--gate" {
+			gate, rest = rest[1], rest[2:]
+		}
+		if len(rest) == 0 || rest[0] != "--" {
+			return errors.New("usage: codex-connector egress-bridge --listen ADDR --socket PATH [--gate FILE] -- COMMAND...")
+		}
+		os.Exit(egress.RunBridge(args[2], args[4], gate, rest[1:]))
 	default:
 		usage(os.Stderr)
 		return fmt.Errorf("unknown command %q", cmd)

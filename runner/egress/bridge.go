@@ -26,8 +26,15 @@ import (
 
 // RunBridge serves listen → socket and runs argv; it returns argv's
 // exit code (128+signal when a signal ended it).
-func RunBridge(listen, socket string, argv []string) int {
+//
+// With a gate, argv starts only once the file gate exists: the server
+// creates it after it has checked what the engine mounted into this
+// container, so nothing of the task runs on a mount it did not check.
+func RunBridge(listen, socket, gate string, argv []string) int {
 	logw := os.Stderr
+	if gate != "" && !awaitGate(gate, gateWait, logw) {
+		return 125
+	}
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		fmt.Fprintf(logw, "codex-connector egress: listen %s: %v\n", listen, err)
@@ -178,4 +185,23 @@ func readHead(r *bufio.Reader, max int) ([]byte, error) {
 func firstLineOf(head []byte) string {
 	line, _, _ := bytes.Cut(head, []byte("\n"))
 	return strings.TrimSpace(string(line))
+}
+
+// gateWait is how long the bridge waits for the server's word on the
+// mounts: the server checks them right after the start, but an engine
+// under load can take seconds to answer its inspect.
+const gateWait = 2 * time.Minute
+
+func awaitGate(gate string, wait time.Duration, logw io.Writer) bool {
+	deadline := time.Now().Add(wait)
+	for {
+		if _, err := os.Lstat(gate); err == nil {
+			return true
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(logw, "codex-connector: the server did not confirm this container's mounts within %s; Codex is not started — run the task again\n", wait)
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
