@@ -283,7 +283,7 @@ func realCodex(t *testing.T, command string) *harness {
 }
 
 
-// ATTACK 6 — a race between the launch check and the engine's mount. A
+// A race between the launch check and the engine's mount. A
 // danger-full-access task on the same repository (it may not read the
 // host: only the repository is mounted) swaps a not-checked-out submodule
 // directory, vendor/other, between a directory and a symlink to a host
