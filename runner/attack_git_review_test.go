@@ -379,3 +379,33 @@ func TestRealCodexCannotChangeANestedRepositoryConfig(t *testing.T) {
 		t.Errorf("git on the host (in deps/lib) ran planted programs %v", ran)
 	}
 }
+
+// git status, diff and log work inside a workspace-write task (the real
+// Codex runs them) in a repository with submodules and in a linked
+// worktree, whose git directory is outside it and bound read-only.
+func TestGitReadsWorkInsideWorkspaceWrite(t *testing.T) {
+	cmd := "{ git status --short && git diff --stat && git log --oneline -1 && git submodule status; } > inside.txt 2>&1; echo rc=$? >> inside.txt"
+	cases := map[string]func(t *testing.T) string{
+		"submodules": func(t *testing.T) string { return repoWithSubmodules(t) },
+		"linked worktree": func(t *testing.T) string {
+			repo := reviewRepo(t, map[string]string{})
+			wt := filepath.Join(filepath.Dir(repo), "wt")
+			gitCLI(t, repo, "worktree", "add", "-q", wt)
+			return wt
+		},
+	}
+	for _, name := range []string{"submodules", "linked worktree"} {
+		t.Run(name, func(t *testing.T) {
+			repo := cases[name](t)
+			h := realCodex(t, cmd)
+			task := h.startAndWait(t, Spec{Prompt: "look", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex"})
+			if task.Status != store.Completed {
+				t.Fatalf("%s: %s\n%s", task.Status, task.Error, readLog(h.LogPath(task.ID)))
+			}
+			inside := readFile(t, filepath.Join(repo, "inside.txt"))
+			if !strings.Contains(inside, "rc=0") || strings.Contains(inside, "fatal") {
+				t.Errorf("git status/diff/log inside the task failed in a %s repository:\n%s", name, inside)
+			}
+		})
+	}
+}

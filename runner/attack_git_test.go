@@ -283,3 +283,36 @@ func TestProtectGitOfWorktreesAndOddRepositories(t *testing.T) {
 		}
 	})
 }
+
+// TestLinkedGitDirLeadsBack: a linked worktree's common git directory is
+// bound only when the worktree's git directory leads back to this work
+// tree, so a .git file rewritten by a task cannot choose what a later task
+// is given.
+func TestLinkedGitDirLeadsBack(t *testing.T) {
+	repo := repoWithSubmodules(t)
+	wt := filepath.Join(filepath.Dir(repo), "wt")
+	gitCLI(t, repo, "worktree", "add", "-q", wt)
+	if got := linkedGitDir(wt); got != filepath.Join(repo, ".git") {
+		t.Fatalf("linked git dir of a worktree: %q", got)
+	}
+	other := repoWithSubmodules(t)
+	otherWT := filepath.Join(filepath.Dir(other), "wt")
+	gitCLI(t, other, "worktree", "add", "-q", otherWT)
+	// What a danger-full-access task in wt may do: point its .git at
+	// another repository's worktree.
+	if err := os.WriteFile(filepath.Join(wt, ".git"), []byte("gitdir: "+filepath.Join(other, ".git", "worktrees", "wt")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := linkedGitDir(wt); got != "" {
+		t.Fatalf("a .git file pointing at another repository's worktree gave %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(wt, ".git"), []byte("gitdir: /etc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := linkedGitDir(wt); got != "" {
+		t.Fatalf("a .git file pointing at /etc gave %q", got)
+	}
+	if got := linkedGitDir(repo); got != "" {
+		t.Fatalf("a repository with a .git directory gave %q", got)
+	}
+}

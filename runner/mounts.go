@@ -41,6 +41,10 @@ type gitMounts struct {
 	// point cannot be renamed, so a task cannot move a protected .git away
 	// and put its own in its place.
 	pinned []string
+	// linked is the common git directory of a linked worktree, outside
+	// the repository: bound at its own path, read-only below
+	// danger-full-access, so that git inside the task works.
+	linked string
 	// bound are the checked sources below and at the repository root, with
 	// their identities, for the look at what the engine bound (gate.go).
 	bound []boundPath
@@ -64,11 +68,17 @@ func (r *Runner) checkMountSources(t *store.Task, scan *hostRunState) (gitMounts
 			return m, err
 		}
 	}
-	dev, ino, err := repoIdentity(t.RepoRoot)
-	if err != nil {
-		return m, fmt.Errorf("stat the repository %s: %w", t.RepoRoot, err)
+	m.linked = linkedGitDir(t.RepoRoot)
+	for _, p := range []string{t.RepoRoot, m.linked} {
+		if p == "" {
+			continue
+		}
+		dev, ino, err := repoIdentity(p)
+		if err != nil {
+			return m, fmt.Errorf("stat %s to bind it: %w", p, err)
+		}
+		m.bound = append(m.bound, boundPath{target: p, dev: dev, ino: ino})
 	}
-	m.bound = append(m.bound, boundPath{target: t.RepoRoot, dev: dev, ino: ino})
 	return m, nil
 }
 
@@ -294,4 +304,54 @@ func errOr(err error, s string) string {
 		return err.Error()
 	}
 	return s
+}
+
+// linkedGitDir returns the common git directory of a linked worktree (`git
+// worktree add`) whose root is outside the repository, so that it can be
+// bound at its own path and git inside the task works. It must be a real
+// linked worktree of this very work tree: the .git file leads to
+// <common>/worktrees/<name>, whose gitdir file leads back to this .git. A
+// task that may write .git (danger-full-access) can point it anywhere, but
+// cannot make another directory lead back, so it cannot choose what a later
+// task is given. Anything else — a git directory made with
+// --separate-git-dir, which nothing leads back from — returns "": git inside
+// the task then does not see the repository.
+func linkedGitDir(root string) string {
+	dotGit := filepath.Join(root, ".git")
+	fi, err := os.Lstat(dotGit)
+	if err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	data, err := readSmall(dotGit)
+	if err != nil {
+		return ""
+	}
+	target, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir:")
+	if !ok {
+		return ""
+	}
+	target = strings.TrimSpace(target)
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(root, target)
+	}
+	gitDir, err := filepath.EvalSymlinks(target)
+	if err != nil || gitDir == root || strings.HasPrefix(gitDir, root+"/") {
+		return "" // inside the repository: bound with it
+	}
+	if filepath.Base(filepath.Dir(gitDir)) != "worktrees" {
+		return ""
+	}
+	back, err := readSmall(filepath.Join(gitDir, "gitdir"))
+	if err != nil {
+		return ""
+	}
+	backPath, err := filepath.EvalSymlinks(strings.TrimSpace(string(back)))
+	if err != nil || backPath != dotGit {
+		return ""
+	}
+	common := filepath.Dir(filepath.Dir(gitDir))
+	if fi, err := os.Lstat(common); err != nil || !fi.IsDir() {
+		return ""
+	}
+	return common
 }

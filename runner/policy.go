@@ -182,6 +182,10 @@ func (p policy) mounts() []mount.Mount {
 	if p.authFile != "" {
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.authFile, Target: codexHome + "/auth.json", ReadOnly: true})
 	}
+	if p.git.linked != "" {
+		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.git.linked, Target: p.git.linked,
+			ReadOnly: t.Sandbox != DangerFullAccess, BindOptions: &mount.BindOptions{NonRecursive: true}})
+	}
 	// Read-only binds over a writable repository, and the directories
 	// pinned as mount points so that they cannot be renamed.
 	for _, d := range p.git.pinned {
