@@ -180,26 +180,25 @@ func (r *Runner) backToQueued(id string) error {
 }
 
 // prepareStateDir makes the task's private directory for CODEX_HOME and the
-// last-message file, owned by the container's user.
+// last-message file, owned by the container's user. An earlier attempt's
+// container may have planted symlinks, pipes or locked directories there
+// (a requeued task runs again in the same directory): they are replaced,
+// never followed, so no chown, chmod or removal lands outside it.
 func (r *Runner) prepareStateDir(t *store.Task) (string, error) {
-	dir := r.stateDir(t.ID)
+	runs := filepath.Join(r.cfg.Home, "runs")
 	uid, gid := splitUser(t.User)
-	for _, d := range []string{dir, filepath.Join(dir, "codex-home"), filepath.Join(dir, "out")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return "", fmt.Errorf("create state directory of task %s: %w", t.ID, err)
-		}
-		if os.Geteuid() == 0 {
-			if err := os.Chown(d, uid, gid); err != nil {
-				return "", fmt.Errorf("hand state directory of task %s to %s: %w", t.ID, t.User, err)
-			}
+	chown := os.Geteuid() == 0
+	for _, rel := range []string{t.ID, filepath.Join(t.ID, "codex-home"), filepath.Join(t.ID, "out")} {
+		if err := ensureDir(runs, rel, 0o700, chown, uid, gid); err != nil {
+			return "", fmt.Errorf("prepare the state directory of task %s (as %s): %w", t.ID, t.User, err)
 		}
 	}
 	// A stale last message from an earlier attempt must not become this
 	// attempt's result.
-	if err := os.Remove(filepath.Join(dir, "out", "last-message.txt")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", err
+	if err := removeBelow(runs, filepath.Join(t.ID, "out", "last-message.txt")); err != nil {
+		return "", fmt.Errorf("prepare the state directory of task %s: %w", t.ID, err)
 	}
-	return dir, nil
+	return r.stateDir(t.ID), nil
 }
 
 func splitUser(user string) (int, int) {
@@ -358,7 +357,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 			t.Error = joinReason(t.Error, fmt.Sprintf("the log is incomplete: %v", logErr)+r.diskHint(logErr))
 		}
 		if resultErr != nil {
-			t.Error = joinReason(t.Error, fmt.Sprintf("the result could not be saved: %v", resultErr)+r.diskHint(resultErr))
+			t.Error = joinReason(t.Error, resultErr.Error()+r.diskHint(resultErr))
 		}
 		return nil
 	})
@@ -417,17 +416,33 @@ func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eve
 	return func() { close(quit) }
 }
 
+// maxResultBytes caps how much of Codex's last message becomes the result:
+// the file is the task's to write, as large as it likes.
+const maxResultBytes = 1 << 20
+
 // copyResult copies Codex's last message from the task's state directory to
-// the result file, atomically: a reader never sees half a result.
+// the result file, atomically: a reader never sees half a result. The task
+// can write that file, so it is read as readRegular reads: a symlink, a
+// pipe or anything but a regular file is refused, and a huge one is cut.
+// The error says what went wrong, as a reason for the record.
 func (r *Runner) copyResult(id string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(r.stateDir(id), "out", "last-message.txt"))
-	if errors.Is(err, os.ErrNotExist) {
+	data, size, err := readRegular(r.stateDir(id), stateMount, "out/last-message.txt", maxResultBytes)
+	var unsafe *unsafeFile
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return "", nil // Codex ended before it had a last message
+	case errors.As(err, &unsafe):
+		return "", fmt.Errorf("the result was refused: %w (the task made it so)", err)
+	case err != nil:
+		return "", fmt.Errorf("the result could not be saved: %w", err)
 	}
-	if err != nil {
-		return "", fmt.Errorf("read last message: %w", err)
+	if err := writeFileAtomic(r.ResultPath(id), data); err != nil {
+		return string(data), fmt.Errorf("the result could not be saved: %w", err)
 	}
-	return string(data), writeFileAtomic(r.ResultPath(id), data)
+	if size > int64(len(data)) {
+		return string(data), fmt.Errorf("the result was cut: Codex's last message is %s; the result keeps its first %s", humanBytes(size), humanBytes(maxResultBytes))
+	}
+	return string(data), nil
 }
 
 func writeFileAtomic(path string, data []byte) error {

@@ -1,0 +1,5 @@
+package runner
+
+// maxReason bounds one reason added to a record's error: reasons quote
+// paths and messages a task chose.
+const maxReason = 2000
