@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -592,4 +593,140 @@ func usageOf(fd int, display string, depth int, limit int64, total *int64) error
 			}
 		}
 	}
+}
+
+// lstatBelow returns what rel below the trusted directory base is, without
+// following a symlink on the way or at the end.
+func lstatBelow(base, display, rel string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	parts, _ := splitRel(rel)
+	basefd, err := openBase(base)
+	if err != nil {
+		return st, err
+	}
+	defer unix.Close(basefd)
+	if len(parts) == 0 {
+		err := unix.Fstat(basefd, &st)
+		return st, err
+	}
+	dirfd, err := walkDirs(basefd, display, parts[:len(parts)-1])
+	if err != nil {
+		return st, err
+	}
+	if dirfd != basefd {
+		defer unix.Close(dirfd)
+	}
+	if err := unix.Fstatat(dirfd, parts[len(parts)-1], &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return st, &os.PathError{Op: "lstat", Path: filepath.Join(display, rel), Err: err}
+	}
+	return st, nil
+}
+
+// readlinkBelow returns the target of the symlink rel below base, as text;
+// nothing follows it.
+func readlinkBelow(base, display, rel string) (string, error) {
+	parts, _ := splitRel(rel)
+	if len(parts) == 0 {
+		return "", &os.PathError{Op: "readlink", Path: display, Err: unix.EINVAL}
+	}
+	basefd, err := openBase(base)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(basefd)
+	dirfd, err := walkDirs(basefd, display, parts[:len(parts)-1])
+	if err != nil {
+		return "", err
+	}
+	if dirfd != basefd {
+		defer unix.Close(dirfd)
+	}
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(dirfd, parts[len(parts)-1], buf)
+	if err != nil {
+		return "", &os.PathError{Op: "readlink", Path: filepath.Join(display, rel), Err: err}
+	}
+	return string(buf[:n]), nil
+}
+
+// readDirBelow lists the directory rel below base with what each entry is
+// (never what a symlink points at); stop is asked between batches, so that
+// a huge directory can be given up on.
+func readDirBelow(base, display, rel string, stop func() error) ([]os.FileInfo, error) {
+	parts, _ := splitRel(rel)
+	basefd, err := openBase(base)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(basefd)
+	fd, err := walkDirs(basefd, display, parts)
+	if err != nil {
+		return nil, err
+	}
+	if fd != basefd {
+		defer unix.Close(fd)
+	}
+	var out []os.FileInfo
+	buf := make([]byte, 32<<10)
+	for {
+		if err := stop(); err != nil {
+			return nil, err
+		}
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			return nil, &os.PathError{Op: "readdir", Path: filepath.Join(display, rel), Err: err}
+		}
+		if n <= 0 {
+			return out, nil
+		}
+		var names []string
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+		for _, name := range names {
+			var st unix.Stat_t
+			if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				continue // gone since it was listed
+			}
+			out = append(out, statInfo{name, st})
+		}
+	}
+}
+
+// statInfo is an os.FileInfo of a stat made relative to a directory
+// descriptor.
+type statInfo struct {
+	name string
+	st   unix.Stat_t
+}
+
+func (s statInfo) Name() string       { return s.name }
+func (s statInfo) Size() int64        { return s.st.Size }
+func (s statInfo) ModTime() time.Time { return time.Unix(s.st.Mtim.Unix()) }
+func (s statInfo) IsDir() bool        { return s.st.Mode&unix.S_IFMT == unix.S_IFDIR }
+func (s statInfo) Sys() any           { return &s.st }
+func (s statInfo) Mode() os.FileMode {
+	m := os.FileMode(s.st.Mode & 0o777)
+	switch s.st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		m |= os.ModeDir
+	case unix.S_IFLNK:
+		m |= os.ModeSymlink
+	case unix.S_IFIFO:
+		m |= os.ModeNamedPipe
+	case unix.S_IFSOCK:
+		m |= os.ModeSocket
+	case unix.S_IFCHR:
+		m |= os.ModeDevice | os.ModeCharDevice
+	case unix.S_IFBLK:
+		m |= os.ModeDevice
+	}
+	if s.st.Mode&unix.S_ISUID != 0 {
+		m |= os.ModeSetuid
+	}
+	if s.st.Mode&unix.S_ISGID != 0 {
+		m |= os.ModeSetgid
+	}
+	if s.st.Mode&unix.S_ISVTX != 0 {
+		m |= os.ModeSticky
+	}
+	return m
 }

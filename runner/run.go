@@ -55,7 +55,8 @@ func (r *Runner) execute(id string) {
 	}
 	rn := r.track(id)
 	if t.Sandbox != ReadOnly {
-		rn.before, rn.repoRoot = snapshotWorktree(t.RepoRoot), t.RepoRoot
+		rn.repoRoot = t.RepoRoot
+		rn.before, rn.snapshotErr = snapshotWorktree(t.RepoRoot, statusTimeout)
 	}
 	containerID, exited, err := r.launch(t)
 	for tries := 1; err != nil && r.lifetime.Err() == nil && engineTrouble(err, tries); tries++ {
@@ -317,11 +318,16 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 	result, resultErr := r.copyResult(id)
 	sum := rn.tracker.summary()
 	turnErr := rn.tracker.failure()
-	if rn.before != nil {
-		for _, p := range changedPaths(rn.before, snapshotWorktree(rn.repoRoot)) {
+	var changesErr error
+	if rn.repoRoot != "" {
+		after, err := snapshotWorktree(rn.repoRoot, statusTimeout)
+		for _, p := range changedPaths(rn.before, after) {
 			if !contains(sum.FilesChanged, p) {
-				sum.FilesChanged = appendBounded(sum.FilesChanged, p, maxFiles)
+				sum.FilesChanged = appendBounded(sum.FilesChanged, clipN(p, maxPath), maxFiles)
 			}
+		}
+		if changesErr = rn.snapshotErr; changesErr == nil {
+			changesErr = err
 		}
 	}
 	_, err := r.store.Update(id, func(t *store.Task) error {
@@ -358,6 +364,9 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		}
 		if resultErr != nil {
 			t.Error = joinReason(t.Error, resultErr.Error()+r.diskHint(resultErr))
+		}
+		if changesErr != nil {
+			t.Error = joinReason(t.Error, clipN("the files changed are only those Codex reported: "+changesErr.Error(), maxReason))
 		}
 		return nil
 	})

@@ -97,6 +97,8 @@ type run struct {
 	// which files it changed; nil when unknown or the repo is read-only.
 	before   worktreeState
 	repoRoot string
+	// snapshotErr says why before is nil.
+	snapshotErr error
 	// engineLost is set when the engine went away while this process
 	// followed the task, to explain an exit the restart caused.
 	engineLost bool
