@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -268,6 +269,20 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 	}
 	logDone := make(chan copiedLog, 1)
 	go func() {
+		defer func() {
+			// What a task prints must not take the server down: the copy
+			// ends, the task is stopped, and the record says why.
+			if p := recover(); p != nil {
+				r.logf("task %s: internal error while copying the log: %v\n%s", t.ID, p, debug.Stack())
+				size := int64(0)
+				if fi, err := os.Stat(r.LogPath(t.ID)); err == nil {
+					size = fi.Size()
+				}
+				err := fmt.Errorf("internal error while copying it: %v", p)
+				r.stopFor(ctx, t.ID, containerID, "stopped: codex-connector could not copy its log ("+err.Error()+")")
+				logDone <- copiedLog{size, err}
+			}
+		}()
 		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker)
 		logDone <- copiedLog{size, err}
 	}()
@@ -278,6 +293,11 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 	}
 	if !t.Deadline.IsZero() {
 		timer := time.AfterFunc(time.Until(t.Deadline), func() {
+			defer func() {
+				if p := recover(); p != nil {
+					r.logf("task %s: internal error at the deadline: %v\n%s", t.ID, p, debug.Stack())
+				}
+			}()
 			if err := r.stop(ctx, containerID); err != nil {
 				r.logf("task %s: stop at deadline: %v", t.ID, err)
 			}
@@ -394,6 +414,11 @@ func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eve
 	quit := make(chan struct{})
 	go func() {
 		defer tick.Stop()
+		defer func() {
+			if p := recover(); p != nil {
+				r.logf("task %s: internal error in the stall watch, which ends: %v\n%s", id, p, debug.Stack())
+			}
+		}()
 		for {
 			select {
 			case <-quit:
@@ -407,17 +432,7 @@ func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eve
 				}
 				reason := fmt.Sprintf("stalled: Codex made no progress for %s (last: %s) — check that the model API is reachable from the container and the credentials work, or raise stallTimeout",
 					stalled.Round(time.Second), clip(tr.lastWord()))
-				if _, err := r.store.Update(id, func(t *store.Task) error {
-					if t.StopReason == "" {
-						t.StopReason = reason
-					}
-					return nil
-				}); err != nil {
-					r.logf("task %s: record stall: %v", id, err)
-				}
-				if err := r.stop(ctx, containerID); err != nil {
-					r.logf("task %s: stop stalled container: %v", id, err)
-				}
+				r.stopFor(ctx, id, containerID, reason)
 				return
 			}
 		}
@@ -428,6 +443,23 @@ func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eve
 // maxResultBytes caps how much of Codex's last message becomes the result:
 // the file is the task's to write, as large as it likes.
 const maxResultBytes = 1 << 20
+
+// stopFor stops a task on the runner's own account, recording why first so
+// that whichever process sees the exit records the reason. The first reason
+// stays.
+func (r *Runner) stopFor(ctx context.Context, id, containerID, reason string) {
+	if _, err := r.store.Update(id, func(t *store.Task) error {
+		if t.StopReason == "" {
+			t.StopReason = clipN(reason, maxReason)
+		}
+		return nil
+	}); err != nil {
+		r.logf("task %s: record why it is stopped (%s): %v", id, reason, err)
+	}
+	if err := r.stop(ctx, containerID); err != nil {
+		r.logf("task %s: stop (%s): %v", id, reason, err)
+	}
+}
 
 // copyResult copies Codex's last message from the task's state directory to
 // the result file, atomically: a reader never sees half a result. The task

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -214,6 +215,7 @@ func (r *Runner) dispatchLocked() {
 		r.wg.Add(1)
 		go func() {
 			defer r.release()
+			defer r.recoverTask(id)
 			r.execute(id)
 		}()
 	}
@@ -236,6 +238,44 @@ func (r *Runner) dequeue(id string) {
 			return
 		}
 	}
+}
+
+// recoverTask, deferred at the top of every goroutine that runs or follows a
+// task, ends a task whose goroutine panicked: a record or an output no code
+// path expected fails that task, with the reason, and stops its container —
+// it never takes the server down, nor, at their next start, every server
+// that would adopt the task again.
+func (r *Runner) recoverTask(id string) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	r.logf("task %s: internal error: %v\n%s", id, p, debug.Stack())
+	defer func() {
+		if p := recover(); p != nil {
+			r.logf("task %s: record the internal error: %v", id, p)
+			r.ended(id)
+		}
+	}()
+	if t, err := r.store.Get(id); err == nil && !t.Status.Final() && t.ContainerName != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StopGrace+30*time.Second)
+		if err := r.stop(ctx, t.ContainerName); err != nil {
+			r.logf("task %s: stop after an internal error: %v", id, err)
+		}
+		cancel()
+	}
+	r.fail(id, fmt.Errorf("internal error in codex-connector: %v — the task was stopped; please report this, with the server's log", p))
+}
+
+// safely runs one round of the runner's own work (a reconcile, a sweep);
+// a panic there is logged and the next round runs all the same.
+func (r *Runner) safely(what string, fn func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.logf("%s: internal error: %v\n%s", what, p, debug.Stack())
+		}
+	}()
+	fn()
 }
 
 // ended tells waiters in this process that the task reached a final status.
