@@ -95,6 +95,9 @@ func TestHostileRecordsDoNotCrashTheServer(t *testing.T) {
 		if task.Status != store.Failed || !strings.Contains(task.Error, "container is gone") {
 			t.Fatalf("%s: %q", task.Status, task.Error)
 		}
+		if n := encodedSize(task); n > h.cfg.Limits.RecordBytes {
+			t.Fatalf("its record holds %d bytes, more than its cap of %d", n, h.cfg.Limits.RecordBytes)
+		}
 	})
 	t.Run("a record naming another id is corrupt and left alone", func(t *testing.T) {
 		_, corrupt, err := h.store.List(store.Filter{})

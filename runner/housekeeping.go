@@ -88,7 +88,7 @@ func (r *Runner) pruneTask(id string) (err error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		if _, uerr := r.store.Update(id, func(t *store.Task) error {
+		if _, uerr := r.update(id, func(t *store.Task) error {
 			if !strings.Contains(t.Error, pruneNote) {
 				t.Error = joinReason(t.Error, clipN(pruneNote+err.Error(), maxReason))
 			}

@@ -164,7 +164,7 @@ func (r *Runner) reconcile(ctx context.Context) {
 // codex-connector makes: paths and container names are made of the id, so
 // nothing is run or touched for it.
 func (r *Runner) refuseRecord(id string) {
-	_, err := r.store.Update(id, func(t *store.Task) error {
+	_, err := r.update(id, func(t *store.Task) error {
 		if t.Status.Final() {
 			return nil
 		}
@@ -179,7 +179,7 @@ func (r *Runner) refuseRecord(id string) {
 
 // takeOver claims a task whose follower is gone; nil if another holds it.
 func (r *Runner) takeOver(id string) (*store.Task, error) {
-	t, err := r.store.Update(id, func(t *store.Task) error {
+	t, err := r.update(id, func(t *store.Task) error {
 		// This process's own lapsed lease counts too: it gave the task up
 		// (release1) and may take it again.
 		if t.Status.Final() || (time.Now().Before(t.LeaseUntil) && !followerGone(t.Follower)) {
@@ -267,7 +267,7 @@ func (r *Runner) release1(id string) {
 	delete(r.runs, id)
 	r.mu.Unlock()
 	// End the lease now rather than when it lapses.
-	if _, err := r.store.Update(id, func(t *store.Task) error {
+	if _, err := r.update(id, func(t *store.Task) error {
 		if t.Follower == r.instance {
 			t.LeaseUntil = time.Time{}
 		}

@@ -30,7 +30,7 @@ var errNotRunnable = errors.New("task is no longer queued")
 // execute claims a queued task and runs it to its end. It returns early,
 // leaving the container running, when the runner's lifetime ends.
 func (r *Runner) execute(id string) {
-	t, err := r.store.Update(id, func(t *store.Task) error {
+	t, err := r.update(id, func(t *store.Task) error {
 		if t.Status != store.Queued || t.CancelRequested {
 			return errNotRunnable
 		}
@@ -126,7 +126,7 @@ func (r *Runner) launch(t *store.Task) (string, exitWait, error) {
 	if err != nil {
 		return "", exitWait{}, engineError("create container for task "+t.ID, err)
 	}
-	t, err = r.store.Update(t.ID, func(t *store.Task) error { t.ContainerID = created.ID; return nil })
+	t, err = r.update(t.ID, func(t *store.Task) error { t.ContainerID = created.ID; return nil })
 	if err != nil {
 		_ = r.remove(ctx, created.ID)
 		return "", exitWait{}, fmt.Errorf("record container of task: %w", err)
@@ -171,7 +171,7 @@ func (r *Runner) unclaim(t *store.Task) {
 
 // backToQueued records a claimed task that never ran as queued again.
 func (r *Runner) backToQueued(id string) error {
-	_, err := r.store.Update(id, func(t *store.Task) error {
+	_, err := r.update(id, func(t *store.Task) error {
 		if t.Status != store.Running {
 			return nil
 		}
@@ -350,7 +350,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 			changesErr = err
 		}
 	}
-	_, err := r.store.Update(id, func(t *store.Task) error {
+	_, err := r.update(id, func(t *store.Task) error {
 		now := time.Now().UTC()
 		t.FinishedAt = now
 		t.ExitCode = &code
@@ -448,7 +448,7 @@ const maxResultBytes = 1 << 20
 // that whichever process sees the exit records the reason. The first reason
 // stays.
 func (r *Runner) stopFor(ctx context.Context, id, containerID, reason string) {
-	if _, err := r.store.Update(id, func(t *store.Task) error {
+	if _, err := r.update(id, func(t *store.Task) error {
 		if t.StopReason == "" {
 			t.StopReason = clipN(reason, maxReason)
 		}
@@ -509,7 +509,7 @@ func writeFileAtomic(path string, data []byte) error {
 
 // fail records that a task could not run to its end, with the reason.
 func (r *Runner) fail(id string, cause error) {
-	_, err := r.store.Update(id, func(t *store.Task) error {
+	_, err := r.update(id, func(t *store.Task) error {
 		if t.Status.Final() {
 			return nil
 		}

@@ -114,9 +114,7 @@ func New(lifetime context.Context, cfg Config, eng engine, st *store.Store, logf
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 10 * time.Second
 	}
-	if cfg.Limits == (Limits{}) {
-		cfg.Limits = DefaultLimits
-	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.Lease <= 0 {
 		cfg.Lease = DefaultLease
 	}
@@ -151,6 +149,9 @@ func (r *Runner) stateDir(id string) string { return filepath.Join(r.cfg.Home, "
 func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if strings.TrimSpace(spec.Prompt) == "" {
 		return nil, invalid("task is empty: say what Codex should do")
+	}
+	if err := r.checkPrompt(spec.Prompt); err != nil {
+		return nil, err
 	}
 	if spec.Sandbox == "" {
 		spec.Sandbox = DefaultSandbox
@@ -354,7 +355,7 @@ func (r *Runner) Cancel(ctx context.Context, id string) (*store.Task, error) {
 	if err != nil || t.Status.Final() {
 		return t, err
 	}
-	t, err = r.store.Update(id, func(t *store.Task) error {
+	t, err = r.update(id, func(t *store.Task) error {
 		if t.Status.Final() {
 			return nil
 		}
