@@ -82,7 +82,7 @@ func (r *Runner) pruneTask(id string) (err error) {
 		return fmt.Errorf("prune task %q: not a task id; its record is left alone", id)
 	}
 	var errs []error
-	for _, p := range []string{r.LogPath(id), r.ResultPath(id), r.stateDir(id), r.egressDir(id)} {
+	for _, p := range []string{r.LogPath(id), checkpointPath(r.LogPath(id)), r.ResultPath(id), r.stateDir(id), r.egressDir(id)} {
 		if err := removeTree(p); err != nil {
 			errs = append(errs, err)
 		}

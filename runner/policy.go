@@ -208,12 +208,13 @@ func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
 		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,exec,nosuid,nodev,size=%d,mode=1777", p.limits.TmpBytes)},
-		// json-file without rotation: the runner re-reads the log from the
-		// start to resume a copy, so the engine must keep all of it until
-		// the container is removed. Said explicitly, because the engine
-		// fills unset options from daemon.json, where users often cap the
-		// size (json-file cannot say "unlimited"; 1 TB never rotates).
-		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "1t", "max-file": "1", "compress": "false"}},
+		// json-file in one file no larger than the task's log cap: the
+		// engine's copy of a flood must not outgrow the cap either. When it
+		// fills, the engine starts it afresh; copyLogs copes (see logs.go).
+		// Said explicitly, because the engine fills unset options from
+		// daemon.json.
+		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
+			"max-size": strconv.FormatInt(p.limits.LogBytes, 10), "max-file": "1", "compress": "false"}},
 		Resources: container.Resources{
 			Memory:     p.limits.MemoryBytes,
 			MemorySwap: p.limits.MemoryBytes, // no swap beyond the memory limit

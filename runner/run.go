@@ -283,7 +283,9 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 				logDone <- copiedLog{size, err}
 			}
 		}()
-		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker)
+		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker, r.cfg.Limits.LogBytes, func() {
+			r.stopFor(ctx, t.ID, containerID, fmt.Sprintf("stopped: its output passed the log cap of %s (limits.logMB); the log ends where it was cut — raise limits.logMB, or ask for less output", humanBytes(r.cfg.Limits.LogBytes)))
+		})
 		logDone <- copiedLog{size, err}
 	}()
 	rn.tracker.startClock(time.Now())
@@ -291,6 +293,7 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 		stopWatchdog := r.watchStall(ctx, t.ID, containerID, rn.tracker)
 		defer stopWatchdog()
 	}
+	defer r.watchState(ctx, t.ID, containerID)()
 	if !t.Deadline.IsZero() {
 		timer := time.AfterFunc(time.Until(t.Deadline), func() {
 			defer func() {
@@ -443,6 +446,56 @@ func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eve
 // maxResultBytes caps how much of Codex's last message becomes the result:
 // the file is the task's to write, as large as it likes.
 const maxResultBytes = 1 << 20
+
+// stateCheckEvery is how often a running task's state directory is
+// measured. A task writing at disk speed passes the cap by what it writes
+// in this time.
+const stateCheckEvery = 2 * time.Second
+
+// watchState stops the task when its state directory and egress directory
+// (bind mounts: no quota holds them) use more than StateBytes on disk,
+// measured without following anything a task made. It returns a function
+// that ends the watch.
+func (r *Runner) watchState(ctx context.Context, id, containerID string) func() {
+	limit := r.cfg.Limits.StateBytes
+	tick := time.NewTicker(stateCheckEvery)
+	quit := make(chan struct{})
+	go func() {
+		defer tick.Stop()
+		defer func() {
+			if p := recover(); p != nil {
+				r.logf("task %s: internal error in the state watch, which ends: %v\n%s", id, p, debug.Stack())
+			}
+		}()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			used, err := treeUsage(r.stateDir(id), limit)
+			if err == nil && used <= limit {
+				var egress int64
+				egress, err = treeUsage(r.egressDir(id), limit-used)
+				used += egress
+			}
+			var reason string
+			switch {
+			case err != nil:
+				reason = fmt.Sprintf("stopped: its state directory (%s) cannot be measured against limits.stateMB: %v", stateMount, err)
+			case used > limit:
+				reason = fmt.Sprintf("stopped: its state directory (%s) uses more than %s on disk (limits.stateMB) — Codex keeps its sessions there; raise limits.stateMB if the task needs more", stateMount, humanBytes(limit))
+			default:
+				continue
+			}
+			r.stopFor(ctx, id, containerID, reason)
+			return
+		}
+	}()
+	return func() { close(quit) }
+}
 
 // stopFor stops a task on the runner's own account, recording why first so
 // that whichever process sees the exit records the reason. The first reason
