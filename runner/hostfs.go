@@ -60,10 +60,12 @@ func splitRel(rel string) ([]string, error) {
 	return strings.Split(rel, string(filepath.Separator)), nil
 }
 
-// openBase opens a trusted directory. Only its last component is refused as
-// a symlink: the path above it is the user's or the server's own.
+// openBase opens a trusted directory: one the server made (the data
+// directory, a task's state directory, whose mount point no task can
+// replace) or checked (the repository root). A symlink the user put on its
+// path is the user's choice, and followed.
 func openBase(base string) (int, error) {
-	fd, err := unix.Open(base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, &os.PathError{Op: "open", Path: base, Err: err}
 	}

@@ -70,7 +70,8 @@ const recordCut = "the summary was cut to fit the record's cap (limits.recordKB)
 // so in the error.
 func fitRecord(t *store.Task, limit int64) {
 	t.Prompt = clipN(t.Prompt, maxPrompt(limit))
-	for _, f := range []*string{&t.ID, &t.WorkingDirectory, &t.RepoRoot, &t.Sandbox, &t.Model, &t.Image,
+	// Not the id: it is the record's key.
+	for _, f := range []*string{&t.WorkingDirectory, &t.RepoRoot, &t.Sandbox, &t.Model, &t.Image,
 		&t.ContainerID, &t.ContainerName, &t.User, &t.Follower} {
 		*f = clipN(*f, maxField)
 	}
