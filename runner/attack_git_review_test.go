@@ -251,7 +251,6 @@ func TestDeeplyNestedSubmodulesAreProtected(t *testing.T) {
 	}
 }
 
-
 // unblockFifo opens a FIFO for writing (without blocking when no one
 // reads) and closes it, so a reader blocked in open gets EOF.
 func unblockFifo(path string) {
@@ -281,7 +280,6 @@ func realCodex(t *testing.T, command string) *harness {
 		c.Egress.ModelHosts = []string{model.HostPort()}
 	})
 }
-
 
 // A race between the launch check and the engine's mount. A
 // danger-full-access task on the same repository (it may not read the

@@ -1,15 +1,15 @@
 package runner
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
-	git "github.com/go-git/go-git/v5"
+	"golang.org/x/sys/unix"
 )
 
 // Codex reports file changes only for its patch tool; edits made through
@@ -29,55 +29,87 @@ const maxHashBytes = 64 << 20
 // status and a fingerprint of its content.
 type worktreeState map[string]string
 
-// snapshotWorktree returns the state of the repository at root, or nil when
-// it cannot be had in time.
-func snapshotWorktree(root string) worktreeState {
-	done := make(chan worktreeState, 1)
+// snapshotWorktree returns the state of the repository at root, or an
+// error that says why there is none: git status took too long, or a task
+// left something in the work tree or .git that codex-connector does not
+// read (a named pipe, a symlink where git wants a file). It leaves no work
+// behind: when the time is up, the scan stops at its next file operation.
+func snapshotWorktree(root string, timeout time.Duration) (worktreeState, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	type scan struct {
+		state worktreeState
+		err   error
+	}
+	done := make(chan scan, 1)
 	go func() {
-		repo, err := git.PlainOpenWithOptions(root, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
-		if err != nil {
-			done <- nil
-			return
-		}
-		wt, err := repo.Worktree()
-		if err != nil {
-			done <- nil
-			return
-		}
-		st, err := wt.Status()
-		if err != nil {
-			done <- nil
-			return
-		}
-		state := worktreeState{}
-		for path, fs := range st {
-			state[path] = string([]byte{byte(fs.Staging), byte(fs.Worktree)}) + fingerprint(filepath.Join(root, path))
-		}
-		done <- state
+		defer func() {
+			// go-git parses what a task may have written into .git.
+			if p := recover(); p != nil {
+				done <- scan{nil, fmt.Errorf("git status failed: internal error: %v", p)}
+			}
+		}()
+		state, err := scanWorktree(ctx, root)
+		done <- scan{state, err}
 	}()
 	select {
 	case s := <-done:
-		return s
-	case <-time.After(statusTimeout):
-		return nil
+		return s.state, s.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("git status took longer than %s", timeout)
 	}
 }
 
-func fingerprint(path string) string {
-	fi, err := os.Lstat(path)
+func scanWorktree(ctx context.Context, root string) (worktreeState, error) {
+	refused := &refusal{}
+	// A refused file explains go-git's error better than go-git does, and
+	// makes a status go-git produced without it worthless.
+	failed := func(err error) error {
+		if r := refused.first(); r != nil {
+			return r
+		}
+		return fmt.Errorf("git status: %w", err)
+	}
+	repo, err := openRepo(ctx, root, refused)
+	if err != nil {
+		return nil, failed(err)
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		return nil, failed(err)
+	}
+	st, err := wt.Status()
+	if err != nil {
+		return nil, failed(err)
+	}
+	if err := refused.first(); err != nil {
+		return nil, err
+	}
+	state := worktreeState{}
+	for path, fs := range st {
+		state[path] = string([]byte{byte(fs.Staging), byte(fs.Worktree)}) + fingerprint(ctx, root, path)
+	}
+	return state, ctx.Err()
+}
+
+// fingerprint tells whether a changed file changed again: a hash of a
+// regular file's content, else what it is, its size and time. Nothing is
+// followed and nothing but a regular file is opened.
+func fingerprint(ctx context.Context, root, rel string) string {
+	st, err := lstatBelow(root, root, rel)
 	if err != nil {
 		return "gone"
 	}
-	if !fi.Mode().IsRegular() || fi.Size() > maxHashBytes {
-		return fi.Mode().String() + fi.ModTime().String() + string(rune(fi.Size()))
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > maxHashBytes {
+		return fmt.Sprintf("%o:%d:%d", st.Mode, st.Size, st.Mtim.Nano())
 	}
-	f, err := os.Open(path)
+	f, _, err := openRegular(root, root, rel)
 	if err != nil {
 		return "unreadable"
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, &repoFile{f: f, ctx: ctx}); err != nil {
 		return "unreadable"
 	}
 	return hex.EncodeToString(h.Sum(nil))

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,4 +74,44 @@ func TestRealCodexTaskEndToEnd(t *testing.T) {
 			t.Fatalf("summary %+v", s)
 		}
 	})
+}
+
+// The real Codex, steered by a hostile model (a prompt injection would do
+// the same), replaces its out directory with a symlink to a directory only
+// root can read on the host. Codex then writes its last message through the
+// symlink inside the container, where that path does not exist; the server
+// must not read the host's file in its place.
+func TestRealCodexCannotLeakAHostFileIntoTheResult(t *testing.T) {
+	ref := imagestest.Codex(t)
+	secretDir, _ := hostSecret(t)
+	model := imagestest.StartModelServer(t, imagestest.Engine(t),
+		imagestest.Turn{Command: "mv /codex-connector/out /codex-connector/out.old && ln -s " + secretDir + " /codex-connector/out && echo planted-by-the-model"},
+		imagestest.Turn{Message: "Nothing to see here."},
+	)
+	h := newHarness(t, func(c *Config) {
+		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
+		c.CodexArgs = model.CodexArgs()
+		c.Env = []string{"OPENAI_API_KEY=dummy"}
+		c.Limits.MemoryBytes = 2 << 30
+		c.Egress.ModelHosts = []string{model.HostPort()}
+	})
+	task := h.startAndWait(t, Spec{Prompt: "tidy up", WorkingDirectory: newRepo(t), Sandbox: WorkspaceWrite, Model: "gpt-5-codex", Timeout: time.Minute})
+	log := readFile(t, h.LogPath(task.ID))
+	// The hostile command ran: Codex sent its output back to the model, and
+	// the symlink is on the host.
+	reqs := model.Requests()
+	if len(reqs) < 2 {
+		t.Fatalf("Codex made %d model requests; the command never ran:\n%s", len(reqs), log)
+	}
+	if body, _ := json.Marshal(reqs[1]); !strings.Contains(string(body), "planted-by-the-model") {
+		t.Fatalf("the command's output never reached the model:\n%s", body)
+	}
+	if m := lstatMode(t, filepath.Join(h.stateDir(task.ID), "out")); m&os.ModeSymlink == 0 {
+		t.Fatalf("out on the host is %v, not the symlink the command made", m)
+	}
+	notLeaked(t, h, task)
+	if !strings.Contains(task.Error, "/codex-connector/out is a symbolic link where a directory belongs") {
+		t.Fatalf("the record does not say why there is no result: %s %q\n%s", task.Status, task.Error, log)
+	}
+	t.Logf("record: %s: %s", task.Status, task.Error)
 }

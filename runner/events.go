@@ -140,7 +140,7 @@ func (t *eventTracker) feed(line []byte) {
 	s := &t.sum
 	switch ev.Type {
 	case "thread.started":
-		s.ThreadID = ev.ThreadID
+		s.ThreadID = clip(ev.ThreadID)
 		t.now = "starting"
 	case "turn.started":
 		t.now = "thinking"
@@ -148,6 +148,7 @@ func (t *eventTracker) feed(line []byte) {
 		if ev.Usage != nil {
 			t.usage = store.Usage(*ev.Usage)
 			s.Usage = t.usage
+			clipSummary(s) // counts a task may fake: never negative
 		}
 		t.now = "finished the turn"
 	case "turn.failed":
@@ -173,12 +174,12 @@ func (t *eventTracker) feed(line []byte) {
 			s.Commands = appendBounded(s.Commands, store.Command{Command: clip(it.Command), ExitCode: it.ExitCode}, maxCommands)
 		case "file_change":
 			for _, c := range it.Changes {
-				if !contains(s.FilesChanged, c.Path) {
-					s.FilesChanged = appendBounded(s.FilesChanged, c.Path, maxFiles)
+				if p := clipN(c.Path, maxPath); !contains(s.FilesChanged, p) {
+					s.FilesChanged = appendBounded(s.FilesChanged, p, maxFiles)
 				}
 			}
 		case "agent_message":
-			s.LastMessage = it.Text
+			s.LastMessage = clipN(it.Text, maxResultInRecord)
 		case "error":
 			s.Errors = appendBounded(s.Errors, clip(it.Message), maxErrors)
 		}
@@ -229,7 +230,7 @@ func describeItem(it *eventItem, started bool) string {
 		return "ran: " + clip(it.Command)
 	case "file_change":
 		if len(it.Changes) == 1 {
-			return fmt.Sprintf("%s %s", changeVerb(it.Changes[0].Kind), it.Changes[0].Path)
+			return fmt.Sprintf("%s %s", changeVerb(it.Changes[0].Kind), clip(it.Changes[0].Path))
 		}
 		return fmt.Sprintf("editing %d files", len(it.Changes))
 	case "agent_message":
@@ -237,7 +238,7 @@ func describeItem(it *eventItem, started bool) string {
 	case "reasoning":
 		return "thinking"
 	case "mcp_tool_call":
-		return fmt.Sprintf("calling tool %s/%s", it.Server, it.Tool)
+		return fmt.Sprintf("calling tool %s/%s", clip(it.Server), clip(it.Tool))
 	case "web_search":
 		return "searching the web: " + clip(it.Query)
 	case "todo_list":
@@ -245,7 +246,7 @@ func describeItem(it *eventItem, started bool) string {
 	case "error":
 		return "error: " + clip(it.Message)
 	}
-	return it.Type
+	return clip(it.Type)
 }
 
 func changeVerb(kind string) string {
@@ -268,7 +269,7 @@ func renderLine(line string) string {
 	}
 	switch ev.Type {
 	case "thread.started":
-		return "codex: session " + ev.ThreadID + " started"
+		return "codex: session " + clip(ev.ThreadID) + " started"
 	case "turn.started", "item.started", "item.updated":
 		return ""
 	case "turn.completed":
@@ -305,7 +306,7 @@ func renderLine(line string) string {
 		}
 		return "codex: " + describeItem(it, false)
 	}
-	return "codex event: " + ev.Type
+	return "codex event: " + clip(ev.Type)
 }
 
 func appendBounded[T any](s []T, v T, max int) []T {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/docker/docker/client"
 )
 
 const testUID, testGID = imagestest.RepoUID, imagestest.RepoGID
@@ -18,19 +20,25 @@ type harness struct {
 	*Runner
 	store *store.Store
 	home  string
+	// stop ends the server as a server exits: its containers run on.
+	stop func()
 }
 
-func newHarness(t testing.TB, mod func(*Config)) *harness {
+func newHarness(t testing.TB, mod func(*Config)) *harness { return newHarnessOn(t, mod, nil) }
+
+// newHarnessOn is newHarness with the engine wrapped by wrap (nil: as it
+// is), for faults a real engine cannot produce on demand. A mod that sets
+// Home makes a second server of that home.
+func newHarnessOn(t testing.TB, mod func(*Config), wrap func(*client.Client) engine) *harness {
 	t.Helper()
-	eng := imagestest.Engine(t)
-	ref := imagestest.FakeCodex(t)
-	home := t.TempDir()
-	st, err := store.Open(filepath.Join(home, "tasks.db"), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	cli := imagestest.Engine(t)
+	var eng engine = cli
+	if wrap != nil {
+		eng = wrap(cli)
 	}
+	ref := imagestest.FakeCodex(t)
 	cfg := Config{
-		Home:       home,
+		Home:       t.TempDir(),
 		Image:      images.Codex{Ref: ref, Version: images.DefaultCodexVersion},
 		MaxRunning: 4,
 		StopGrace:  time.Second,
@@ -43,19 +51,30 @@ func newHarness(t testing.TB, mod func(*Config)) *harness {
 	if mod != nil {
 		mod(&cfg)
 	}
+	st, err := store.Open(filepath.Join(cfg.Home, "tasks.db"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r, err := New(ctx, cfg, eng, st, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go r.Run()
+	h := &harness{Runner: r, store: st, home: cfg.Home}
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			r.Drain()
+		})
+	}
 	t.Cleanup(func() {
-		cancel()
-		r.Drain()
+		h.stop()
 		removeTestContainers(t, r)
 		_ = r.remove(context.Background(), r.proxyName())
 	})
-	return &harness{Runner: r, store: st, home: home}
+	return h
 }
 
 // removeTestContainers removes what a failed test may have left running.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -37,12 +38,18 @@ const oldImageAge = time.Hour
 // state and egress directories, then their record, so that a crash half-way
 // leaves a record to prune again, never files without a record. It returns
 // how many it removed. Queued and running tasks are never touched.
+//
+// A task's directories hold what its container made; removing them never
+// follows a symlink and unlocks directories the task locked. What still
+// cannot be removed keeps its record, with the reason in the record's error,
+// and the other tasks are pruned all the same; the error lists such tasks.
 func (r *Runner) Prune(cutoff time.Time) (int, error) {
 	tasks, _, err := r.store.List(store.Filter{Statuses: []store.Status{store.Completed, store.Failed, store.Cancelled, store.TimedOut}})
 	if err != nil {
 		return 0, fmt.Errorf("prune: %w", err)
 	}
 	n := 0
+	var problems []error
 	for _, t := range tasks {
 		ended := t.FinishedAt
 		if ended.IsZero() {
@@ -51,22 +58,55 @@ func (r *Runner) Prune(cutoff time.Time) (int, error) {
 		if !ended.Before(cutoff) {
 			continue
 		}
-		var errs []error
-		for _, p := range []string{r.LogPath(t.ID), r.ResultPath(t.ID), r.stateDir(t.ID)} {
-			if err := os.RemoveAll(p); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		errs = append(errs, r.removeEgress(t.ID))
-		if err := errors.Join(errs...); err != nil {
-			return n, fmt.Errorf("prune task %s: %w", t.ID, err)
-		}
-		if err := r.store.DeleteFinished(t.ID); err != nil {
-			return n, fmt.Errorf("prune task %s: %w", t.ID, err)
+		if err := r.pruneTask(t.ID); err != nil {
+			problems = append(problems, err)
+			continue
 		}
 		n++
 	}
-	return n, nil
+	return n, errors.Join(problems...)
+}
+
+// pruneNote starts the reason a task that could not be pruned keeps.
+const pruneNote = "retention could not remove all its files: "
+
+// pruneTask removes one ended task's files, then its record. A panic (a
+// record no code path expected) is this task's problem, not the sweep's.
+func (r *Runner) pruneTask(id string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.logf("prune task %s: internal error: %v\n%s", id, p, debug.Stack())
+			err = fmt.Errorf("prune task %s: internal error: %v", id, p)
+		}
+	}()
+	if !store.ValidID(id) {
+		// Never a path made of what a damaged record says.
+		return fmt.Errorf("prune task %q: not a task id; its record is left alone", id)
+	}
+	var errs []error
+	for _, p := range []string{r.LogPath(id), checkpointPath(r.LogPath(id)), r.ResultPath(id), r.stateDir(id)} {
+		if err := removeTree(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := r.removeEgress(id); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		if _, uerr := r.update(id, func(t *store.Task) error {
+			if !strings.Contains(t.Error, pruneNote) {
+				t.Error = joinReason(t.Error, clipN(pruneNote+err.Error(), maxReason))
+			}
+			return nil
+		}); uerr != nil {
+			r.logf("prune task %s: record why it stays: %v", id, uerr)
+		}
+		return fmt.Errorf("prune task %s: %w", id, err)
+	}
+	if err := r.store.DeleteFinished(id); err != nil {
+		return fmt.Errorf("prune task %s: %w", id, err)
+	}
+	return nil
 }
 
 // housekeeping applies the retention, if any, and removes helper

@@ -71,10 +71,35 @@ type Limits struct {
 	Pids        int64
 	// TmpBytes caps the tmpfs at /tmp, where HOME also lives.
 	TmpBytes int64
+	// LogBytes caps the task's log: the copy ends there with a line that
+	// says so, and the task is stopped. The engine's own copy of the output
+	// is capped at the same size.
+	LogBytes int64
+	// StateBytes caps the disk space of the task's state directory (a bind
+	// mount has no quota): the task is stopped when it holds more.
+	StateBytes int64
+	// RecordBytes caps the encoded size of the task's record; summary
+	// fields are clipped to fit.
+	RecordBytes int64
 }
 
 // DefaultLimits fit a developer machine running a few tasks at once.
-var DefaultLimits = Limits{MemoryBytes: 4 << 30, NanoCPUs: 2e9, Pids: 1024, TmpBytes: 1 << 30}
+var DefaultLimits = Limits{MemoryBytes: 4 << 30, NanoCPUs: 2e9, Pids: 1024, TmpBytes: 1 << 30,
+	LogBytes: 256 << 20, StateBytes: 1 << 30, RecordBytes: 256 << 10}
+
+// withDefaults fills the limits left unset (zero) with the defaults.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	for _, f := range []struct{ v, def *int64 }{
+		{&l.MemoryBytes, &d.MemoryBytes}, {&l.NanoCPUs, &d.NanoCPUs}, {&l.Pids, &d.Pids}, {&l.TmpBytes, &d.TmpBytes},
+		{&l.LogBytes, &d.LogBytes}, {&l.StateBytes, &d.StateBytes}, {&l.RecordBytes, &d.RecordBytes},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	return l
+}
 
 // Paths inside every task's container.
 const (
@@ -228,12 +253,13 @@ func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
 		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,exec,nosuid,nodev,size=%d,mode=1777", p.limits.TmpBytes)},
-		// json-file without rotation: the runner re-reads the log from the
-		// start to resume a copy, so the engine must keep all of it until
-		// the container is removed. Said explicitly, because the engine
-		// fills unset options from daemon.json, where users often cap the
-		// size (json-file cannot say "unlimited"; 1 TB never rotates).
-		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "1t", "max-file": "1", "compress": "false"}},
+		// json-file in one file no larger than the task's log cap: the
+		// engine's copy of a flood must not outgrow the cap either. When it
+		// fills, the engine starts it afresh; copyLogs copes (see logs.go).
+		// Said explicitly, because the engine fills unset options from
+		// daemon.json.
+		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
+			"max-size": strconv.FormatInt(p.limits.LogBytes, 10), "max-file": "1", "compress": "false"}},
 		Resources: container.Resources{
 			Memory:     p.limits.MemoryBytes,
 			MemorySwap: p.limits.MemoryBytes, // no swap beyond the memory limit

@@ -69,8 +69,8 @@ func followerGone(follower string) bool {
 // Run keeps this server's leases, reconciles and keeps house until the
 // lifetime ends.
 func (r *Runner) Run() error {
-	r.reconcile(r.lifetime)
-	r.housekeeping(r.lifetime)
+	r.safely("reconcile", func() { r.reconcile(r.lifetime) })
+	r.safely("housekeeping", func() { r.housekeeping(r.lifetime) })
 	renew := time.NewTicker(r.cfg.Lease / 3)
 	defer renew.Stop()
 	sweep := time.NewTicker(r.cfg.Lease / 2)
@@ -82,11 +82,11 @@ func (r *Runner) Run() error {
 		case <-r.lifetime.Done():
 			return nil
 		case <-renew.C:
-			r.renewLeases()
+			r.safely("renew leases", r.renewLeases)
 		case <-sweep.C:
-			r.reconcile(r.lifetime)
+			r.safely("reconcile", func() { r.reconcile(r.lifetime) })
 		case <-tidy.C:
-			r.housekeeping(r.lifetime)
+			r.safely("housekeeping", func() { r.housekeeping(r.lifetime) })
 		}
 	}
 }
@@ -124,6 +124,10 @@ func (r *Runner) reconcile(ctx context.Context) {
 		return a.CreatedAt.Compare(b.CreatedAt)
 	})
 	for _, t := range tasks {
+		if !store.ValidID(t.ID) {
+			r.refuseRecord(t.ID)
+			continue
+		}
 		if r.local(t.ID) != nil {
 			continue
 		}
@@ -149,15 +153,33 @@ func (r *Runner) reconcile(ctx context.Context) {
 		r.wg.Add(1)
 		go func() {
 			defer r.release()
+			defer r.recoverTask(taken.ID)
 			r.adopt(taken)
 		}()
 	}
 	r.removeStrays(ctx)
 }
 
+// refuseRecord fails a queued or running record whose id is not one
+// codex-connector makes: paths and container names are made of the id, so
+// nothing is run or touched for it.
+func (r *Runner) refuseRecord(id string) {
+	_, err := r.update(id, func(t *store.Task) error {
+		if t.Status.Final() {
+			return nil
+		}
+		t.Status, t.FinishedAt = store.Failed, time.Now().UTC()
+		t.Error = "not run: its record's id is not one codex-connector makes (a damaged or hand-made record)"
+		return nil
+	})
+	if err != nil {
+		r.logf("reconcile: refuse the record %.40q: %v", id, err)
+	}
+}
+
 // takeOver claims a task whose follower is gone; nil if another holds it.
 func (r *Runner) takeOver(id string) (*store.Task, error) {
-	t, err := r.store.Update(id, func(t *store.Task) error {
+	t, err := r.update(id, func(t *store.Task) error {
 		// This process's own lapsed lease counts too: it gave the task up
 		// (release1) and may take it again.
 		if t.Status.Final() || (time.Now().Before(t.LeaseUntil) && !followerGone(t.Follower)) {
@@ -245,7 +267,7 @@ func (r *Runner) release1(id string) {
 	delete(r.runs, id)
 	r.mu.Unlock()
 	// End the lease now rather than when it lapses.
-	if _, err := r.store.Update(id, func(t *store.Task) error {
+	if _, err := r.update(id, func(t *store.Task) error {
 		if t.Follower == r.instance {
 			t.LeaseUntil = time.Time{}
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,7 +30,7 @@ var errNotRunnable = errors.New("task is no longer queued")
 // execute claims a queued task and runs it to its end. It returns early,
 // leaving the container running, when the runner's lifetime ends.
 func (r *Runner) execute(id string) {
-	t, err := r.store.Update(id, func(t *store.Task) error {
+	t, err := r.update(id, func(t *store.Task) error {
 		if t.Status != store.Queued || t.CancelRequested {
 			return errNotRunnable
 		}
@@ -55,7 +56,8 @@ func (r *Runner) execute(id string) {
 	}
 	rn := r.track(id)
 	if t.Sandbox != ReadOnly {
-		rn.before, rn.repoRoot = snapshotWorktree(t.RepoRoot), t.RepoRoot
+		rn.repoRoot = t.RepoRoot
+		rn.before, rn.snapshotErr = snapshotWorktree(t.RepoRoot, statusTimeout)
 		hostBefore := scanHostRun(t.RepoRoot)
 		rn.hostBefore = &hostBefore
 	}
@@ -132,7 +134,7 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if err != nil {
 		return "", exitWait{}, engineError("create container for task "+t.ID, err)
 	}
-	t, err = r.store.Update(t.ID, func(t *store.Task) error { t.ContainerID = created.ID; return nil })
+	t, err = r.update(t.ID, func(t *store.Task) error { t.ContainerID = created.ID; return nil })
 	if err != nil {
 		_ = r.remove(ctx, created.ID)
 		return "", exitWait{}, fmt.Errorf("record container of task: %w", err)
@@ -186,7 +188,7 @@ func (r *Runner) unclaim(t *store.Task) {
 
 // backToQueued records a claimed task that never ran as queued again.
 func (r *Runner) backToQueued(id string) error {
-	_, err := r.store.Update(id, func(t *store.Task) error {
+	_, err := r.update(id, func(t *store.Task) error {
 		if t.Status != store.Running {
 			return nil
 		}
@@ -197,26 +199,25 @@ func (r *Runner) backToQueued(id string) error {
 }
 
 // prepareStateDir makes the task's private directory for CODEX_HOME and the
-// last-message file, owned by the container's user.
+// last-message file, owned by the container's user. An earlier attempt's
+// container may have planted symlinks, pipes or locked directories there
+// (a requeued task runs again in the same directory): they are replaced,
+// never followed, so no chown, chmod or removal lands outside it.
 func (r *Runner) prepareStateDir(t *store.Task) (string, error) {
-	dir := r.stateDir(t.ID)
+	runs := filepath.Join(r.cfg.Home, "runs")
 	uid, gid := splitUser(t.User)
-	for _, d := range []string{dir, filepath.Join(dir, "codex-home"), filepath.Join(dir, "out")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return "", fmt.Errorf("create state directory of task %s: %w", t.ID, err)
-		}
-		if os.Geteuid() == 0 {
-			if err := os.Chown(d, uid, gid); err != nil {
-				return "", fmt.Errorf("hand state directory of task %s to %s: %w", t.ID, t.User, err)
-			}
+	chown := os.Geteuid() == 0
+	for _, rel := range []string{t.ID, filepath.Join(t.ID, "codex-home"), filepath.Join(t.ID, "out")} {
+		if err := ensureDir(runs, rel, 0o700, chown, uid, gid); err != nil {
+			return "", fmt.Errorf("prepare the state directory of task %s (as %s): %w", t.ID, t.User, err)
 		}
 	}
 	// A stale last message from an earlier attempt must not become this
 	// attempt's result.
-	if err := os.Remove(filepath.Join(dir, "out", "last-message.txt")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", err
+	if err := removeBelow(runs, filepath.Join(t.ID, "out", "last-message.txt")); err != nil {
+		return "", fmt.Errorf("prepare the state directory of task %s: %w", t.ID, err)
 	}
-	return dir, nil
+	return r.stateDir(t.ID), nil
 }
 
 func splitUser(user string) (int, int) {
@@ -285,7 +286,23 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 	}
 	logDone := make(chan copiedLog, 1)
 	go func() {
-		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker)
+		defer func() {
+			// What a task prints must not take the server down: the copy
+			// ends, the task is stopped, and the record says why.
+			if p := recover(); p != nil {
+				r.logf("task %s: internal error while copying the log: %v\n%s", t.ID, p, debug.Stack())
+				size := int64(0)
+				if fi, err := os.Stat(r.LogPath(t.ID)); err == nil {
+					size = fi.Size()
+				}
+				err := fmt.Errorf("internal error while copying it: %v", p)
+				r.stopFor(ctx, t.ID, containerID, "stopped: codex-connector could not copy its log ("+err.Error()+")")
+				logDone <- copiedLog{size, err}
+			}
+		}()
+		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker, r.cfg.Limits.LogBytes, func() {
+			r.stopFor(ctx, t.ID, containerID, fmt.Sprintf("stopped: its output passed the log cap of %s (limits.logMB); the log ends where it was cut — raise limits.logMB, or ask for less output", humanBytes(r.cfg.Limits.LogBytes)))
+		})
 		logDone <- copiedLog{size, err}
 	}()
 	rn.tracker.startClock(time.Now())
@@ -293,8 +310,14 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 		stopWatchdog := r.watchStall(ctx, t.ID, containerID, rn.tracker)
 		defer stopWatchdog()
 	}
+	defer r.watchState(ctx, t.ID, containerID)()
 	if !t.Deadline.IsZero() {
 		timer := time.AfterFunc(time.Until(t.Deadline), func() {
+			defer func() {
+				if p := recover(); p != nil {
+					r.logf("task %s: internal error at the deadline: %v\n%s", t.ID, p, debug.Stack())
+				}
+			}()
 			if err := r.stop(ctx, containerID); err != nil {
 				r.logf("task %s: stop at deadline: %v", t.ID, err)
 			}
@@ -335,11 +358,16 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 	result, resultErr := r.copyResult(id)
 	sum := rn.tracker.summary()
 	turnErr := rn.tracker.failure()
-	if rn.before != nil {
-		for _, p := range changedPaths(rn.before, snapshotWorktree(rn.repoRoot)) {
+	var changesErr error
+	if rn.repoRoot != "" {
+		after, err := snapshotWorktree(rn.repoRoot, statusTimeout)
+		for _, p := range changedPaths(rn.before, after) {
 			if !contains(sum.FilesChanged, p) {
-				sum.FilesChanged = appendBounded(sum.FilesChanged, p, maxFiles)
+				sum.FilesChanged = appendBounded(sum.FilesChanged, clipN(p, maxPath), maxFiles)
 			}
+		}
+		if changesErr = rn.snapshotErr; changesErr == nil {
+			changesErr = err
 		}
 	}
 	var hostAfter *hostRunState
@@ -348,7 +376,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		hostAfter = &after
 	}
 	sum.HostRunFiles = hostRunFiles(rn.hostBefore, hostAfter, sum.FilesChanged)
-	_, err := r.store.Update(id, func(t *store.Task) error {
+	_, err := r.update(id, func(t *store.Task) error {
 		now := time.Now().UTC()
 		t.FinishedAt = now
 		t.ExitCode = &code
@@ -381,7 +409,10 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 			t.Error = joinReason(t.Error, fmt.Sprintf("the log is incomplete: %v", logErr)+r.diskHint(logErr))
 		}
 		if resultErr != nil {
-			t.Error = joinReason(t.Error, fmt.Sprintf("the result could not be saved: %v", resultErr)+r.diskHint(resultErr))
+			t.Error = joinReason(t.Error, resultErr.Error()+r.diskHint(resultErr))
+		}
+		if changesErr != nil {
+			t.Error = joinReason(t.Error, clipN("the files changed are only those Codex reported: "+changesErr.Error(), maxReason))
 		}
 		return nil
 	})
@@ -409,6 +440,11 @@ func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eve
 	quit := make(chan struct{})
 	go func() {
 		defer tick.Stop()
+		defer func() {
+			if p := recover(); p != nil {
+				r.logf("task %s: internal error in the stall watch, which ends: %v\n%s", id, p, debug.Stack())
+			}
+		}()
 		for {
 			select {
 			case <-quit:
@@ -422,17 +458,7 @@ func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eve
 				}
 				reason := fmt.Sprintf("stalled: Codex made no progress for %s (last: %s) — check that the model API is reachable from the container and the credentials work, or raise stallTimeout",
 					stalled.Round(time.Second), clip(tr.lastWord()))
-				if _, err := r.store.Update(id, func(t *store.Task) error {
-					if t.StopReason == "" {
-						t.StopReason = reason
-					}
-					return nil
-				}); err != nil {
-					r.logf("task %s: record stall: %v", id, err)
-				}
-				if err := r.stop(ctx, containerID); err != nil {
-					r.logf("task %s: stop stalled container: %v", id, err)
-				}
+				r.stopFor(ctx, id, containerID, reason)
 				return
 			}
 		}
@@ -440,17 +466,98 @@ func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eve
 	return func() { close(quit) }
 }
 
+// maxResultBytes caps how much of Codex's last message becomes the result:
+// the file is the task's to write, as large as it likes.
+const maxResultBytes = 1 << 20
+
+// stateCheckEvery is how often a running task's state directory is
+// measured. A task writing at disk speed passes the cap by what it writes
+// in this time.
+const stateCheckEvery = 2 * time.Second
+
+// watchState stops the task when its state directory and egress directory
+// (bind mounts: no quota holds them) use more than StateBytes on disk,
+// measured without following anything a task made. It returns a function
+// that ends the watch.
+func (r *Runner) watchState(ctx context.Context, id, containerID string) func() {
+	limit := r.cfg.Limits.StateBytes
+	tick := time.NewTicker(stateCheckEvery)
+	quit := make(chan struct{})
+	go func() {
+		defer tick.Stop()
+		defer func() {
+			if p := recover(); p != nil {
+				r.logf("task %s: internal error in the state watch, which ends: %v\n%s", id, p, debug.Stack())
+			}
+		}()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			// The state directory is the task's only writable mount
+			// outside the repository: its egress socket directory is
+			// read-only to it.
+			used, err := treeUsage(r.stateDir(id), limit)
+			var reason string
+			switch {
+			case err != nil:
+				reason = fmt.Sprintf("stopped: its state directory (%s) cannot be measured against limits.stateMB: %v", stateMount, err)
+			case used > limit:
+				reason = fmt.Sprintf("stopped: its state directory (%s) uses more than %s on disk (limits.stateMB) — Codex keeps its sessions there; raise limits.stateMB if the task needs more", stateMount, humanBytes(limit))
+			default:
+				continue
+			}
+			r.stopFor(ctx, id, containerID, reason)
+			return
+		}
+	}()
+	return func() { close(quit) }
+}
+
+// stopFor stops a task on the runner's own account, recording why first so
+// that whichever process sees the exit records the reason. The first reason
+// stays.
+func (r *Runner) stopFor(ctx context.Context, id, containerID, reason string) {
+	if _, err := r.update(id, func(t *store.Task) error {
+		if t.StopReason == "" {
+			t.StopReason = clipN(reason, maxReason)
+		}
+		return nil
+	}); err != nil {
+		r.logf("task %s: record why it is stopped (%s): %v", id, reason, err)
+	}
+	if err := r.stop(ctx, containerID); err != nil {
+		r.logf("task %s: stop (%s): %v", id, reason, err)
+	}
+}
+
 // copyResult copies Codex's last message from the task's state directory to
-// the result file, atomically: a reader never sees half a result.
+// the result file, atomically: a reader never sees half a result. The task
+// can write that file, so it is read as readRegular reads: a symlink, a
+// pipe or anything but a regular file is refused, and a huge one is cut.
+// The error says what went wrong, as a reason for the record.
 func (r *Runner) copyResult(id string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(r.stateDir(id), "out", "last-message.txt"))
-	if errors.Is(err, os.ErrNotExist) {
+	data, size, err := readRegular(r.stateDir(id), stateMount, "out/last-message.txt", maxResultBytes)
+	var unsafe *unsafeFile
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return "", nil // Codex ended before it had a last message
+	case errors.As(err, &unsafe):
+		return "", fmt.Errorf("the result was refused: %w (the task made it so)", err)
+	case err != nil:
+		return "", fmt.Errorf("the result could not be saved: %w", err)
 	}
-	if err != nil {
-		return "", fmt.Errorf("read last message: %w", err)
+	if err := writeFileAtomic(r.ResultPath(id), data); err != nil {
+		return string(data), fmt.Errorf("the result could not be saved: %w", err)
 	}
-	return string(data), writeFileAtomic(r.ResultPath(id), data)
+	if size > int64(len(data)) {
+		return string(data), fmt.Errorf("the result was cut: Codex's last message is %s; the result keeps its first %s", humanBytes(size), humanBytes(maxResultBytes))
+	}
+	return string(data), nil
 }
 
 func writeFileAtomic(path string, data []byte) error {
@@ -476,7 +583,7 @@ func writeFileAtomic(path string, data []byte) error {
 
 // fail records that a task could not run to its end, with the reason.
 func (r *Runner) fail(id string, cause error) {
-	_, err := r.store.Update(id, func(t *store.Task) error {
+	_, err := r.update(id, func(t *store.Task) error {
 		if t.Status.Final() {
 			return nil
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -100,6 +101,8 @@ type run struct {
 	// which files it changed; nil when unknown or the repo is read-only.
 	before   worktreeState
 	repoRoot string
+	// snapshotErr says why before is nil.
+	snapshotErr error
 	// hostBefore fingerprints the host-run files when the run began; nil
 	// when unknown or the repo is read-only.
 	hostBefore *hostRunState
@@ -117,9 +120,7 @@ func New(lifetime context.Context, cfg Config, eng engine, st *store.Store, logf
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 10 * time.Second
 	}
-	if cfg.Limits == (Limits{}) {
-		cfg.Limits = DefaultLimits
-	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.Lease <= 0 {
 		cfg.Lease = DefaultLease
 	}
@@ -160,6 +161,9 @@ func (r *Runner) stateDir(id string) string { return filepath.Join(r.cfg.Home, "
 func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if strings.TrimSpace(spec.Prompt) == "" {
 		return nil, invalid("task is empty: say what Codex should do")
+	}
+	if err := r.checkPrompt(spec.Prompt); err != nil {
+		return nil, err
 	}
 	sandbox, err := r.sandboxFor(spec.Sandbox)
 	if err != nil {
@@ -227,6 +231,7 @@ func (r *Runner) dispatchLocked() {
 		r.wg.Add(1)
 		go func() {
 			defer r.release()
+			defer r.recoverTask(id)
 			r.execute(id)
 		}()
 	}
@@ -249,6 +254,44 @@ func (r *Runner) dequeue(id string) {
 			return
 		}
 	}
+}
+
+// recoverTask, deferred at the top of every goroutine that runs or follows a
+// task, ends a task whose goroutine panicked: a record or an output no code
+// path expected fails that task, with the reason, and stops its container —
+// it never takes the server down, nor, at their next start, every server
+// that would adopt the task again.
+func (r *Runner) recoverTask(id string) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	r.logf("task %s: internal error: %v\n%s", id, p, debug.Stack())
+	defer func() {
+		if p := recover(); p != nil {
+			r.logf("task %s: record the internal error: %v", id, p)
+			r.ended(id)
+		}
+	}()
+	if t, err := r.store.Get(id); err == nil && !t.Status.Final() && t.ContainerName != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StopGrace+30*time.Second)
+		if err := r.stop(ctx, t.ContainerName); err != nil {
+			r.logf("task %s: stop after an internal error: %v", id, err)
+		}
+		cancel()
+	}
+	r.fail(id, fmt.Errorf("internal error in codex-connector: %v — the task was stopped; please report this, with the server's log", p))
+}
+
+// safely runs one round of the runner's own work (a reconcile, a sweep);
+// a panic there is logged and the next round runs all the same.
+func (r *Runner) safely(what string, fn func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.logf("%s: internal error: %v\n%s", what, p, debug.Stack())
+		}
+	}()
+	fn()
 }
 
 // ended tells waiters in this process that the task reached a final status.
@@ -327,7 +370,7 @@ func (r *Runner) Cancel(ctx context.Context, id string) (*store.Task, error) {
 	if err != nil || t.Status.Final() {
 		return t, err
 	}
-	t, err = r.store.Update(id, func(t *store.Task) error {
+	t, err = r.update(id, func(t *store.Task) error {
 		if t.Status.Final() {
 			return nil
 		}

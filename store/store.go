@@ -279,6 +279,11 @@ func decode(id string, data []byte) (*Task, error) {
 	if t.Version > SchemaVersion {
 		return nil, fmt.Errorf("task %s: record has schema version %d, newer than this codex-connector understands: upgrade codex-connector", id, t.Version)
 	}
+	if t.ID != id {
+		// Paths and container names are made of the id: a record that names
+		// another task must not lead anywhere.
+		return nil, fmt.Errorf("task %s: record is corrupt (it names task %.40q); it is kept as it is in the database", id, t.ID)
+	}
 	return &t, nil
 }
 

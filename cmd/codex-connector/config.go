@@ -80,6 +80,11 @@ type fileConfig struct {
 		CPUs     float64 `json:"cpus"`
 		Pids     int64   `json:"pids"`
 		TmpMB    int     `json:"tmpMB"`
+		// LogMB caps a task's log (and the engine's copy of its output);
+		// StateMB its state directory; RecordKB its record.
+		LogMB    int `json:"logMB"`
+		StateMB  int `json:"stateMB"`
+		RecordKB int `json:"recordKB"`
 	} `json:"limits"`
 }
 
@@ -98,6 +103,32 @@ var envNames = []string{
 	"CODEX_CONNECTOR_RETENTION      remove tasks (record, log, result) this long after they ended, e.g. 30d (default: keep)",
 	"CODEX_CONNECTOR_LOCK_TIMEOUT   how long a call waits for another server's hold on tasks.db (default 5s)",
 	"CODEX_CONNECTOR_MAX_SANDBOX    the highest sandbox level a caller may ask for: read-only, workspace-write or danger-full-access (default)",
+	"CODEX_CONNECTOR_LOG_MB         stop a task whose log passes this many MiB; the engine keeps no more either (default 256)",
+	"CODEX_CONNECTOR_STATE_MB       stop a task whose state directory passes this many MiB on disk (default 1024)",
+	"CODEX_CONNECTOR_RECORD_KB      the most a task's record holds, in KiB; its summary is clipped to fit (default 256)",
+}
+
+// sizeLimits are the limits set in whole units, in config.json and the
+// environment alike: name in the file, variable, unit, the least allowed.
+var sizeLimits = []struct {
+	field, env string
+	unit, min  int64
+	dst        func(*runner.Limits) *int64
+}{
+	{"limits.logMB", "CODEX_CONNECTOR_LOG_MB", 1 << 20, 1, func(l *runner.Limits) *int64 { return &l.LogBytes }},
+	{"limits.stateMB", "CODEX_CONNECTOR_STATE_MB", 1 << 20, 1, func(l *runner.Limits) *int64 { return &l.StateBytes }},
+	// A record holds the task text (up to a quarter of it) beside the summary.
+	{"limits.recordKB", "CODEX_CONNECTOR_RECORD_KB", 1 << 10, 16, func(l *runner.Limits) *int64 { return &l.RecordBytes }},
+}
+
+// setSize applies a size limit of n units, refusing one below its least.
+func setSize(l *runner.Limits, i int, n int64) error {
+	s := sizeLimits[i]
+	if n < s.min || n > (1<<62)/s.unit {
+		return fmt.Errorf("want a whole number of at least %d, got %d", s.min, n)
+	}
+	*s.dst(l) = n * s.unit
+	return nil
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -237,6 +268,14 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if f.Limits.TmpMB > 0 {
 		c.Limits.TmpBytes = int64(f.Limits.TmpMB) << 20
 	}
+	for i, n := range []int{f.Limits.LogMB, f.Limits.StateMB, f.Limits.RecordKB} {
+		if n == 0 {
+			continue // unset: the default
+		}
+		if err := setSize(&c.Limits, i, int64(n)); err != nil {
+			return bad(sizeLimits[i].field, err)
+		}
+	}
 	return nil
 }
 
@@ -274,6 +313,21 @@ func (c *config) applyEnv(getenv func(string) string) error {
 	}
 	if err := setDuration(&c.LockTimeout, getenv("CODEX_CONNECTOR_LOCK_TIMEOUT"), false); err != nil {
 		return fmt.Errorf("CODEX_CONNECTOR_LOCK_TIMEOUT: %w", err)
+	}
+	for i, s := range sizeLimits {
+		v := getenv(s.env)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			err = fmt.Errorf("want a whole number of at least %d, got %q", s.min, v)
+		} else {
+			err = setSize(&c.Limits, i, n)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.env, err)
+		}
 	}
 	return nil
 }

@@ -113,6 +113,50 @@ func TestRetention(t *testing.T) {
 	}
 }
 
+func TestSizeLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name, file         string
+		env                map[string]string
+		log, state, record int64
+	}{
+		{"defaults", `{}`, nil, 256 << 20, 1 << 30, 256 << 10},
+		{"from the file", `{"limits": {"logMB": 64, "stateMB": 512, "recordKB": 128}}`, nil, 64 << 20, 512 << 20, 128 << 10},
+		{"the environment wins", `{"limits": {"logMB": 64, "stateMB": 512}}`,
+			map[string]string{"CODEX_CONNECTOR_LOG_MB": "32", "CODEX_CONNECTOR_RECORD_KB": "64"}, 32 << 20, 512 << 20, 64 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			writeConfig(t, home, tc.file)
+			env := map[string]string{"CODEX_CONNECTOR_HOME": home}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			c, err := loadConfig(envOf(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Limits.LogBytes != tc.log || c.Limits.StateBytes != tc.state || c.Limits.RecordBytes != tc.record {
+				t.Fatalf("log %d, state %d, record %d; want %d, %d, %d", c.Limits.LogBytes, c.Limits.StateBytes, c.Limits.RecordBytes, tc.log, tc.state, tc.record)
+			}
+		})
+	}
+	for _, tc := range []struct{ name, file, envName, envValue, want string }{
+		{"a negative log cap", `{"limits": {"logMB": -1}}`, "", "", "limits.logMB: want a whole number of at least 1"},
+		{"a record too small for its task text", `{"limits": {"recordKB": 8}}`, "", "", "limits.recordKB: want a whole number of at least 16"},
+		{"a state cap that is no number", `{}`, "CODEX_CONNECTOR_STATE_MB", "lots", `CODEX_CONNECTOR_STATE_MB: want a whole number of at least 1, got "lots"`},
+		{"a log cap of zero in the environment", `{}`, "CODEX_CONNECTOR_LOG_MB", "0", "CODEX_CONNECTOR_LOG_MB: want a whole number of at least 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			writeConfig(t, home, tc.file)
+			_, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home, tc.envName: tc.envValue}))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestMaxSandbox(t *testing.T) {
 	for _, tc := range []struct {
 		name, file, env, want, err string

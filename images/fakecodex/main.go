@@ -33,11 +33,13 @@
 //	symlink TARGET LINK make LINK point at TARGET
 //	mkfifo PATH         make a named pipe
 //	mkdir PATH MODE     make a directory with an octal MODE (e.g. 000)
+//	chmod PATH MODE     set the octal MODE of PATH (e.g. 000 to lock a full directory)
 //	rename OLD NEW      rename OLD to NEW
 //	remove PATH         remove PATH and everything under it
 //	sparse PATH SIZE    make a sparse file of SIZE bytes
 //	fill PATH BYTES     write BYTES real bytes to PATH
 //	rawout TEXT         write TEXT and a newline to /proc/1/fd/1, the container's stdout
+//	kill                end at once by SIGKILL, as a task that kills Codex: no final message
 //	conns HOST:PORT N DURATION  open N CONNECT tunnels through HTTPS_PROXY and hold them for DURATION
 //
 // A prompt whose first word is not a step is answered with a message.
@@ -377,6 +379,13 @@ func (s *state) step(verb, rest string) bool {
 			err = os.Chmod(path, os.FileMode(mode))
 		}
 		s.report("mkdir "+path, err)
+	case "chmod":
+		path, modeText, _ := strings.Cut(rest, " ")
+		mode, _ := strconv.ParseUint(modeText, 8, 32)
+		s.report("chmod "+path, os.Chmod(path, os.FileMode(mode)))
+	case "kill":
+		out.Flush()
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	case "rename":
 		from, to, _ := strings.Cut(rest, " ")
 		s.report("rename "+from, os.Rename(from, to))

@@ -1,0 +1,233 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/go-git/go-billy/v5"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
+)
+
+// go-git reads the work tree and .git through the plain filesystem, and a
+// task writes both: a named pipe as .git/HEAD, .git/config or .git/index
+// (or as .git itself) blocks its open forever, as measured with go-git
+// 5.19, and a huge file keeps it hashing long after a timeout gave up on
+// it. repoFS is go-git's filesystem instead: every open goes through
+// hostfs (no symlink followed, regular files only, never blocking), nothing
+// is written, and once its context ends every call fails, so a status that
+// outlives its timeout stops at its next file operation instead of running
+// on in the background.
+type repoFS struct {
+	ctx context.Context
+	// refused keeps the first file refused, shared by all views of one
+	// repository: go-git may take it for a missing file and carry on with a
+	// wrong status, which is then reported as no status, with why.
+	refused *refusal
+	base    string // trusted: the repository root, or a git directory
+	// prefix is below base, after Chroot; its components are walked
+	// without following symlinks like any other.
+	prefix string
+}
+
+func (fs *repoFS) rel(name string) string {
+	return filepath.Join(fs.prefix, filepath.FromSlash(name))
+}
+
+var errRepoFSReadOnly = errors.New("codex-connector reads repositories only")
+
+type refusal struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (r *refusal) note(err error) error {
+	var unsafe *unsafeFile
+	if errors.As(err, &unsafe) {
+		r.mu.Lock()
+		if r.err == nil {
+			r.err = err
+		}
+		r.mu.Unlock()
+	}
+	return err
+}
+
+func (r *refusal) first() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (fs *repoFS) Open(name string) (billy.File, error) { return fs.OpenFile(name, os.O_RDONLY, 0) }
+
+func (fs *repoFS) OpenFile(name string, flag int, _ os.FileMode) (billy.File, error) {
+	if err := fs.ctx.Err(); err != nil {
+		return nil, err
+	}
+	if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND) != 0 {
+		return nil, &os.PathError{Op: "open", Path: name, Err: errRepoFSReadOnly}
+	}
+	f, _, err := openRegular(fs.base, fs.base, fs.rel(name))
+	if err != nil {
+		return nil, fs.refused.note(err)
+	}
+	return &repoFile{f: f, ctx: fs.ctx, name: name}, nil
+}
+
+func (fs *repoFS) Create(name string) (billy.File, error) {
+	return nil, &os.PathError{Op: "create", Path: name, Err: errRepoFSReadOnly}
+}
+
+func (fs *repoFS) TempFile(dir, _ string) (billy.File, error) {
+	return nil, &os.PathError{Op: "create", Path: dir, Err: errRepoFSReadOnly}
+}
+
+func (fs *repoFS) Rename(from, _ string) error {
+	return &os.PathError{Op: "rename", Path: from, Err: errRepoFSReadOnly}
+}
+
+func (fs *repoFS) Remove(name string) error {
+	return &os.PathError{Op: "remove", Path: name, Err: errRepoFSReadOnly}
+}
+
+func (fs *repoFS) MkdirAll(name string, _ os.FileMode) error {
+	return &os.PathError{Op: "mkdir", Path: name, Err: errRepoFSReadOnly}
+}
+
+func (fs *repoFS) Symlink(_, link string) error {
+	return &os.PathError{Op: "symlink", Path: link, Err: errRepoFSReadOnly}
+}
+
+// Stat does not follow a symlink either: what go-git then finds is a
+// symlink where it wanted a file or directory, and it says so.
+func (fs *repoFS) Stat(name string) (os.FileInfo, error) { return fs.Lstat(name) }
+
+func (fs *repoFS) Lstat(name string) (os.FileInfo, error) {
+	if err := fs.ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := lstatBelow(fs.base, fs.base, fs.rel(name))
+	if err != nil {
+		return nil, fs.refused.note(err)
+	}
+	return statInfo{filepath.Base(filepath.Join("/", name)), st}, nil
+}
+
+func (fs *repoFS) ReadDir(name string) ([]os.FileInfo, error) {
+	if err := fs.ctx.Err(); err != nil {
+		return nil, err
+	}
+	infos, err := readDirBelow(fs.base, fs.base, fs.rel(name), fs.ctx.Err)
+	return infos, fs.refused.note(err)
+}
+
+func (fs *repoFS) Readlink(name string) (string, error) {
+	if err := fs.ctx.Err(); err != nil {
+		return "", err
+	}
+	s, err := readlinkBelow(fs.base, fs.base, fs.rel(name))
+	return s, fs.refused.note(err)
+}
+
+func (fs *repoFS) Join(elem ...string) string { return filepath.Join(elem...) }
+
+func (fs *repoFS) Chroot(name string) (billy.Filesystem, error) {
+	return &repoFS{ctx: fs.ctx, refused: fs.refused, base: fs.base, prefix: fs.rel(name)}, nil
+}
+
+func (fs *repoFS) Root() string { return filepath.Join(fs.base, fs.prefix) }
+
+// Capabilities say read-only, so that go-git opens even packed-refs for
+// reading only.
+func (fs *repoFS) Capabilities() billy.Capability {
+	return billy.ReadCapability | billy.SeekCapability
+}
+
+// repoFile is a regular file opened by repoFS; its reads stop when the
+// context ends. It does not embed *os.File: io.Copy would use the file's
+// WriteTo and read past the context.
+type repoFile struct {
+	f    *os.File
+	ctx  context.Context
+	name string
+}
+
+func (f *repoFile) Name() string { return f.name }
+func (f *repoFile) Close() error { return f.f.Close() }
+
+func (f *repoFile) Seek(off int64, whence int) (int64, error) { return f.f.Seek(off, whence) }
+
+func (f *repoFile) Read(p []byte) (int, error) {
+	if err := f.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return f.f.Read(p)
+}
+
+func (f *repoFile) ReadAt(p []byte, off int64) (int, error) {
+	if err := f.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return f.f.ReadAt(p, off)
+}
+
+func (f *repoFile) Write([]byte) (int, error) { return 0, errRepoFSReadOnly }
+func (f *repoFile) Truncate(int64) error      { return errRepoFSReadOnly }
+func (f *repoFile) Lock() error               { return nil }
+func (f *repoFile) Unlock() error             { return nil }
+
+// maxGitFileBytes bounds a .git file (the gitdir pointer) and commondir.
+const maxGitFileBytes = 64 << 10
+
+// openRepo opens the repository whose work tree is root with go-git, every
+// file of it read through repoFS. It follows .git as a file ("gitdir:") and
+// commondir, as git does; .git as a symlink is refused. refused collects
+// what repoFS would not read.
+func openRepo(ctx context.Context, root string, refused *refusal) (*git.Repository, error) {
+	st, err := lstatBelow(root, root, ".git")
+	if err != nil {
+		return nil, fmt.Errorf("open the git repository at %s: %w", root, err)
+	}
+	var gitDir string
+	switch info := (statInfo{".git", st}); {
+	case info.IsDir():
+		gitDir = filepath.Join(root, ".git")
+	case info.Mode().IsRegular():
+		data, _, err := readRegular(root, root, ".git", maxGitFileBytes)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", filepath.Join(root, ".git"), err)
+		}
+		dir, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir:")
+		if !ok {
+			return nil, fmt.Errorf("%s has no gitdir line", filepath.Join(root, ".git"))
+		}
+		gitDir = strings.TrimSpace(strings.SplitN(dir, "\n", 2)[0])
+		if !filepath.IsAbs(gitDir) {
+			gitDir = filepath.Join(root, gitDir)
+		}
+	default:
+		return nil, &unsafeFile{filepath.Join(root, ".git"), "is " + kindOf(st.Mode) + "; codex-connector does not follow it"}
+	}
+	dot := billy.Filesystem(&repoFS{ctx: ctx, refused: refused, base: gitDir})
+	data, _, err := readRegular(gitDir, gitDir, "commondir", maxGitFileBytes)
+	switch {
+	case err == nil:
+		common := strings.TrimSpace(string(data))
+		if !filepath.IsAbs(common) {
+			common = filepath.Join(gitDir, common)
+		}
+		dot = dotgit.NewRepositoryFilesystem(dot, &repoFS{ctx: ctx, refused: refused, base: common})
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(gitDir, "commondir"), err)
+	}
+	storage := filesystem.NewStorageWithOptions(dot, cache.NewObjectLRUDefault(), filesystem.Options{})
+	return git.Open(storage, &repoFS{ctx: ctx, refused: refused, base: root})
+}

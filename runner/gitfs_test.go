@@ -1,0 +1,119 @@
+package runner
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// committedRepo makes a repository with one committed file, tracked.txt.
+func committedRepo(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	repo, err := git.PlainInit(dir, false)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, "tracked.txt"), []byte("v1\n"), 0o644))
+	wt, err := repo.Worktree()
+	must(t, err)
+	_, err = wt.Add("tracked.txt")
+	must(t, err)
+	_, err = wt.Commit("first", &git.CommitOptions{Author: &object.Signature{Name: "t", Email: "t@example.com", When: time.Now()}})
+	must(t, err)
+	return dir
+}
+
+// waitGoroutines waits until no more goroutines run than before: a scan
+// given up on must not go on in the background.
+func waitGoroutines(t *testing.T, before int) {
+	t.Helper()
+	for i := 0; runtime.NumGoroutine() > before; i++ {
+		if i > 500 {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left behind:\n%s", runtime.NumGoroutine()-before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// What a task can leave in a repository does not make the host's git
+// status hang, leak or read past it: measured with go-git 5.19, a named
+// pipe as .git/HEAD, .git/config, .git/index or .git blocked its open
+// forever.
+func TestSnapshotOfAHostileRepository(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, dir string)
+		want  string
+	}{
+		{"a named pipe as .git/HEAD", func(t *testing.T, dir string) {
+			must(t, os.Remove(filepath.Join(dir, ".git", "HEAD")))
+			mustMkfifo(t, filepath.Join(dir, ".git", "HEAD"))
+		}, "HEAD is a named pipe"},
+		{"a named pipe as .git/config", func(t *testing.T, dir string) {
+			must(t, os.Remove(filepath.Join(dir, ".git", "config")))
+			mustMkfifo(t, filepath.Join(dir, ".git", "config"))
+		}, "config is a named pipe"},
+		{"a named pipe as .git/index", func(t *testing.T, dir string) {
+			must(t, os.Remove(filepath.Join(dir, ".git", "index")))
+			mustMkfifo(t, filepath.Join(dir, ".git", "index"))
+		}, "index is a named pipe"},
+		{"a named pipe as .git", func(t *testing.T, dir string) {
+			must(t, os.RemoveAll(filepath.Join(dir, ".git")))
+			mustMkfifo(t, filepath.Join(dir, ".git"))
+		}, ".git is a named pipe"},
+		{"a symlink as .git/index, to an endless device", func(t *testing.T, dir string) {
+			must(t, os.Remove(filepath.Join(dir, ".git", "index")))
+			mustSymlink(t, "/dev/zero", filepath.Join(dir, ".git", "index"))
+		}, "index is a symbolic link"},
+		{"a symlink as .git/refs, to another repository", func(t *testing.T, dir string) {
+			other := committedRepo(t)
+			must(t, os.RemoveAll(filepath.Join(dir, ".git", "refs")))
+			mustSymlink(t, filepath.Join(other, ".git", "refs"), filepath.Join(dir, ".git", "refs"))
+		}, "refs is a symbolic link"},
+		{"a huge file in place of a tracked one", func(t *testing.T, dir string) {
+			must(t, os.Truncate(filepath.Join(dir, "tracked.txt"), 1<<40))
+		}, "took longer than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := committedRepo(t)
+			tc.plant(t, dir)
+			before := runtime.NumGoroutine()
+			state, err := snapshotWorktree(dir, time.Second)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, %v; want an error saying %q", state, err, tc.want)
+			}
+			waitGoroutines(t, before)
+		})
+	}
+	t.Run("a named pipe in place of a tracked file is a change, not a hang", func(t *testing.T) {
+		dir := committedRepo(t)
+		before, err := snapshotWorktree(dir, 10*time.Second)
+		must(t, err)
+		must(t, os.Remove(filepath.Join(dir, "tracked.txt")))
+		mustMkfifo(t, filepath.Join(dir, "tracked.txt"))
+		mustMkfifo(t, filepath.Join(dir, "new-pipe"))
+		after, err := snapshotWorktree(dir, 10*time.Second)
+		must(t, err)
+		if got := changedPaths(before, after); strings.Join(got, ",") != "new-pipe,tracked.txt" {
+			t.Fatalf("changed %q", got)
+		}
+	})
+	t.Run("an ordinary repository still shows its changes", func(t *testing.T) {
+		dir := committedRepo(t)
+		before, err := snapshotWorktree(dir, 10*time.Second)
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(dir, "tracked.txt"), []byte("v2\n"), 0o644))
+		must(t, os.WriteFile(filepath.Join(dir, "new.txt"), []byte("x\n"), 0o644))
+		after, err := snapshotWorktree(dir, 10*time.Second)
+		must(t, err)
+		if got := changedPaths(before, after); strings.Join(got, ",") != "new.txt,tracked.txt" {
+			t.Fatalf("changed %q", got)
+		}
+	})
+}
