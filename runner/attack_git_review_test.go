@@ -407,3 +407,55 @@ func TestGitReadsWorkInsideWorkspaceWrite(t *testing.T) {
 		})
 	}
 }
+
+// A named pipe where go-git reads: a danger-full-access task (which
+// may write .git) plants .git/index or .git/commondir as a named pipe; the
+// next workspace-write launch (which reads the index for submodules) or
+// the next accept (which reads commondir) must end with a reason, not hang.
+func TestNamedPipeInGitDoesNotHangTheServer(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxRunning = 2 })
+	for _, name := range []string{"index", "commondir"} {
+		t.Run(name, func(t *testing.T) {
+			repo := reviewRepo(t, map[string]string{})
+			fifo := filepath.Join(repo, ".git", name)
+			plant := runAttack(t, h, repo, []string{"remove .git/" + name, "mkfifo .git/" + name}, DangerFullAccess)
+			mustHaveRun(t, plant, "mkfifo .git/"+name)
+			// Whatever happens, unblock a reader at the end so the test
+			// can clean up: opening the pipe for writing releases it.
+			t.Cleanup(func() { unblockFifo(fifo) })
+			done := make(chan *store.Task, 1)
+			errc := make(chan error, 1)
+			go func() {
+				task, err := h.Start(context.Background(), Spec{Prompt: "write x.txt x", WorkingDirectory: repo, Sandbox: WorkspaceWrite})
+				if err != nil {
+					errc <- err
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+				defer cancel()
+				got, err := h.Wait(ctx, task.ID)
+				if err != nil {
+					errc <- err
+					return
+				}
+				done <- got
+			}()
+			select {
+			case err := <-errc:
+				t.Logf("refused or ended with: %v", err)
+				if strings.Contains(err.Error(), "deadline") {
+					t.Errorf("the workspace-write task hung at launch (FIFO at .git/%s): %v", name, err)
+				}
+			case task := <-done:
+				t.Logf("task ended %s: %s", task.Status, task.Error)
+			case <-time.After(50 * time.Second):
+				t.Errorf("starting a task on a repository with a FIFO at .git/%s hangs (Start did not return)", name)
+			}
+		})
+	}
+}
+
+// READ-ONLY GIT INSIDE THE TASK — `git status`, `git diff` and `git log`
+// must still work inside a workspace-write task, in ordinary repositories:
+// one with submodules, a linked worktree, and one whose .git is a file
+// (`git init --separate-git-dir`). Real Codex, real shell.

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,8 +12,8 @@ import (
 	"syscall"
 
 	"github.com/codex-connector/codex-connector/store"
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/index"
 )
 
 // Mount sources are checked at launch, not only when the task is accepted:
@@ -263,16 +264,21 @@ func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 // gitlinks lists the submodule paths (relative to root) recorded in the
 // index of the repository at root/prefix, and of its submodules in turn.
 func gitlinks(root, prefix string, depth int) ([]string, error) {
-	repo, err := git.PlainOpenWithOptions(filepath.Join(root, prefix), &git.PlainOpenOptions{EnableDotGitCommonDir: true})
-	if err != nil {
-		if prefix != "" {
-			return nil, nil // a submodule that is not checked out has no index to read
-		}
-		return nil, fmt.Errorf("open the repository %s to find its submodules: %w", root, err)
+	// Through gitfs: a task may have left a named pipe or a symlink where
+	// go-git reads, and a launch must neither hang nor follow it.
+	ctx, cancel := context.WithTimeout(context.Background(), gitOpenTimeout)
+	defer cancel()
+	refused := &refusal{}
+	repo, err := openRepo(ctx, filepath.Join(root, prefix), refused)
+	var idx *index.Index
+	if err == nil {
+		idx, err = repo.Storer.Index()
 	}
-	idx, err := repo.Storer.Index()
+	if rerr := refused.first(); rerr != nil {
+		err = rerr // go-git may have read a refused file as missing: the list would be wrong
+	}
 	if err != nil {
-		return nil, fmt.Errorf("read the git index of %s to find its submodules: %w", filepath.Join(root, prefix), err)
+		return nil, fmt.Errorf("read the git index of %s to find its submodules: %v — repair the repository (git status there says what git makes of it), or use read-only", filepath.Join(root, prefix), err)
 	}
 	var out []string
 	for _, e := range idx.Entries {

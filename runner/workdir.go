@@ -1,13 +1,15 @@
 package runner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
-	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // ErrInvalidTask marks a request the caller can fix: a bad path, a non-repo,
@@ -42,21 +44,29 @@ func resolveWorkdir(dir string, allowedRoots []string) (workdir, root string, er
 	if err := underRoots(resolved, allowedRoots); err != nil {
 		return "", "", err
 	}
-	if err := refuseSymlinkedGit(resolved); err != nil {
+	gitRoot, err := findGitRoot(resolved)
+	if err != nil {
 		return "", "", err
 	}
-	repo, err := git.PlainOpenWithOptions(resolved, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
-	if errors.Is(err, git.ErrRepositoryNotExists) {
-		return "", "", invalid("not a git repository: %s — run `git init` there, or pass the repository root (Codex needs a git repository)", dir)
+	// Through gitfs: a danger-full-access task may have left a named pipe
+	// where go-git reads (.git/HEAD, commondir), which would hang this call.
+	ctx, cancel := context.WithTimeout(context.Background(), gitOpenTimeout)
+	defer cancel()
+	refused := &refusal{}
+	repo, err := openRepo(ctx, gitRoot, refused)
+	if err == nil {
+		_, err = repo.Head()
+		if errors.Is(err, plumbing.ErrReferenceNotFound) {
+			err = nil // a repository with no commit yet
+		}
+	}
+	if rerr := refused.first(); rerr != nil {
+		err = rerr
 	}
 	if err != nil {
-		return "", "", invalid("open git repository at %s: %v", dir, err)
+		return "", "", invalid("open git repository at %s: %v — repair it (git status there says what git makes of it), or pass another repository", gitRoot, err)
 	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		return "", "", invalid("%s is in a git repository without a work tree (bare?): %v — pass a checked-out repository", dir, err)
-	}
-	root = wt.Filesystem.Root()
+	root = gitRoot
 	// The repository root is what gets mounted: it must pass the same test
 	// (a sub-directory of a root can belong to a repo at the root itself).
 	if err := underRoots(root, allowedRoots); err != nil {
@@ -86,20 +96,23 @@ func underRoots(path string, roots []string) error {
 	return invalid("workingDirectory %s is outside the allowed roots (%s) — move the repository there, or add its parent to allowedRoots in config.json", path, strings.Join(roots, ", "))
 }
 
-// refuseSymlinkedGit finds the .git that git would use for dir, the nearest
-// one up the tree, and refuses it when it is a symlink: git on the host obeys
-// whatever it leads to, and the engine would bind its target.
-func refuseSymlinkedGit(dir string) error {
+// findGitRoot finds the directory whose .git git would use for dir, the
+// nearest one up the tree. A .git that is a symlink is refused: git on the
+// host obeys whatever it leads to, and the engine would bind its target.
+func findGitRoot(dir string) (string, error) {
 	for d := dir; ; d = filepath.Dir(d) {
 		fi, err := os.Lstat(filepath.Join(d, ".git"))
 		if err == nil {
 			if fi.Mode()&os.ModeSymlink != 0 {
-				return invalid("%s/.git is a symlink, which codex-connector refuses: a task could be given the directory it points to — pass the repository that holds the git directory itself, or replace the symlink with a `gitdir:` file (`git worktree` makes those)", d)
+				return "", invalid("%s/.git is a symlink, which codex-connector refuses: a task could be given the directory it points to — pass the repository that holds the git directory itself, or replace the symlink with a `gitdir:` file (`git worktree` makes those)", d)
 			}
-			return nil
+			return d, nil
 		}
 		if d == "/" {
-			return nil
+			return "", invalid("not a git repository: %s — run `git init` there, or pass the repository root (Codex needs a git repository)", dir)
 		}
 	}
 }
+
+// gitOpenTimeout bounds reading a repository at accept and launch.
+const gitOpenTimeout = 10 * time.Second
