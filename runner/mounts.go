@@ -43,8 +43,8 @@ type gitMounts struct {
 	// and put its own in its place.
 	pinned []string
 	// linked is the common git directory of a linked worktree, outside
-	// the repository: bound at its own path, read-only below
-	// danger-full-access, so that git inside the task works.
+	// the repository: bound read-only at its own path (restricted levels),
+	// so that git inside the task works.
 	linked string
 	// bound are the checked sources below and at the repository root, with
 	// their identities, for the look at what the engine bound (gate.go).
@@ -69,7 +69,11 @@ func (r *Runner) checkMountSources(t *store.Task, scan *hostRunState) (gitMounts
 			return m, err
 		}
 	}
-	m.linked = linkedGitDir(t.RepoRoot)
+	// Only where the launch is gated: the common directory's parent is
+	// another work tree, which a task beside this one may write.
+	if restricted(t.Sandbox) {
+		m.linked = linkedGitDir(t.RepoRoot)
+	}
 	for _, p := range []string{t.RepoRoot, m.linked} {
 		if p == "" {
 			continue

@@ -209,7 +209,7 @@ func (p policy) mounts() []mount.Mount {
 	}
 	if p.git.linked != "" {
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.git.linked, Target: p.git.linked,
-			ReadOnly: t.Sandbox != DangerFullAccess, BindOptions: &mount.BindOptions{NonRecursive: true}})
+			ReadOnly: true, BindOptions: &mount.BindOptions{NonRecursive: true}})
 	}
 	// Read-only binds over a writable repository, and the directories
 	// pinned as mount points so that they cannot be renamed.
