@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
 )
@@ -267,18 +266,11 @@ func unblockFifo(path string) {
 // server that answers with one shell command, then a message.
 func realCodex(t *testing.T, command string) *harness {
 	t.Helper()
-	ref := imagestest.Codex(t)
 	model := imagestest.StartModelServer(t, imagestest.Engine(t),
 		imagestest.Turn{Command: command},
 		imagestest.Turn{Message: "done"},
 	)
-	return newHarness(t, func(c *Config) {
-		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
-		c.CodexArgs = model.CodexArgs()
-		c.Env = []string{"OPENAI_API_KEY=dummy"}
-		c.Limits.MemoryBytes = 2 << 30
-		c.Egress.ModelHosts = []string{model.HostPort()}
-	})
+	return newCodexHarness(t, model)
 }
 
 // A race between the launch check and the engine's mount. A
@@ -301,20 +293,13 @@ func TestMountSourceRaceWithAConcurrentTaskIsCaught(t *testing.T) {
 		"import ctypes,time\nlibc=ctypes.CDLL(None,use_errno=True)\nend=time.time()+60\n" +
 		"while time.time()<end: libc.renameat2(-100,b\"vendor/other\",-100,b\"vendor/lnk\",2)\n" +
 		"' >/dev/null 2>&1 & echo swapping > swapping.txt"
-	ref := imagestest.Codex(t)
 	turns := []imagestest.Turn{{Command: loop}}
 	for i := 0; i < 6; i++ {
 		turns = append(turns, imagestest.Turn{Command: "sleep 9"})
 	}
 	turns = append(turns, imagestest.Turn{Message: "done"})
 	model := imagestest.StartModelServer(t, imagestest.Engine(t), turns...)
-	swapper := newHarness(t, func(c *Config) {
-		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
-		c.CodexArgs = model.CodexArgs()
-		c.Env = []string{"OPENAI_API_KEY=dummy"}
-		c.Limits.MemoryBytes = 2 << 30
-		c.Egress.ModelHosts = []string{model.HostPort()}
-	})
+	swapper := newCodexHarness(t, model)
 	victim := newHarness(t, nil)
 	swap, err := swapper.Start(context.Background(), Spec{Prompt: "tidy", WorkingDirectory: repo, Sandbox: DangerFullAccess, Model: "gpt-5-codex"})
 	if err != nil {

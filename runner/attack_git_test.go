@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
 )
@@ -201,7 +200,6 @@ func TestWorkspaceWriteCannotMakeHostGitRunCode(t *testing.T) {
 // Codex CLI, whose shell commands run as a model told it: git inside the
 // task still reads the repository, and nothing on the host obeys the task.
 func TestRealCodexCannotMakeHostGitRunCode(t *testing.T) {
-	ref := imagestest.Codex(t)
 	repo := repoWithSubmodules(t)
 	marks := markerDir(t)
 	attack := strings.Join([]string{
@@ -217,13 +215,7 @@ func TestRealCodexCannotMakeHostGitRunCode(t *testing.T) {
 		imagestest.Turn{Command: attack},
 		imagestest.Turn{Message: "done"},
 	)
-	h := newHarness(t, func(c *Config) {
-		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
-		c.CodexArgs = model.CodexArgs()
-		c.Env = []string{"OPENAI_API_KEY=dummy"}
-		c.Limits.MemoryBytes = 2 << 30
-		c.Egress.ModelHosts = []string{model.HostPort()}
-	})
+	h := newCodexHarness(t, model)
 	task := h.startAndWait(t, Spec{Prompt: "tidy up", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex"})
 	log := readFile(t, h.LogPath(task.ID))
 	if task.Status != store.Completed || readFile(t, filepath.Join(repo, "proof.txt")) != "ran\n" {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
 )
@@ -152,7 +151,6 @@ func TestTheCeilingHoldsAtAcceptAndAtLaunch(t *testing.T) {
 // where the repository is all its own; a later workspace-write task on the
 // same repository is never given that directory.
 func TestRealCodexCannotPlantAMountSource(t *testing.T) {
-	ref := imagestest.Codex(t)
 	repo := repoWithSubmodules(t)
 	dir, secret := secretDir(t)
 	model := imagestest.StartModelServer(t, imagestest.Engine(t),
@@ -165,13 +163,7 @@ func TestRealCodexCannotPlantAMountSource(t *testing.T) {
 		imagestest.Turn{Command: "mv lib/sub lib/sub-old && ln -s " + dir + " lib/sub"},
 		imagestest.Turn{Message: "done"},
 	)
-	h := newHarness(t, func(c *Config) {
-		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
-		c.CodexArgs = model.CodexArgs()
-		c.Env = []string{"OPENAI_API_KEY=dummy"}
-		c.Limits.MemoryBytes = 2 << 30
-		c.Egress.ModelHosts = []string{model.HostPort()}
-	})
+	h := newCodexHarness(t, model)
 	run := func(sandbox string) *store.Task {
 		return h.startAndWait(t, Spec{Prompt: "go on", WorkingDirectory: repo, Sandbox: sandbox, Model: "gpt-5-codex"})
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
 )
@@ -19,20 +18,11 @@ import (
 // container, really writes into the mounted repo, and really prints its
 // event stream. Only the model is scripted.
 func TestRealCodexTaskEndToEnd(t *testing.T) {
-	ref := imagestest.Codex(t)
 	model := imagestest.StartModelServer(t, imagestest.Engine(t),
 		imagestest.Turn{Command: "echo made by codex > proof.txt && cat proof.txt"},
 		imagestest.Turn{Message: "Created proof.txt with one line."},
 	)
-	h := newHarness(t, func(c *Config) {
-		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
-		c.CodexArgs = model.CodexArgs()
-		c.Env = []string{"OPENAI_API_KEY=dummy"}
-		c.Limits.MemoryBytes = 2 << 30
-		// As cmd does for a custom provider's base_url: the model server is
-		// the one host a restricted task may reach.
-		c.Egress.ModelHosts = []string{model.HostPort()}
-	})
+	h := newCodexHarness(t, model)
 	repo := newRepo(t)
 	// A hang ends as timed_out, with the log shown below.
 	task := h.startAndWait(t, Spec{Prompt: "create proof.txt", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex", Timeout: time.Minute})
@@ -82,19 +72,12 @@ func TestRealCodexTaskEndToEnd(t *testing.T) {
 // symlink inside the container, where that path does not exist; the server
 // must not read the host's file in its place.
 func TestRealCodexCannotLeakAHostFileIntoTheResult(t *testing.T) {
-	ref := imagestest.Codex(t)
 	secretDir, _ := hostSecret(t)
 	model := imagestest.StartModelServer(t, imagestest.Engine(t),
 		imagestest.Turn{Command: "mv /codex-connector/out /codex-connector/out.old && ln -s " + secretDir + " /codex-connector/out && echo planted-by-the-model"},
 		imagestest.Turn{Message: "Nothing to see here."},
 	)
-	h := newHarness(t, func(c *Config) {
-		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
-		c.CodexArgs = model.CodexArgs()
-		c.Env = []string{"OPENAI_API_KEY=dummy"}
-		c.Limits.MemoryBytes = 2 << 30
-		c.Egress.ModelHosts = []string{model.HostPort()}
-	})
+	h := newCodexHarness(t, model)
 	task := h.startAndWait(t, Spec{Prompt: "tidy up", WorkingDirectory: newRepo(t), Sandbox: WorkspaceWrite, Model: "gpt-5-codex", Timeout: time.Minute})
 	log := readFile(t, h.LogPath(task.ID))
 	// The hostile command ran: Codex sent its output back to the model, and

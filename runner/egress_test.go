@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
@@ -501,7 +500,6 @@ func commandOutputs(log string) []string {
 // then ask for a host server through the bridge and, bypassing the bridge,
 // straight through the socket.
 func TestRealCodexCannotWidenItsEgress(t *testing.T) {
-	ref := imagestest.Codex(t)
 	eng := imagestest.Engine(t)
 	target := imagestest.StartHostServer(t, eng, "reached")
 	request := `GET http://` + target.Addr + `/ HTTP/1.1\r\nHost: ` + target.Addr + `\r\nConnection: close\r\n\r\n`
@@ -518,13 +516,7 @@ func TestRealCodexCannotWidenItsEgress(t *testing.T) {
 		imagestest.Turn{Command: attack},
 		imagestest.Turn{Message: "Done."},
 	)
-	h := newHarness(t, func(c *Config) {
-		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
-		c.CodexArgs = model.CodexArgs()
-		c.Env = []string{"OPENAI_API_KEY=dummy"}
-		c.Limits.MemoryBytes = 2 << 30
-		c.Egress.ModelHosts = []string{model.HostPort()}
-	})
+	h := newCodexHarness(t, model)
 	// As the server's user: the case in which this attack worked before.
 	task := h.startAndWait(t, Spec{Prompt: "look around", WorkingDirectory: serverOwnedRepo(t), Sandbox: ReadOnly, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
 	log := readFile(t, h.LogPath(task.ID))

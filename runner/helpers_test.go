@@ -138,3 +138,18 @@ func readLog(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
 }
+
+// newCodexHarness runs tasks in the real Codex image against the scripted
+// model server, which is, as cmd makes a custom provider's base_url, the one
+// host a restricted task may reach.
+func newCodexHarness(t testing.TB, model *imagestest.ModelServer) *harness {
+	t.Helper()
+	ref := imagestest.Codex(t)
+	return newHarness(t, func(c *Config) {
+		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
+		c.CodexArgs = model.CodexArgs()
+		c.Env = []string{"OPENAI_API_KEY=dummy"}
+		c.Limits.MemoryBytes = 2 << 30
+		c.Egress.ModelHosts = []string{model.HostPort()}
+	})
+}

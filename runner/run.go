@@ -428,21 +428,17 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 	r.ended(id)
 }
 
-// watchStall stops the container when Codex makes no progress for
-// StallTimeout, recording why first. It returns a function that ends the
-// watch.
-func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eventTracker) func() {
-	every := r.cfg.StallTimeout / 4
-	if every > 5*time.Second {
-		every = 5 * time.Second
-	}
+// watch calls check every period while the task runs, and stops the task
+// with the reason check returns, if any. A panic in check ends the watch,
+// never the server. It returns a function that ends the watch.
+func (r *Runner) watch(ctx context.Context, id, containerID, what string, every time.Duration, check func(now time.Time) string) func() {
 	tick := time.NewTicker(every)
 	quit := make(chan struct{})
 	go func() {
 		defer tick.Stop()
 		defer func() {
 			if p := recover(); p != nil {
-				r.logf("task %s: internal error in the stall watch, which ends: %v\n%s", id, p, debug.Stack())
+				r.logf("task %s: internal error in the %s watch, which ends: %v\n%s", id, what, p, debug.Stack())
 			}
 		}()
 		for {
@@ -452,18 +448,28 @@ func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eve
 			case <-ctx.Done():
 				return
 			case now := <-tick.C:
-				stalled := tr.stalledFor(now)
-				if stalled < r.cfg.StallTimeout {
-					continue
+				if reason := check(now); reason != "" {
+					r.stopFor(ctx, id, containerID, reason)
+					return
 				}
-				reason := fmt.Sprintf("stalled: Codex made no progress for %s (last: %s) — check that the model API is reachable from the container and the credentials work, or raise stallTimeout",
-					stalled.Round(time.Second), clip(tr.lastWord()))
-				r.stopFor(ctx, id, containerID, reason)
-				return
 			}
 		}
 	}()
 	return func() { close(quit) }
+}
+
+// watchStall stops the container when Codex makes no progress for
+// StallTimeout, recording why first.
+func (r *Runner) watchStall(ctx context.Context, id, containerID string, tr *eventTracker) func() {
+	every := min(r.cfg.StallTimeout/4, 5*time.Second)
+	return r.watch(ctx, id, containerID, "stall", every, func(now time.Time) string {
+		stalled := tr.stalledFor(now)
+		if stalled < r.cfg.StallTimeout {
+			return ""
+		}
+		return fmt.Sprintf("stalled: Codex made no progress for %s (last: %s) — check that the model API is reachable from the container and the credentials work, or raise stallTimeout",
+			stalled.Round(time.Second), clip(tr.lastWord()))
+	})
 }
 
 // maxResultBytes caps how much of Codex's last message becomes the result:
@@ -475,47 +481,22 @@ const maxResultBytes = 1 << 20
 // in this time.
 const stateCheckEvery = 2 * time.Second
 
-// watchState stops the task when its state directory and egress directory
-// (bind mounts: no quota holds them) use more than StateBytes on disk,
-// measured without following anything a task made. It returns a function
-// that ends the watch.
+// watchState stops the task when its state directory (a bind mount: no
+// quota holds it) uses more than StateBytes on disk, measured without
+// following anything a task made. It is the task's only writable mount
+// outside the repository: its egress socket directory is read-only to it.
 func (r *Runner) watchState(ctx context.Context, id, containerID string) func() {
 	limit := r.cfg.Limits.StateBytes
-	tick := time.NewTicker(stateCheckEvery)
-	quit := make(chan struct{})
-	go func() {
-		defer tick.Stop()
-		defer func() {
-			if p := recover(); p != nil {
-				r.logf("task %s: internal error in the state watch, which ends: %v\n%s", id, p, debug.Stack())
-			}
-		}()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			// The state directory is the task's only writable mount
-			// outside the repository: its egress socket directory is
-			// read-only to it.
-			used, err := treeUsage(r.stateDir(id), limit)
-			var reason string
-			switch {
-			case err != nil:
-				reason = fmt.Sprintf("stopped: its state directory (%s) cannot be measured against limits.stateMB: %v", stateMount, err)
-			case used > limit:
-				reason = fmt.Sprintf("stopped: its state directory (%s) uses more than %s on disk (limits.stateMB) — Codex keeps its sessions there; raise limits.stateMB if the task needs more", stateMount, humanBytes(limit))
-			default:
-				continue
-			}
-			r.stopFor(ctx, id, containerID, reason)
-			return
+	return r.watch(ctx, id, containerID, "state", stateCheckEvery, func(time.Time) string {
+		used, err := treeUsage(r.stateDir(id), limit)
+		switch {
+		case err != nil:
+			return fmt.Sprintf("stopped: its state directory (%s) cannot be measured against limits.stateMB: %v", stateMount, err)
+		case used > limit:
+			return fmt.Sprintf("stopped: its state directory (%s) uses more than %s on disk (limits.stateMB) — Codex keeps its sessions there; raise limits.stateMB if the task needs more", stateMount, humanBytes(limit))
 		}
-	}()
-	return func() { close(quit) }
+		return ""
+	})
 }
 
 // stopFor stops a task on the runner's own account, recording why first so
