@@ -308,3 +308,29 @@ func TestLinkedGitDirLeadsBack(t *testing.T) {
 		t.Fatalf("a repository with a .git directory gave %q", got)
 	}
 }
+
+// TestGitDirectoryInsideTheWorkTreeIsReadOnly: with the ".bare" layout (a
+// .git file leading to a git directory in the work tree), that directory is
+// read-only to a workspace-write task, not only the .git file.
+func TestGitDirectoryInsideTheWorkTreeIsReadOnly(t *testing.T) {
+	h := newHarness(t, nil)
+	marks := markerDir(t)
+	base := ownerDir(t)
+	repo := filepath.Join(base, "repo")
+	gitCLI(t, base, "init", "-q", "--separate-git-dir", filepath.Join(repo, ".bare"), "repo")
+	if err := os.WriteFile(filepath.Join(repo, ".git"), []byte("gitdir: ./.bare\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	imagestest.Chown(t, repo)
+	gitCLI(t, repo, "status", "--short")
+	task := h.startAndWait(t, Spec{Prompt: "write .bare/config [core] fsmonitor = touch " + filepath.Join(marks, "bare") + "; write proof.txt ran",
+		WorkingDirectory: repo, Sandbox: WorkspaceWrite})
+	got := exitCodes(t, task)
+	if got["write proof.txt"] != 0 || got["write .bare/config"] == 0 {
+		t.Fatalf("exit codes %v (%s: %s)", got, task.Status, task.Error)
+	}
+	gitTry(t, repo, "status", "--short")
+	if ran := ranOnHost(marks); len(ran) != 0 {
+		t.Fatalf("git on the host ran %v", ran)
+	}
+}

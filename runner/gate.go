@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/docker/docker/api/types/container"
 )
 
 // The launch checks every bind source below the repository, but the engine
@@ -77,6 +79,30 @@ func (r *Runner) confirmMounts(ctx context.Context, containerID string, bound []
 		return fmt.Errorf("open the gate of the container: %w", err)
 	}
 	return f.Close()
+}
+
+// gateOpened says whether a container's gate, if it has one, was opened:
+// the gate's name is in the container's command, its file in the task's
+// state directory. A container without a gate counts as opened.
+func (r *Runner) gateOpened(id string, info container.InspectResponse) bool {
+	if info.Config == nil {
+		return true
+	}
+	cmd := info.Config.Cmd
+	for i := 0; i+1 < len(cmd); i++ {
+		if cmd[i] == "--gate" {
+			name := filepath.Base(cmd[i+1])
+			if !strings.HasPrefix(name, "gate-") {
+				return true
+			}
+			_, err := os.Lstat(filepath.Join(r.stateDir(id), name))
+			return err == nil
+		}
+		if cmd[i] == "--" {
+			break
+		}
+	}
+	return true
 }
 
 // mountRefused says the engine itself could not bind a mount source as it

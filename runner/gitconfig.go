@@ -61,17 +61,13 @@ func configFiles(root, dir, home string) []string {
 	}
 	gitDir := filepath.Join(dir, ".git")
 	if fi, err := os.Lstat(gitDir); err == nil && fi.Mode().IsRegular() {
-		if data, err := readSmall(gitDir); err == nil {
-			if target, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir:"); ok {
-				target = strings.TrimSpace(target)
-				if !filepath.IsAbs(target) {
-					target = filepath.Join(dir, target)
-				}
-				gitDir = filepath.Clean(target)
+		if data, err := readConfig(root, gitDir); err == nil {
+			if target, ok := gitdirOf(dir, data); ok {
+				gitDir = target
 			}
 		}
 	}
-	if data, err := readSmall(filepath.Join(gitDir, "commondir")); err == nil {
+	if data, err := readConfig(root, filepath.Join(gitDir, "commondir")); err == nil {
 		common := strings.TrimSpace(string(data))
 		if !filepath.IsAbs(common) {
 			common = filepath.Join(gitDir, common)
@@ -117,7 +113,7 @@ func (w *configWalk) file(path string, depth int) error {
 		return nil
 	}
 	w.seen[path] = true
-	data, err := readSmall(path)
+	data, err := readConfig(w.root, path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -126,7 +122,8 @@ func (w *configWalk) file(path string, depth int) error {
 	}
 	var cfg config.Config
 	if err := config.NewDecoder(bytes.NewReader(data)).Decode(&cfg); err != nil {
-		return fmt.Errorf("read the git configuration %s: %v — fix it (git config --list shows what git makes of it)", path, err)
+		// The decoder's words may quote the file: not repeated here.
+		return fmt.Errorf("the git configuration %s cannot be read as one — fix it (git config --list shows what git makes of it)", path)
 	}
 	visit := func(section, sub string, opts config.Options) error {
 		for _, o := range opts {
@@ -171,6 +168,11 @@ func (w *configWalk) option(file, name, value string, depth int) error {
 		p := w.resolve(value, filepath.Dir(file))
 		if err := w.named(file, name, p, true); err != nil {
 			return err
+		}
+		if inside(w.root, file) && !inside(w.root, p) {
+			// A configuration in the work tree may have been written by a
+			// task: the server opens nothing outside the root it names.
+			return nil
 		}
 		return w.file(p, depth+1) // an include can include a file in the work tree in turn
 	}
@@ -252,23 +254,38 @@ func present(p string) bool {
 	return err == nil
 }
 
-// readSmall reads a configuration file: a regular file, opened without
-// blocking (a named pipe would hang the launch), at most maxConfigBytes.
-func readSmall(path string) ([]byte, error) {
+// inside says whether p is the root or below it.
+func inside(root, p string) bool {
+	return p == root || strings.HasPrefix(p, root+"/")
+}
+
+// readConfig reads a small git file (a configuration, a .git file,
+// commondir). Below the repository root, where a task may have made it,
+// nothing is followed (hostfs). Elsewhere it is the user's own, and may be
+// a symlink (dotfiles), but only a regular file is opened: opening a
+// device can have effects of its own, and a named pipe would hang.
+func readConfig(root, path string) ([]byte, error) {
+	if rel, err := filepath.Rel(root, path); err == nil && inside(root, path) && rel != "." {
+		data, size, err := readRegular(root, path, rel, maxConfigBytes)
+		if err == nil && size > maxConfigBytes {
+			err = fmt.Errorf("%s is larger than %d bytes", path, maxConfigBytes)
+		}
+		return data, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxConfigBytes {
+		return nil, fmt.Errorf("%s is not a regular file of at most %d bytes", path, maxConfigBytes)
+	}
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if fi.Size() > maxConfigBytes {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxConfigBytes)
 	}
 	return io.ReadAll(io.LimitReader(f, maxConfigBytes))
 }

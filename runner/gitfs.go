@@ -184,6 +184,21 @@ func (f *repoFile) Truncate(int64) error      { return errRepoFSReadOnly }
 func (f *repoFile) Lock() error               { return nil }
 func (f *repoFile) Unlock() error             { return nil }
 
+// gitdirOf reads a .git file of the work tree at dir: the git directory
+// its first line names, made absolute. git itself takes one line.
+func gitdirOf(dir string, data []byte) (string, bool) {
+	line, _, _ := strings.Cut(string(data), "\n")
+	target, ok := strings.CutPrefix(strings.TrimSpace(line), "gitdir:")
+	target = strings.TrimSpace(target)
+	if !ok || target == "" {
+		return "", false
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(dir, target)
+	}
+	return filepath.Clean(target), true
+}
+
 // maxGitFileBytes bounds a .git file (the gitdir pointer) and commondir.
 const maxGitFileBytes = 64 << 10
 
@@ -205,13 +220,9 @@ func openRepo(ctx context.Context, root string, refused *refusal) (*git.Reposito
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", filepath.Join(root, ".git"), err)
 		}
-		dir, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir:")
-		if !ok {
+		var ok bool
+		if gitDir, ok = gitdirOf(root, data); !ok {
 			return nil, fmt.Errorf("%s has no gitdir line", filepath.Join(root, ".git"))
-		}
-		gitDir = strings.TrimSpace(strings.SplitN(dir, "\n", 2)[0])
-		if !filepath.IsAbs(gitDir) {
-			gitDir = filepath.Join(root, gitDir)
 		}
 	default:
 		return nil, &unsafeFile{filepath.Join(root, ".git"), "is " + kindOf(st.Mode) + "; codex-connector does not follow it"}

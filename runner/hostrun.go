@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -70,9 +71,11 @@ const (
 // set back from inside the container.
 type hostRunState struct {
 	files map[string]string
-	// cut says the scan stopped at its bounds: what it did not reach is
-	// not compared.
-	cut bool
+	// cut says the scan stopped at its bounds or could not read a
+	// directory (unreadable names the first): what it did not reach is not
+	// compared.
+	cut        bool
+	unreadable string
 }
 
 // scanHostRun walks the work tree at root without following symlinks and
@@ -85,7 +88,12 @@ func scanHostRun(root string) hostRunState {
 	n := 0
 	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return nil // unreadable (a mode-000 directory): skip it
+			if !errors.Is(err, fs.ErrNotExist) && st.unreadable == "" {
+				// A directory it cannot read (mode 000, made so by a
+				// task) may hide a repository: the scan is incomplete.
+				st.cut, st.unreadable = true, p
+			}
+			return nil
 		}
 		if n++; n > maxHostRunEntries || (n%1024 == 0 && time.Now().After(deadline)) {
 			st.cut = true

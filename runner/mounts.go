@@ -80,7 +80,7 @@ func (r *Runner) checkMountSources(t *store.Task, scan *hostRunState) (gitMounts
 		}
 		dev, ino, err := repoIdentity(p)
 		if err != nil {
-			return m, fmt.Errorf("stat %s to bind it: %w", p, err)
+			return m, fmt.Errorf("stat %s to bind it: %w — check that it still exists, then run the task again", p, err)
 		}
 		m.bound = append(m.bound, boundPath{target: p, dev: dev, ino: ino})
 	}
@@ -176,6 +176,9 @@ func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 	case !fi.IsDir() && !fi.Mode().IsRegular():
 		return m, fmt.Errorf("%s/.git is neither a directory nor a file — it cannot be protected", root)
 	}
+	if scan != nil && scan.unreadable != "" {
+		return m, fmt.Errorf("%s cannot be read, so the repositories in it cannot be found and protected — make it readable (chmod u+rx %s), or use read-only", scan.unreadable, scan.unreadable)
+	}
 	if scan == nil || scan.cut {
 		return m, fmt.Errorf("the work tree of %s is too large to search for the repositories in it (more than %d entries, or %s): workspace-write cannot protect what it does not find — use read-only, or danger-full-access if you trust the task", root, maxHostRunEntries, hostRunScanTime)
 	}
@@ -228,6 +231,18 @@ func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 		}
 		add(p)
 		worktrees = append(worktrees, path.Dir(p))
+	}
+	// A .git file may lead to a git directory inside the work tree (the
+	// "bare repository in .bare" layout, or a submodule's odd gitdir): that
+	// directory, and its commondir, are read-only too.
+	for _, rel := range append([]string(nil), readOnly...) {
+		dirs, err := gitDirsInside(root, rel)
+		if err != nil {
+			return m, err
+		}
+		for _, d := range dirs {
+			add(d)
+		}
 	}
 	home := ownerHome(root)
 	for _, wt := range worktrees {
@@ -332,17 +347,13 @@ func linkedGitDir(root string) string {
 	if err != nil || !fi.Mode().IsRegular() {
 		return ""
 	}
-	data, err := readSmall(dotGit)
+	data, err := readConfig(root, dotGit)
 	if err != nil {
 		return ""
 	}
-	target, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir:")
+	target, ok := gitdirOf(root, data)
 	if !ok {
 		return ""
-	}
-	target = strings.TrimSpace(target)
-	if !filepath.IsAbs(target) {
-		target = filepath.Join(root, target)
 	}
 	gitDir, err := filepath.EvalSymlinks(target)
 	if err != nil || gitDir == root || strings.HasPrefix(gitDir, root+"/") {
@@ -351,7 +362,7 @@ func linkedGitDir(root string) string {
 	if filepath.Base(filepath.Dir(gitDir)) != "worktrees" {
 		return ""
 	}
-	back, err := readSmall(filepath.Join(gitDir, "gitdir"))
+	back, err := readConfig(root, filepath.Join(gitDir, "gitdir"))
 	if err != nil {
 		return ""
 	}
@@ -364,4 +375,47 @@ func linkedGitDir(root string) string {
 		return ""
 	}
 	return common
+}
+
+// gitDirsInside returns, for a .git file at rel, the git directory it
+// leads to and that directory's commondir, when they are inside the work
+// tree but not under its .git (relative to root). Each must be a real
+// directory: one that is missing could be made by the task.
+func gitDirsInside(root, rel string) ([]string, error) {
+	if path.Base(rel) != ".git" {
+		return nil, nil
+	}
+	if fi, err := below(root, rel); err != nil || !fi.Mode().IsRegular() {
+		return nil, nil
+	}
+	dotGit := filepath.Join(root, rel)
+	data, err := readConfig(root, dotGit)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %v — restore it (git submodule update, or git worktree repair)", dotGit, err)
+	}
+	gitDir, ok := gitdirOf(filepath.Dir(dotGit), data)
+	if !ok {
+		return nil, nil
+	}
+	dirs := []string{gitDir}
+	if data, err := readConfig(root, filepath.Join(gitDir, "commondir")); err == nil {
+		common := strings.TrimSpace(string(data))
+		if !filepath.IsAbs(common) {
+			common = filepath.Join(gitDir, common)
+		}
+		dirs = append(dirs, filepath.Clean(common))
+	}
+	var out []string
+	for _, d := range dirs {
+		r, err := filepath.Rel(root, d)
+		if err != nil || !inside(root, d) || r == "." || r == ".git" || strings.HasPrefix(r, ".git/") {
+			continue
+		}
+		fi, err := below(root, r)
+		if err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%s leads to %s, which is not a plain directory in the work tree (%v): a workspace-write task could make it — restore the git directory, or use read-only", dotGit, r, errOr(err, "not a directory"))
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

@@ -233,8 +233,10 @@ func (r *Runner) adopt(t *store.Task) {
 		r.release1(t.ID)
 		return
 	}
-	if info.State != nil && info.State.Status == "created" {
-		// Made but never started: start it afresh.
+	if info.State != nil && info.State.Status == "created" || !r.gateOpened(t.ID, info) {
+		// Made but never started, or started but held at its gate by a
+		// server that died before it confirmed the mounts: nothing of the
+		// task ran. Start it afresh.
 		_ = r.remove(ctx, info.ID)
 		r.requeue(t.ID)
 		return

@@ -75,6 +75,12 @@ func (r *Runner) execute(id string) {
 		if r.lifetime.Err() != nil {
 			break
 		}
+		if rn.hostBefore != nil {
+			// The work tree may have changed while the engine was away: the
+			// repositories to protect are found anew.
+			hostBefore := scanHostRun(t.RepoRoot)
+			rn.hostBefore = &hostBefore
+		}
 		containerID, exited, err = r.launch(t, rn)
 	}
 	if err != nil {
@@ -216,6 +222,16 @@ func (r *Runner) prepareStateDir(t *store.Task) (string, error) {
 	// attempt's result.
 	if err := removeBelow(runs, filepath.Join(t.ID, "out", "last-message.txt")); err != nil {
 		return "", fmt.Errorf("prepare the state directory of task %s: %w", t.ID, err)
+	}
+	// Gates of earlier launches: each launch has its own name, so they
+	// open nothing, but they would pile up.
+	entries, _ := os.ReadDir(r.stateDir(t.ID))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "gate-") {
+			if err := removeBelow(runs, filepath.Join(t.ID, e.Name())); err != nil {
+				return "", fmt.Errorf("prepare the state directory of task %s: %w", t.ID, err)
+			}
+		}
 	}
 	return r.stateDir(t.ID), nil
 }
