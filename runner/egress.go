@@ -93,7 +93,7 @@ func checkStatic(path string) error {
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked; restricted sandboxes need a static build: `make install` (CGO_ENABLED=0)", path)
+			return fmt.Errorf("%s is dynamically linked; tasks need a static build: `make install` (CGO_ENABLED=0)", path)
 		}
 	}
 	return nil
@@ -228,7 +228,7 @@ func (r *Runner) proxyRefLocked() (string, error) {
 	}
 	bin := r.cfg.Egress.Binary
 	if bin == "" {
-		return "", errors.New("restricted sandboxes need the codex-connector binary for the egress proxy, and none is configured")
+		return "", errors.New("tasks need the codex-connector binary (it holds each container's gate and runs the egress proxy), and none is configured")
 	}
 	if err := checkStatic(bin); err != nil {
 		return "", err

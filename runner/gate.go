@@ -15,15 +15,15 @@ import (
 	"github.com/docker/docker/api/types/container"
 )
 
-// The launch checks every bind source below the repository, but the engine
-// binds them a moment later, and a task running beside this one on the same
-// repository (danger-full-access may write anything in it) can swap a
-// checked directory for a symlink in between. So a restricted task's
-// container starts gated: the bridge holds Codex back until the server has
-// looked, through /proc/<pid>/root, at what the engine really bound at each
-// target, compared device and inode with what it checked, and then made
-// the gate file. A mismatch removes the container before anything of the
-// task ran.
+// The launch checks every bind source, but the engine binds them a moment
+// later, and a task running beside this one on the same repository, or on
+// one that holds it, can swap a checked directory for a symlink in between.
+// So every task's container starts gated: the bridge (or `gated`, at
+// danger-full-access) holds Codex back until the server has read the
+// container's mount table, looked through /proc/<pid>/root at what the
+// engine really bound at each target, compared device and inode with what
+// it checked, and then made the gate file. A mismatch removes the container
+// before anything of the task ran.
 
 // boundPath is a bind target whose source was checked, and the identity
 // the source had then.
@@ -79,6 +79,17 @@ func (r *Runner) confirmMounts(ctx context.Context, containerID string, bound []
 		return fmt.Errorf("open the gate of the container: %w", err)
 	}
 	return f.Close()
+}
+
+// gateBinary is the static codex-connector binary that holds the gate (and
+// bridges a restricted task's egress) inside a task's container.
+func (r *Runner) gateBinary() (string, error) {
+	r.proxyMu.Lock()
+	defer r.proxyMu.Unlock()
+	if _, err := r.proxyRefLocked(); err != nil {
+		return "", err
+	}
+	return r.cfg.Egress.Binary, nil
 }
 
 // gateOpened says whether a container's gate, if it has one, was opened:

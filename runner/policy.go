@@ -139,7 +139,8 @@ type policy struct {
 	socketDir string
 	bridge    string
 	// gate is the file name, in the state directory, whose existence lets
-	// the bridge start Codex (restricted levels; see gate.go).
+	// the bridge (or, at danger-full-access, `gated`) start Codex; see
+	// gate.go.
 	gate string
 	// git is what a workspace-write task binds over its repository to keep
 	// git on the host out of its reach (protectGit, at launch).
@@ -182,6 +183,8 @@ func (p policy) command() []string {
 			bridge = append(bridge, "--gate", stateMount+"/"+p.gate)
 		}
 		cmd = append(append(bridge, "--"), cmd...)
+	} else if p.gate != "" {
+		cmd = append([]string{bridgeBinary, "gated", "--gate", stateMount + "/" + p.gate, "--"}, cmd...)
 	}
 	return cmd
 }
@@ -200,9 +203,11 @@ func (p policy) mounts() []mount.Mount {
 	if restricted(t.Sandbox) {
 		// Read-only: a socket connects on a read-only mount, and the task
 		// can neither replace its socket nor leave anything beside it.
-		ms = append(ms,
-			mount.Mount{Type: mount.TypeBind, Source: p.socketDir, Target: egressMount, ReadOnly: true},
-			mount.Mount{Type: mount.TypeBind, Source: p.bridge, Target: bridgeBinary, ReadOnly: true})
+		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.socketDir, Target: egressMount, ReadOnly: true})
+	}
+	if p.bridge != "" {
+		// The bridge, and the gate at every level.
+		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.bridge, Target: bridgeBinary, ReadOnly: true})
 	}
 	if p.authFile != "" {
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.authFile, Target: codexHome + "/auth.json", ReadOnly: true})

@@ -122,11 +122,14 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 		if err := r.prepareEgress(ctx, t); err != nil {
 			return "", exitWait{}, err
 		}
-		p.socketDir, p.bridge = r.socketDir(t.ID), r.cfg.Egress.Binary
+		p.socketDir = r.socketDir(t.ID)
 	}
-	if restricted(t.Sandbox) {
-		p.gate = newGate()
+	// Every launch is gated (gate.go), so every container gets the static
+	// binary that holds the gate.
+	if p.bridge, err = r.gateBinary(); err != nil {
+		return "", exitWait{}, err
 	}
+	p.gate = newGate()
 	cfg, host := p.containerConfig()
 	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, t.ContainerName)
 	if cerrdefs.IsConflict(err) {

@@ -76,6 +76,12 @@ func mainErr(args []string) error {
 			return errors.New("usage: codex-connector egress-bridge --listen ADDR --socket PATH [--gate FILE] -- COMMAND...")
 		}
 		os.Exit(egress.RunBridge(args[2], args[4], gate, rest[1:]))
+	case "gated":
+		// Inside a danger-full-access task's container, in front of Codex.
+		if len(args) < 4 || args[1] != "--gate" || args[3] != "--" {
+			return errors.New("usage: codex-connector gated --gate FILE -- COMMAND...")
+		}
+		os.Exit(egress.RunGated(args[2], args[4:]))
 	default:
 		usage(os.Stderr)
 		return fmt.Errorf("unknown command %q", cmd)

@@ -186,22 +186,3 @@ func firstLineOf(head []byte) string {
 	line, _, _ := bytes.Cut(head, []byte("\n"))
 	return strings.TrimSpace(string(line))
 }
-
-// gateWait is how long the bridge waits for the server's word on the
-// mounts: the server checks them right after the start, but an engine
-// under load can take seconds to answer its inspect.
-const gateWait = 2 * time.Minute
-
-func awaitGate(gate string, wait time.Duration, logw io.Writer) bool {
-	deadline := time.Now().Add(wait)
-	for {
-		if _, err := os.Lstat(gate); err == nil {
-			return true
-		}
-		if time.Now().After(deadline) {
-			fmt.Fprintf(logw, "codex-connector: the server did not confirm this container's mounts within %s; Codex is not started — run the task again\n", wait)
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
