@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -84,51 +85,100 @@ type hostRunState struct {
 // repository: it is fingerprinted, not entered.
 func scanHostRun(root string) hostRunState {
 	st := hostRunState{files: map[string]string{}}
-	deadline := time.Now().Add(hostRunScanTime)
-	n := 0
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) && st.unreadable == "" {
-				// A directory it cannot read (mode 000, made so by a
-				// task) may hide a repository: the scan is incomplete.
-				st.cut, st.unreadable = true, p
-			}
-			return nil
-		}
-		if n++; n > maxHostRunEntries || (n%1024 == 0 && time.Now().After(deadline)) {
-			st.cut = true
-			return filepath.SkipAll
-		}
-		rel, _ := filepath.Rel(root, p)
-		if rel == "." {
-			return nil
-		}
-		if d.Name() == ".git" {
-			// The repository's own, or a nested one's: it and what in it git
-			// runs or obeys. (Under workspace-write they are read-only; under
-			// danger-full-access a change here is the first thing to review.)
-			key := filepath.ToSlash(rel)
-			st.files[key] = lstatFingerprint(p)
-			if d.IsDir() {
-				for _, f := range []string{"config", "commondir", "info/attributes", "config.worktree"} {
-					st.files[key+"/"+f] = lstatFingerprint(filepath.Join(p, f))
-				}
-				hooks, _ := os.ReadDir(filepath.Join(p, "hooks"))
-				for _, h := range hooks[:min(len(hooks), 256)] {
-					st.files[key+"/hooks/"+h.Name()] = lstatFingerprint(filepath.Join(p, "hooks", h.Name()))
-				}
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		// Files; not the directories that hold host-run files, whose times
-		// change with every file in them.
-		if isHostRun(rel) && !d.IsDir() {
-			st.files[filepath.ToSlash(rel)] = lstatFingerprint(p)
-		}
-		return nil
-	})
+	w := &hostRunWalk{root: root, st: &st, deadline: time.Now().Add(hostRunScanTime)}
+	w.dir("", 0)
 	return st
+}
+
+// maxHostRunDepth bounds the walk's nesting, and so the directories it
+// holds open at once.
+const maxHostRunDepth = 256
+
+type hostRunWalk struct {
+	root     string
+	st       *hostRunState
+	deadline time.Time
+	n        int
+}
+
+// dir walks the directory rel, reading it in batches so that one huge
+// directory is bounded like a huge tree, and opening it without following
+// a symlink a task may have swapped in since it was listed.
+func (w *hostRunWalk) dir(rel string, depth int) {
+	if w.st.cut {
+		return
+	}
+	p := filepath.Join(w.root, rel)
+	if depth > maxHostRunDepth {
+		w.st.cut = true
+		return
+	}
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		w.unreadable(p, err)
+		return
+	}
+	defer f.Close()
+	for {
+		entries, err := f.ReadDir(512)
+		for _, e := range entries {
+			if w.n++; w.n > maxHostRunEntries || (w.n%1024 == 0 && time.Now().After(w.deadline)) {
+				w.st.cut = true
+				return
+			}
+			w.entry(path.Join(rel, e.Name()), e, depth)
+			if w.st.cut {
+				return
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				w.unreadable(p, err)
+			}
+			return
+		}
+	}
+}
+
+func (w *hostRunWalk) entry(rel string, e fs.DirEntry, depth int) {
+	p := filepath.Join(w.root, rel)
+	if e.Name() == ".git" {
+		// The repository's own, or a nested one's: it and what in it git
+		// runs or obeys. (Under workspace-write they are read-only; under
+		// danger-full-access a change here is the first thing to review.)
+		w.st.files[rel] = lstatFingerprint(p)
+		if e.IsDir() {
+			for _, name := range []string{"config", "commondir", "info/attributes", "config.worktree"} {
+				w.st.files[rel+"/"+name] = lstatFingerprint(filepath.Join(p, name))
+			}
+			if hooks, err := os.OpenFile(filepath.Join(p, "hooks"), os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0); err == nil {
+				list, _ := hooks.ReadDir(256)
+				hooks.Close()
+				for _, h := range list {
+					w.st.files[rel+"/hooks/"+h.Name()] = lstatFingerprint(filepath.Join(p, "hooks", h.Name()))
+				}
+			}
+		}
+		return
+	}
+	if e.IsDir() {
+		w.dir(rel, depth+1)
+		return
+	}
+	// Files; not the directories that hold host-run files, whose times
+	// change with every file in them.
+	if isHostRun(rel) {
+		w.st.files[rel] = lstatFingerprint(p)
+	}
+}
+
+// unreadable notes a directory the walk cannot read (mode 000, made so by
+// a task): it may hide a repository, so the scan is incomplete.
+func (w *hostRunWalk) unreadable(p string, err error) {
+	if errors.Is(err, fs.ErrNotExist) || w.st.unreadable != "" {
+		return
+	}
+	w.st.cut, w.st.unreadable = true, p
 }
 
 func lstatFingerprint(p string) string {
