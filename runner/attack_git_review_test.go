@@ -119,10 +119,11 @@ func mustHaveRun(t *testing.T, task *store.Task, cmds ...string) {
 	}
 }
 
-// the user's own .git/config points into the work tree:
+// The user's own .git/config points into the work tree:
 // `include.path = ../.gitconfig` (a common way to share repository config)
-// and `core.hooksPath = .hooks` (committed hooks). .git is read-only, but
-// what it points at is not: the task writes the included file and a hook.
+// and `core.hooksPath = .hooks` (committed hooks). .git is read-only, and
+// so is what it points at: the task's writes of the included file and a
+// hook fail, and git on the host runs nothing.
 func TestFilesGitConfigNamesInTheWorkTreeAreReadOnly(t *testing.T) {
 	h := newHarness(t, nil)
 	marks := markerDir(t)
@@ -146,8 +147,8 @@ func TestFilesGitConfigNamesInTheWorkTreeAreReadOnly(t *testing.T) {
 	}
 }
 
-// an ignored nested repository (a clone under deps/, not a
-// submodule): its .git is an ordinary writable directory of the work tree.
+// An ignored nested repository (a clone under deps/, not a submodule):
+// its .git, a directory of the work tree, is read-only to the task.
 func TestNestedRepositoryGitDirIsReadOnly(t *testing.T) {
 	h := newHarness(t, nil)
 	marks := markerDir(t)
@@ -176,9 +177,9 @@ func TestNestedRepositoryGitDirIsReadOnly(t *testing.T) {
 	}
 }
 
-// a linked worktree kept inside the repository
-// (`git worktree add .worktrees/feat`, a common layout): its .git file is
-// a writable file of the main work tree.
+// A linked worktree kept inside the repository (`git worktree add
+// .worktrees/feat`, a common layout): its .git file, a file of the main
+// work tree, is read-only to the task.
 func TestLinkedWorktreeInsideTheRepositoryIsProtected(t *testing.T) {
 	h := newHarness(t, nil)
 	marks := markerDir(t)
@@ -196,8 +197,8 @@ func TestLinkedWorktreeInsideTheRepositoryIsProtected(t *testing.T) {
 	}
 }
 
-// submodules nested deeper than maxGitlinkDepth: the walk stops
-// silently, and the fifth level's .git file is left writable.
+// Submodules nested five deep: the fifth level's .git file is read-only
+// too (the walk once stopped at four, silently).
 func TestDeeplyNestedSubmodulesAreProtected(t *testing.T) {
 	h := newHarness(t, nil)
 	marks := markerDir(t)
@@ -279,7 +280,8 @@ func realCodex(t *testing.T, command string) *harness {
 // directory, vendor/other, between a directory and a symlink to a host
 // directory, in a loop. A workspace-write launch checks vendor/other
 // (below: a plain directory) and then the engine binds it read-only; if
-// the swap lands in between, the engine binds the symlink's target.
+// the swap lands in between, the engine binds the symlink's target. The
+// gate catches it: the task never reads the host directory.
 func TestMountSourceRaceWithAConcurrentTaskIsCaught(t *testing.T) {
 	repo := repoWithSubmodules(t)
 	secretHome := ownerDir(t)
@@ -439,8 +441,3 @@ func TestNamedPipeInGitDoesNotHangTheServer(t *testing.T) {
 		})
 	}
 }
-
-// READ-ONLY GIT INSIDE THE TASK — `git status`, `git diff` and `git log`
-// must still work inside a workspace-write task, in ordinary repositories:
-// one with submodules, a linked worktree, and one whose .git is a file
-// (`git init --separate-git-dir`). Real Codex, real shell.
