@@ -146,8 +146,13 @@ func (w *hostRunWalk) entry(rel string, e fs.DirEntry, depth int) {
 		// The repository's own, or a nested one's: it and what in it git
 		// runs or obeys. (Under workspace-write they are read-only; under
 		// danger-full-access a change here is the first thing to review.)
-		w.st.files[rel] = lstatFingerprint(p)
-		if e.IsDir() {
+		if !e.IsDir() {
+			w.st.files[rel] = lstatFingerprint(p)
+		} else {
+			// Its times change whenever git takes a lock in it: only its
+			// being there (and which directory it is) counts, and what in
+			// it git runs or obeys.
+			w.st.files[rel] = dirFingerprint(p)
 			for _, name := range []string{"config", "commondir", "info/attributes", "config.worktree"} {
 				w.st.files[rel+"/"+name] = lstatFingerprint(filepath.Join(p, name))
 			}
@@ -179,6 +184,17 @@ func (w *hostRunWalk) unreadable(p string, err error) {
 		return
 	}
 	w.st.cut, w.st.unreadable = true, p
+}
+
+func dirFingerprint(p string) string {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return "gone"
+	}
+	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return fmt.Sprintf("dir %d", s.Ino)
+	}
+	return "dir"
 }
 
 func lstatFingerprint(p string) string {

@@ -65,3 +65,23 @@ func TestHostRunFilesComparesLstatFingerprints(t *testing.T) {
 		}
 	})
 }
+
+func TestGitAtWorkInItsDirectoryIsNoHostRunChange(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, ".git", "hooks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := scanHostRun(root)
+	// What `git status` does: a lock file made and renamed over the index.
+	lock := filepath.Join(root, ".git", "index.lock")
+	if err := os.WriteFile(lock, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(lock, filepath.Join(root, ".git", "index")); err != nil {
+		t.Fatal(err)
+	}
+	after := scanHostRun(root)
+	if got := hostRunFiles(&before, &after, nil); len(got) != 0 {
+		t.Fatalf("git's own bookkeeping listed as host-run changes: %q", got)
+	}
+}
