@@ -27,10 +27,16 @@ import (
 // commit, and returns it.
 func reviewRepo(t *testing.T, files map[string]string) string {
 	t.Helper()
-	base := ownerDir(t)
-	repo := filepath.Join(base, "repo")
-	gitCLI(t, base, "init", "-q", "repo")
 	files["README"] = "hello\n"
+	return ownedRepo(t, ownerDir(t), "repo", files)
+}
+
+// ownedRepo makes the repository base/name with files (a hook or a
+// script executable), owned by the repo owner, with one commit.
+func ownedRepo(t *testing.T, base, name string, files map[string]string) string {
+	t.Helper()
+	repo := filepath.Join(base, name)
+	gitCLI(t, base, "init", "-q", name)
 	for name, body := range files {
 		p := filepath.Join(repo, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -209,17 +215,11 @@ func TestDeeplyNestedSubmodulesAreProtected(t *testing.T) {
 	// repository is a clone of u1.
 	for i := levels + 1; i >= 1; i-- {
 		name := "u" + string(rune('0'+i))
-		dir := filepath.Join(base, name)
-		gitCLI(t, base, "init", "-q", name)
-		if err := os.WriteFile(filepath.Join(dir, "f"), []byte(name+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		imagestest.Chown(t, dir)
-		gitCLI(t, dir, "add", "f")
+		dir := ownedRepo(t, base, name, map[string]string{"f": name + "\n"})
 		if i <= levels {
 			gitCLI(t, dir, "-c", "protocol.file.allow=always", "submodule", "add", "-q", "../u"+string(rune('0'+i+1)), "s")
+			gitCLI(t, dir, "commit", "-qm", name)
 		}
-		gitCLI(t, dir, "commit", "-qm", name)
 	}
 	repo := filepath.Join(base, "repo")
 	gitCLI(t, base, "-c", "protocol.file.allow=always", "clone", "-q", "--recurse-submodules", "u1", "repo")

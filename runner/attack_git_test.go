@@ -64,14 +64,7 @@ func repoWithSubmodules(t *testing.T) string {
 	t.Helper()
 	base := ownerDir(t)
 	for _, name := range []string{"upstream", "upstream2"} {
-		dir := filepath.Join(base, name)
-		gitCLI(t, base, "init", "-q", name)
-		if err := os.WriteFile(filepath.Join(dir, "lib.txt"), []byte(name+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		imagestest.Chown(t, dir)
-		gitCLI(t, dir, "add", "lib.txt")
-		gitCLI(t, dir, "commit", "-qm", "lib")
+		ownedRepo(t, base, name, map[string]string{"lib.txt": name + "\n"})
 	}
 	repo := filepath.Join(base, "repo")
 	gitCLI(t, base, "init", "-q", "repo")
