@@ -147,7 +147,7 @@ func New(lifetime context.Context, cfg Config, eng engine, st *store.Store, logf
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
-	r := &Runner{cfg: cfg, engine: eng, store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
+	r := &Runner{cfg: cfg, engine: withDeadlines(eng), store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
 	if b, ok := eng.(imageBuilder); ok {
 		r.imageBuilder = b
 	}
