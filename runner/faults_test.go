@@ -83,7 +83,7 @@ func TestKillBetweenClaimAndCreateRunsTheTaskOnce(t *testing.T) {
 	// The records as a server leaves them when it dies right after claiming
 	// the first task, with the second waiting behind it.
 	for _, task := range []*store.Task{
-		{ID: claimed, Prompt: "write once.txt x; say ran", Status: store.Running, CreatedAt: now, StartedAt: now},
+		{ID: claimed, Prompt: "append once.txt ran; say ran", Status: store.Running, CreatedAt: now, StartedAt: now},
 		{ID: queued, Prompt: "say second", Status: store.Queued, CreatedAt: now.Add(time.Second)},
 	} {
 		task.WorkingDirectory, task.RepoRoot, task.Sandbox, task.Image = repo, repo, DangerFullAccess, h.cfg.Image.Ref
@@ -97,8 +97,9 @@ func TestKillBetweenClaimAndCreateRunsTheTaskOnce(t *testing.T) {
 	if first.Status != store.Completed || first.Result != "ran" || second.Status != store.Completed {
 		t.Fatalf("after the takeover: %s %q; %s %q", first.Status, first.Error, second.Status, second.Error)
 	}
-	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "x\n" {
-		t.Fatalf("once.txt = %q", got)
+	// Each run appends a line: one line is one run.
+	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "ran\n" {
+		t.Fatalf("once.txt = %q: the task ran %d times", got, strings.Count(got, "\n"))
 	}
 	if second.StartedAt.Before(first.FinishedAt) {
 		t.Errorf("the task queued behind started at %s, before the claimed one ended at %s", second.StartedAt, first.FinishedAt)
@@ -136,7 +137,7 @@ func TestKillBetweenCreateAndStartRunsTheTaskOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.store.Create(&store.Task{ID: id, Prompt: "write once.txt x; say ran", WorkingDirectory: repo, RepoRoot: repo,
+	if err := h.store.Create(&store.Task{ID: id, Prompt: "append once.txt ran; say ran", WorkingDirectory: repo, RepoRoot: repo,
 		Sandbox: DangerFullAccess, Image: h.cfg.Image.Ref, Status: store.Running, CreatedAt: now, StartedAt: now,
 		ContainerName: containerName(id), ContainerID: created.ID, User: user, Follower: deadFollower(t), LeaseUntil: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
@@ -146,7 +147,8 @@ func TestKillBetweenCreateAndStartRunsTheTaskOnce(t *testing.T) {
 	if task.Status != store.Completed || task.Result != "ran" || task.ContainerID == created.ID {
 		t.Fatalf("requeued task: %s %q (container %s, the leftover was %s)", task.Status, task.Error, task.ContainerID, created.ID)
 	}
-	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "x\n" {
-		t.Fatalf("once.txt = %q", got)
+	// Each run appends a line: one line is one run.
+	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "ran\n" {
+		t.Fatalf("once.txt = %q: the task ran %d times", got, strings.Count(got, "\n"))
 	}
 }
