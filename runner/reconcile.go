@@ -318,9 +318,7 @@ func (r *Runner) adopt(t *store.Task) {
 // requeue puts a task that never started back in the queue.
 func (r *Runner) requeue(id string) {
 	err := r.backToQueued(id)
-	r.mu.Lock()
-	delete(r.runs, id)
-	r.mu.Unlock()
+	r.forget(id)
 	if err != nil {
 		r.logf("task %s: queue again: %v", id, err)
 		return
@@ -331,9 +329,7 @@ func (r *Runner) requeue(id string) {
 // release1 gives up following a task for now; its lease lapses and a later
 // sweep (of any server) takes it up again.
 func (r *Runner) release1(id string) {
-	r.mu.Lock()
-	delete(r.runs, id)
-	r.mu.Unlock()
+	r.forget(id)
 	// End the lease now rather than when it lapses.
 	if _, err := r.update(id, func(t *store.Task) error {
 		if t.Follower == r.instance {
@@ -342,6 +338,17 @@ func (r *Runner) release1(id string) {
 		return nil
 	}); err != nil {
 		r.logf("task %s: give up the lease: %v", id, err)
+	}
+}
+
+// forget drops the task's run, ending what still runs under it.
+func (r *Runner) forget(id string) {
+	r.mu.Lock()
+	rn := r.runs[id]
+	delete(r.runs, id)
+	r.mu.Unlock()
+	if rn != nil {
+		rn.cancel()
 	}
 }
 

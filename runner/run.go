@@ -414,6 +414,13 @@ func shortID(id string) string { return id[:min(12, len(id))] }
 // already ended, is left as its record says, and its container too.
 func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logBytes int64, logErr error) {
 	ctx := rn.ctx
+	if !rn.held() {
+		// The result file is written before the record: not by a
+		// follower whose lease may be another's by now.
+		r.logf("task %s: not recording its end: its lease lapsed; no longer following it", id)
+		r.letGo(id, rn)
+		return
+	}
 	containerID := info.ID
 	code := info.State.ExitCode
 	oom := info.State.OOMKilled
