@@ -208,6 +208,9 @@ var errCancelledBeforeStart = errors.New("cancelled before it started")
 func (r *Runner) unclaim(t *store.Task) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if now, err := r.store.Get(t.ID); err != nil || now.Follower != r.instance || now.Status != store.Running {
+		return // another server holds it now, or it ended: not ours to touch
+	}
 	if info, err := r.engine.ContainerInspect(ctx, t.ContainerName); err == nil && info.State != nil && info.State.Running {
 		return // it started after all: the next server adopts it
 	}

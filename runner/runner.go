@@ -285,7 +285,7 @@ func (r *Runner) recoverTask(id string) {
 			r.ended(id)
 		}
 	}()
-	if t, err := r.store.Get(id); err == nil && !t.Status.Final() && t.ContainerName != "" {
+	if t, err := r.store.Get(id); err == nil && !t.Status.Final() && t.Follower == r.instance && t.ContainerName != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StopGrace+30*time.Second)
 		if err := r.stop(ctx, t.ContainerName); err != nil {
 			r.logf("task %s: stop after an internal error: %v", id, err)
