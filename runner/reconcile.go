@@ -204,7 +204,7 @@ func (r *Runner) reconcile(ctx context.Context) {
 		}
 		// An adopted task takes a slot like one this process started: the
 		// limit holds across restarts.
-		r.track(taken.ID).heldUntil.Store(taken.LeaseUntil.UnixNano())
+		r.track(taken.ID).claimed(taken.LeaseUntil)
 		r.mu.Lock()
 		r.running++
 		r.mu.Unlock()

@@ -39,6 +39,13 @@ func (r *Runner) holds(t *store.Task, rn *run) bool {
 	return t.Follower == r.instance && !t.Status.Final() && (rn == nil || rn.ctx.Err() == nil)
 }
 
+// claimed notes the lease a claim recorded, unless a renewal already noted
+// one: a renewal may have recorded an earlier end after the claim did, and
+// what is noted must never be later than what is recorded.
+func (rn *run) claimed(until time.Time) {
+	rn.heldUntil.CompareAndSwap(0, until.UnixNano())
+}
+
 // held says whether the run's lease is still in force by its last recorded
 // renewal; the log copy writes only while it is.
 func (rn *run) held() bool {
@@ -73,7 +80,7 @@ func (r *Runner) execute(id string) {
 		return
 	}
 	rn := r.track(id)
-	rn.heldUntil.Store(t.LeaseUntil.UnixNano())
+	rn.claimed(t.LeaseUntil)
 	if t.Sandbox != ReadOnly {
 		rn.repoRoot = t.RepoRoot
 		rn.before, rn.snapshotErr = snapshotWorktree(t.RepoRoot, statusTimeout)
@@ -168,7 +175,13 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if err != nil {
 		return "", exitWait{}, engineError("create container for task "+t.ID, err)
 	}
-	t, err = r.update(t.ID, func(t *store.Task) error { t.ContainerID = created.ID; return nil })
+	t, err = r.update(t.ID, func(t *store.Task) error {
+		if !r.holds(t, rn) {
+			return errNotHolder // the container is not the task's: removed below
+		}
+		t.ContainerID = created.ID
+		return nil
+	})
 	if err != nil {
 		_ = r.remove(ctx, created.ID)
 		return "", exitWait{}, fmt.Errorf("record container of task: %w", err)
