@@ -74,18 +74,18 @@ func (r *Runner) sleep(d time.Duration) bool {
 
 // awaitEngine waits while the engine does not answer, then returns the
 // container as the engine sees it (or the engine's error about it); it
-// returns the lifetime's error when that ends first.
-func (r *Runner) awaitEngine(nameOrID string) (container.InspectResponse, error) {
+// returns ctx's error when that ends first.
+func (r *Runner) awaitEngine(ctx context.Context, nameOrID string) (container.InspectResponse, error) {
 	pause := 500 * time.Millisecond
 	for {
 		// Pause first: an engine restart takes longer than this, and a
 		// wait that fails for another reason must not spin.
 		select {
-		case <-r.lifetime.Done():
-			return container.InspectResponse{}, r.lifetime.Err()
+		case <-ctx.Done():
+			return container.InspectResponse{}, ctx.Err()
 		case <-time.After(pause):
 		}
-		info, err := r.engine.ContainerInspect(r.lifetime, nameOrID)
+		info, err := r.engine.ContainerInspect(ctx, nameOrID)
 		if !client.IsErrConnectionFailed(err) {
 			return info, err
 		}

@@ -6,12 +6,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
 )
 
 // A log directory that runs out of space (here a 256 KiB tmpfs): the task's
@@ -83,7 +86,7 @@ func TestKillBetweenClaimAndCreateRunsTheTaskOnce(t *testing.T) {
 	// The records as a server leaves them when it dies right after claiming
 	// the first task, with the second waiting behind it.
 	for _, task := range []*store.Task{
-		{ID: claimed, Prompt: "write once.txt x; say ran", Status: store.Running, CreatedAt: now, StartedAt: now},
+		{ID: claimed, Prompt: "append once.txt ran; say ran", Status: store.Running, CreatedAt: now, StartedAt: now},
 		{ID: queued, Prompt: "say second", Status: store.Queued, CreatedAt: now.Add(time.Second)},
 	} {
 		task.WorkingDirectory, task.RepoRoot, task.Sandbox, task.Image = repo, repo, DangerFullAccess, h.cfg.Image.Ref
@@ -97,8 +100,9 @@ func TestKillBetweenClaimAndCreateRunsTheTaskOnce(t *testing.T) {
 	if first.Status != store.Completed || first.Result != "ran" || second.Status != store.Completed {
 		t.Fatalf("after the takeover: %s %q; %s %q", first.Status, first.Error, second.Status, second.Error)
 	}
-	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "x\n" {
-		t.Fatalf("once.txt = %q", got)
+	// Each run appends a line: one line is one run.
+	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "ran\n" {
+		t.Fatalf("once.txt = %q: the task ran %d times", got, strings.Count(got, "\n"))
 	}
 	if second.StartedAt.Before(first.FinishedAt) {
 		t.Errorf("the task queued behind started at %s, before the claimed one ended at %s", second.StartedAt, first.FinishedAt)
@@ -136,7 +140,7 @@ func TestKillBetweenCreateAndStartRunsTheTaskOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.store.Create(&store.Task{ID: id, Prompt: "write once.txt x; say ran", WorkingDirectory: repo, RepoRoot: repo,
+	if err := h.store.Create(&store.Task{ID: id, Prompt: "append once.txt ran; say ran", WorkingDirectory: repo, RepoRoot: repo,
 		Sandbox: DangerFullAccess, Image: h.cfg.Image.Ref, Status: store.Running, CreatedAt: now, StartedAt: now,
 		ContainerName: containerName(id), ContainerID: created.ID, User: user, Follower: deadFollower(t), LeaseUntil: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
@@ -146,7 +150,87 @@ func TestKillBetweenCreateAndStartRunsTheTaskOnce(t *testing.T) {
 	if task.Status != store.Completed || task.Result != "ran" || task.ContainerID == created.ID {
 		t.Fatalf("requeued task: %s %q (container %s, the leftover was %s)", task.Status, task.Error, task.ContainerID, created.ID)
 	}
-	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "x\n" {
-		t.Fatalf("once.txt = %q", got)
+	// Each run appends a line: one line is one run.
+	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "ran\n" {
+		t.Fatalf("once.txt = %q: the task ran %d times", got, strings.Count(got, "\n"))
 	}
+}
+
+// stuckList is an engine whose first container listing (the first
+// reconcile's) hangs until released or its context ends, as a call to a
+// stuck engine does.
+type stuckList struct {
+	*client.Client
+	calls   atomic.Int32
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *stuckList) ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error) {
+	if s.calls.Add(1) == 1 {
+		close(s.entered)
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return s.Client.ContainerList(ctx, opts)
+}
+
+// A reconcile stuck on the engine does not hold up lease renewal: the
+// running task's lease goes on being renewed, so no other server could take
+// it over while this one follows it.
+func TestLeasesAreRenewedWhileAnEngineCallHangs(t *testing.T) {
+	stuck := &stuckList{entered: make(chan struct{}), release: make(chan struct{})}
+	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Second }, func(cli *client.Client) engine {
+		stuck.Client = cli
+		return stuck
+	})
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(stuck.release) }) }
+	t.Cleanup(release)
+	select {
+	case <-stuck.entered:
+	case <-time.After(time.Minute):
+		t.Fatal("the first reconcile never listed containers")
+	}
+
+	repo := newRepo(t)
+	task, err := h.Start(context.Background(), Spec{Prompt: "await go; say renewed", WorkingDirectory: repo, Sandbox: DangerFullAccess})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitStatus(t, task.ID, store.Running)
+	claimed, err := h.store.Get(task.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Renewed twice past the claim while the reconcile still hangs (it is
+	// released only below).
+	renewals, last := 0, claimed.LeaseUntil
+	for i := 0; renewals < 2; i++ {
+		if i > 1500 {
+			t.Fatalf("the lease was renewed %d times in 30s while a reconcile hung on the engine", renewals)
+		}
+		time.Sleep(20 * time.Millisecond)
+		now, err := h.store.Get(task.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.Status != store.Running || now.Follower != claimed.Follower {
+			t.Fatalf("the task is %s, followed by %q, while its follower lives", now.Status, now.Follower)
+		}
+		if now.LeaseUntil.After(last) {
+			renewals, last = renewals+1, now.LeaseUntil
+		}
+	}
+	if stuck.calls.Load() != 1 {
+		t.Fatalf("the engine was listed %d times: the hung call did not hold the reconcile", stuck.calls.Load())
+	}
+	must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
+	if final := h.waitFinal(t, task.ID); final.Status != store.Completed || final.Result != "renewed" {
+		t.Fatalf("the task ended %s %q", final.Status, final.Error)
+	}
+	release()
 }

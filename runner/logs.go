@@ -27,7 +27,10 @@ const maxLineBuffer = 4 << 20
 // up to limit bytes in all (size counts what the file held before), then a
 // line that says the log was cut there, and refuses more.
 type logSink struct {
-	f       *os.File
+	f *os.File
+	// held says whether this process may still write the log (it holds
+	// the task's lease); nil: always.
+	held    func() bool
 	skip    int64
 	written int64
 	partial []byte
@@ -40,6 +43,10 @@ type logSink struct {
 
 // errLogCapped ends a copy whose log reached its cap.
 var errLogCapped = errors.New("the log reached its cap")
+
+// errLeaseLost ends a copy whose follower no longer holds the task's lease:
+// another server may be copying the same log.
+var errLeaseLost = errors.New("this server no longer holds the task's lease")
 
 // cutLine ends a log that reached its cap.
 func cutLine(limit int64) string {
@@ -61,6 +68,9 @@ func (s *logSink) Write(p []byte) (int, error) {
 	}
 	if s.capped {
 		return 0, errLogCapped
+	}
+	if s.held != nil && !s.held() {
+		return 0, errLeaseLost
 	}
 	cut := false
 	if s.limit > 0 && s.size+int64(len(p)) > s.limit {
@@ -192,8 +202,16 @@ func (ck *logCheckpoint) save(logPath string) error {
 // the log file at path until the container stops, resuming after whatever
 // the file already holds. It returns the bytes the file holds at the end.
 // When the log reaches limit bytes (0: no limit), it ends with a line that
-// says so and the copy calls capped, which stops the task.
-func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker *eventTracker, limit int64, capped func()) (int64, error) {
+// says so and the copy calls capped, which stops the task. The file and its
+// checkpoint are changed only while held reports true (nil: always); once
+// it reports false the copy ends with errLeaseLost.
+func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker *eventTracker, limit int64, held func() bool, capped func()) (int64, error) {
+	if held == nil {
+		held = func() bool { return true }
+	}
+	if !held() {
+		return 0, errLeaseLost
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("open log %s: %w", path, err)
@@ -207,12 +225,15 @@ func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker
 	if err != nil {
 		return fi.Size(), err
 	}
-	sink := &logSink{f: f, tracker: tracker, size: fi.Size(), limit: limit, lastNL: true}
+	sink := &logSink{f: f, held: held, tracker: tracker, size: fi.Size(), limit: limit, lastNL: true}
 	resumed := ck != nil
 	switch {
 	case ck != nil:
 		// What was written after the checkpoint comes again.
 		if fi.Size() > ck.Bytes {
+			if !held() {
+				return fi.Size(), errLeaseLost
+			}
 			if err := f.Truncate(ck.Bytes); err != nil {
 				return fi.Size(), fmt.Errorf("cut log %s back to its checkpoint: %w", path, err)
 			}
@@ -248,6 +269,9 @@ func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker
 	err = c.run(rc)
 	if errors.Is(err, errLogCapped) {
 		ck.Capped, err = true, nil
+	}
+	if errors.Is(err, errLeaseLost) {
+		return sink.size, err
 	}
 	if err == nil && len(sink.partial) > 0 {
 		tracker.feed(sink.partial)
@@ -373,6 +397,9 @@ func (c *logCopy) message(s int, m []byte) error {
 
 // checkpoint makes what the log holds durable, then says so beside it.
 func (c *logCopy) checkpoint() error {
+	if c.sink.held != nil && !c.sink.held() {
+		return errLeaseLost
+	}
 	if err := c.sink.f.Sync(); err != nil {
 		return err
 	}

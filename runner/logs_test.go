@@ -51,7 +51,7 @@ func (e streamEngine) ContainerLogs(context.Context, string, container.LogsOptio
 func copyStream(t *testing.T, path string, limit int64, msgs ...frame1) (int64, bool) {
 	t.Helper()
 	capped := false
-	n, err := copyLogs(context.Background(), streamEngine{stream: frames(msgs...)}, "c", path, &eventTracker{}, limit, func() { capped = true })
+	n, err := copyLogs(context.Background(), streamEngine{stream: frames(msgs...)}, "c", path, &eventTracker{}, limit, nil, func() { capped = true })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,12 +67,13 @@ func followerGone(follower string) bool {
 }
 
 // Run keeps this server's leases, reconciles and keeps house until the
-// lifetime ends.
+// lifetime ends. Leases are renewed on their own goroutine and clock: a
+// reconcile or a housekeeping pass stuck on the engine must not let them
+// lapse while this server still follows its tasks.
 func (r *Runner) Run() error {
+	go r.keepLeases()
 	r.safely("reconcile", func() { r.reconcile(r.lifetime) })
 	r.safely("housekeeping", func() { r.housekeeping(r.lifetime) })
-	renew := time.NewTicker(r.cfg.Lease / 3)
-	defer renew.Stop()
 	sweep := time.NewTicker(r.cfg.Lease / 2)
 	defer sweep.Stop()
 	tidy := time.NewTicker(pruneEvery)
@@ -81,8 +82,6 @@ func (r *Runner) Run() error {
 		select {
 		case <-r.lifetime.Done():
 			return nil
-		case <-renew.C:
-			r.safely("renew leases", r.renewLeases)
 		case <-sweep.C:
 			r.safely("reconcile", func() { r.reconcile(r.lifetime) })
 		case <-tidy.C:
@@ -91,15 +90,74 @@ func (r *Runner) Run() error {
 	}
 }
 
+// keepLeases renews this server's leases every third of a lease until the
+// lifetime ends. It makes no engine call.
+func (r *Runner) keepLeases() {
+	tick := time.NewTicker(r.cfg.Lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.lifetime.Done():
+			return
+		case <-tick.C:
+			r.safely("renew leases", r.renewLeases)
+		}
+	}
+}
+
+// renewLeases extends the leases this server holds, and stops following at
+// once the tasks whose lease it lost.
 func (r *Runner) renewLeases() {
 	r.mu.Lock()
+	runs := make(map[string]*run, len(r.runs))
 	ids := make([]string, 0, len(r.runs))
-	for id := range r.runs {
+	for id, rn := range r.runs {
+		runs[id] = rn
 		ids = append(ids, id)
 	}
 	r.mu.Unlock()
-	if err := r.store.Renew(r.instance, ids, time.Now().Add(r.cfg.Lease)); err != nil {
+	until := time.Now().Add(r.cfg.Lease)
+	lost, err := r.store.Renew(r.instance, ids, until)
+	if err != nil {
+		// The leases lapse unless a later renewal gets through; the
+		// follower's writes stop when they do (run.held).
 		r.logf("renew task leases: %v", err)
+		return
+	}
+	for _, id := range lost {
+		r.lose(id, runs[id])
+		delete(runs, id)
+	}
+	for _, rn := range runs {
+		rn.heldUntil.Store(until.UnixNano())
+	}
+}
+
+// lose stops following a task whose lease this server no longer holds: its
+// log copy and engine calls end, and nothing more is written for it.
+func (r *Runner) lose(id string, rn *run) {
+	r.mu.Lock()
+	if r.runs[id] != rn {
+		r.mu.Unlock()
+		return // it ended here, or was given up, in the meantime
+	}
+	delete(r.runs, id)
+	r.mu.Unlock()
+	rn.cancel()
+	close(rn.done)
+	r.logf("task %s: this server no longer holds its lease (another server took it over, or it ended); no longer following it", id)
+}
+
+// letGo forgets a run that stopped because its lease was lost or lapsed,
+// writing nothing; a later sweep (of any server) takes the task up again if
+// nobody holds it.
+func (r *Runner) letGo(id string, rn *run) {
+	rn.cancel()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.runs[id] == rn {
+		delete(r.runs, id)
+		close(rn.done)
 	}
 }
 
@@ -146,7 +204,7 @@ func (r *Runner) reconcile(ctx context.Context) {
 		}
 		// An adopted task takes a slot like one this process started: the
 		// limit holds across restarts.
-		r.track(taken.ID)
+		r.track(taken.ID).claimed(taken.LeaseUntil)
 		r.mu.Lock()
 		r.running++
 		r.mu.Unlock()
@@ -200,6 +258,7 @@ func (r *Runner) track(id string) *run {
 	rn, ok := r.runs[id]
 	if !ok {
 		rn = &run{tracker: &eventTracker{}, done: make(chan struct{})}
+		rn.ctx, rn.cancel = context.WithCancel(r.lifetime)
 		r.runs[id] = rn
 	}
 	return rn
@@ -207,8 +266,11 @@ func (r *Runner) track(id string) *run {
 
 // adopt picks up a running task from its container, as it is now.
 func (r *Runner) adopt(t *store.Task) {
-	ctx := r.lifetime
 	rn := r.local(t.ID)
+	if rn == nil {
+		return // lost before it began
+	}
+	ctx := rn.ctx
 	info, err := r.engine.ContainerInspect(ctx, t.ContainerName)
 	if client.IsErrConnectionFailed(err) {
 		// The engine is down (or restarting): this server holds the task
@@ -216,7 +278,8 @@ func (r *Runner) adopt(t *store.Task) {
 		rn.engineLost = true
 		rn.tracker.note("waiting for the Docker engine to come back")
 		r.logf("task %s: the Docker engine does not answer; adopting the task when it does", t.ID)
-		if info, err = r.awaitEngine(t.ContainerName); ctx.Err() != nil {
+		if info, err = r.awaitEngine(ctx, t.ContainerName); ctx.Err() != nil {
+			r.letGo(t.ID, rn)
 			return
 		}
 	}
@@ -224,6 +287,9 @@ func (r *Runner) adopt(t *store.Task) {
 	case cerrdefs.IsNotFound(err) && t.ContainerID == "":
 		// Claimed, but the server died before it made a container.
 		r.requeue(t.ID)
+		return
+	case ctx.Err() != nil:
+		r.letGo(t.ID, rn)
 		return
 	case cerrdefs.IsNotFound(err):
 		r.fail(t.ID, errors.New("its container is gone: it was removed while no codex-connector followed it; the log holds what it printed until then"))
@@ -252,9 +318,7 @@ func (r *Runner) adopt(t *store.Task) {
 // requeue puts a task that never started back in the queue.
 func (r *Runner) requeue(id string) {
 	err := r.backToQueued(id)
-	r.mu.Lock()
-	delete(r.runs, id)
-	r.mu.Unlock()
+	r.forget(id)
 	if err != nil {
 		r.logf("task %s: queue again: %v", id, err)
 		return
@@ -265,9 +329,7 @@ func (r *Runner) requeue(id string) {
 // release1 gives up following a task for now; its lease lapses and a later
 // sweep (of any server) takes it up again.
 func (r *Runner) release1(id string) {
-	r.mu.Lock()
-	delete(r.runs, id)
-	r.mu.Unlock()
+	r.forget(id)
 	// End the lease now rather than when it lapses.
 	if _, err := r.update(id, func(t *store.Task) error {
 		if t.Follower == r.instance {
@@ -276,6 +338,17 @@ func (r *Runner) release1(id string) {
 		return nil
 	}); err != nil {
 		r.logf("task %s: give up the lease: %v", id, err)
+	}
+}
+
+// forget drops the task's run, ending what still runs under it.
+func (r *Runner) forget(id string) {
+	r.mu.Lock()
+	rn := r.runs[id]
+	delete(r.runs, id)
+	r.mu.Unlock()
+	if rn != nil {
+		rn.cancel()
 	}
 }
 

@@ -27,6 +27,31 @@ const maxResultInRecord = 8000
 // was cancelled while queued.
 var errNotRunnable = errors.New("task is no longer queued")
 
+// errNotHolder leaves a record unchanged when this process no longer holds
+// the task's lease, or the task already ended: its end, its stop reason
+// and its container are the holder's to record and remove.
+var errNotHolder = errors.New("this server does not hold the task's lease")
+
+// holds says, within the transaction that would change the record, whether
+// the follower's writes for the task are this run's to make: the record
+// names this process, the task has not ended, and the run was not given up.
+func (r *Runner) holds(t *store.Task, rn *run) bool {
+	return t.Follower == r.instance && !t.Status.Final() && (rn == nil || rn.ctx.Err() == nil)
+}
+
+// claimed notes the lease a claim recorded, unless a renewal already noted
+// one: a renewal may have recorded an earlier end after the claim did, and
+// what is noted must never be later than what is recorded.
+func (rn *run) claimed(until time.Time) {
+	rn.heldUntil.CompareAndSwap(0, until.UnixNano())
+}
+
+// held says whether the run's lease is still in force by its last recorded
+// renewal; the log copy writes only while it is.
+func (rn *run) held() bool {
+	return rn.ctx.Err() == nil && time.Now().UnixNano() < rn.heldUntil.Load()
+}
+
 // execute claims a queued task and runs it to its end. It returns early,
 // leaving the container running, when the runner's lifetime ends.
 func (r *Runner) execute(id string) {
@@ -55,6 +80,7 @@ func (r *Runner) execute(id string) {
 		return
 	}
 	rn := r.track(id)
+	rn.claimed(t.LeaseUntil)
 	if t.Sandbox != ReadOnly {
 		rn.repoRoot = t.RepoRoot
 		rn.before, rn.snapshotErr = snapshotWorktree(t.RepoRoot, statusTimeout)
@@ -62,7 +88,7 @@ func (r *Runner) execute(id string) {
 		rn.hostBefore = &hostBefore
 	}
 	containerID, exited, err := r.launch(t, rn)
-	for tries := 1; err != nil && r.lifetime.Err() == nil && engineTrouble(err, tries); tries++ {
+	for tries := 1; err != nil && rn.ctx.Err() == nil && engineTrouble(err, tries); tries++ {
 		// The engine went away (or is shutting down) after the task was
 		// accepted: it starts when the engine answers, rather than failing
 		// for a Docker restart.
@@ -71,8 +97,8 @@ func (r *Runner) execute(id string) {
 		if !r.sleep(time.Duration(tries) * time.Second) {
 			break
 		}
-		r.awaitEngine(t.ContainerName)
-		if r.lifetime.Err() != nil {
+		r.awaitEngine(rn.ctx, t.ContainerName)
+		if rn.ctx.Err() != nil {
 			break
 		}
 		if rn.hostBefore != nil {
@@ -86,6 +112,12 @@ func (r *Runner) execute(id string) {
 	if err != nil {
 		if r.lifetime.Err() != nil {
 			r.unclaim(t)
+			return
+		}
+		if rn.ctx.Err() != nil {
+			// Its lease was lost while it launched: the holder takes it
+			// from here, from its record and container.
+			r.letGo(id, rn)
 			return
 		}
 		r.logf("task %s: %v", id, err)
@@ -106,7 +138,7 @@ type exitWait struct {
 // registered before the start: a wait registered after it misses an exit
 // that comes first.
 func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
-	ctx := r.lifetime
+	ctx := rn.ctx
 	if err := r.cfg.Image.Check(ctx, r.engine); err != nil {
 		return "", exitWait{}, engineError("check the Codex image", err)
 	}
@@ -143,7 +175,13 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if err != nil {
 		return "", exitWait{}, engineError("create container for task "+t.ID, err)
 	}
-	t, err = r.update(t.ID, func(t *store.Task) error { t.ContainerID = created.ID; return nil })
+	t, err = r.update(t.ID, func(t *store.Task) error {
+		if !r.holds(t, rn) {
+			return errNotHolder // the container is not the task's: removed below
+		}
+		t.ContainerID = created.ID
+		return nil
+	})
 	if err != nil {
 		_ = r.remove(ctx, created.ID)
 		return "", exitWait{}, fmt.Errorf("record container of task: %w", err)
@@ -183,6 +221,9 @@ var errCancelledBeforeStart = errors.New("cancelled before it started")
 func (r *Runner) unclaim(t *store.Task) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if now, err := r.store.Get(t.ID); err != nil || now.Follower != r.instance || now.Status != store.Running {
+		return // another server holds it now, or it ended: not ours to touch
+	}
 	if info, err := r.engine.ContainerInspect(ctx, t.ContainerName); err == nil && info.State != nil && info.State.Running {
 		return // it started after all: the next server adopts it
 	}
@@ -198,8 +239,8 @@ func (r *Runner) unclaim(t *store.Task) {
 // backToQueued records a claimed task that never ran as queued again.
 func (r *Runner) backToQueued(id string) error {
 	_, err := r.update(id, func(t *store.Task) error {
-		if t.Status != store.Running {
-			return nil
+		if t.Status != store.Running || t.Follower != r.instance {
+			return nil // not this server's to hand back
 		}
 		t.Status, t.StartedAt, t.Deadline, t.ContainerID = store.Queued, time.Time{}, time.Time{}, ""
 		return nil
@@ -252,14 +293,21 @@ func splitUser(user string) (int, int) {
 // again from where the log file ends: with live-restore the task goes on,
 // without it the task ends with the reason.
 func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitWait) {
+	ctx := rn.ctx
 	for {
 		logs, lost := r.followOnce(t, containerID, rn, exited)
-		if r.lifetime.Err() != nil {
+		if ctx.Err() != nil {
+			// The lifetime ended (the container runs on), or the lease
+			// was lost: nothing more is written for the task here.
+			r.letGo(t.ID, rn)
 			return
 		}
 		if !lost {
-			info, err := r.engine.ContainerInspect(r.lifetime, containerID)
+			info, err := r.engine.ContainerInspect(ctx, containerID)
 			switch {
+			case ctx.Err() != nil:
+				r.letGo(t.ID, rn)
+				return
 			case err == nil:
 				r.finish(t.ID, info, rn, logs.size, logs.err)
 				return
@@ -271,9 +319,10 @@ func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitW
 		rn.engineLost = true
 		rn.tracker.note("waiting for the Docker engine to come back")
 		r.logf("task %s: lost the Docker engine while following container %s; following it again when the engine answers", t.ID, shortID(containerID))
-		info, err := r.awaitEngine(containerID)
+		info, err := r.awaitEngine(ctx, containerID)
 		switch {
-		case r.lifetime.Err() != nil:
+		case ctx.Err() != nil:
+			r.letGo(t.ID, rn)
 			return
 		case cerrdefs.IsNotFound(err):
 			r.fail(t.ID, errors.New("its container is gone: it was removed while the Docker engine was away; the log holds what it printed until then"))
@@ -283,7 +332,7 @@ func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitW
 			return
 		}
 		r.logf("task %s: the Docker engine answers again; the container is %s", t.ID, info.State.Status)
-		exited.result, exited.err = r.engine.ContainerWait(r.lifetime, containerID, container.WaitConditionNotRunning)
+		exited.result, exited.err = r.engine.ContainerWait(ctx, containerID, container.WaitConditionNotRunning)
 	}
 }
 
@@ -295,7 +344,7 @@ type copiedLog struct {
 // followOnce follows the container until it exits, the engine stops
 // answering (lost), or the lifetime ends.
 func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited exitWait) (logs copiedLog, lost bool) {
-	ctx := r.lifetime
+	ctx := rn.ctx
 	// A cancel that could not reach the engine (it was down, or no server
 	// followed the task) is in the record: carry it out now.
 	if now, err := r.store.Get(t.ID); err == nil && now.CancelRequested {
@@ -319,9 +368,16 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 				logDone <- copiedLog{size, err}
 			}
 		}()
-		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker, r.cfg.Limits.LogBytes, func() {
+		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker, r.cfg.Limits.LogBytes, rn.held, func() {
 			r.stopFor(ctx, t.ID, containerID, fmt.Sprintf("stopped: its output passed the log cap of %s (limits.logMB); the log ends where it was cut — raise limits.logMB, or ask for less output", humanBytes(r.cfg.Limits.LogBytes)))
 		})
+		if errors.Is(err, errLeaseLost) {
+			// The lease lapsed unrenewed (this process was stopped, or
+			// the database stayed locked): another server may follow the
+			// task now, so this one stops.
+			r.logf("task %s: its lease lapsed; no longer following it", t.ID)
+			rn.cancel()
+		}
 		logDone <- copiedLog{size, err}
 	}()
 	rn.tracker.startClock(time.Now())
@@ -369,8 +425,18 @@ func shortID(id string) string { return id[:min(12, len(id))] }
 
 // finish records the end of a task from its exited container, then removes
 // the container. Each step may run again after a crash without harm.
+//
+// Finishing is the holder's: a task another server took over, or one that
+// already ended, is left as its record says, and its container too.
 func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logBytes int64, logErr error) {
-	ctx := r.lifetime
+	ctx := rn.ctx
+	if !rn.held() {
+		// The result file is written before the record: not by a
+		// follower whose lease may be another's by now.
+		r.logf("task %s: not recording its end: its lease lapsed; no longer following it", id)
+		r.letGo(id, rn)
+		return
+	}
 	containerID := info.ID
 	code := info.State.ExitCode
 	oom := info.State.OOMKilled
@@ -396,6 +462,9 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 	}
 	sum.HostRunFiles = hostRunFiles(rn.hostBefore, hostAfter, sum.FilesChanged)
 	_, err := r.update(id, func(t *store.Task) error {
+		if !r.holds(t, rn) {
+			return errNotHolder
+		}
 		now := time.Now().UTC()
 		t.FinishedAt = now
 		t.ExitCode = &code
@@ -435,6 +504,11 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		}
 		return nil
 	})
+	if errors.Is(err, errNotHolder) {
+		r.logf("task %s: not recording its end: this server no longer follows it", id)
+		r.letGo(id, rn)
+		return
+	}
 	if err != nil {
 		// Keep the container: the next reconcile finishes the task from it.
 		r.logf("task %s: record the end: %v", id, err)
@@ -520,14 +594,19 @@ func (r *Runner) watchState(ctx context.Context, id, containerID string) func() 
 
 // stopFor stops a task on the runner's own account, recording why first so
 // that whichever process sees the exit records the reason. The first reason
-// stays.
+// stays. Only the holder of the lease records and stops.
 func (r *Runner) stopFor(ctx context.Context, id, containerID, reason string) {
 	if _, err := r.update(id, func(t *store.Task) error {
+		if !r.holds(t, nil) {
+			return errNotHolder
+		}
 		if t.StopReason == "" {
 			t.StopReason = clipN(reason, maxReason)
 		}
 		return nil
-	}); err != nil {
+	}); errors.Is(err, errNotHolder) {
+		return
+	} else if err != nil {
 		r.logf("task %s: record why it is stopped (%s): %v", id, reason, err)
 	}
 	if err := r.stop(ctx, containerID); err != nil {
@@ -581,11 +660,16 @@ func writeFileAtomic(path string, data []byte) error {
 	return err
 }
 
-// fail records that a task could not run to its end, with the reason.
+// fail records that a task could not run to its end, with the reason. A
+// task that already ended, or that another server follows now, is left as
+// its record says.
 func (r *Runner) fail(id string, cause error) {
 	_, err := r.update(id, func(t *store.Task) error {
 		if t.Status.Final() {
-			return nil
+			return errNotHolder
+		}
+		if t.Status == store.Running && t.Follower != r.instance {
+			return errNotHolder
 		}
 		t.FinishedAt = time.Now().UTC()
 		if t.CancelRequested || errors.Is(cause, errCancelledBeforeStart) {
@@ -595,6 +679,10 @@ func (r *Runner) fail(id string, cause error) {
 		t.Status, t.Error = store.Failed, cause.Error()
 		return nil
 	})
+	if errors.Is(err, errNotHolder) {
+		r.ended(id)
+		return
+	}
 	if err != nil {
 		r.logf("task %s: record failure %q: %v", id, cause, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
@@ -97,6 +98,17 @@ type Runner struct {
 type run struct {
 	tracker *eventTracker
 	done    chan struct{}
+	// ctx ends when this process stops following the task: it lost the
+	// lease (another follower took the task over, or it ended elsewhere),
+	// the lease lapsed, or the lifetime ended. Engine calls and the log
+	// copy of the task run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// heldUntil is when this process's lease on the task ends as last
+	// recorded (Unix nanoseconds; 0 before it claims the task). Writes that
+	// belong to the follower happen only before it: another server takes
+	// the task over only after it.
+	heldUntil atomic.Int64
 	// before is the repository's git state when the run began, to tell
 	// which files it changed; nil when unknown or the repo is read-only.
 	before   worktreeState
@@ -135,7 +147,7 @@ func New(lifetime context.Context, cfg Config, eng engine, st *store.Store, logf
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
-	r := &Runner{cfg: cfg, engine: eng, store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
+	r := &Runner{cfg: cfg, engine: withDeadlines(eng), store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
 	if b, ok := eng.(imageBuilder); ok {
 		r.imageBuilder = b
 	}
@@ -273,7 +285,7 @@ func (r *Runner) recoverTask(id string) {
 			r.ended(id)
 		}
 	}()
-	if t, err := r.store.Get(id); err == nil && !t.Status.Final() && t.ContainerName != "" {
+	if t, err := r.store.Get(id); err == nil && !t.Status.Final() && t.Follower == r.instance && t.ContainerName != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StopGrace+30*time.Second)
 		if err := r.stop(ctx, t.ContainerName); err != nil {
 			r.logf("task %s: stop after an internal error: %v", id, err)
@@ -301,6 +313,7 @@ func (r *Runner) ended(id string) {
 	if rn, ok := r.runs[id]; ok {
 		close(rn.done)
 		delete(r.runs, id)
+		rn.cancel()
 	}
 }
 

@@ -288,20 +288,25 @@ func decode(id string, data []byte) (*Task, error) {
 }
 
 // Renew extends the lease of owner on the tasks it still follows, in one
-// transaction; tasks another process took over are left alone.
-func (s *Store) Renew(owner string, ids []string, until time.Time) error {
+// transaction, and returns those of ids it no longer holds: taken over by
+// another follower, ended, or gone (an unreadable record counts as gone).
+// Their records are left alone; the owner must stop following them.
+func (s *Store) Renew(owner string, ids []string, until time.Time) (lost []string, err error) {
 	if len(ids) == 0 {
-		return nil
+		return nil, nil
 	}
-	return s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
+		lost = lost[:0]
 		b := tx.Bucket(tasksBucket)
 		for _, id := range ids {
 			data := b.Get([]byte(id))
 			if data == nil {
+				lost = append(lost, id)
 				continue
 			}
 			t, err := decode(id, data)
 			if err != nil || t.Follower != owner || t.Status.Final() {
+				lost = append(lost, id)
 				continue
 			}
 			t.LeaseUntil = until
@@ -314,6 +319,10 @@ func (s *Store) Renew(owner string, ids []string, until time.Time) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return lost, nil
 }
 
 // ErrNotFinished is returned when deleting a task that has not ended.

@@ -254,3 +254,38 @@ func TestIDs(t *testing.T) {
 		}
 	}
 }
+
+// Renew extends only the leases the owner still holds and names the others:
+// taken over, ended, or gone. Their records are left as they are.
+func TestRenewNamesTheLeasesItNoLongerHolds(t *testing.T) {
+	s := openTemp(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	mk := func(i int, st Status, follower string) string {
+		tk := task(NewID(now.Add(time.Duration(i)*time.Second)), now, st)
+		tk.Follower, tk.LeaseUntil = follower, now.Add(time.Second)
+		if err := s.Create(tk); err != nil {
+			t.Fatal(err)
+		}
+		return tk.ID
+	}
+	held := mk(0, Running, "me")
+	taken := mk(1, Running, "other")
+	ended := mk(2, Completed, "me")
+	gone := NewID(now.Add(time.Hour))
+	until := now.Add(time.Minute)
+	lost, err := s.Renew("me", []string{held, taken, ended, gone}, until)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{taken, ended, gone}; fmt.Sprint(lost) != fmt.Sprint(want) {
+		t.Fatalf("lost = %v, want %v", lost, want)
+	}
+	if got, _ := s.Get(held); !got.LeaseUntil.Equal(until) {
+		t.Errorf("the held lease is until %s, want %s", got.LeaseUntil, until)
+	}
+	for _, id := range []string{taken, ended} {
+		if got, _ := s.Get(id); !got.LeaseUntil.Equal(now.Add(time.Second)) {
+			t.Errorf("task %s: a lease not held was changed to %s", id, got.LeaseUntil)
+		}
+	}
+}

@@ -31,6 +31,51 @@ type mcpServer struct {
 	home     string
 	mu       sync.Mutex
 	progress []*sdk.ProgressNotificationParams
+	// stderr is what the server logged so far.
+	stderr     strings.Builder
+	stderrMore chan struct{} // closed and replaced on each write
+}
+
+// waitLogged waits until the server has logged a line that holds every one
+// of parts, and returns it.
+func (s *mcpServer) waitLogged(t *testing.T, parts ...string) string {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		s.mu.Lock()
+		logged, more := s.stderr.String(), s.stderrMore
+		s.mu.Unlock()
+	lines:
+		for _, line := range strings.Split(logged, "\n") {
+			for _, p := range parts {
+				if !strings.Contains(line, p) {
+					continue lines
+				}
+			}
+			return line
+		}
+		select {
+		case <-more:
+		case <-timeout:
+			t.Fatalf("the server never logged a line with %q", parts)
+		}
+	}
+}
+
+// serverLog feeds what the server writes to stderr to the test's log and
+// to waitLogged.
+type serverLog struct {
+	t *testing.T
+	s *mcpServer
+}
+
+func (w serverLog) Write(p []byte) (int, error) {
+	w.s.mu.Lock()
+	w.s.stderr.Write(p)
+	close(w.s.stderrMore)
+	w.s.stderrMore = make(chan struct{})
+	w.s.mu.Unlock()
+	return testWriter{w.t}.Write(p)
 }
 
 // startServer runs codex-connector with a fresh data directory and the fake
@@ -43,12 +88,12 @@ func startServer(t *testing.T, env ...string) *mcpServer {
 func startServerAt(t *testing.T, home string, env ...string) *mcpServer {
 	t.Helper()
 	ref := imagestest.FakeCodex(t)
-	s := &mcpServer{home: home}
+	s := &mcpServer{home: home, stderrMore: make(chan struct{})}
 	cmd := exec.Command(binary(t))
 	cmd.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+s.home, "CODEX_CONNECTOR_IMAGE="+ref, "CODEX_CONNECTOR_STOP_GRACE=1s",
 		"CODEX_CONNECTOR_ALLOWED_ROOTS="+os.TempDir())
 	cmd.Env = append(cmd.Env, env...)
-	cmd.Stderr = testWriter{t}
+	cmd.Stderr = serverLog{t, s}
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -269,4 +271,68 @@ func TestEgressKeepsServingAcrossARestart(t *testing.T) {
 		!strings.Contains(fmt.Sprint(final["commands"]), "exitCode:0") {
 		t.Fatalf("after the restart: %v\n%s", final, log)
 	}
+}
+
+// A follower frozen past its lease (SIGSTOP: every call it makes, to the
+// engine and to the database, hangs) loses its task to the other server,
+// which follows it to its end. When the first resumes it writes nothing
+// more for the task: not a line of its log, not its record, and every line
+// the task printed is in the log exactly once.
+func TestAFollowerStoppedPastItsLeaseWritesNothingMore(t *testing.T) {
+	repo := imagestest.Repo(t)
+	home := t.TempDir()
+	a := startServerAt(t, home, "CODEX_CONNECTOR_LEASE=2s")
+	b := startServerAt(t, home, "CODEX_CONNECTOR_LEASE=2s")
+	id := structured(t, a.call(t, "codex_agent", map[string]any{"task": "lines 300 20ms; say survived", "workingDirectory": repo, "async": true}))["taskId"].(string)
+	log := filepath.Join(home, "logs", id+".log")
+	waitLines(t, log, 20)
+
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			a.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	})
+	final := b.waitFor(t, id)
+	if final["status"] != "completed" || final["result"] != "survived" {
+		t.Fatalf("after the follower froze: %v", final)
+	}
+	logBefore, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := store.New(filepath.Join(home, "tasks.db"), 10*time.Second)
+	record := func() string {
+		t.Helper()
+		task, err := db.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := json.Marshal(task)
+		return string(data)
+	}
+	recordBefore := record()
+
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	// The first server learns that it lost the task (from its renewal, or
+	// from its log copy finding the lease lapsed) and lets it go.
+	t.Logf("the first server: %s", a.waitLogged(t, "task "+id+": ", "no longer follow"))
+	// It answers, so whatever it was doing when it resumed has run.
+	if st := structured(t, a.call(t, "codex_status", map[string]any{"taskId": id})); st["status"] != "completed" {
+		t.Fatalf("the first server sees the task as %v", st["status"])
+	}
+
+	if logAfter, _ := os.ReadFile(log); string(logAfter) != string(logBefore) {
+		t.Errorf("the log changed after the first server resumed: %d bytes, was %d", len(logAfter), len(logBefore))
+	}
+	if recordAfter := record(); recordAfter != recordBefore {
+		t.Errorf("the record changed after the first server resumed:\n%s\nwas\n%s", recordAfter, recordBefore)
+	}
+	checkNumberedLog(t, log, 300)
 }

@@ -7,6 +7,7 @@
 // The script is a list of steps separated by ";" or newlines:
 //
 //	write PATH TEXT     write TEXT (plus newline) to PATH, relative to the working directory
+//	append PATH TEXT    append TEXT (plus newline) to PATH, never truncating: one line per run
 //	cmd CODE TEXT       report a command TEXT that exited with CODE
 //	say TEXT            an agent message; the last one is the final message
 //	sleep DURATION      e.g. sleep 2s
@@ -229,6 +230,22 @@ func (s *state) step(verb, rest string) bool {
 		} else {
 			s.command("write "+path, 0, "")
 			emit(map[string]any{"type": "item.completed", "item": s.item("file_change", map[string]any{"changes": []map[string]string{{"path": filepath.Clean(path), "kind": "add"}}, "status": "completed"})})
+		}
+	case "append":
+		// Adds a line, never truncating: a file a task appends to once
+		// holds one line per run of the task.
+		path, text, _ := strings.Cut(rest, " ")
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err == nil {
+			_, err = f.WriteString(text + "\n")
+			if closeErr := f.Close(); err == nil {
+				err = closeErr
+			}
+		}
+		if err != nil {
+			s.command("append "+path, 1, err.Error())
+		} else {
+			s.command("append "+path, 0, "")
 		}
 	case "cmd":
 		codeText, text, _ := strings.Cut(rest, " ")
