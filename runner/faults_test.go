@@ -156,6 +156,52 @@ func TestKillBetweenCreateAndStartRunsTheTaskOnce(t *testing.T) {
 	}
 }
 
+// A server killed after the start but before it confirmed the mounts
+// leaves a container held at its gate: nothing of the task ran there. The
+// next server removes it and runs the task afresh, once.
+func TestKillWhileHeldAtTheGateRunsTheTaskOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	repo := newRepo(t)
+	user, err := containerUser(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	id := store.NewID(now)
+	task := &store.Task{ID: id, Prompt: "append once.txt ran; say ran", WorkingDirectory: repo, RepoRoot: repo,
+		Sandbox: DangerFullAccess, Image: h.cfg.Image.Ref, Status: store.Running, CreatedAt: now, StartedAt: now,
+		ContainerName: containerName(id), User: user, Follower: deadFollower(t), LeaseUntil: now.Add(time.Hour)}
+	// Made and started as a launch does, but the gate never opened.
+	stateDir, err := h.prepareStateDir(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := policy{task: task, stateDir: stateDir, limits: h.cfg.Limits, version: "test", home: homeLabel(h.home), bridge: h.cfg.Egress.Binary, gate: newGate()}
+	cfg, host := p.containerConfig()
+	created, err := h.engine.ContainerCreate(context.Background(), cfg, host, nil, nil, task.ContainerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.engine.ContainerStart(context.Background(), created.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	task.ContainerID = created.ID
+	if err := h.store.Create(task); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile(context.Background())
+	got := h.waitFinal(t, id)
+	if got.Status != store.Completed || got.Result != "ran" || got.ContainerID == created.ID {
+		t.Fatalf("the held task: %s %q (container %s, the held one was %s)", got.Status, got.Error, got.ContainerID, created.ID)
+	}
+	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "ran\n" {
+		t.Fatalf("once.txt = %q: the task ran %d times", got, strings.Count(got, "\n"))
+	}
+	if _, err := h.engine.ContainerInspect(context.Background(), created.ID); err == nil {
+		t.Fatal("the held container was left behind")
+	}
+}
+
 // stuckList is an engine whose first container listing (the first
 // reconcile's) hangs until released or its context ends, as a call to a
 // stuck engine does.

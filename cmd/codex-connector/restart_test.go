@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,18 +66,33 @@ func waitLines(t *testing.T, log string, n int) {
 
 // waitContainerRunning waits until the task's container runs, so that a kill
 // lands in the phase the test means.
+// waitContainerRunning waits until the task's Codex runs in its container:
+// past the launch gate, which holds Codex until the server has confirmed
+// the mounts (a server killed before that leaves a container that runs
+// nothing of the task, and the next server starts it afresh).
 func waitContainerRunning(t *testing.T, engine *client.Client, id string) {
 	t.Helper()
 	for i := 0; ; i++ {
 		info, err := engine.ContainerInspect(context.Background(), "codex-connector-"+id)
-		if err == nil && info.State.Running {
+		if err == nil && info.State.Running && codexStarted(engine, id) {
 			return
 		}
 		if i > 1000 {
-			t.Fatalf("the container of task %s never ran: %v", id, err)
+			t.Fatalf("the container of task %s never ran Codex: %v", id, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// codexStarted says whether the fake Codex has printed its first line.
+func codexStarted(engine *client.Client, id string) bool {
+	rc, err := engine.ContainerLogs(context.Background(), "codex-connector-"+id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	data, _ := io.ReadAll(io.LimitReader(rc, 1<<20))
+	return bytes.Contains(data, []byte("fakecodex args"))
 }
 
 func TestTasksSurviveAKilledServer(t *testing.T) {
