@@ -146,13 +146,23 @@ func TestKillBetweenCreateAndStartRunsTheTaskOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.reconcile(context.Background())
+	ranOnceAfresh(t, h, repo, id, created.ID)
+}
+
+// ranOnceAfresh waits for a task the reconciler requeued and checks that
+// it completed in a new container, having run once: each run of the
+// task's script appends a line to once.txt.
+func ranOnceAfresh(t *testing.T, h *harness, repo, id, leftover string) {
+	t.Helper()
 	task := h.waitFinal(t, id)
-	if task.Status != store.Completed || task.Result != "ran" || task.ContainerID == created.ID {
-		t.Fatalf("requeued task: %s %q (container %s, the leftover was %s)", task.Status, task.Error, task.ContainerID, created.ID)
+	if task.Status != store.Completed || task.Result != "ran" || task.ContainerID == leftover {
+		t.Fatalf("requeued task: %s %q (container %s, the leftover was %s)", task.Status, task.Error, task.ContainerID, leftover)
 	}
-	// Each run appends a line: one line is one run.
 	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "ran\n" {
 		t.Fatalf("once.txt = %q: the task ran %d times", got, strings.Count(got, "\n"))
+	}
+	if _, err := h.engine.ContainerInspect(context.Background(), leftover); err == nil {
+		t.Fatal("the leftover container was not removed")
 	}
 }
 
@@ -190,16 +200,7 @@ func TestKillWhileHeldAtTheGateRunsTheTaskOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.reconcile(context.Background())
-	got := h.waitFinal(t, id)
-	if got.Status != store.Completed || got.Result != "ran" || got.ContainerID == created.ID {
-		t.Fatalf("the held task: %s %q (container %s, the held one was %s)", got.Status, got.Error, got.ContainerID, created.ID)
-	}
-	if got := readFile(t, filepath.Join(repo, "once.txt")); got != "ran\n" {
-		t.Fatalf("once.txt = %q: the task ran %d times", got, strings.Count(got, "\n"))
-	}
-	if _, err := h.engine.ContainerInspect(context.Background(), created.ID); err == nil {
-		t.Fatal("the held container was left behind")
-	}
+	ranOnceAfresh(t, h, repo, id, created.ID)
 }
 
 // stuckList is an engine whose first container listing (the first
