@@ -44,6 +44,10 @@ func newInstanceID() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
+// HomeLabel is the value of LabelHome on the task containers of a data
+// directory.
+func HomeLabel(home string) string { return homeLabel(home) }
+
 // homeLabel ties containers to one data directory, so that a server never
 // touches the containers of another home on the same engine.
 func homeLabel(home string) string {

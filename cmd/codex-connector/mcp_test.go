@@ -117,6 +117,9 @@ func startServerAt(t *testing.T, home string, env ...string) *mcpServer {
 	t.Cleanup(func() {
 		// The proxy outlives servers by design; a test's home goes away.
 		defer exec.Command("docker", "rm", "-f", runner.ProxyName(s.home)).Run()
+		// So do task containers of a killed server that no other server
+		// finished (a failed test's).
+		defer removeHomeContainers(s.home)
 		if s.killed {
 			return
 		}
@@ -572,5 +575,16 @@ func TestServerExitsWhenStdinClosesAndTasksKeepRunning(t *testing.T) {
 			t.Fatalf("task container not running after the server exited: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// removeHomeContainers removes the task containers of a data directory.
+func removeHomeContainers(home string) {
+	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label="+runner.LabelHome+"="+runner.HomeLabel(home)).Output()
+	if err != nil {
+		return
+	}
+	if ids := strings.Fields(string(out)); len(ids) > 0 {
+		exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
 	}
 }
