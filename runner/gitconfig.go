@@ -67,14 +67,24 @@ func configFiles(root, dir, home string) []string {
 			}
 		}
 	}
-	if data, err := readConfig(root, filepath.Join(gitDir, "commondir")); err == nil {
-		common := strings.TrimSpace(string(data))
-		if !filepath.IsAbs(common) {
-			common = filepath.Join(gitDir, common)
-		}
-		files = append(files, filepath.Join(filepath.Clean(common), "config"))
+	if common, ok := commonDirOf(root, gitDir); ok {
+		files = append(files, filepath.Join(common, "config"))
 	}
 	return append(files, filepath.Join(gitDir, "config"), filepath.Join(gitDir, "config.worktree"))
+}
+
+// commonDirOf reads the commondir file of a git directory (a linked
+// worktree's, a submodule's): the directory it names, made absolute.
+func commonDirOf(root, gitDir string) (string, bool) {
+	data, err := readConfig(root, filepath.Join(gitDir, "commondir"))
+	if err != nil {
+		return "", false
+	}
+	common := strings.TrimSpace(string(data))
+	if !filepath.IsAbs(common) {
+		common = filepath.Join(gitDir, common)
+	}
+	return filepath.Clean(common), true
 }
 
 // ownerHome is the home directory of the user who owns the repository: the

@@ -90,6 +90,10 @@ func scanHostRun(root string) hostRunState {
 	return st
 }
 
+// openDirFlags open a directory of the work tree: never through a symlink
+// swapped in since it was listed, never blocking.
+const openDirFlags = os.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+
 // maxHostRunDepth bounds the walk's nesting, and so the directories it
 // holds open at once.
 const maxHostRunDepth = 256
@@ -113,7 +117,7 @@ func (w *hostRunWalk) dir(rel string, depth int) {
 		w.st.cut = true
 		return
 	}
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	f, err := os.OpenFile(p, openDirFlags, 0)
 	if err != nil {
 		w.unreadable(p, err)
 		return
@@ -156,7 +160,7 @@ func (w *hostRunWalk) entry(rel string, e fs.DirEntry, depth int) {
 			for _, name := range []string{"config", "commondir", "info/attributes", "config.worktree"} {
 				w.st.files[rel+"/"+name] = lstatFingerprint(filepath.Join(p, name))
 			}
-			if hooks, err := os.OpenFile(filepath.Join(p, "hooks"), os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0); err == nil {
+			if hooks, err := os.OpenFile(filepath.Join(p, "hooks"), openDirFlags, 0); err == nil {
 				list, _ := hooks.ReadDir(256)
 				hooks.Close()
 				for _, h := range list {

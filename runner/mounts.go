@@ -398,12 +398,8 @@ func gitDirsInside(root, rel string) ([]string, error) {
 		return nil, nil
 	}
 	dirs := []string{gitDir}
-	if data, err := readConfig(root, filepath.Join(gitDir, "commondir")); err == nil {
-		common := strings.TrimSpace(string(data))
-		if !filepath.IsAbs(common) {
-			common = filepath.Join(gitDir, common)
-		}
-		dirs = append(dirs, filepath.Clean(common))
+	if common, ok := commonDirOf(root, gitDir); ok {
+		dirs = append(dirs, common)
 	}
 	var out []string
 	for _, d := range dirs {
