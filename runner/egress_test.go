@@ -67,12 +67,28 @@ func (h *harness) cancelAndWait(t *testing.T, id string) *store.Task {
 }
 
 // assertEgressGone checks that a task that ended left no egress behind.
+// The follower records the end first, under its lease, and removes the
+// egress after: a server that lost the task must not remove the egress of
+// the run that replaced it. So a caller that saw the end may be a moment
+// early, and the check waits for the removal.
 func (h *harness) assertEgressGone(t *testing.T, id string) {
 	t.Helper()
-	for _, p := range []string{h.policyPath(id), h.socketDir(id), h.legacyEgressDir(id)} {
-		if _, err := os.Lstat(p); !os.IsNotExist(err) {
-			t.Errorf("left after the task's end: %s (%v)", p, err)
+	paths := []string{h.policyPath(id), h.socketDir(id), h.legacyEgressDir(id)}
+	left := func() []string {
+		var out []string
+		for _, p := range paths {
+			if _, err := os.Lstat(p); !os.IsNotExist(err) {
+				out = append(out, fmt.Sprintf("%s (%v)", p, err))
+			}
 		}
+		return out
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(left()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, p := range left() {
+		t.Errorf("left after the task's end: %s", p)
 	}
 }
 

@@ -64,7 +64,13 @@ func TestTaskWritesIntoRepoAsTheRepoOwner(t *testing.T) {
 		}
 	})
 	t.Run("the container is removed", func(t *testing.T) {
+		// The end is recorded before the container goes: wait for it.
+		deadline := time.Now().Add(30 * time.Second)
 		_, err := h.engine.ContainerInspect(context.Background(), task.ContainerID)
+		for !cerrdefs.IsNotFound(err) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			_, err = h.engine.ContainerInspect(context.Background(), task.ContainerID)
+		}
 		if !cerrdefs.IsNotFound(err) {
 			t.Fatalf("container still there: %v", err)
 		}
