@@ -325,6 +325,44 @@ func (s *Store) Renew(owner string, ids []string, until time.Time) (lost []strin
 	return lost, nil
 }
 
+// Release ends the leases owner holds on tasks that have not ended, in one
+// transaction, so that another process may take them over at once rather
+// than when they lapse. It returns the ids released. Owner must have
+// stopped following them: the records still name it, but hold nothing.
+func (s *Store) Release(owner string) (released []string, err error) {
+	err = s.update(func(tx *bolt.Tx) error {
+		released = released[:0]
+		b := tx.Bucket(tasksBucket)
+		// bolt forbids changing a bucket inside its ForEach: find, then write.
+		var held []*Task
+		if err := b.ForEach(func(k, v []byte) error {
+			t, err := decode(string(k), v)
+			if err == nil && t.Follower == owner && !t.Status.Final() && !t.LeaseUntil.IsZero() {
+				held = append(held, t)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, t := range held {
+			t.LeaseUntil = time.Time{}
+			data, err := json.Marshal(t)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(t.ID), data); err != nil {
+				return err
+			}
+			released = append(released, t.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return released, nil
+}
+
 // ErrNotFinished is returned when deleting a task that has not ended.
 var ErrNotFinished = errors.New("task has not finished")
 

@@ -289,3 +289,40 @@ func TestRenewNamesTheLeasesItNoLongerHolds(t *testing.T) {
 		}
 	}
 }
+
+func TestReleaseEndsOnlyTheOwnersLiveLeases(t *testing.T) {
+	s := openTemp(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	mk := func(i int, st Status, follower string) string {
+		tk := task(NewID(now.Add(time.Duration(i)*time.Second)), now, st)
+		tk.Follower, tk.LeaseUntil = follower, now.Add(time.Minute)
+		if err := s.Create(tk); err != nil {
+			t.Fatal(err)
+		}
+		return tk.ID
+	}
+	running := mk(0, Running, "me")
+	queued := mk(1, Queued, "me")
+	other := mk(2, Running, "other")
+	ended := mk(3, Completed, "me")
+	released, err := s.Release("me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{running, queued}; fmt.Sprint(released) != fmt.Sprint(want) {
+		t.Fatalf("released %v, want %v", released, want)
+	}
+	for _, id := range []string{running, queued} {
+		if got, _ := s.Get(id); !got.LeaseUntil.IsZero() || got.Follower != "me" {
+			t.Errorf("task %s after release: follower %q until %s", id, got.Follower, got.LeaseUntil)
+		}
+	}
+	for _, id := range []string{other, ended} {
+		if got, _ := s.Get(id); !got.LeaseUntil.Equal(now.Add(time.Minute)) {
+			t.Errorf("task %s: a lease not to release was changed to %s", id, got.LeaseUntil)
+		}
+	}
+	if again, err := s.Release("me"); err != nil || len(again) != 0 {
+		t.Errorf("a second release: %v, %v", again, err)
+	}
+}
