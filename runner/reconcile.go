@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -67,7 +68,17 @@ func followerGone(follower string) bool {
 	if parts[0] != host || err != nil || pid <= 0 {
 		return false
 	}
-	return syscall.Kill(pid, 0) == syscall.ESRCH
+	if syscall.Kill(pid, 0) == syscall.ESRCH {
+		return true
+	}
+	// A process that exited but was not yet waited for by its parent (a
+	// zombie) still answers kill; it follows nothing.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return len(fields) > 0 && fields[0] == "Z"
 }
 
 // Run keeps this server's leases, reconciles and keeps house until the
@@ -82,12 +93,20 @@ func (r *Runner) Run() error {
 	defer sweep.Stop()
 	tidy := time.NewTicker(pruneEvery)
 	defer tidy.Stop()
+	wake := time.NewTicker(wakeEvery)
+	defer wake.Stop()
+	_, seen := r.woken(time.Time{})
 	for {
 		select {
 		case <-r.lifetime.Done():
 			return nil
 		case <-sweep.C:
 			r.safely("reconcile", func() { r.reconcile(r.lifetime) })
+		case <-wake.C:
+			var changed bool
+			if changed, seen = r.woken(seen); changed {
+				r.safely("reconcile", func() { r.reconcile(r.lifetime) })
+			}
 		case <-tidy.C:
 			r.safely("housekeeping", func() { r.housekeeping(r.lifetime) })
 		}

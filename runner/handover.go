@@ -1,0 +1,89 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/codex-connector/codex-connector/store"
+)
+
+// Handover between the processes of one home. A process that stops
+// following its tasks (a server that exits, the detached follower that
+// hands them back to a server) ends its leases at once and wakes the
+// others, so that one of them takes the tasks over within wakeEvery rather
+// than when the leases would have lapsed. A process that dies without
+// handing over is noticed by followerGone, or its leases lapse.
+
+// wakeEvery is how often a runner looks whether another process of its home
+// gave up tasks.
+const wakeEvery = time.Second
+
+// wakePath is touched by a process that gave up tasks; the others reconcile
+// when its time changes.
+func (r *Runner) wakePath() string { return filepath.Join(r.cfg.Home, "wake") }
+
+// Wake tells the other processes of the home that tasks are free to take.
+func (r *Runner) Wake() {
+	path := r.wakePath()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		r.logf("wake the home's other processes: %v", err)
+		return
+	}
+	f.Close()
+	now := time.Now()
+	if err := os.Chtimes(path, now, now); err != nil {
+		r.logf("wake the home's other processes: %v", err)
+	}
+}
+
+// woken says whether the wake file changed since last, and its time now.
+func (r *Runner) woken(last time.Time) (bool, time.Time) {
+	info, err := os.Stat(r.wakePath())
+	if err != nil {
+		return false, last
+	}
+	return !info.ModTime().Equal(last), info.ModTime()
+}
+
+// Release ends the leases this runner still holds, once its lifetime has
+// ended and Drain has returned, and wakes the home's other processes. It
+// returns how many tasks it handed over.
+func (r *Runner) Release() (int, error) {
+	if r.lifetime.Err() == nil {
+		return 0, fmt.Errorf("release the leases: the runner still follows its tasks")
+	}
+	released, err := r.store.Release(r.instance)
+	if err != nil {
+		return 0, fmt.Errorf("release the leases: %w", err)
+	}
+	if len(released) > 0 {
+		r.logf("handed over %d tasks: %s", len(released), strings.Join(released, " "))
+		r.Wake()
+	}
+	return len(released), nil
+}
+
+// Live counts the home's tasks that have not ended: queued or running,
+// whoever follows them.
+func (r *Runner) Live() (int, error) {
+	tasks, _, err := r.store.List(store.Filter{Statuses: []store.Status{store.Queued, store.Running}})
+	if err != nil {
+		return 0, err
+	}
+	return len(tasks), nil
+}
+
+// RemoveProxy removes the home's egress proxy container. It is for when no
+// task is live and no server runs: any runner starts it again when a
+// restricted task needs it.
+func (r *Runner) RemoveProxy(ctx context.Context) error {
+	r.proxyMu.Lock()
+	defer r.proxyMu.Unlock()
+	return r.remove(ctx, r.proxyName())
+}
