@@ -49,6 +49,9 @@ type config struct {
 	MaxSandbox string
 	// Retention removes tasks that ended this long ago; 0 keeps them.
 	Retention time.Duration
+	// FollowAfterExit leaves a detached follower behind a server that exits
+	// (or dies) while tasks are live, so that they run to their end.
+	FollowAfterExit bool
 }
 
 // fileConfig is the shape of config.json.
@@ -75,7 +78,10 @@ type fileConfig struct {
 	AllowedRoots []string `json:"allowedRoots"`
 	// MaxSandbox is the ceiling on the sandbox level a caller may ask for.
 	MaxSandbox string `json:"maxSandbox"`
-	Limits     struct {
+	// FollowAfterExit: false leaves live tasks unfollowed while no server
+	// runs (they go on when one starts).
+	FollowAfterExit *bool `json:"followAfterExit"`
+	Limits          struct {
 		MemoryMB int     `json:"memoryMB"`
 		CPUs     float64 `json:"cpus"`
 		Pids     int64   `json:"pids"`
@@ -106,6 +112,7 @@ var envNames = []string{
 	"CODEX_CONNECTOR_LOG_MB         stop a task whose log passes this many MiB; the engine keeps no more either (default 256)",
 	"CODEX_CONNECTOR_STATE_MB       stop a task whose state directory passes this many MiB on disk (default 1024)",
 	"CODEX_CONNECTOR_RECORD_KB      the most a task's record holds, in KiB; its summary is clipped to fit (default 256)",
+	"CODEX_CONNECTOR_FOLLOW_AFTER_EXIT  false: no detached follower runs live tasks on while no server does (default true)",
 }
 
 // sizeLimits are the limits set in whole units, in config.json and the
@@ -133,16 +140,17 @@ func setSize(l *runner.Limits, i int, n int64) error {
 
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		Image:        images.DefaultRef,
-		CodexVersion: images.DefaultCodexVersion,
-		MaxRunning:   4,
-		StopGrace:    10 * time.Second,
-		StallTimeout: 10 * time.Minute,
-		LockTimeout:  5 * time.Second,
-		Lease:        runner.DefaultLease,
-		Limits:       runner.DefaultLimits,
-		ModelHosts:   append([]string(nil), runner.DefaultModelHosts...),
-		MaxSandbox:   runner.DangerFullAccess,
+		Image:           images.DefaultRef,
+		CodexVersion:    images.DefaultCodexVersion,
+		MaxRunning:      4,
+		StopGrace:       10 * time.Second,
+		StallTimeout:    10 * time.Minute,
+		LockTimeout:     5 * time.Second,
+		Lease:           runner.DefaultLease,
+		Limits:          runner.DefaultLimits,
+		ModelHosts:      append([]string(nil), runner.DefaultModelHosts...),
+		MaxSandbox:      runner.DangerFullAccess,
+		FollowAfterExit: true,
 	}
 	home, _ := os.UserHomeDir()
 	if home != "" {
@@ -248,6 +256,9 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if err := setSandbox(&c.MaxSandbox, f.MaxSandbox); err != nil {
 		return bad("maxSandbox", err)
 	}
+	if f.FollowAfterExit != nil {
+		c.FollowAfterExit = *f.FollowAfterExit
+	}
 	for _, k := range slices.Sorted(maps.Keys(f.Env)) {
 		c.Env = append(c.Env, k+"="+f.Env[k])
 	}
@@ -288,6 +299,13 @@ func (c *config) applyEnv(getenv func(string) string) error {
 	}
 	if v := getenv("CODEX_CONNECTOR_IMAGE"); v != "" {
 		c.Image = v
+	}
+	if v := getenv("CODEX_CONNECTOR_FOLLOW_AFTER_EXIT"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("CODEX_CONNECTOR_FOLLOW_AFTER_EXIT must be true or false, got %q", v)
+		}
+		c.FollowAfterExit = b
 	}
 	if v := getenv("CODEX_CONNECTOR_CODEX_VERSION"); v != "" {
 		c.CodexVersion = v

@@ -4,6 +4,7 @@
 //	codex-connector          serve MCP over stdio (what ~/.mcp.json runs)
 //	codex-connector check    say whether Docker and the Codex image are ready
 //	codex-connector prune [AGE]  remove tasks that ended more than AGE (e.g. 30d) ago
+//	codex-connector follow   follow the live tasks to their end while no server runs
 //	codex-connector version  print the version
 package main
 
@@ -54,6 +55,15 @@ func mainErr(args []string) error {
 		usage(os.Stdout)
 		return nil
 	case "check", "prune":
+	case "follow":
+		if len(args) > 2 || len(args) == 2 && args[1] != "--standby" {
+			return errors.New("usage: codex-connector follow")
+		}
+		if len(args) == 2 {
+			// Started by a server, beside it: wait until it is gone. The
+			// configuration is read after, as the server would read it.
+			awaitServerEnd()
+		}
 	case "egress-proxy":
 		// Inside the egress proxy container.
 		dir := "/egress"
@@ -100,12 +110,14 @@ func mainErr(args []string) error {
 		return check(cfg, docker)
 	case "prune":
 		return prune(cfg, docker, args[1:])
+	case "follow":
+		return follow(cfg, docker)
 	}
 	return serve(cfg, docker)
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: codex-connector [serve | check | prune [AGE] | version]")
+	fmt.Fprintln(w, "usage: codex-connector [serve | check | prune [AGE] | follow | version]")
 	fmt.Fprintln(w, "\nWith no command it serves MCP over stdio: add it to ~/.mcp.json. Environment:")
 	for _, e := range envNames {
 		fmt.Fprintln(w, "  "+e)
@@ -138,25 +150,32 @@ func serve(cfg config, docker *client.Client) error {
 	if err != nil {
 		return fmt.Errorf("find the codex-connector binary: %w", err)
 	}
+	// Mark this server alive before any task can start, for the detached
+	// follower: it hands its tasks back to a live server, and runs only
+	// while none is.
+	presence, err := markServer(cfg.Home)
+	if err != nil {
+		return err
+	}
+	// The standby wakes when its pipe closes: after this server no longer
+	// counts as alive, so that it does not wait for a server that is
+	// leaving. An exit of any other kind closes both at once; the standby
+	// looks twice before it believes a server runs.
+	var standby *os.File
+	defer func() {
+		presence.Close()
+		if standby != nil {
+			standby.Close()
+		}
+	}()
+	if cfg.FollowAfterExit {
+		if standby, err = startStandby(self, logger); err != nil {
+			logger.Printf("%v; live tasks wait for the next server when this one exits", err)
+		}
+	}
 	lifetime, endLifetime := context.WithCancel(context.Background())
 	defer endLifetime()
-	r, err := runner.New(lifetime, runner.Config{
-		Home:         cfg.Home,
-		Image:        images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion},
-		MaxRunning:   cfg.MaxRunning,
-		StopGrace:    cfg.StopGrace,
-		StallTimeout: cfg.StallTimeout,
-		Limits:       cfg.Limits,
-		Env:          cfg.Env,
-		CodexArgs:    cfg.CodexArgs,
-		AuthFile:     cfg.AuthFile,
-		Version:      version,
-		AllowedRoots: cfg.AllowedRoots,
-		MaxSandbox:   cfg.MaxSandbox,
-		Lease:        cfg.Lease,
-		Retention:    cfg.Retention,
-		Egress:       runner.Egress{Binary: self, ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts},
-	}, docker, st, logger.Printf)
+	r, err := runner.New(lifetime, runnerConfig(cfg, self), docker, st, logger.Printf)
 	if err != nil {
 		return err
 	}
@@ -180,12 +199,39 @@ func serve(cfg config, docker *client.Client) error {
 	err = g.Run()
 	endLifetime()
 	r.Drain()
+	// Hand the tasks this server followed to the home's other processes (a
+	// server, or the follower left behind) now, not when the leases lapse.
+	if _, rerr := r.Release(); rerr != nil {
+		logger.Printf("%v; the tasks are taken over when the leases lapse", rerr)
+	}
 	logger.Printf("stopped")
 	var sig run.SignalError
 	if errors.As(err, &sig) || errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// runnerConfig is the runner's part of the configuration; self is this
+// binary, which also runs the egress proxy and the in-container bridge.
+func runnerConfig(cfg config, self string) runner.Config {
+	return runner.Config{
+		Home:         cfg.Home,
+		Image:        images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion},
+		MaxRunning:   cfg.MaxRunning,
+		StopGrace:    cfg.StopGrace,
+		StallTimeout: cfg.StallTimeout,
+		Limits:       cfg.Limits,
+		Env:          cfg.Env,
+		CodexArgs:    cfg.CodexArgs,
+		AuthFile:     cfg.AuthFile,
+		Version:      version,
+		AllowedRoots: cfg.AllowedRoots,
+		MaxSandbox:   cfg.MaxSandbox,
+		Lease:        cfg.Lease,
+		Retention:    cfg.Retention,
+		Egress:       runner.Egress{Binary: self, ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts},
+	}
 }
 
 // pingDocker negotiates the API version once, before the runner and the
