@@ -235,9 +235,13 @@ func TestCancel(t *testing.T) {
 			t.Fatalf("%+v, %v", got, err)
 		}
 	})
-	// Let the slot's next task run (there is none), then check the queued
-	// one never created a file.
-	time.Sleep(500 * time.Millisecond)
+	// The freed slot goes to the queue in order: a task queued after the
+	// cancelled one runs after it would have, so once that task ended, the
+	// cancelled one had its chance to run, and must not have.
+	after := h.startAndWait(t, Spec{Prompt: "say after", WorkingDirectory: repo})
+	if after.Status != store.Completed {
+		t.Fatalf("the task queued after: %s %s", after.Status, after.Error)
+	}
 	if _, err := os.Stat(filepath.Join(repo, "never.txt")); err == nil {
 		t.Fatal("the cancelled queued task ran")
 	}

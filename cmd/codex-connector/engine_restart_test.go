@@ -40,9 +40,16 @@ func TestEngineRestartUnderARunningTask(t *testing.T) {
 		if st["status"] != "running" {
 			t.Fatalf("while the engine is down: %v", st)
 		}
-		time.Sleep(2 * time.Second) // long enough for the follower to notice
-		if st := structured(t, s.call(t, "codex_status", map[string]any{"taskId": id})); !strings.Contains(fmt.Sprint(st["summary"]), "waiting for the Docker engine") {
-			t.Errorf("status while the engine is down does not say what the task waits for: %v", st["summary"])
+		// The follower notices when its log copy loses the engine.
+		for i := 0; ; i++ {
+			st := structured(t, s.call(t, "codex_status", map[string]any{"taskId": id}))
+			if strings.Contains(fmt.Sprint(st["summary"]), "waiting for the Docker engine") {
+				break
+			}
+			if i > 600 {
+				t.Fatalf("status while the engine is down does not say what the task waits for: %v", st["summary"])
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		d.Start(t)
 

@@ -115,9 +115,11 @@ func TestTasksSurviveAKilledServer(t *testing.T) {
 		checkNumberedLog(t, log, 3000)
 	})
 
+	// These two are about what a server finds after a time when nothing
+	// followed the task: no standby is left to follow it meanwhile.
 	t.Run("a task that ended while no server ran is finished from its container", func(t *testing.T) {
 		home := t.TempDir()
-		a := startServerAt(t, home)
+		a := startServerAt(t, home, noFollower)
 		res := a.call(t, "codex_agent", map[string]any{"task": "sleep 1s; lines 100; say finished alone", "workingDirectory": repo, "async": true})
 		id := structured(t, res)["taskId"].(string)
 		waitContainerRunning(t, engine, id)
@@ -182,7 +184,7 @@ func TestTasksSurviveAKilledServer(t *testing.T) {
 
 	t.Run("a task whose container vanished fails with the reason", func(t *testing.T) {
 		home := t.TempDir()
-		a := startServerAt(t, home)
+		a := startServerAt(t, home, noFollower)
 		res := a.call(t, "codex_agent", map[string]any{"task": "sleep 1h", "workingDirectory": repo, "async": true})
 		id := structured(t, res)["taskId"].(string)
 		waitContainerRunning(t, engine, id)
