@@ -82,6 +82,8 @@ type eventTracker struct {
 	// which silence is normal (a long build prints no events).
 	lastProgress time.Time
 	inFlight     map[string]bool
+	// resumed is set while lastProgress is the previous follower's.
+	resumed bool
 }
 
 // stalledFor says how long Codex has made no progress, at now; zero while a
@@ -95,11 +97,33 @@ func (t *eventTracker) stalledFor(now time.Time) time.Duration {
 	return now.Sub(t.lastProgress)
 }
 
-// startClock starts the stall clock, for a run that begins (or is adopted) now.
-func (t *eventTracker) startClock(now time.Time) {
+// resumeClock sets the stall clock of an adopted run to the last progress
+// its previous follower saw, so that a handover does not restart it: tasks
+// change hands whenever a Claude Code window opens or closes, and a stalled
+// task must still end. The next startOrResumeClock keeps it.
+func (t *eventTracker) resumeClock(last time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.lastProgress = now
+	t.lastProgress, t.resumed = last, true
+}
+
+// startOrResumeClock starts the stall clock at now, for a run that begins
+// (or is followed again after the engine came back), unless resumeClock set
+// it for an adopted run.
+func (t *eventTracker) startOrResumeClock(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.resumed || t.lastProgress.IsZero() {
+		t.lastProgress = now
+	}
+	t.resumed = false
+}
+
+// progressAt is when Codex last made progress, as this process saw it.
+func (t *eventTracker) progressAt() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lastProgress
 }
 
 // note says what the task waits for when it is not Codex.

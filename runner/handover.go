@@ -25,21 +25,30 @@ const wakeEvery = time.Second
 
 // wakePath is touched by a process that gave up tasks; the others reconcile
 // when its time changes.
-func (r *Runner) wakePath() string { return filepath.Join(r.cfg.Home, "wake") }
+func (r *Runner) wakePath() string { return wakePath(r.cfg.Home) }
+
+func wakePath(home string) string { return filepath.Join(home, "wake") }
 
 // Wake tells the other processes of the home that tasks are free to take.
 func (r *Runner) Wake() {
-	path := r.wakePath()
+	if err := WakeHome(r.cfg.Home); err != nil {
+		r.logf("%v", err)
+	}
+}
+
+// WakeHome tells the runners of home that tasks are free to take.
+func WakeHome(home string) error {
+	path := wakePath(home)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		r.logf("wake the home's other processes: %v", err)
-		return
+		return fmt.Errorf("wake the home's other processes: %w", err)
 	}
 	f.Close()
 	now := time.Now()
 	if err := os.Chtimes(path, now, now); err != nil {
-		r.logf("wake the home's other processes: %v", err)
+		return fmt.Errorf("wake the home's other processes: %w", err)
 	}
+	return nil
 }
 
 // woken says whether the wake file changed since last, and its time now.
@@ -86,4 +95,12 @@ func (r *Runner) RemoveProxy(ctx context.Context) error {
 	r.proxyMu.Lock()
 	defer r.proxyMu.Unlock()
 	return r.remove(ctx, r.proxyName())
+}
+
+// Idle says whether this runner follows, runs and queues nothing: no task's
+// end is still being recorded or cleaned up here.
+func (r *Runner) Idle() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.runs) == 0 && r.running == 0 && len(r.queue) == 0
 }

@@ -164,11 +164,14 @@ type streamMark struct {
 
 // logCheckpoint is where a copy stands, as saved beside the log.
 type logCheckpoint struct {
-	Bytes  int64         `json:"bytes"`
-	Stdout streamMark    `json:"stdout"`
-	Stderr streamMark    `json:"stderr"`
-	Capped bool          `json:"capped,omitempty"`
-	marks  [2]streamMark // working copy: 0 stdout, 1 stderr
+	Bytes  int64      `json:"bytes"`
+	Stdout streamMark `json:"stdout"`
+	Stderr streamMark `json:"stderr"`
+	Capped bool       `json:"capped,omitempty"`
+	// Progress is when Codex last made progress (the stall clock), so that
+	// the next follower does not start the clock afresh.
+	Progress time.Time     `json:"progress,omitzero"`
+	marks    [2]streamMark // working copy: 0 stdout, 1 stderr
 }
 
 func checkpointPath(logPath string) string { return logPath + ".ckpt" }
@@ -404,6 +407,7 @@ func (c *logCopy) checkpoint() error {
 		return err
 	}
 	c.ck.Bytes = c.sink.size
+	c.ck.Progress = c.sink.tracker.progressAt()
 	return c.ck.save(c.path)
 }
 
@@ -442,8 +446,12 @@ func replayLog(path string, tracker *eventTracker) error {
 	sink := &logSink{tracker: tracker}
 	// What lies past the checkpoint is copied again, and fed then.
 	var in io.Reader = f
-	if ck, err := readCheckpoint(path); err == nil && ck != nil {
+	ck, err := readCheckpoint(path)
+	if err == nil && ck != nil {
 		in = io.LimitReader(f, ck.Bytes)
+		if !ck.Progress.IsZero() {
+			defer tracker.resumeClock(ck.Progress)
+		}
 	}
 	r := bufio.NewReaderSize(in, 64<<10)
 	buf := make([]byte, 64<<10)

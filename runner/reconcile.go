@@ -86,7 +86,14 @@ func followerGone(follower string) bool {
 // reconcile or a housekeeping pass stuck on the engine must not let them
 // lapse while this server still follows its tasks.
 func (r *Runner) Run() error {
-	go r.keepLeases()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.keepLeases()
+	}()
+	// The wake file's time before the first reconcile: a handover that
+	// lands during it is seen at the next look.
+	_, seen := r.woken(time.Time{})
 	r.safely("reconcile", func() { r.reconcile(r.lifetime) })
 	r.safely("housekeeping", func() { r.housekeeping(r.lifetime) })
 	sweep := time.NewTicker(r.cfg.Lease / 2)
@@ -95,7 +102,6 @@ func (r *Runner) Run() error {
 	defer tidy.Stop()
 	wake := time.NewTicker(wakeEvery)
 	defer wake.Stop()
-	_, seen := r.woken(time.Time{})
 	for {
 		select {
 		case <-r.lifetime.Done():

@@ -380,7 +380,7 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 		}
 		logDone <- copiedLog{size, err}
 	}()
-	rn.tracker.startClock(time.Now())
+	rn.tracker.startOrResumeClock(time.Now())
 	if r.cfg.StallTimeout > 0 {
 		stopWatchdog := r.watchStall(ctx, t.ID, containerID, rn.tracker)
 		defer stopWatchdog()
@@ -404,6 +404,9 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 	case <-exited.result:
 	case waitErr = <-exited.err:
 	case <-ctx.Done():
+		// The copy ends with the context; it is waited for, so that no
+		// write of this process lands after it handed the task over.
+		<-logDone
 		return logs, false
 	}
 	// The log stream ends when the container stops (or the engine goes);
@@ -412,6 +415,7 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 	select {
 	case logs = <-logDone:
 	case <-ctx.Done():
+		<-logDone
 		return logs, false
 	}
 	if waitErr != nil && ctx.Err() == nil {
@@ -597,7 +601,10 @@ func (r *Runner) watchState(ctx context.Context, id, containerID string) func() 
 // stays. Only the holder of the lease records and stops.
 func (r *Runner) stopFor(ctx context.Context, id, containerID, reason string) {
 	if _, err := r.update(id, func(t *store.Task) error {
-		if !r.holds(t, nil) {
+		// A watch that fires as this process stops following records
+		// nothing: the stop would not reach the engine, and the next
+		// follower would read a reason for an exit it did not cause.
+		if ctx.Err() != nil || !r.holds(t, nil) {
 			return errNotHolder
 		}
 		if t.StopReason == "" {

@@ -327,8 +327,9 @@ func (s *Store) Renew(owner string, ids []string, until time.Time) (lost []strin
 
 // Release ends the leases owner holds on tasks that have not ended, in one
 // transaction, so that another process may take them over at once rather
-// than when they lapse. It returns the ids released. Owner must have
-// stopped following them: the records still name it, but hold nothing.
+// than when they lapse. It returns the ids released. The records name no
+// follower after it, so that a write owner still makes for them fails its
+// check, and a renewal of owner's cannot extend them again.
 func (s *Store) Release(owner string) (released []string, err error) {
 	err = s.update(func(tx *bolt.Tx) error {
 		released = released[:0]
@@ -345,7 +346,7 @@ func (s *Store) Release(owner string) (released []string, err error) {
 			return err
 		}
 		for _, t := range held {
-			t.LeaseUntil = time.Time{}
+			t.Follower, t.LeaseUntil = "", time.Time{}
 			data, err := json.Marshal(t)
 			if err != nil {
 				return err

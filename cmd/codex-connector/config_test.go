@@ -185,3 +185,32 @@ func TestMaxSandbox(t *testing.T) {
 		})
 	}
 }
+
+func TestFollowAfterExit(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, env, err string
+		want                 bool
+	}{
+		{name: "on by default", want: true},
+		{name: "off in config.json", file: `{"followAfterExit": false}`, want: false},
+		{name: "the environment wins", file: `{"followAfterExit": false}`, env: "true", want: true},
+		{name: "a bad environment value", env: "sometimes", err: "CODEX_CONNECTOR_FOLLOW_AFTER_EXIT must be true or false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			if tc.file != "" {
+				writeConfig(t, home, tc.file)
+			}
+			c, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_CONNECTOR_FOLLOW_AFTER_EXIT": tc.env}))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, want an error with %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || c.FollowAfterExit != tc.want {
+				t.Fatalf("followAfterExit %t (%v), want %t", c.FollowAfterExit, err, tc.want)
+			}
+		})
+	}
+}

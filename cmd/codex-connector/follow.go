@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +48,17 @@ const (
 	// follower hands its tasks back: a server that is exiting holds its
 	// lock for a moment after its standby woke.
 	handBackAfter = 2
+	// freshLooks is how many looks after it begins the follower asks its
+	// runner to reconcile again: a server that died a moment ago may not
+	// yet look gone to the first one.
+	freshLooks = 5
+	// giveUpAfter is how long the follower goes on when it cannot read the
+	// records or the locks before it exits: a damaged database needs a
+	// person, and the next server says so.
+	giveUpAfter = 5 * time.Minute
+	// proxyRemoval bounds the removal of the egress proxy, during which a
+	// starting server waits.
+	proxyRemoval = 5 * time.Second
 )
 
 func openLock(home, name string) (*os.File, error) {
@@ -99,9 +112,14 @@ func flockRetry(f *os.File, how int) error {
 	}
 }
 
-// startStandby starts the standby of this server. The returned pipe must
-// stay open for the life of the server: the standby wakes when it closes.
-func startStandby(self string, logger *log.Logger) (*os.File, error) {
+// startStandby starts the standby of this server and hands it the server's
+// configuration, as one JSON line on the pipe. The returned pipe must stay
+// open for the life of the server: the standby wakes when it closes.
+func startStandby(self string, cfg config, logger *log.Logger) (*os.File, error) {
+	line, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start the standby follower: %w", err)
+	}
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("start the standby follower: %w", err)
@@ -113,66 +131,121 @@ func startStandby(self string, logger *log.Logger) (*os.File, error) {
 	// not end the standby. Its stdio is /dev/null: this process's stdout is
 	// the MCP protocol, and its pipes must close when the server exits.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/" // pin no directory of the server's
 	if err := cmd.Start(); err != nil {
 		wr.Close()
 		return nil, fmt.Errorf("start the standby follower: %w", err)
 	}
 	go cmd.Wait() // reap it, should it end first
+	// In the background: a configuration longer than the pipe's buffer
+	// waits for the standby to read it.
+	go func() {
+		if _, err := wr.Write(append(line, '\n')); err != nil {
+			logger.Printf("hand the configuration to the standby follower: %v", err)
+		}
+	}()
 	logger.Printf("standby follower %d waits for this server to end", cmd.Process.Pid)
 	return wr, nil
 }
 
-// awaitServerEnd blocks until the server that started this standby is gone.
-func awaitServerEnd() {
-	pipe := os.NewFile(standbyFD, "server")
+// openServerLog opens the home's server.log for a process of the given
+// name; it writes to stderr too.
+func openServerLog(home, name string) (*log.Logger, func(), error) {
+	f, err := os.OpenFile(filepath.Join(home, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open server log: %w", err)
+	}
+	logger := log.New(io.MultiWriter(os.Stderr, f), fmt.Sprintf("%s[%d] ", name, os.Getpid()), log.LstdFlags|log.Lmicroseconds)
+	return logger, func() { f.Close() }, nil
+}
+
+// standBy runs in the standby: it reads the configuration its server ran
+// with, waits until the server is gone, then reads the configuration again,
+// as a server starting now would. A configuration that no longer reads is
+// logged, and the server's is kept: its tasks must not be stranded by a
+// typo in config.json.
+func standBy() (config, error) {
+	pipe := bufio.NewReader(os.NewFile(standbyFD, "server"))
+	var started config
+	line, err := pipe.ReadBytes('\n')
+	if err != nil {
+		return started, fmt.Errorf("follow --standby: read the server's configuration: %w (it is started by a server)", err)
+	}
+	if err := json.Unmarshal(line, &started); err != nil {
+		return started, fmt.Errorf("follow --standby: read the server's configuration: %w", err)
+	}
 	_, _ = io.Copy(io.Discard, pipe)
-	pipe.Close()
+	cfg, err := loadConfig(os.Getenv)
+	if err != nil {
+		if logger, closeLog, lerr := openServerLog(started.Home, "codex-connector follow"); lerr == nil {
+			logger.Printf("the configuration no longer reads (%v); following with the one the server started with", err)
+			closeLog()
+		}
+		return started, nil
+	}
+	return cfg, nil
 }
 
 // follow runs the home's live tasks to their end while no server runs.
 func follow(cfg config, docker *client.Client) error {
+	if !cfg.FollowAfterExit {
+		return nil // turned off since the server started
+	}
 	if _, err := os.Stat(cfg.Home); err != nil {
 		return nil // the home is gone: nothing to follow
 	}
-	logFile, err := os.OpenFile(filepath.Join(cfg.Home, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logger, closeLog, err := openServerLog(cfg.Home, "codex-connector follow")
 	if err != nil {
-		return fmt.Errorf("open server log: %w", err)
+		return err
 	}
-	defer logFile.Close()
-	logger := log.New(io.MultiWriter(os.Stderr, logFile), fmt.Sprintf("codex-connector follow[%d] ", os.Getpid()), log.LstdFlags|log.Lmicroseconds)
-
+	defer closeLog()
 	lock, err := openLock(cfg.Home, followerLock)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
-	if err := flockRetry(lock, syscall.LOCK_EX); err != nil {
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
+		// Another follower runs: it may not know yet that the tasks of the
+		// server that just ended are free. Wake it, then wait for it to end
+		// and look again.
+		if err := runner.WakeHome(cfg.Home); err != nil {
+			logger.Printf("%v", err)
+		}
+		logger.Printf("another follower runs on this home; waiting for it to end")
+		err = flockRetry(lock, syscall.LOCK_EX)
+	}
+	if err != nil {
 		return fmt.Errorf("become the follower of %s: %w", cfg.Home, err)
 	}
+	if _, err := os.Stat(cfg.Home); err != nil {
+		return nil // gone while this process waited
+	}
+	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the codex-connector binary: %w", err)
 	}
-	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
 	lifetime, endLifetime := context.WithCancel(context.Background())
 	defer endLifetime()
 	r, err := runner.New(lifetime, runnerConfig(cfg, self), docker, st, logger.Printf)
 	if err != nil {
+		logger.Printf("%v", err)
 		return err
 	}
-	signals, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	pingDocker(lifetime, docker, logger)
+	signals, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stopSignals()
 
 	f := &follower{home: cfg.Home, r: r, logf: logger.Printf, endLifetime: endLifetime}
 	tick := time.NewTicker(followEvery)
 	defer tick.Stop()
 	for {
-		if done := f.look(lifetime); done {
+		if done := f.look(); done {
 			return nil
 		}
 		select {
 		case <-signals.Done():
-			logger.Printf("stopping on a signal")
+			logger.Printf("stopping on a signal; the tasks wait for the next server")
 			f.handOver()
 			return nil
 		case <-tick.C:
@@ -190,12 +263,15 @@ type follower struct {
 	// runDone closes when the runner's Run returns.
 	following bool
 	runDone   chan struct{}
-	// seen counts the looks in a row that saw a server.
-	seen int
+	// looks counts the looks since it began following; seen the looks in
+	// a row that saw a server.
+	looks, seen int
+	// failingSince is when reading the records or the locks began to fail.
+	failingSince time.Time
 }
 
 // look decides, once, what the follower does now; done means it is to exit.
-func (f *follower) look(lifetime context.Context) (done bool) {
+func (f *follower) look() (done bool) {
 	if _, err := os.Stat(f.home); err != nil {
 		f.logf("the data directory is gone (%v); stopping", err)
 		f.handOver()
@@ -203,8 +279,7 @@ func (f *follower) look(lifetime context.Context) (done bool) {
 	}
 	unlock, none, err := noServer(f.home)
 	if err != nil {
-		f.logf("%v", err)
-		return false
+		return f.failing(err)
 	}
 	if !none {
 		f.seen++
@@ -217,27 +292,29 @@ func (f *follower) look(lifetime context.Context) (done bool) {
 		f.handOver()
 		return true
 	}
-	defer unlock()
 	f.seen = 0
 	live, err := f.r.Live()
 	if err != nil {
-		f.logf("count the live tasks: %v", err)
-		return false
+		unlock()
+		return f.failing(fmt.Errorf("count the live tasks: %w", err))
 	}
-	if live == 0 {
+	f.failingSince = time.Time{}
+	if live == 0 && f.r.Idle() {
 		// No server runs, and none starts while the lock is held: nothing
 		// can become live, and nothing needs the proxy.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), proxyRemoval)
 		if err := f.r.RemoveProxy(ctx); err != nil {
 			f.logf("remove the egress proxy: %v", err)
 		}
+		cancel()
+		unlock()
 		if f.following {
 			f.logf("no task is live: stopping")
 		}
 		f.stop()
 		return true
 	}
+	unlock()
 	if !f.following {
 		f.following = true
 		f.runDone = make(chan struct{})
@@ -248,8 +325,29 @@ func (f *follower) look(lifetime context.Context) (done bool) {
 				f.logf("%v", err)
 			}
 		}()
+		return false
+	}
+	if f.looks++; f.looks <= freshLooks {
+		f.r.Wake()
 	}
 	return false
+}
+
+// failing logs a failure to read the records or the locks once, and gives
+// up after giveUpAfter of them in a row.
+func (f *follower) failing(err error) (done bool) {
+	now := time.Now()
+	if f.failingSince.IsZero() {
+		f.failingSince = now
+		f.logf("%v; trying again every %s", err, followEvery)
+		return false
+	}
+	if now.Sub(f.failingSince) < giveUpAfter {
+		return false
+	}
+	f.logf("%v, for %s now; stopping: the next server takes the tasks over and says what is wrong", err, giveUpAfter)
+	f.handOver()
+	return true
 }
 
 // handOver stops following and hands the tasks to whoever runs next: a

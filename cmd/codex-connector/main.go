@@ -59,11 +59,6 @@ func mainErr(args []string) error {
 		if len(args) > 2 || len(args) == 2 && args[1] != "--standby" {
 			return errors.New("usage: codex-connector follow")
 		}
-		if len(args) == 2 {
-			// Started by a server, beside it: wait until it is gone. The
-			// configuration is read after, as the server would read it.
-			awaitServerEnd()
-		}
 	case "egress-proxy":
 		// Inside the egress proxy container.
 		dir := "/egress"
@@ -96,7 +91,14 @@ func mainErr(args []string) error {
 		usage(os.Stderr)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
-	cfg, err := loadConfig(os.Getenv)
+	var cfg config
+	var err error
+	if cmd == "follow" && len(args) == 2 {
+		// Started by a server, beside it: wait until it is gone.
+		cfg, err = standBy()
+	} else {
+		cfg, err = loadConfig(os.Getenv)
+	}
 	if err != nil {
 		return err
 	}
@@ -131,12 +133,11 @@ func serve(cfg config, docker *client.Client) error {
 		return fmt.Errorf("create %s: %w", cfg.Home, err)
 	}
 	// stdout is the protocol: diagnostics go to stderr and to a file.
-	logFile, err := os.OpenFile(filepath.Join(cfg.Home, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logger, closeLog, err := openServerLog(cfg.Home, "codex-connector")
 	if err != nil {
-		return fmt.Errorf("open server log: %w", err)
+		return err
 	}
-	defer logFile.Close()
-	logger := log.New(io.MultiWriter(os.Stderr, logFile), fmt.Sprintf("codex-connector[%d] ", os.Getpid()), log.LstdFlags|log.Lmicroseconds)
+	defer closeLog()
 
 	// A locked or damaged database must not keep the server from starting:
 	// every call then says what is wrong and what to do, in Claude Code,
@@ -169,7 +170,7 @@ func serve(cfg config, docker *client.Client) error {
 		}
 	}()
 	if cfg.FollowAfterExit {
-		if standby, err = startStandby(self, logger); err != nil {
+		if standby, err = startStandby(self, cfg, logger); err != nil {
 			logger.Printf("%v; live tasks wait for the next server when this one exits", err)
 		}
 	}

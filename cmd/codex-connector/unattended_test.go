@@ -81,12 +81,20 @@ func openHome(home string) *store.Store {
 	return store.New(filepath.Join(home, "tasks.db"), 5*time.Second)
 }
 
+// waitEndedFor bounds waitEnded; WAIT_ENDED shortens it to debug.
+var waitEndedFor = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("WAIT_ENDED")); err == nil {
+		return d
+	}
+	return 3 * time.Minute
+}()
+
 // waitEnded waits, with no server alive, until every task has ended, and
 // returns the records.
 func waitEnded(t *testing.T, home string, ids ...string) map[string]*store.Task {
 	t.Helper()
 	st := openHome(home)
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(waitEndedFor)
 	out := map[string]*store.Task{}
 	for len(out) < len(ids) {
 		for _, id := range ids {
@@ -95,7 +103,8 @@ func waitEnded(t *testing.T, home string, ids ...string) map[string]*store.Task 
 			}
 		}
 		if len(out) < len(ids) && time.Now().After(deadline) {
-			t.Fatalf("with no server alive, only %d of %d tasks ended", len(out), len(ids))
+			log, _ := os.ReadFile(filepath.Join(home, "server.log"))
+			t.Fatalf("with no server alive, only %d of %d tasks ended; server.log:\n%s", len(out), len(ids), log)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -265,4 +274,21 @@ func dockerPS(home string) ([]string, error) {
 		return nil, fmt.Errorf("docker ps: %w", err)
 	}
 	return strings.Fields(string(out)), nil
+}
+
+// A config.json broken while the server ran does not strand its tasks: the
+// follower keeps the configuration the server started with, and says so.
+func TestAConfigBrokenMeanwhileDoesNotStrandTheTasks(t *testing.T) {
+	home := t.TempDir()
+	s := startServerAt(t, home)
+	id := s.startAsync(t, map[string]any{"task": "lines 20 5ms; say despite the typo", "workingDirectory": imagestest.Repo(t)})
+	writeConfig(t, home, `{"maxRunning": "two"}`)
+	s.leave(t, false)
+	if task := waitEnded(t, home, id)[id]; task.Status != store.Completed {
+		t.Fatalf("status %s: %s", task.Status, task.Error)
+	}
+	waitHomeIdle(t, home)
+	if log, _ := os.ReadFile(filepath.Join(home, "server.log")); !strings.Contains(string(log), "the configuration no longer reads") {
+		t.Errorf("server.log does not say why the follower kept the old configuration:\n%s", log)
+	}
 }
