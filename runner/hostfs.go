@@ -552,6 +552,9 @@ func usageOf(fd int, display string, depth int, limit int64, total *int64) error
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := unix.Getdents(fd, buf)
+		if errors.Is(err, unix.ENOENT) {
+			return nil // removed while measured: it holds nothing now
+		}
 		if err != nil {
 			return &os.PathError{Op: "read directory", Path: display, Err: err}
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
+	"golang.org/x/sys/unix"
 )
 
 // secretFile makes a file only root (or this user) can read, outside any
@@ -315,4 +316,26 @@ func TestTreeUsageCountsBlocksNotSymlinksOrHoles(t *testing.T) {
 		}
 		must(t, removeTree(deep))
 	})
+}
+
+// Codex makes and removes temporary directories in its state directory
+// while it runs: one removed between the walk's open and its read holds
+// nothing, and is no reason to stop the task.
+func TestUsageOfADirectoryRemovedWhileMeasured(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tmp-git")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	if err := usageOf(fd, dir, 0, 0, &total); err != nil {
+		t.Fatalf("measuring a directory removed meanwhile: %v", err)
+	}
 }
