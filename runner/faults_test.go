@@ -167,17 +167,28 @@ func ranOnceAfresh(t *testing.T, h *harness, repo, id, leftover string) {
 }
 
 // A server killed after the start but before it confirmed the mounts
-// leaves a container held at its gate: nothing of the task ran there. The
-// next server removes it and runs the task afresh, once.
+// leaves a container held at its gate: nothing of the task ran. The next
+// server removes it and runs the task afresh, once.
 func TestKillWhileHeldAtTheGateRunsTheTaskOnce(t *testing.T) {
 	h := newHarness(t, nil)
 	repo := newRepo(t)
+	id, leftover := gatedLeftover(t, h, repo)
+	h.reconcile(context.Background())
+	ranOnceAfresh(t, h, repo, id, leftover)
+}
+
+// gatedLeftover makes what a server leaves when it dies after starting a
+// task's container but before it confirmed the mounts: a running record
+// that names a follower that is gone, and the container, held at its gate.
+// Each run of the task appends a line to once.txt in repo.
+func gatedLeftover(t *testing.T, h *harness, repo string) (id, containerID string) {
+	t.Helper()
 	user, err := containerUser(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	id := store.NewID(now)
+	id = store.NewID(now)
 	task := &store.Task{ID: id, Prompt: "append once.txt ran; say ran", WorkingDirectory: repo, RepoRoot: repo,
 		Sandbox: DangerFullAccess, Image: h.cfg.Image.Ref, Status: store.Running, CreatedAt: now, StartedAt: now,
 		ContainerName: containerName(id), User: user, Follower: deadFollower(t), LeaseUntil: now.Add(time.Hour)}
@@ -199,8 +210,58 @@ func TestKillWhileHeldAtTheGateRunsTheTaskOnce(t *testing.T) {
 	if err := h.store.Create(task); err != nil {
 		t.Fatal(err)
 	}
+	return id, created.ID
+}
+
+// hangAfterRemove is an engine on which the removal of one container
+// happens, and then the call never returns (until released): the server
+// that made it is, for the test, dead from that moment.
+type hangAfterRemove struct {
+	*client.Client
+	target  atomic.Value // the container id
+	removed chan struct{}
+	release chan struct{}
+}
+
+func (e *hangAfterRemove) ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error {
+	err := e.Client.ContainerRemove(ctx, id, opts)
+	if target, _ := e.target.Load().(string); id == target {
+		close(e.removed)
+		<-e.release
+	}
+	return err
+}
+
+// A server that adopts a task held at its gate, and dies right after it
+// removed the container, leaves a task the next server runs afresh, once:
+// not one it fails because its container is gone.
+func TestKillAfterRemovingAGatedContainerRunsTheTaskOnce(t *testing.T) {
+	hang := &hangAfterRemove{removed: make(chan struct{}), release: make(chan struct{})}
+	// A lease of an hour: this server makes no sweep or renewal of its own
+	// while the test runs.
+	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Hour }, func(cli *client.Client) engine {
+		hang.Client = cli
+		return hang
+	})
+	t.Cleanup(func() { close(hang.release) })
+	repo := newRepo(t)
+	id, leftover := gatedLeftover(t, h, repo)
+	hang.target.Store(leftover)
 	h.reconcile(context.Background())
-	ranOnceAfresh(t, h, repo, id, created.ID)
+	select {
+	case <-hang.removed:
+	case <-time.After(time.Minute):
+		t.Fatal("the adopting server never removed the container held at its gate")
+	}
+	// The server dies here: the next one finds its process gone.
+	if _, err := h.store.Update(id, func(task *store.Task) error {
+		task.Follower = deadFollower(t)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	next := newHarness(t, func(c *Config) { c.Home = h.home })
+	ranOnceAfresh(t, next, repo, id, leftover)
 }
 
 // stuckList is an engine whose first container listing (the first

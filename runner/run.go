@@ -231,16 +231,17 @@ func (r *Runner) unclaim(t *store.Task) {
 		r.logf("task %s: remove unstarted container: %v", t.ID, err)
 		return
 	}
-	if err := r.backToQueued(t.ID); err != nil {
+	if err := r.backToQueued(t.ID); err != nil && !errors.Is(err, errNotHolder) {
 		r.logf("task %s: hand back to the queue: %v", t.ID, err)
 	}
 }
 
-// backToQueued records a claimed task that never ran as queued again.
+// backToQueued records a claimed task that never ran as queued again; a
+// task this server does not hold is not its to hand back (errNotHolder).
 func (r *Runner) backToQueued(id string) error {
 	_, err := r.update(id, func(t *store.Task) error {
 		if t.Status != store.Running || t.Follower != r.instance {
-			return nil // not this server's to hand back
+			return errNotHolder
 		}
 		t.Status, t.StartedAt, t.Deadline, t.ContainerID = store.Queued, time.Time{}, time.Time{}, ""
 		return nil
