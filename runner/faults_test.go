@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/store"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 )
@@ -262,6 +263,59 @@ func TestKillAfterRemovingAGatedContainerRunsTheTaskOnce(t *testing.T) {
 	}
 	next := newHarness(t, func(c *Config) { c.Home = h.home })
 	ranOnceAfresh(t, next, repo, id, leftover)
+}
+
+// slowRemove is an engine whose removals wait a while, as on a busy
+// engine, unless their context ends first; it keeps what each returned.
+type slowRemove struct {
+	*client.Client
+	mu   sync.Mutex
+	errs []error
+}
+
+func (e *slowRemove) ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error {
+	select {
+	case <-ctx.Done():
+	case <-time.After(2 * time.Second):
+	}
+	err := e.Client.ContainerRemove(ctx, id, opts)
+	e.mu.Lock()
+	e.errs = append(e.errs, err)
+	e.mu.Unlock()
+	return err
+}
+
+func (e *slowRemove) results() []error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]error(nil), e.errs...)
+}
+
+// A task's end is recorded, then its container removed. A lease renewal in
+// between finds the task ended and lets the run go; the follower removes
+// the container all the same, rather than leave it to a sweep.
+func TestTheContainerGoesWhenARenewalSeesTheEndFirst(t *testing.T) {
+	slow := &slowRemove{}
+	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Second }, func(cli *client.Client) engine {
+		slow.Client = cli
+		return slow
+	})
+	task := h.startAndWait(t, Spec{Prompt: "say done", WorkingDirectory: newRepo(t), Sandbox: DangerFullAccess})
+	if task.Status != store.Completed {
+		t.Fatalf("the task ended %s %q", task.Status, task.Error)
+	}
+	for i := 0; len(slow.results()) == 0; i++ {
+		if i > 1500 {
+			t.Fatal("the follower never removed the container")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if errs := slow.results(); errs[0] != nil {
+		t.Fatalf("the follower's removal of the container: %v", errs[0])
+	}
+	if _, err := h.engine.ContainerInspect(context.Background(), task.ContainerID); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("the container is still there: %v", err)
+	}
 }
 
 // stuckList is an engine whose first container listing (the first

@@ -515,7 +515,9 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		r.logf("task %s: record the end: %v", id, err)
 		return
 	}
-	if err := r.remove(ctx, containerID); err != nil {
+	// The end is recorded, so the container goes, even if the run is let
+	// go meanwhile: a lease renewal that finds the task ended cancels it.
+	if err := r.remove(context.WithoutCancel(ctx), containerID); err != nil {
 		r.logf("task %s: %v", id, err)
 	}
 	r.endEgress(id)
