@@ -396,3 +396,45 @@ func TestLeasesAreRenewedWhileAnEngineCallHangs(t *testing.T) {
 	}
 	release()
 }
+
+// A process killed while it writes a task's log checkpoint, result or
+// egress policy leaves its temporary file beside it, which no later write
+// renames away. The task's end removes them; another task's stay.
+func TestAnEndedTaskLeavesNoTemporaryFiles(t *testing.T) {
+	h := newHarness(t, nil)
+	repo := newRepo(t)
+	task, err := h.Start(context.Background(), Spec{Prompt: "await go; say done", WorkingDirectory: repo, Sandbox: WorkspaceWrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitStatus(t, task.ID, store.Running)
+	other := store.NewID(time.Now().Add(time.Hour))
+	left := []string{checkpointPath(h.LogPath(task.ID)) + ".tmp-1", h.ResultPath(task.ID) + ".tmp-2", h.policyPath(task.ID) + ".tmp-3"}
+	kept := checkpointPath(h.LogPath(other)) + ".tmp-4"
+	for _, p := range append(left, kept) {
+		must(t, os.WriteFile(p, []byte("half"), 0o600))
+	}
+	must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
+	if final := h.waitFinal(t, task.ID); final.Status != store.Completed {
+		t.Fatalf("the task ended %s %q", final.Status, final.Error)
+	}
+	// They go after the end is recorded.
+	remaining := func() []string {
+		var out []string
+		for _, p := range left {
+			if _, err := os.Lstat(p); !os.IsNotExist(err) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(remaining()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, p := range remaining() {
+		t.Errorf("left after the task's end: %s", p)
+	}
+	if _, err := os.Lstat(kept); err != nil {
+		t.Errorf("another task's temporary file went: %v", err)
+	}
+}

@@ -521,6 +521,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		r.logf("task %s: %v", id, err)
 	}
 	r.endEgress(id)
+	r.removeTemps(id)
 	r.ended(id)
 }
 
@@ -663,6 +664,43 @@ func writeFileAtomic(path string, data []byte) error {
 	return err
 }
 
+// removeTemps removes what writeFileAtomic left of an ended task's log
+// checkpoint and result: a process killed between making its temporary
+// file and renaming it leaves the file, and no later write of the task
+// renames it away. Nobody writes an ended task's files any more.
+func (r *Runner) removeTemps(id string) {
+	if err := removeTempsOf(checkpointPath(r.LogPath(id)), r.ResultPath(id)); err != nil {
+		r.logf("task %s: %v", id, err)
+	}
+}
+
+// removeTempsOf removes the temporary files writeFileAtomic makes beside
+// each of paths (PATH.tmp-*), which must all be in one directory.
+func removeTempsOf(paths ...string) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	dir := filepath.Dir(paths[0])
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove temporary files: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		for _, p := range paths {
+			if e.Type().IsRegular() && strings.HasPrefix(e.Name(), filepath.Base(p)+".tmp-") {
+				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("remove temporary file: %w", err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // fail records that a task could not run to its end, with the reason. A
 // task that already ended, or that another server follows now, is left as
 // its record says.
@@ -690,6 +728,7 @@ func (r *Runner) fail(id string, cause error) {
 		r.logf("task %s: record failure %q: %v", id, cause, err)
 	}
 	r.endEgress(id)
+	r.removeTemps(id)
 	r.ended(id)
 }
 
