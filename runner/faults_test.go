@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -436,5 +437,55 @@ func TestAnEndedTaskLeavesNoTemporaryFiles(t *testing.T) {
 	}
 	if _, err := os.Lstat(kept); err != nil {
 		t.Errorf("another task's temporary file went: %v", err)
+	}
+}
+
+// removalUnderWay is an engine on which the removal of one container is
+// already under way when the runner asks for it (a server killed as it
+// removed the container left its request to the engine): the engine
+// answers "already in progress" until that removal is done.
+type removalUnderWay struct {
+	*client.Client
+	target atomic.Value // the container id
+	once   sync.Once
+	done   atomic.Bool
+}
+
+func (e *removalUnderWay) ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error {
+	if target, _ := e.target.Load().(string); id != target {
+		return e.Client.ContainerRemove(ctx, id, opts)
+	}
+	e.once.Do(func() {
+		go func() {
+			time.Sleep(time.Second)
+			_ = e.Client.ContainerRemove(context.Background(), id, opts)
+			e.done.Store(true)
+		}()
+	})
+	if !e.done.Load() {
+		return fmt.Errorf("Error response from daemon: removal of container %s is already in progress: %w", id, cerrdefs.ErrConflict)
+	}
+	return e.Client.ContainerRemove(ctx, id, opts)
+}
+
+// A removal the engine already carries out is waited for, not an error:
+// the next launch of a task replaces the container a killed server was
+// removing, and must not fail for it.
+func TestARemovalAlreadyUnderWayIsWaitedFor(t *testing.T) {
+	under := &removalUnderWay{}
+	h := newHarnessOn(t, nil, func(cli *client.Client) engine {
+		under.Client = cli
+		return under
+	})
+	created, err := h.engine.ContainerCreate(context.Background(), &container.Config{Image: h.cfg.Image.Ref, Cmd: []string{"codex"}}, nil, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	under.target.Store(created.ID)
+	if err := h.remove(context.Background(), created.ID); err != nil {
+		t.Fatalf("remove while a removal is under way: %v", err)
+	}
+	if _, err := h.engine.ContainerInspect(context.Background(), created.ID); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("the container is still there: %v", err)
 	}
 }
