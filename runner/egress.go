@@ -338,6 +338,10 @@ func (r *Runner) removeEgress(id string) error {
 	if err := os.Remove(r.policyPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove egress policy: %w", err))
 	}
+	// And one half-written by a process killed as it wrote the policy.
+	if err := removeTempsOf(r.policyPath(id)); err != nil {
+		errs = append(errs, err)
+	}
 	// RemoveAll does not follow symlinks; the socket directory is the
 	// server's and the proxy's alone anyway. The legacy directory was
 	// writable by its task: what it planted is removed, never followed.

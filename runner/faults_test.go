@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/store"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 )
@@ -167,17 +169,28 @@ func ranOnceAfresh(t *testing.T, h *harness, repo, id, leftover string) {
 }
 
 // A server killed after the start but before it confirmed the mounts
-// leaves a container held at its gate: nothing of the task ran there. The
-// next server removes it and runs the task afresh, once.
+// leaves a container held at its gate: nothing of the task ran. The next
+// server removes it and runs the task afresh, once.
 func TestKillWhileHeldAtTheGateRunsTheTaskOnce(t *testing.T) {
 	h := newHarness(t, nil)
 	repo := newRepo(t)
+	id, leftover := gatedLeftover(t, h, repo)
+	h.reconcile(context.Background())
+	ranOnceAfresh(t, h, repo, id, leftover)
+}
+
+// gatedLeftover makes what a server leaves when it dies after starting a
+// task's container but before it confirmed the mounts: a running record
+// that names a follower that is gone, and the container, held at its gate.
+// Each run of the task appends a line to once.txt in repo.
+func gatedLeftover(t *testing.T, h *harness, repo string) (id, containerID string) {
+	t.Helper()
 	user, err := containerUser(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	id := store.NewID(now)
+	id = store.NewID(now)
 	task := &store.Task{ID: id, Prompt: "append once.txt ran; say ran", WorkingDirectory: repo, RepoRoot: repo,
 		Sandbox: DangerFullAccess, Image: h.cfg.Image.Ref, Status: store.Running, CreatedAt: now, StartedAt: now,
 		ContainerName: containerName(id), User: user, Follower: deadFollower(t), LeaseUntil: now.Add(time.Hour)}
@@ -199,8 +212,111 @@ func TestKillWhileHeldAtTheGateRunsTheTaskOnce(t *testing.T) {
 	if err := h.store.Create(task); err != nil {
 		t.Fatal(err)
 	}
+	return id, created.ID
+}
+
+// hangAfterRemove is an engine on which the removal of one container
+// happens, and then the call never returns (until released): the server
+// that made it is, for the test, dead from that moment.
+type hangAfterRemove struct {
+	*client.Client
+	target  atomic.Value // the container id
+	removed chan struct{}
+	release chan struct{}
+}
+
+func (e *hangAfterRemove) ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error {
+	err := e.Client.ContainerRemove(ctx, id, opts)
+	if target, _ := e.target.Load().(string); id == target {
+		close(e.removed)
+		<-e.release
+	}
+	return err
+}
+
+// A server that adopts a task held at its gate, and dies right after it
+// removed the container, leaves a task the next server runs afresh, once:
+// not one it fails because its container is gone.
+func TestKillAfterRemovingAGatedContainerRunsTheTaskOnce(t *testing.T) {
+	hang := &hangAfterRemove{removed: make(chan struct{}), release: make(chan struct{})}
+	// A lease of an hour: this server makes no sweep or renewal of its own
+	// while the test runs.
+	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Hour }, func(cli *client.Client) engine {
+		hang.Client = cli
+		return hang
+	})
+	t.Cleanup(func() { close(hang.release) })
+	repo := newRepo(t)
+	id, leftover := gatedLeftover(t, h, repo)
+	hang.target.Store(leftover)
 	h.reconcile(context.Background())
-	ranOnceAfresh(t, h, repo, id, created.ID)
+	select {
+	case <-hang.removed:
+	case <-time.After(time.Minute):
+		t.Fatal("the adopting server never removed the container held at its gate")
+	}
+	// The server dies here: the next one finds its process gone.
+	if _, err := h.store.Update(id, func(task *store.Task) error {
+		task.Follower = deadFollower(t)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	next := newHarness(t, func(c *Config) { c.Home = h.home })
+	ranOnceAfresh(t, next, repo, id, leftover)
+}
+
+// slowRemove is an engine whose removals wait a while, as on a busy
+// engine, unless their context ends first; it keeps what each returned.
+type slowRemove struct {
+	*client.Client
+	mu   sync.Mutex
+	errs []error
+}
+
+func (e *slowRemove) ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error {
+	select {
+	case <-ctx.Done():
+	case <-time.After(2 * time.Second):
+	}
+	err := e.Client.ContainerRemove(ctx, id, opts)
+	e.mu.Lock()
+	e.errs = append(e.errs, err)
+	e.mu.Unlock()
+	return err
+}
+
+func (e *slowRemove) results() []error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]error(nil), e.errs...)
+}
+
+// A task's end is recorded, then its container removed. A lease renewal in
+// between finds the task ended and lets the run go; the follower removes
+// the container all the same, rather than leave it to a sweep.
+func TestTheContainerGoesWhenARenewalSeesTheEndFirst(t *testing.T) {
+	slow := &slowRemove{}
+	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Second }, func(cli *client.Client) engine {
+		slow.Client = cli
+		return slow
+	})
+	task := h.startAndWait(t, Spec{Prompt: "say done", WorkingDirectory: newRepo(t), Sandbox: DangerFullAccess})
+	if task.Status != store.Completed {
+		t.Fatalf("the task ended %s %q", task.Status, task.Error)
+	}
+	for i := 0; len(slow.results()) == 0; i++ {
+		if i > 1500 {
+			t.Fatal("the follower never removed the container")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if errs := slow.results(); errs[0] != nil {
+		t.Fatalf("the follower's removal of the container: %v", errs[0])
+	}
+	if _, err := h.engine.ContainerInspect(context.Background(), task.ContainerID); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("the container is still there: %v", err)
+	}
 }
 
 // stuckList is an engine whose first container listing (the first
@@ -280,4 +396,96 @@ func TestLeasesAreRenewedWhileAnEngineCallHangs(t *testing.T) {
 		t.Fatalf("the task ended %s %q", final.Status, final.Error)
 	}
 	release()
+}
+
+// A process killed while it writes a task's log checkpoint, result or
+// egress policy leaves its temporary file beside it, which no later write
+// renames away. The task's end removes them; another task's stay.
+func TestAnEndedTaskLeavesNoTemporaryFiles(t *testing.T) {
+	h := newHarness(t, nil)
+	repo := newRepo(t)
+	task, err := h.Start(context.Background(), Spec{Prompt: "await go; say done", WorkingDirectory: repo, Sandbox: WorkspaceWrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitStatus(t, task.ID, store.Running)
+	other := store.NewID(time.Now().Add(time.Hour))
+	left := []string{checkpointPath(h.LogPath(task.ID)) + ".tmp-1", h.ResultPath(task.ID) + ".tmp-2", h.policyPath(task.ID) + ".tmp-3"}
+	kept := checkpointPath(h.LogPath(other)) + ".tmp-4"
+	for _, p := range append(left, kept) {
+		must(t, os.WriteFile(p, []byte("half"), 0o600))
+	}
+	must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
+	if final := h.waitFinal(t, task.ID); final.Status != store.Completed {
+		t.Fatalf("the task ended %s %q", final.Status, final.Error)
+	}
+	// They go after the end is recorded.
+	remaining := func() []string {
+		var out []string
+		for _, p := range left {
+			if _, err := os.Lstat(p); !os.IsNotExist(err) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(remaining()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, p := range remaining() {
+		t.Errorf("left after the task's end: %s", p)
+	}
+	if _, err := os.Lstat(kept); err != nil {
+		t.Errorf("another task's temporary file went: %v", err)
+	}
+}
+
+// removalUnderWay is an engine on which the removal of one container is
+// already under way when the runner asks for it (a server killed as it
+// removed the container left its request to the engine): the engine
+// answers "already in progress" until that removal is done.
+type removalUnderWay struct {
+	*client.Client
+	target atomic.Value // the container id
+	once   sync.Once
+	done   atomic.Bool
+}
+
+func (e *removalUnderWay) ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error {
+	if target, _ := e.target.Load().(string); id != target {
+		return e.Client.ContainerRemove(ctx, id, opts)
+	}
+	e.once.Do(func() {
+		go func() {
+			time.Sleep(time.Second)
+			_ = e.Client.ContainerRemove(context.Background(), id, opts)
+			e.done.Store(true)
+		}()
+	})
+	if !e.done.Load() {
+		return fmt.Errorf("Error response from daemon: removal of container %s is already in progress: %w", id, cerrdefs.ErrConflict)
+	}
+	return e.Client.ContainerRemove(ctx, id, opts)
+}
+
+// A removal the engine already carries out is waited for, not an error:
+// the next launch of a task replaces the container a killed server was
+// removing, and must not fail for it.
+func TestARemovalAlreadyUnderWayIsWaitedFor(t *testing.T) {
+	under := &removalUnderWay{}
+	h := newHarnessOn(t, nil, func(cli *client.Client) engine {
+		under.Client = cli
+		return under
+	})
+	created, err := h.engine.ContainerCreate(context.Background(), &container.Config{Image: h.cfg.Image.Ref, Cmd: []string{"codex"}}, nil, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	under.target.Store(created.ID)
+	if err := h.remove(context.Background(), created.ID); err != nil {
+		t.Fatalf("remove while a removal is under way: %v", err)
+	}
+	if _, err := h.engine.ContainerInspect(context.Background(), created.ID); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("the container is still there: %v", err)
+	}
 }

@@ -89,6 +89,9 @@ func (r *Runner) pruneTask(id string) (err error) {
 			errs = append(errs, err)
 		}
 	}
+	if err := removeTempsOf(checkpointPath(r.LogPath(id)), r.ResultPath(id)); err != nil {
+		errs = append(errs, err)
+	}
 	if err := r.removeEgress(id); err != nil {
 		errs = append(errs, err)
 	}

@@ -331,9 +331,11 @@ func (r *Runner) adopt(t *store.Task) {
 	if info.State != nil && info.State.Status == "created" || !r.gateOpened(t.ID, info) {
 		// Made but never started, or started but held at its gate by a
 		// server that died before it confirmed the mounts: nothing of the
-		// task ran. Start it afresh.
-		_ = r.remove(ctx, info.ID)
-		r.requeue(t.ID)
+		// task ran. Start it afresh: the record says so before the
+		// container goes, so that a server that dies in between leaves a
+		// queued task (whose launch replaces the container left of its
+		// name), not a running one whose container is gone.
+		r.requeueThen(t.ID, func() { _ = r.remove(ctx, info.ID) })
 		return
 	}
 	if err := replayLog(r.LogPath(t.ID), rn.tracker); err != nil {
@@ -345,9 +347,20 @@ func (r *Runner) adopt(t *store.Task) {
 }
 
 // requeue puts a task that never started back in the queue.
-func (r *Runner) requeue(id string) {
+func (r *Runner) requeue(id string) { r.requeueThen(id, nil) }
+
+// requeueThen records a task that never started as queued again, then
+// clears what its attempt left (cleanup, if any), then queues it. A task
+// this server no longer holds is left alone, and so is what it left.
+func (r *Runner) requeueThen(id string, cleanup func()) {
 	err := r.backToQueued(id)
+	if err == nil && cleanup != nil {
+		cleanup()
+	}
 	r.forget(id)
+	if errors.Is(err, errNotHolder) {
+		return
+	}
 	if err != nil {
 		r.logf("task %s: queue again: %v", id, err)
 		return

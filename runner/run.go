@@ -231,16 +231,17 @@ func (r *Runner) unclaim(t *store.Task) {
 		r.logf("task %s: remove unstarted container: %v", t.ID, err)
 		return
 	}
-	if err := r.backToQueued(t.ID); err != nil {
+	if err := r.backToQueued(t.ID); err != nil && !errors.Is(err, errNotHolder) {
 		r.logf("task %s: hand back to the queue: %v", t.ID, err)
 	}
 }
 
-// backToQueued records a claimed task that never ran as queued again.
+// backToQueued records a claimed task that never ran as queued again; a
+// task this server does not hold is not its to hand back (errNotHolder).
 func (r *Runner) backToQueued(id string) error {
 	_, err := r.update(id, func(t *store.Task) error {
 		if t.Status != store.Running || t.Follower != r.instance {
-			return nil // not this server's to hand back
+			return errNotHolder
 		}
 		t.Status, t.StartedAt, t.Deadline, t.ContainerID = store.Queued, time.Time{}, time.Time{}, ""
 		return nil
@@ -518,10 +519,13 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		r.logf("task %s: record the end: %v", id, err)
 		return
 	}
-	if err := r.remove(ctx, containerID); err != nil {
+	// The end is recorded, so the container goes, even if the run is let
+	// go meanwhile: a lease renewal that finds the task ended cancels it.
+	if err := r.remove(context.WithoutCancel(ctx), containerID); err != nil {
 		r.logf("task %s: %v", id, err)
 	}
 	r.endEgress(id)
+	r.removeTemps(id)
 	r.ended(id)
 }
 
@@ -667,6 +671,43 @@ func writeFileAtomic(path string, data []byte) error {
 	return err
 }
 
+// removeTemps removes what writeFileAtomic left of an ended task's log
+// checkpoint and result: a process killed between making its temporary
+// file and renaming it leaves the file, and no later write of the task
+// renames it away. Nobody writes an ended task's files any more.
+func (r *Runner) removeTemps(id string) {
+	if err := removeTempsOf(checkpointPath(r.LogPath(id)), r.ResultPath(id)); err != nil {
+		r.logf("task %s: %v", id, err)
+	}
+}
+
+// removeTempsOf removes the temporary files writeFileAtomic makes beside
+// each of paths (PATH.tmp-*), which must all be in one directory.
+func removeTempsOf(paths ...string) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	dir := filepath.Dir(paths[0])
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove temporary files: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		for _, p := range paths {
+			if e.Type().IsRegular() && strings.HasPrefix(e.Name(), filepath.Base(p)+".tmp-") {
+				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("remove temporary file: %w", err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // fail records that a task could not run to its end, with the reason. A
 // task that already ended, or that another server follows now, is left as
 // its record says.
@@ -694,6 +735,7 @@ func (r *Runner) fail(id string, cause error) {
 		r.logf("task %s: record failure %q: %v", id, cause, err)
 	}
 	r.endEgress(id)
+	r.removeTemps(id)
 	r.ended(id)
 }
 
@@ -708,14 +750,32 @@ func (r *Runner) stop(ctx context.Context, nameOrID string) error {
 	return engineError("stop container "+nameOrID, err)
 }
 
-// remove removes the container; one that is already gone is success.
+// remove removes the container; one that is already gone is success. So
+// is one whose removal is already under way ("removal … is already in
+// progress", a conflict: a server killed while it removed the container
+// leaves its request to the engine): it waits for that removal to end.
 func (r *Runner) remove(ctx context.Context, nameOrID string) error {
 	err := r.engine.ContainerRemove(ctx, nameOrID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	for tries := 0; cerrdefs.IsConflict(err) && tries < removalWaits; tries++ {
+		select {
+		case <-ctx.Done():
+			return engineError("remove container "+nameOrID, err)
+		case <-time.After(removalPause):
+		}
+		err = r.engine.ContainerRemove(ctx, nameOrID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	}
 	if err == nil || cerrdefs.IsNotFound(err) {
 		return nil
 	}
 	return engineError("remove container "+nameOrID, err)
 }
+
+// How long remove waits for a removal already under way: a removal takes
+// well under a second on a healthy engine, and seconds on a busy one.
+const (
+	removalPause = 200 * time.Millisecond
+	removalWaits = 150
+)
 
 // diskHint says what to do about a full disk.
 func (r *Runner) diskHint(err error) string {
