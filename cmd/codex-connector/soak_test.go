@@ -69,7 +69,10 @@ import (
 //     says a launch waits for the engine: a gap in the runner, not fixed
 //     here. So the engine stops only once no task is being launched (each
 //     is queued, or running with its Codex started); SOAK_ENGINE_ANYTIME=1
-//     stops it at its random moment all the same.
+//     stops it at its random moment all the same. Beware: a container
+//     start the shutdown cuts short can leave its containerd-shim (and
+//     even the container's process) running on the machine after the
+//     test's engine is gone; look with `ps` afterwards.
 
 type soakPlan struct {
 	tasks, kills int
