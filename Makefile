@@ -14,7 +14,7 @@ GO            ?= go
 VERSION       ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
 
-.PHONY: build test image base install lint bench clean
+.PHONY: build test soak image base install lint bench clean
 
 build:
 	# Static: the same binary runs the egress proxy (FROM scratch) and the
@@ -24,6 +24,15 @@ build:
 # The tests need a Docker engine; they fail (not skip) without one.
 test:
 	$(GO) test -race -count=1 -p 2 -timeout 20m ./...
+
+# The random-fault soak, long: servers SIGKILLed at random moments and an
+# engine restart under tasks (cmd/codex-connector/soak_test.go). `make test`
+# runs a short one. SOAK_SEED=N replays the plan of a run that printed N.
+SOAK_TASKS ?= 30
+SOAK_KILLS ?= 15
+soak:
+	SOAK_TASKS=$(SOAK_TASKS) SOAK_KILLS=$(SOAK_KILLS) SOAK_SEED=$(SOAK_SEED) \
+		$(GO) test -race -count=1 -run TestSoak -v -timeout 30m ./cmd/codex-connector
 
 image:
 	@mkdir -p .build/image

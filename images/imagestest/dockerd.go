@@ -131,6 +131,13 @@ func (d *Dockerd) Stop(t testing.TB) {
 	d.cmd = nil
 }
 
+// DataRoot is the engine's data root: containers/<id>/<id>-json.log in it
+// is the engine's own copy of a container's output.
+func (d *Dockerd) DataRoot() string { return filepath.Join(d.dir, "data") }
+
+// LogFile is the engine's own log.
+func (d *Dockerd) LogFile() string { return filepath.Join(d.dir, "dockerd.log") }
+
 // Client is a client of this engine, closed when the test ends.
 func (d *Dockerd) Client(t testing.TB) *client.Client {
 	t.Helper()
