@@ -878,28 +878,3 @@ func closeServer(t *testing.T, s *mcpServer) {
 		t.Errorf("server %d still running a minute after its stdin closed", s.cmd.Process.Pid)
 	}
 }
-
-// homeProcesses lists the processes of this machine whose environment
-// names home as CODEX_CONNECTOR_HOME.
-func homeProcesses(home string) []int {
-	want := []byte("CODEX_CONNECTOR_HOME=" + home)
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil {
-			continue
-		}
-		for _, v := range bytes.Split(data, []byte{0}) {
-			if bytes.Equal(v, want) {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
-}
