@@ -16,7 +16,7 @@ import (
 // startOn runs codex-connector against the test's engine; env adds
 // variables.
 func startOn(t *testing.T, d *imagestest.Dockerd, home, image string, env ...string) *mcpServer {
-	return startServerAt(t, home, append([]string{"DOCKER_HOST=" + d.Host, "CODEX_CONNECTOR_IMAGE=" + image}, env...)...)
+	return startServerImage(t, home, image, append([]string{"DOCKER_HOST=" + d.Host}, env...)...)
 }
 
 func TestEngineRestartUnderARunningTask(t *testing.T) {

@@ -84,10 +84,18 @@ func startServer(t *testing.T, env ...string) *mcpServer {
 	return startServerAt(t, t.TempDir(), env...)
 }
 
-// startServerAt runs codex-connector on the data directory home.
+// startServerAt runs codex-connector on the data directory home, with the
+// fake Codex image of the shared engine.
 func startServerAt(t *testing.T, home string, env ...string) *mcpServer {
 	t.Helper()
-	ref := imagestest.FakeCodex(t)
+	return startServerImage(t, home, imagestest.FakeCodex(t), env...)
+}
+
+// startServerImage runs codex-connector on the data directory home, with
+// ref as the Codex image. It asks nothing of the shared engine: a server
+// on a test's own engine starts while the shared one is busy or away.
+func startServerImage(t *testing.T, home, ref string, env ...string) *mcpServer {
+	t.Helper()
 	s := &mcpServer{home: home, stderrMore: make(chan struct{})}
 	cmd := exec.Command(binary(t))
 	cmd.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+s.home, "CODEX_CONNECTOR_IMAGE="+ref, "CODEX_CONNECTOR_STOP_GRACE=1s",
