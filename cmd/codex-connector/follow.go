@@ -49,8 +49,7 @@ const (
 	// lock for a moment after its standby woke.
 	handBackAfter = 2
 	// freshLooks is how many looks after it begins the follower asks its
-	// runner to reconcile again: a server that died a moment ago may not
-	// yet look gone to the first one.
+	// runner to reconcile again (lookedWhileFollowing).
 	freshLooks = 5
 	// giveUpAfter is how long the follower goes on when it cannot read the
 	// records or the locks before it exits: a damaged database needs a
@@ -293,13 +292,20 @@ func (f *follower) look() (done bool) {
 		return true
 	}
 	f.seen = 0
+	if !f.r.Idle() {
+		// It follows or runs a task: something is live, and the records
+		// need no reading, which costs a pass over the whole history.
+		unlock()
+		f.failingSince = time.Time{}
+		return f.lookedWhileFollowing()
+	}
 	live, err := f.r.Live()
 	if err != nil {
 		unlock()
 		return f.failing(fmt.Errorf("count the live tasks: %w", err))
 	}
 	f.failingSince = time.Time{}
-	if live == 0 && f.r.Idle() {
+	if live == 0 {
 		// No server runs, and none starts while the lock is held: nothing
 		// can become live, and nothing needs the proxy.
 		ctx, cancel := context.WithTimeout(context.Background(), proxyRemoval)
@@ -327,6 +333,13 @@ func (f *follower) look() (done bool) {
 		}()
 		return false
 	}
+	return f.lookedWhileFollowing()
+}
+
+// lookedWhileFollowing ends a look that goes on following. In its first
+// looks it has the runner reconcile again: a server that died a moment ago
+// may not yet have looked gone to the first reconcile.
+func (f *follower) lookedWhileFollowing() (done bool) {
 	if f.looks++; f.looks <= freshLooks {
 		f.r.Wake()
 	}
