@@ -62,6 +62,11 @@ type Policy struct {
 	MaxConns int `json:"maxConns,omitempty"`
 	// IdleSeconds closes a connection idle this long (0: DefaultIdle).
 	IdleSeconds int `json:"idleSeconds,omitempty"`
+	// Routes are the model providers the task's Codex reaches through the
+	// bridge, at every sandbox level: the proxy forwards to the real
+	// upstream and puts the secrets in place of their placeholders (see
+	// route.go).
+	Routes []Route `json:"routes,omitempty"`
 }
 
 // ValidID says whether id is safe as a file name in the egress directory.
@@ -95,6 +100,7 @@ type rules struct {
 	deny     []netip.Prefix
 	maxConns int
 	idle     time.Duration
+	routes   map[string]*route
 }
 
 // compile checks a policy and parses it. A Deny entry that does not parse
@@ -124,6 +130,19 @@ func compile(p Policy) (*rules, error) {
 			return nil, fmt.Errorf("deny %q: %w", d, err)
 		}
 		r.deny = append(r.deny, pfx.Masked())
+	}
+	for _, rt := range p.Routes {
+		c, err := compileRoute(rt)
+		if err != nil {
+			return nil, fmt.Errorf("route %q: %w", rt.Name, err)
+		}
+		if r.routes == nil {
+			r.routes = map[string]*route{}
+		}
+		if r.routes[c.name] != nil {
+			return nil, fmt.Errorf("route %q is named twice", rt.Name)
+		}
+		r.routes[c.name] = c
 	}
 	return r, nil
 }

@@ -8,6 +8,7 @@ package egress
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +64,9 @@ type Proxy struct {
 	Resolve func(ctx context.Context, host string) ([]net.IPAddr, error)
 	// Dial connects upstream; tests may replace it.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// RootCAs verify the https upstreams of model routes; nil is the
+	// system's (in the proxy's container, the bundle the server mounts).
+	RootCAs *x509.CertPool
 	// MaxHeadBytes and HeadTimeout bound a request's head (0: the defaults).
 	MaxHeadBytes int
 	HeadTimeout  time.Duration
@@ -222,8 +226,8 @@ func (p *Proxy) sync(ctx context.Context, id string) bool {
 		}
 		t.rules.Store(r)
 		t.file = key
-		p.Logf("egress: task %s: policy loaded: allow %s; at most %d connections, closed after %s idle",
-			id, strings.Join(r.allowList(), " "), r.maxConns, r.idle)
+		p.Logf("egress: task %s: policy loaded: allow %s; model routes %s; at most %d connections, closed after %s idle",
+			id, strings.Join(r.allowList(), " "), strings.Join(r.routeNames(), " "), r.maxConns, r.idle)
 	}
 	if remake {
 		p.listen(t, sock)
@@ -392,11 +396,15 @@ func (p *Proxy) handle(t *task, raw net.Conn) {
 	}
 	head.N = math.MaxInt64 // the head is in; a body or a tunnel is not capped
 	raw.SetReadDeadline(time.Time{})
+	if isRouteRequest(req) {
+		p.serveRoute(t, raw, br, req, act)
+		return
+	}
 
 	target := req.Host
 	if req.Method != http.MethodConnect {
 		if req.URL == nil || req.URL.Host == "" || req.URL.Scheme != "http" {
-			p.refuse(raw, t.id, req.Method+" "+req.RequestURI, "only CONNECT and absolute http:// requests go through the proxy", http.StatusBadRequest)
+			p.refuse(raw, t.id, req.Method+" "+req.RequestURI, "only CONNECT, absolute http:// requests and model routes ("+RoutePrefix+"NAME/...) go through the proxy", http.StatusBadRequest)
 			return
 		}
 		target = req.URL.Host
