@@ -69,18 +69,26 @@ func mainErr(args []string) error {
 		defer stop()
 		return egress.ServeProxy(ctx, dir)
 	case "egress-bridge":
-		// Inside a restricted task's container, in front of Codex.
+		// Inside a task's container, in front of Codex.
+		const use = "usage: codex-connector egress-bridge --listen ADDR --socket PATH [--gate FILE] [--routes-only] -- COMMAND..."
 		if len(args) < 6 || args[1] != "--listen" || args[3] != "--socket" {
-			return errors.New("usage: codex-connector egress-bridge --listen ADDR --socket PATH [--gate FILE] -- COMMAND...")
+			return errors.New(use)
 		}
-		gate, rest := "", args[5:]
-		if len(rest) > 2 && rest[0] == "--gate" {
-			gate, rest = rest[1], rest[2:]
+		gate, proxyEnv, rest := "", true, args[5:]
+		for len(rest) > 0 && rest[0] != "--" {
+			switch {
+			case rest[0] == "--gate" && len(rest) > 1:
+				gate, rest = rest[1], rest[2:]
+			case rest[0] == "--routes-only":
+				proxyEnv, rest = false, rest[1:]
+			default:
+				return errors.New(use)
+			}
 		}
-		if len(rest) == 0 || rest[0] != "--" {
-			return errors.New("usage: codex-connector egress-bridge --listen ADDR --socket PATH [--gate FILE] -- COMMAND...")
+		if len(rest) == 0 {
+			return errors.New(use)
 		}
-		os.Exit(egress.RunBridge(args[2], args[4], gate, rest[1:]))
+		os.Exit(egress.RunBridge(args[2], args[4], gate, proxyEnv, rest[1:]))
 	case "gated":
 		// Inside a danger-full-access task's container, in front of Codex.
 		if len(args) < 4 || args[1] != "--gate" || args[3] != "--" {
@@ -224,6 +232,7 @@ func runnerConfig(cfg config, self string) runner.Config {
 		StallTimeout: cfg.StallTimeout,
 		Limits:       cfg.Limits,
 		Env:          cfg.Env,
+		Routes:       cfg.Routes,
 		CodexArgs:    cfg.CodexArgs,
 		AuthFile:     cfg.AuthFile,
 		Version:      version,
@@ -231,7 +240,7 @@ func runnerConfig(cfg config, self string) runner.Config {
 		MaxSandbox:   cfg.MaxSandbox,
 		Lease:        cfg.Lease,
 		Retention:    cfg.Retention,
-		Egress:       runner.Egress{Binary: self, ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts},
+		Egress:       runner.Egress{Binary: self, ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts, CABundle: cfg.CABundle},
 	}
 }
 
@@ -314,30 +323,17 @@ func check(cfg config, docker *client.Client) error {
 	if cfg.CodexVersion != "" {
 		fmt.Printf(" with Codex %s", cfg.CodexVersion)
 	}
-	switch {
-	case hasEnv(cfg.Env, "OPENAI_API_KEY"):
-		fmt.Print("\ncredentials: OPENAI_API_KEY is set and passed to Codex")
-	case cfg.AuthFile != "":
-		fmt.Printf("\ncredentials: your Codex login %s, mounted read-only (run `codex` on the host when it expires)", cfg.AuthFile)
-	default:
-		fmt.Print("\ncredentials: none found — set OPENAI_API_KEY in the server's environment, or run `codex login` on the host")
+	fmt.Println()
+	if err := checkCredentials(os.Stdout, cfg); err != nil {
+		return err
 	}
 	if err := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout).Check(); err != nil {
 		return err
 	}
-	fmt.Printf("\nsandbox: callers may ask for up to %s (maxSandbox)", cfg.MaxSandbox)
+	fmt.Printf("sandbox: callers may ask for up to %s (maxSandbox)", cfg.MaxSandbox)
 	if cfg.MaxSandbox == runner.DangerFullAccess {
 		fmt.Print("; set maxSandbox to workspace-write in config.json to keep tasks off the network and out of .git whatever the caller asks")
 	}
 	fmt.Printf("\ndata: %s\nready: add {\"mcpServers\":{\"codex-connector\":{\"command\":\"codex-connector\"}}} to ~/.mcp.json\n", cfg.Home)
 	return nil
-}
-
-func hasEnv(env []string, name string) bool {
-	for _, e := range env {
-		if strings.HasPrefix(e, name+"=") {
-			return true
-		}
-	}
-	return false
 }

@@ -27,10 +27,15 @@ import (
 // RunBridge serves listen → socket and runs argv; it returns argv's
 // exit code (128+signal when a signal ended it).
 //
+// With proxyEnv, argv gets the proxy variables: a restricted task's only
+// way out is the proxy. Without (danger-full-access, which keeps its own
+// network), the bridge serves the model routes alone: Codex's base URLs
+// point at it, and nothing else is sent its way.
+//
 // With a gate, argv starts only once the file gate exists: the server
 // creates it after it has checked what the engine mounted into this
 // container, so nothing of the task runs on a mount it did not check.
-func RunBridge(listen, socket, gate string, argv []string) int {
+func RunBridge(listen, socket, gate string, proxyEnv bool, argv []string) int {
 	logw := os.Stderr
 	if gate != "" && !awaitGate(gate, gateWait, logw) {
 		return 125
@@ -55,10 +60,12 @@ func RunBridge(listen, socket, gate string, argv []string) int {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	proxy := "http://" + listen
-	cmd.Env = append(os.Environ(),
-		"HTTPS_PROXY="+proxy, "https_proxy="+proxy, "HTTP_PROXY="+proxy, "http_proxy="+proxy,
-		"ALL_PROXY="+proxy, "NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
+	// The model routes are on loopback: never through a proxy variable.
+	cmd.Env = append(os.Environ(), "NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
+	if proxyEnv {
+		proxy := "http://" + listen
+		cmd.Env = append(cmd.Env, "HTTPS_PROXY="+proxy, "https_proxy="+proxy, "HTTP_PROXY="+proxy, "http_proxy="+proxy, "ALL_PROXY="+proxy)
+	}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(logw, "codex-connector egress: start %s: %v\n", argv[0], err)
 		return 127
