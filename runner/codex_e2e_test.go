@@ -2,6 +2,7 @@ package runner
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -33,6 +35,16 @@ func TestRealCodexTaskEndToEnd(t *testing.T) {
 	if n := len(model.Requests()); n != 2 {
 		t.Fatalf("Codex made %d model requests, want 2 (command, then its output)", n)
 	}
+	t.Run("the model server got the real key, which the task never held", func(t *testing.T) {
+		for i, h := range model.Headers() {
+			if got := h.Get("Authorization"); got != "Bearer "+model.Key {
+				t.Errorf("request %d: Authorization %q", i+1, got)
+			}
+		}
+		if strings.Contains(log, model.Key) || strings.Contains(fmt.Sprint(task), model.Key) {
+			t.Error("the key is in the task's log or record")
+		}
+	})
 	t.Run("the file is in the repo, owned by the repo owner", func(t *testing.T) {
 		path := filepath.Join(repo, "proof.txt")
 		if got := readFile(t, path); got != "made by codex\n" {
@@ -50,7 +62,7 @@ func TestRealCodexTaskEndToEnd(t *testing.T) {
 	})
 	t.Run("the log holds the real event stream and every egress decision", func(t *testing.T) {
 		for _, want := range []string{`"type":"thread.started"`, `"type":"command_execution"`, `"type":"turn.completed"`,
-			"codex-connector egress: POST " + model.BaseURL + "/responses HTTP/1.1 → allowed"} {
+			"codex-connector egress: POST " + egress.RoutePrefix + "mock/responses HTTP/1.1 → allowed"} {
 			if !strings.Contains(log, want) {
 				t.Errorf("log lacks %s", want)
 			}

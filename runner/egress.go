@@ -31,8 +31,9 @@ type Egress struct {
 	// Binary is a static codex-connector binary: it runs the proxy (in its
 	// own FROM scratch container) and the bridge inside task containers.
 	Binary string
-	// ModelHosts (host:port) are reachable at every restricted level: Codex
-	// cannot work without its model API.
+	// ModelHosts (host:port) are reachable at every restricted level, by
+	// CONNECT: the hosts of a ChatGPT login. Model providers with a route
+	// (Config.Routes) are reached through the route, never this way.
 	ModelHosts []string
 	// AllowedHosts (host:port) are reachable by workspace-write tasks too.
 	AllowedHosts []string
@@ -41,10 +42,11 @@ type Egress struct {
 	// proxy's defaults, egress.DefaultMaxConns and egress.DefaultIdle).
 	MaxConns int
 	Idle     time.Duration
+	// CABundle is the host's file of CA certificates (PEM), which the
+	// proxy uses to verify the https upstreams of model routes: its own
+	// image is FROM scratch. "" leaves them unverifiable.
+	CABundle string
 }
-
-// DefaultModelHosts is OpenAI's API; a custom model provider adds its host.
-var DefaultModelHosts = []string{"api.openai.com:443"}
 
 // Paths inside a restricted task's container.
 const (
@@ -56,6 +58,13 @@ const (
 )
 
 func restricted(sandbox string) bool { return sandbox == ReadOnly || sandbox == WorkspaceWrite }
+
+// needsEgress says whether a task's container gets the bridge and a proxy
+// socket: a restricted one for all its network, any one for its model
+// routes, which carry the keys it must not hold.
+func (r *Runner) needsEgress(t *store.Task) bool {
+	return restricted(t.Sandbox) || len(r.cfg.Routes) > 0
+}
 
 // The egress directory of a home (see package egress for its layout):
 // policies/<id>.json, which no task mounts, and sockets/<id>/sock, whose
@@ -152,6 +161,10 @@ func (r *Runner) ensureProxy(ctx context.Context) error {
 			PidsLimit:  &pids,
 		},
 	}
+	if ca := r.cfg.Egress.CABundle; ca != "" {
+		// Where Go looks first on Linux.
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: ca, Target: "/etc/ssl/certs/ca-certificates.crt", ReadOnly: true})
+	}
 	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, name)
 	if cerrdefs.IsConflict(err) {
 		return nil // another server created it at the same moment
@@ -243,15 +256,20 @@ func (r *Runner) proxyRefLocked() (string, error) {
 }
 
 // prepareEgress writes the task's policy and waits for the proxy to serve
-// its socket, which must exist before the container that mounts it.
-func (r *Runner) prepareEgress(ctx context.Context, t *store.Task) error {
+// its socket, which must exist before the container that mounts it. A
+// danger-full-access task keeps its own network: its policy allows no
+// host, and holds its model routes alone.
+func (r *Runner) prepareEgress(ctx context.Context, t *store.Task, routes []egress.Route) error {
 	if !store.ValidID(t.ID) {
 		return fmt.Errorf("task id %q is not valid", t.ID)
 	}
 	if err := r.ensureProxy(ctx); err != nil {
 		return err
 	}
-	allow := append([]string(nil), r.cfg.Egress.ModelHosts...)
+	var allow []string
+	if restricted(t.Sandbox) {
+		allow = append(allow, r.cfg.Egress.ModelHosts...)
+	}
 	if t.Sandbox == WorkspaceWrite {
 		allow = append(allow, r.cfg.Egress.AllowedHosts...)
 	}
@@ -259,7 +277,7 @@ func (r *Runner) prepareEgress(ctx context.Context, t *store.Task) error {
 	if err != nil {
 		return err
 	}
-	pol := egress.Policy{TaskID: t.ID, Allow: allow, Deny: deny, MaxConns: r.cfg.Egress.MaxConns, IdleSeconds: int(r.cfg.Egress.Idle / time.Second)}
+	pol := egress.Policy{TaskID: t.ID, Allow: allow, Deny: deny, MaxConns: r.cfg.Egress.MaxConns, IdleSeconds: int(r.cfg.Egress.Idle / time.Second), Routes: routes}
 	// The socket directory first: the proxy serves a policy only where it
 	// finds one. The task's user, who may not be the server's, needs to
 	// pass through it to the socket, and nothing else: 0711.

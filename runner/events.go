@@ -378,3 +378,12 @@ func lastLine(s string) string {
 	}
 	return s
 }
+
+// turnFailure is the reason of a task whose turn failed, in one line: the
+// model API refusing the key says so first, and what to do.
+func turnFailure(code int, msg string) string {
+	if strings.Contains(msg, "401 Unauthorized") {
+		return fmt.Sprintf("the model API refused the key (401): check the key codex-connector is given (`codex-connector check` says which) — codex exited with code %d: %s", code, clip(msg))
+	}
+	return fmt.Sprintf("codex exited with code %d: %s", code, msg)
+}

@@ -46,7 +46,7 @@ func newHarnessOn(t testing.TB, mod func(*Config), wrap func(*client.Client) eng
 		Version:    "test",
 		// Test repositories live in temporary directories.
 		AllowedRoots: []string{os.TempDir()},
-		Egress:       Egress{Binary: imagestest.StaticBinary(t), ModelHosts: DefaultModelHosts},
+		Egress:       Egress{Binary: imagestest.StaticBinary(t)},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -139,17 +139,26 @@ func readLog(path string) string {
 	return string(b)
 }
 
+// mockRoute is the route to the scripted model server, with its key.
+func mockRoute(model *imagestest.ModelServer) ModelRoute {
+	return ModelRoute{Provider: "mock", Upstream: model.BaseURL, Secrets: []RouteSecret{{Env: imagestest.MockKeyEnv, Value: model.Key}}}
+}
+
 // newCodexHarness runs tasks in the real Codex image against the scripted
-// model server, which is, as cmd makes a custom provider's base_url, the one
-// host a restricted task may reach.
+// model server, Codex's provider "mock", reached by its model route: the
+// proxy adds the server's key, which the task never holds.
 func newCodexHarness(t testing.TB, model *imagestest.ModelServer) *harness {
 	t.Helper()
+	return newHarness(t, codexConfig(t, model))
+}
+
+// codexConfig is the configuration of newCodexHarness.
+func codexConfig(t testing.TB, model *imagestest.ModelServer) func(*Config) {
 	ref := imagestest.Codex(t)
-	return newHarness(t, func(c *Config) {
+	return func(c *Config) {
 		c.Image = images.Codex{Ref: ref, Version: images.DefaultCodexVersion}
 		c.CodexArgs = model.CodexArgs()
-		c.Env = []string{"OPENAI_API_KEY=dummy"}
+		c.Routes = []ModelRoute{mockRoute(model)}
 		c.Limits.MemoryBytes = 2 << 30
-		c.Egress.ModelHosts = []string{model.HostPort()}
-	})
+	}
 }

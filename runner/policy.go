@@ -133,9 +133,9 @@ type policy struct {
 	version  string
 	home     string // homeLabel of the data directory
 	authFile string // the user's Codex login, mounted read-only; "" for none
-	// socketDir (host) holds the task's proxy socket and nothing else;
-	// bridge is the static binary that runs the in-container bridge. Both
-	// only for restricted levels.
+	// socketDir (host) holds the task's proxy socket and nothing else:
+	// for restricted levels, and for any level with model routes. bridge
+	// is the static binary that runs the in-container bridge and the gate.
 	socketDir string
 	bridge    string
 	// gate is the file name, in the state directory, whose existence lets
@@ -176,11 +176,15 @@ func (p policy) command() []string {
 	cmd = append(cmd, p.args...)
 	// "--" keeps a prompt that starts with "-" from being read as a flag.
 	cmd = append(cmd, "--", p.task.Prompt)
-	if restricted(p.task.Sandbox) {
-		// Codex runs under the bridge, its only way to the network.
+	if p.socketDir != "" {
+		// Codex runs under the bridge: a restricted task's only way to the
+		// network, and at every level the way to its model routes.
 		bridge := []string{bridgeBinary, "egress-bridge", "--listen", bridgeListen, "--socket", egressMount + "/" + egress.SocketName}
 		if p.gate != "" {
 			bridge = append(bridge, "--gate", stateMount+"/"+p.gate)
+		}
+		if !restricted(p.task.Sandbox) {
+			bridge = append(bridge, "--routes-only")
 		}
 		cmd = append(append(bridge, "--"), cmd...)
 	} else if p.gate != "" {
@@ -200,7 +204,7 @@ func (p policy) mounts() []mount.Mount {
 		repo,
 		{Type: mount.TypeBind, Source: p.stateDir, Target: stateMount},
 	}
-	if restricted(t.Sandbox) {
+	if p.socketDir != "" {
 		// Read-only: a socket connects on a read-only mount, and the task
 		// can neither replace its socket nor leave anything beside it.
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.socketDir, Target: egressMount, ReadOnly: true})

@@ -150,11 +150,14 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if p.git, err = r.checkMountSources(t, rn.hostBefore); err != nil {
 		return "", exitWait{}, err
 	}
-	if restricted(t.Sandbox) {
-		if err := r.prepareEgress(ctx, t); err != nil {
+	if r.needsEgress(t) {
+		creds := credentialsFor(r.cfg.Routes)
+		if err := r.prepareEgress(ctx, t, creds.routes); err != nil {
 			return "", exitWait{}, err
 		}
 		p.socketDir = r.socketDir(t.ID)
+		p.env = append(append([]string(nil), p.env...), creds.env...)
+		p.args = append(append([]string(nil), p.args...), creds.args...)
 	}
 	// Every launch is gated (gate.go), so every container gets the static
 	// binary that holds the gate.
@@ -494,7 +497,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		case code == 137:
 			t.Status, t.Error = store.Failed, "killed (exit 137) by something other than codex-connector: probably out of memory, or a `docker kill`"
 		case turnErr != "":
-			t.Status, t.Error = store.Failed, fmt.Sprintf("codex exited with code %d: %s", code, turnErr)
+			t.Status, t.Error = store.Failed, turnFailure(code, turnErr)
 		default:
 			t.Status, t.Error = store.Failed, fmt.Sprintf("codex exited with code %d; see the log", code)
 		}

@@ -32,8 +32,13 @@ type Config struct {
 	// API forever); 0 disables the watchdog.
 	StallTimeout time.Duration
 	Limits       Limits
-	// Env is extra environment for Codex (NAME=value), e.g. OPENAI_API_KEY.
+	// Env is extra environment for Codex (NAME=value). Never a secret: a
+	// task can read it; secrets go in Routes.
 	Env []string
+	// Routes are the model providers tasks reach through the egress proxy,
+	// which holds their keys (credentials.go). With routes, every level
+	// gets the proxy, danger-full-access too, for the model route alone.
+	Routes []ModelRoute
 	// CodexArgs are extra `codex exec` arguments, e.g. -c overrides.
 	CodexArgs []string
 	// AuthFile is the user's Codex login (auth.json), used when no API key

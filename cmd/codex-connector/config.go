@@ -34,13 +34,21 @@ type config struct {
 	Limits runner.Limits
 	// CodexArgs are -c overrides for `codex exec`, from codexConfig.
 	CodexArgs []string
-	// Env is passed into every task's container (NAME=value).
+	// Env is passed into every task's container (NAME=value): never a
+	// provider's key, which goes in Routes.
 	Env []string
+	// Routes are the model providers tasks reach through the egress proxy,
+	// which alone holds their keys.
+	Routes []runner.ModelRoute
 	// AuthFile is the user's Codex login, mounted read-only when no API key
 	// is given.
 	AuthFile string
-	// ModelHosts are reachable from every restricted sandbox; AllowedHosts
-	// from workspace-write too. Both host:port.
+	// CABundle is the host's CA certificates, for the proxy's TLS to the
+	// model providers.
+	CABundle string
+	// ModelHosts are reachable from every restricted sandbox (the hosts of
+	// a ChatGPT login); AllowedHosts from workspace-write too. Both
+	// host:port.
 	ModelHosts   []string
 	AllowedHosts []string
 	// AllowedRoots are where tasks may run.
@@ -52,6 +60,11 @@ type config struct {
 	// FollowAfterExit leaves a detached follower behind a server that exits
 	// (or dies) while tasks are live, so that they run to their end.
 	FollowAfterExit bool
+
+	// From config.json, for loadConfig to finish once the file is read:
+	// the model providers it names, and passEnv.
+	providers map[string]*providerConfig
+	passEnv   []string
 }
 
 // fileConfig is the shape of config.json.
@@ -148,7 +161,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LockTimeout:     5 * time.Second,
 		Lease:           runner.DefaultLease,
 		Limits:          runner.DefaultLimits,
-		ModelHosts:      append([]string(nil), runner.DefaultModelHosts...),
 		MaxSandbox:      runner.DangerFullAccess,
 		FollowAfterExit: true,
 	}
@@ -178,14 +190,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if len(c.AllowedRoots) == 0 {
 		return c, errors.New("no allowed roots: set allowedRoots in config.json or CODEX_CONNECTOR_ALLOWED_ROOTS")
 	}
-	if key := getenv("OPENAI_API_KEY"); key != "" {
-		c.Env = append(c.Env, "OPENAI_API_KEY="+key)
-	} else {
-		codexHome := getenv("CODEX_HOME")
-		if codexHome == "" && home != "" {
-			codexHome = filepath.Join(home, ".codex")
+	var err error
+	if c.Routes, err = modelRoutes(c.providers, getenv); err != nil {
+		return c, fmt.Errorf("%s: %w", filepath.Join(c.Home, "config.json"), err)
+	}
+	for _, k := range c.passEnv {
+		// A provider's key goes to the proxy alone, never in as it is.
+		if v := getenv(k); v != "" && !routedSecret(c.Routes, k) {
+			c.Env = append(c.Env, k+"="+v)
 		}
-		if auth := filepath.Join(codexHome, "auth.json"); codexHome != "" && fileExists(auth) {
+	}
+	c.CABundle = caBundle(getenv)
+	if !slices.ContainsFunc(c.Routes, func(rt runner.ModelRoute) bool { return rt.Provider == runner.OpenAIProvider }) {
+		if auth := codexLogin(getenv, home); auth != "" {
 			c.AuthFile = auth
 			// A ChatGPT login talks to these, and refreshes its token there.
 			c.ModelHosts = append(c.ModelHosts, "chatgpt.com:443", "auth.openai.com:443")
@@ -229,21 +246,23 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if err := setRetention(&c.Retention, f.Retention); err != nil {
 		return bad("retention", err)
 	}
+	providers := map[string]*providerConfig{}
 	for _, k := range slices.Sorted(maps.Keys(f.CodexConfig)) {
 		v, err := tomlValue(f.CodexConfig[k])
 		if err != nil {
 			return bad("codexConfig."+k, err)
 		}
-		c.CodexArgs = append(c.CodexArgs, "-c", k+"="+v)
-		// A custom model provider's host is a model host.
-		if strings.HasPrefix(k, "model_providers.") && strings.HasSuffix(k, ".base_url") {
-			hp, err := hostPort(fmt.Sprint(f.CodexConfig[k]))
-			if err != nil {
-				return bad("codexConfig."+k, err)
-			}
-			c.ModelHosts = append(c.ModelHosts, hp)
+		// A provider's base_url is the runner's to set (the bridge); its
+		// keys are the proxy's to add.
+		routed, err := collectProvider(providers, k, f.CodexConfig[k])
+		if err != nil {
+			return bad("codexConfig."+k, err)
+		}
+		if !routed {
+			c.CodexArgs = append(c.CodexArgs, "-c", k+"="+v)
 		}
 	}
+	c.providers = providers
 	for _, h := range f.AllowedHosts {
 		if _, _, err := net.SplitHostPort(h); err != nil {
 			return bad("allowedHosts", fmt.Errorf("%q is not host:port (e.g. github.com:443)", h))
@@ -262,11 +281,7 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	for _, k := range slices.Sorted(maps.Keys(f.Env)) {
 		c.Env = append(c.Env, k+"="+f.Env[k])
 	}
-	for _, k := range f.PassEnv {
-		if v := getenv(k); v != "" {
-			c.Env = append(c.Env, k+"="+v)
-		}
-	}
+	c.passEnv = f.PassEnv
 	if f.Limits.MemoryMB > 0 {
 		c.Limits.MemoryBytes = int64(f.Limits.MemoryMB) << 20
 	}

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/codex-connector/codex-connector/runner"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -22,13 +26,15 @@ func TestConfigFileThenEnvironment(t *testing.T) {
 	home := t.TempDir()
 	writeConfig(t, home, `{
   "image": "my/codex:1", "maxRunning": 2, "stallTimeout": "2m",
-  "codexConfig": {"model_provider": "azure", "model_providers.azure.base_url": "https://x.example/openai", "model_reasoning_effort": "high", "model_providers.azure.stream_max_retries": 3, "show_raw": true},
-  "env": {"B": "2", "A": "1"}, "passEnv": ["AZURE_OPENAI_API_KEY", "UNSET"],
+  "codexConfig": {"model_provider": "azure", "model_providers.azure.base_url": "https://x.example/openai", "model_reasoning_effort": "high", "model_providers.azure.stream_max_retries": 3, "show_raw": true,
+    "model_providers.azure.env_key": "AZURE_OPENAI_API_KEY", "model_providers.azure.env_http_headers.api-key": "AZURE_HEADER_KEY"},
+  "env": {"B": "2", "A": "1"}, "passEnv": ["AZURE_OPENAI_API_KEY", "UNSET", "PLAIN"],
   "limits": {"memoryMB": 512, "cpus": 1.5, "pids": 100},
   "allowedHosts": ["GitHub.com:443", "*.pypi.org:443"], "allowedRoots": ["/srv/code"]
 }`)
 	c, err := loadConfig(envOf(map[string]string{
 		"CODEX_CONNECTOR_HOME": home, "CODEX_CONNECTOR_MAX_RUNNING": "3", "AZURE_OPENAI_API_KEY": "k", "OPENAI_API_KEY": "sk",
+		"AZURE_HEADER_KEY": "h", "PLAIN": "p",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -36,13 +42,23 @@ func TestConfigFileThenEnvironment(t *testing.T) {
 	if c.Image != "my/codex:1" || c.MaxRunning != 3 || c.StallTimeout != 2*time.Minute {
 		t.Errorf("image %s, maxRunning %d (env wins), stall %s", c.Image, c.MaxRunning, c.StallTimeout)
 	}
-	wantArgs := []string{"-c", `model_provider="azure"`, "-c", `model_providers.azure.base_url="https://x.example/openai"`,
+	// The provider's base_url is the runner's to set (the bridge).
+	wantArgs := []string{"-c", `model_provider="azure"`, "-c", `model_providers.azure.env_http_headers.api-key="AZURE_HEADER_KEY"`,
+		"-c", `model_providers.azure.env_key="AZURE_OPENAI_API_KEY"`,
 		"-c", "model_providers.azure.stream_max_retries=3", "-c", `model_reasoning_effort="high"`, "-c", "show_raw=true"}
 	if !slices.Equal(c.CodexArgs, wantArgs) {
 		t.Errorf("codex args %q", c.CodexArgs)
 	}
-	if want := []string{"A=1", "B=2", "AZURE_OPENAI_API_KEY=k", "OPENAI_API_KEY=sk"}; !slices.Equal(c.Env, want) {
+	// No key goes in as it is: passEnv copies the rest.
+	if want := []string{"A=1", "B=2", "PLAIN=p"}; !slices.Equal(c.Env, want) {
 		t.Errorf("env %q, want %q", c.Env, want)
+	}
+	wantRoutes := []runner.ModelRoute{
+		{Provider: "azure", Upstream: "https://x.example/openai", Secrets: []runner.RouteSecret{{Env: "AZURE_HEADER_KEY", Value: "h"}, {Env: "AZURE_OPENAI_API_KEY", Value: "k"}}},
+		{Provider: "openai", Upstream: "https://api.openai.com/v1", Secrets: []runner.RouteSecret{{Env: "CODEX_API_KEY", Value: "sk"}}},
+	}
+	if !reflect.DeepEqual(c.Routes, wantRoutes) {
+		t.Errorf("routes %+v, want %+v", c.Routes, wantRoutes)
 	}
 	if c.Limits.MemoryBytes != 512<<20 || c.Limits.NanoCPUs != 1.5e9 || c.Limits.Pids != 100 || c.Limits.TmpBytes == 0 {
 		t.Errorf("limits %+v", c.Limits)
@@ -50,8 +66,8 @@ func TestConfigFileThenEnvironment(t *testing.T) {
 	if c.AuthFile != "" {
 		t.Errorf("an API key was given, but the login file %s is used too", c.AuthFile)
 	}
-	if want := []string{"api.openai.com:443", "x.example:443"}; !slices.Equal(c.ModelHosts, want) {
-		t.Errorf("model hosts %q, want %q (the provider's host is one)", c.ModelHosts, want)
+	if len(c.ModelHosts) != 0 {
+		t.Errorf("model hosts %q: the model providers are reached by their routes alone", c.ModelHosts)
 	}
 	if want := []string{"github.com:443", "*.pypi.org:443"}; !slices.Equal(c.AllowedHosts, want) {
 		t.Errorf("allowed hosts %q", c.AllowedHosts)
@@ -80,6 +96,9 @@ func TestBadConfigSaysWhere(t *testing.T) {
 		{"bad max running in env", `{}`, "zero", "CODEX_CONNECTOR_MAX_RUNNING"},
 		{"allowed host without port", `{"allowedHosts": ["github.com"]}`, "", "not host:port"},
 		{"provider URL that is not one", `{"codexConfig": {"model_providers.x.base_url": "::"}}`, "", "not a URL"},
+		{"provider key without a base URL", `{"codexConfig": {"model_providers.x.env_key": "X_KEY"}}`, "", "set model_providers.x.base_url"},
+		{"the built-in provider redefined", `{"codexConfig": {"model_providers.openai.base_url": "https://a.example"}}`, "", "built-in"},
+		{"a provider key that is no name", `{"codexConfig": {"model_providers.x.env_key": 3}}`, "", "environment variable"},
 		{"retention in minutes", `{"retention": "5m"}`, "", "retention"},
 		{"retention of no days", `{"retention": "0d"}`, "", "retention"},
 	} {
@@ -210,6 +229,63 @@ func TestFollowAfterExit(t *testing.T) {
 			}
 			if err != nil || c.FollowAfterExit != tc.want {
 				t.Fatalf("followAfterExit %t (%v), want %t", c.FollowAfterExit, err, tc.want)
+			}
+		})
+	}
+}
+
+// check tells how credentials reach Codex, and fails when there are none
+// or a named key is not set.
+func TestCheckCredentials(t *testing.T) {
+	codexHome := t.TempDir()
+	os.WriteFile(filepath.Join(codexHome, "auth.json"), []byte(`{}`), 0o600)
+	for _, tc := range []struct {
+		name, file string
+		env        map[string]string
+		fails      bool
+		says       []string
+	}{
+		{"none", `{}`, nil, true, []string{"none found", "OPENAI_API_KEY"}},
+		{"an OpenAI key", `{}`, map[string]string{"OPENAI_API_KEY": "sk-1"}, false,
+			[]string{"model provider openai (https://api.openai.com/v1) through the egress proxy", "tasks hold a placeholder, never the key"}},
+		{"a provider whose key is not set", `{"codexConfig": {"model_provider": "az", "model_providers.az.base_url": "https://a.example", "model_providers.az.env_key": "AZ_KEY"}}`, nil, true,
+			[]string{"AZ_KEY named in config.json but not set"}},
+		{"a local provider with no key", `{"codexConfig": {"model_provider": "local", "model_providers.local.base_url": "http://172.17.0.1:11434/v1"}}`, nil, false,
+			[]string{"model provider local"}},
+		{"a Codex login", `{}`, map[string]string{"CODEX_HOME": codexHome}, false,
+			[]string{"mounted read-only", "with a ChatGPT login, tasks can read your token; use an API key"}},
+		{"a passEnv variable", `{"passEnv": ["TOKEN"]}`, map[string]string{"OPENAI_API_KEY": "sk-1", "TOKEN": "t"}, false,
+			[]string{"passEnv TOKEN goes into every task as it is"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			writeConfig(t, home, tc.file)
+			env := map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_HOME": filepath.Join(home, "no-codex")}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			c, err := loadConfig(envOf(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			err = checkCredentials(&out, c)
+			if (err != nil) != tc.fails {
+				t.Fatalf("error %v, want failure %v; said:\n%s", err, tc.fails, out.String())
+			}
+			said := out.String()
+			if err != nil {
+				said += err.Error()
+			}
+			for _, want := range tc.says {
+				if !strings.Contains(said, want) {
+					t.Errorf("says %q, lacks %q", said, want)
+				}
+			}
+			for _, v := range tc.env {
+				if strings.HasPrefix(v, "sk-") && strings.Contains(said, v) {
+					t.Errorf("check printed the key: %s", said)
+				}
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ type HostServer struct {
 	// Addr is its host:port.
 	Addr string
 	hits atomic.Int64
+	mu   sync.Mutex
+	seen []http.Header
 }
 
 // StartHostServer serves body to every request until the test ends.
@@ -29,6 +32,9 @@ func StartHostServer(t testing.TB, engine *client.Client, body string) *HostServ
 	s := &HostServer{Addr: ln.Addr().String()}
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		s.mu.Lock()
+		s.seen = append(s.seen, r.Header.Clone())
+		s.mu.Unlock()
 		fmt.Fprint(w, body)
 	})}
 	go srv.Serve(ln)
@@ -38,3 +44,10 @@ func StartHostServer(t testing.TB, engine *client.Client, body string) *HostServ
 
 // Hits is how many requests reached the server.
 func (s *HostServer) Hits() int64 { return s.hits.Load() }
+
+// Headers are the headers of the requests that reached the server.
+func (s *HostServer) Headers() []http.Header {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]http.Header(nil), s.seen...)
+}

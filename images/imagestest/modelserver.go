@@ -2,6 +2,7 @@ package imagestest
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,10 +32,43 @@ type Turn struct {
 type ModelServer struct {
 	// BaseURL is what Codex's model provider base_url must be.
 	BaseURL string
+	// Key is the API key the server accepts, as OpenAI does: in
+	// "Authorization: Bearer KEY". A request without it gets OpenAI's 401.
+	Key     string
 	mu      sync.Mutex
 	turns   []Turn
 	next    int
 	bodies  []map[string]any
+	headers []http.Header
+	expect  http.Header
+}
+
+// MockKeyEnv is the variable the "mock" provider of CodexArgs reads its key
+// from (its env_key).
+const MockKeyEnv = "MOCK_API_KEY"
+
+// Expect makes the server accept only requests whose header name holds
+// value, besides the key.
+func (m *ModelServer) Expect(name, value string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expect.Set(name, value)
+}
+
+// SetTurns replaces the script, for a test that knows a turn only once
+// the server is made (a command that carries its key).
+func (m *ModelServer) SetTurns(turns ...Turn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.turns = turns
+}
+
+// Headers returns the headers of every request, in order (WebSocket
+// attempts included).
+func (m *ModelServer) Headers() []http.Header {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]http.Header(nil), m.headers...)
 }
 
 // StartModelServer starts a scripted model server reachable from containers
@@ -46,7 +80,8 @@ func StartModelServer(t testing.TB, engine *client.Client, turns ...Turn) *Model
 	if err != nil {
 		t.Fatalf("listen on the docker bridge %s: %v", ip, err)
 	}
-	m := &ModelServer{BaseURL: "http://" + ln.Addr().String() + "/v1", turns: turns}
+	m := &ModelServer{BaseURL: "http://" + ln.Addr().String() + "/v1", turns: turns, Key: "sk-test-" + rand.Text()}
+	m.expect = http.Header{"Authorization": {"Bearer " + m.Key}}
 	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -93,8 +128,24 @@ func (m *ModelServer) Requests() []map[string]any {
 }
 
 func (m *ModelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	m.headers = append(m.headers, r.Header.Clone())
+	var refused string
+	for name, want := range m.expect {
+		if r.Header.Get(name) != want[0] {
+			refused = name
+		}
+	}
+	m.mu.Unlock()
 	if r.Method != http.MethodPost || r.URL.Path != "/v1/responses" {
 		http.NotFound(w, r)
+		return
+	}
+	if refused != "" {
+		// OpenAI's answer to a wrong key, as the fixtures recorded it.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"error":{"message":"Incorrect API key provided (%s). You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","code":"invalid_api_key"}}`, refused)
 		return
 	}
 	data, _ := io.ReadAll(r.Body)
@@ -139,14 +190,16 @@ func (m *ModelServer) HostPort() string {
 	return strings.TrimSuffix(strings.TrimPrefix(m.BaseURL, "http://"), "/v1")
 }
 
-// CodexArgs are the `codex exec` arguments that point Codex at this server
-// instead of OpenAI (with OPENAI_API_KEY set to anything).
+// CodexArgs are the `codex exec` arguments that make this server Codex's
+// model provider "mock", whose key is in MockKeyEnv. The provider's
+// base_url is left to the runner, which points it at the task's bridge;
+// the route's upstream is BaseURL.
 func (m *ModelServer) CodexArgs() []string {
 	return []string{
 		"-c", "model_provider=mock",
 		"-c", "model_providers.mock.name=mock",
-		"-c", fmt.Sprintf("model_providers.mock.base_url=%q", m.BaseURL),
 		"-c", `model_providers.mock.wire_api="responses"`,
 		"-c", "model_providers.mock.supports_websockets=false",
+		"-c", fmt.Sprintf("model_providers.mock.env_key=%q", MockKeyEnv),
 	}
 }

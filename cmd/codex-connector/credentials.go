@@ -1,0 +1,194 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/codex-connector/codex-connector/runner"
+)
+
+// providerConfig is what codexConfig says of one model provider that
+// matters to credentials: where it is, and which variables hold its keys.
+type providerConfig struct {
+	baseURL string
+	envKeys []string // env_key, then each env_http_headers value
+}
+
+// providerKey reads a codexConfig key of a model provider:
+// "model_providers.NAME.FIELD" or "model_providers.NAME.env_http_headers.H".
+func providerKey(k string) (name, field string, ok bool) {
+	rest, ok := strings.CutPrefix(k, "model_providers.")
+	if !ok {
+		return "", "", false
+	}
+	name, field, ok = strings.Cut(rest, ".")
+	return name, field, ok
+}
+
+// collectProvider notes what key k of codexConfig says about a provider.
+// It returns true when the key is the provider's base_url, which the
+// runner sets itself (to the bridge) and so is not passed to Codex.
+func collectProvider(providers map[string]*providerConfig, k string, v any) (bool, error) {
+	name, field, ok := providerKey(k)
+	if !ok {
+		return false, nil
+	}
+	p := providers[name]
+	if p == nil {
+		p = &providerConfig{}
+		providers[name] = p
+	}
+	s, isString := v.(string)
+	switch {
+	case field == "base_url":
+		if !isString {
+			return false, fmt.Errorf("want a URL string")
+		}
+		if _, err := hostPort(s); err != nil {
+			return false, err
+		}
+		p.baseURL = s
+		return true, nil
+	case field == "env_key", strings.HasPrefix(field, "env_http_headers."):
+		if !isString || s == "" {
+			return false, fmt.Errorf("want the name of an environment variable")
+		}
+		if !slices.Contains(p.envKeys, s) {
+			p.envKeys = append(p.envKeys, s)
+		}
+	}
+	return false, nil
+}
+
+// modelRoutes turns the providers of codexConfig, and an OpenAI key in the
+// server's environment, into the routes tasks reach their models by. Each
+// key's value is read here, from the server's environment, and goes no
+// further than the egress proxy.
+func modelRoutes(providers map[string]*providerConfig, getenv func(string) string) ([]runner.ModelRoute, error) {
+	var routes []runner.ModelRoute
+	for _, name := range slices.Sorted(maps.Keys(providers)) {
+		p := providers[name]
+		if !validProvider(name) {
+			return nil, fmt.Errorf("codexConfig: model provider %q: codex-connector names routes by provider: use letters, digits, '-' and '_'", name)
+		}
+		if p.baseURL == "" {
+			if len(p.envKeys) > 0 {
+				return nil, fmt.Errorf("codexConfig: model_providers.%s names a key (%s) but no base_url: codex-connector sends a provider's requests, and adds its key, through its egress proxy by the base_url — set model_providers.%s.base_url", name, strings.Join(p.envKeys, ", "), name)
+			}
+			continue
+		}
+		if name == runner.OpenAIProvider {
+			return nil, fmt.Errorf("codexConfig: model_providers.openai is Codex's built-in provider and cannot be redefined: name yours otherwise")
+		}
+		rt := runner.ModelRoute{Provider: name, Upstream: p.baseURL}
+		for _, env := range p.envKeys {
+			rt.Secrets = append(rt.Secrets, runner.RouteSecret{Env: env, Value: getenv(env)})
+		}
+		routes = append(routes, rt)
+	}
+	// Codex's built-in provider. Codex 0.169 reads its key from
+	// CODEX_API_KEY in `codex exec`; users know it as OPENAI_API_KEY.
+	key := getenv("OPENAI_API_KEY")
+	if key == "" {
+		key = getenv(runner.OpenAIKeyEnv)
+	}
+	if key != "" {
+		routes = append(routes, runner.ModelRoute{Provider: runner.OpenAIProvider, Upstream: runner.OpenAIUpstream,
+			Secrets: []runner.RouteSecret{{Env: runner.OpenAIKeyEnv, Value: key}}})
+	}
+	return routes, nil
+}
+
+func validProvider(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	return !strings.ContainsFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	})
+}
+
+// routedSecret says whether env is a key some route carries: such a
+// variable is never copied into a container, whatever passEnv says.
+func routedSecret(routes []runner.ModelRoute, env string) bool {
+	for _, rt := range routes {
+		for _, s := range rt.Secrets {
+			if s.Env == env {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// codexLogin finds the user's Codex login file, used when no API key is
+// given.
+func codexLogin(getenv func(string) string, home string) string {
+	codexHome := getenv("CODEX_HOME")
+	if codexHome == "" && home != "" {
+		codexHome = filepath.Join(home, ".codex")
+	}
+	if auth := filepath.Join(codexHome, "auth.json"); codexHome != "" && fileExists(auth) {
+		return auth
+	}
+	return ""
+}
+
+// caBundle is the file of CA certificates the egress proxy verifies model
+// providers with: SSL_CERT_FILE, or the first of the usual places.
+func caBundle(getenv func(string) string) string {
+	candidates := []string{getenv("SSL_CERT_FILE"),
+		"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+		"/etc/ssl/ca-bundle.pem", "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", "/etc/ssl/cert.pem"}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(c); err == nil && fileExists(real) {
+			return real
+		}
+	}
+	return ""
+}
+
+// checkCredentials tells how credentials reach Codex, and fails when none
+// are configured or a configured key is not set.
+func checkCredentials(w io.Writer, cfg config) error {
+	var missing []string
+	for _, rt := range cfg.Routes {
+		fmt.Fprintf(w, "credentials: model provider %s (%s) through the egress proxy", rt.Provider, rt.Upstream)
+		var from []string
+		for _, s := range rt.Secrets {
+			if s.Value == "" {
+				missing = append(missing, s.Env)
+			}
+			from = append(from, s.Env)
+		}
+		if len(from) > 0 {
+			fmt.Fprintf(w, ", which adds the key (%s); tasks hold a placeholder, never the key", strings.Join(from, ", "))
+		}
+		fmt.Fprintln(w)
+	}
+	if cfg.AuthFile != "" {
+		fmt.Fprintf(w, "credentials: your Codex login %s, mounted read-only into each task (run `codex` on the host when it expires).\n"+
+			"credentials: warning: with a ChatGPT login, tasks can read your token; use an API key (OPENAI_API_KEY) for untrusted repos\n", cfg.AuthFile)
+	}
+	for _, e := range cfg.Env {
+		name, _, _ := strings.Cut(e, "=")
+		if slices.Contains(cfg.passEnv, name) {
+			fmt.Fprintf(w, "credentials: note: passEnv %s goes into every task as it is, where tasks can read it; a model provider's key belongs in its env_key or env_http_headers instead\n", name)
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		return fmt.Errorf("credentials: %s named in config.json but not set in codex-connector's environment: set it where the server starts (the env of the ~/.mcp.json entry)", strings.Join(missing, ", "))
+	case len(cfg.Routes) == 0 && cfg.AuthFile == "":
+		return errors.New("credentials: none found — set OPENAI_API_KEY in the server's environment (the env of the ~/.mcp.json entry), configure a model provider in config.json's codexConfig, or run `codex login` on the host")
+	}
+	return nil
+}
