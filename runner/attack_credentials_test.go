@@ -119,7 +119,7 @@ func TestCredentialsNeverEnterTheSandbox(t *testing.T) {
 			h := newHarnessOn(t, func(c *Config) {
 				codexConfig(t, model)(c)
 				c.CodexArgs = append(c.CodexArgs, "-c", `model_providers.mock.env_http_headers.X-Api-Key="HEADER_KEY"`)
-				c.Routes[0].Secrets = append(c.Routes[0].Secrets, RouteSecret{Env: "HEADER_KEY", Value: headerKey})
+				c.Routes[0].Secrets = append(c.Routes[0].Secrets, RouteSecret{Env: "HEADER_KEY", Value: headerKey, Header: "X-Api-Key"})
 				c.Egress.AllowedHosts = []string{target.Addr}
 			}, func(cli *client.Client) engine { rec = &createRecorder{engine: cli}; return rec })
 			task := h.startAndWait(t, Spec{Prompt: "look around", WorkingDirectory: newRepo(t), Sandbox: level, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
@@ -224,7 +224,7 @@ func TestOpenAIKeyReachesTheModelThroughItsRoute(t *testing.T) {
 	h := newHarness(t, func(c *Config) {
 		codexConfig(t, model)(c)
 		c.CodexArgs = nil
-		c.Routes = []ModelRoute{{Provider: OpenAIProvider, Upstream: model.BaseURL, Secrets: []RouteSecret{{Env: OpenAIKeyEnv, Value: model.Key}}}}
+		c.Routes = []ModelRoute{{Provider: OpenAIProvider, Upstream: model.BaseURL, Secrets: []RouteSecret{BearerKey(OpenAIKeyEnv, model.Key, "")}}}
 	})
 	task := h.startAndWait(t, Spec{Prompt: "say hello", WorkingDirectory: newRepo(t), Sandbox: ReadOnly, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
 	log := readFile(t, h.LogPath(task.ID))

@@ -33,6 +33,22 @@ type ModelRoute struct {
 type RouteSecret struct {
 	Env   string
 	Value string
+	// Header is where the provider reads it, and Prefix what goes before
+	// it there: "Authorization" and "Bearer " for an API key (env_key),
+	// the header alone for env_http_headers. The proxy puts the secret
+	// only there, and only in place of the whole placeholder.
+	Header string
+	Prefix string
+	// Source says where the server took the value from, for messages: a
+	// variable of its environment, or a file; "" is Env.
+	Source string
+}
+
+func (s RouteSecret) From() string {
+	if s.Source != "" {
+		return s.Source
+	}
+	return s.Env
 }
 
 // OpenAIProvider is Codex's built-in provider. Codex 0.169 takes its base
@@ -43,6 +59,12 @@ const (
 	OpenAIKeyEnv   = "CODEX_API_KEY"
 	OpenAIUpstream = "https://api.openai.com/v1"
 )
+
+// BearerKey is a secret Codex sends as "Authorization: Bearer KEY": the
+// built-in provider's key, and the key a provider's env_key names.
+func BearerKey(env, value, source string) RouteSecret {
+	return RouteSecret{Env: env, Value: value, Source: source, Header: "Authorization", Prefix: "Bearer "}
+}
 
 // placeholderPrefix marks what a task holds instead of a secret.
 const placeholderPrefix = "codex-connector-placeholder-"
@@ -61,6 +83,7 @@ type taskCredentials struct {
 // launch (a requeue) gets new ones along with its new policy.
 func credentialsFor(routes []ModelRoute) taskCredentials {
 	var c taskCredentials
+	placeholders := map[string]string{}
 	for _, mr := range routes {
 		base := "http://" + bridgeListen + egress.RoutePrefix + mr.Provider
 		key := "model_providers." + mr.Provider + ".base_url"
@@ -70,9 +93,14 @@ func credentialsFor(routes []ModelRoute) taskCredentials {
 		c.args = append(c.args, "-c", key+"="+strconv.Quote(base))
 		rt := egress.Route{Name: mr.Provider, Upstream: mr.Upstream}
 		for _, s := range mr.Secrets {
-			ph := newPlaceholder()
-			c.env = append(c.env, s.Env+"="+ph)
-			rt.Secrets = append(rt.Secrets, egress.Secret{Name: s.Env, Placeholder: ph, Value: s.Value})
+			// One variable, one placeholder, however many headers use it.
+			ph, ok := placeholders[s.Env]
+			if !ok {
+				ph = newPlaceholder()
+				placeholders[s.Env] = ph
+				c.env = append(c.env, s.Env+"="+ph)
+			}
+			rt.Secrets = append(rt.Secrets, egress.Secret{Name: s.From(), Header: s.Header, Prefix: s.Prefix, Placeholder: ph, Value: s.Value})
 		}
 		c.routes = append(c.routes, rt)
 	}

@@ -141,7 +141,7 @@ func readLog(path string) string {
 
 // mockRoute is the route to the scripted model server, with its key.
 func mockRoute(model *imagestest.ModelServer) ModelRoute {
-	return ModelRoute{Provider: "mock", Upstream: model.BaseURL, Secrets: []RouteSecret{{Env: imagestest.MockKeyEnv, Value: model.Key}}}
+	return ModelRoute{Provider: "mock", Upstream: model.BaseURL, Secrets: []RouteSecret{BearerKey(imagestest.MockKeyEnv, model.Key, "")}}
 }
 
 // newCodexHarness runs tasks in the real Codex image against the scripted

@@ -63,8 +63,9 @@ type config struct {
 
 	// From config.json, for loadConfig to finish once the file is read:
 	// the model providers it names, and passEnv.
-	providers map[string]*providerConfig
-	passEnv   []string
+	providers     map[string]*providerConfig
+	modelProvider string
+	passEnv       []string
 }
 
 // fileConfig is the shape of config.json.
@@ -191,7 +192,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, errors.New("no allowed roots: set allowedRoots in config.json or CODEX_CONNECTOR_ALLOWED_ROOTS")
 	}
 	var err error
-	if c.Routes, err = modelRoutes(c.providers, getenv); err != nil {
+	if c.Routes, err = modelRoutes(c.providers, getenv, home); err != nil {
 		return c, fmt.Errorf("%s: %w", filepath.Join(c.Home, "config.json"), err)
 	}
 	for _, k := range c.passEnv {
@@ -201,7 +202,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	c.CABundle = caBundle(getenv)
-	if !slices.ContainsFunc(c.Routes, func(rt runner.ModelRoute) bool { return rt.Provider == runner.OpenAIProvider }) {
+	// A ChatGPT login, when no API key is given: Codex 0.169 cannot be
+	// pointed at a route for it (see the README's Credentials), so the
+	// login file is mounted read-only, as the README warns.
+	// Not for another provider, which has no use for it.
+	usesOpenAI := c.modelProvider == "" || c.modelProvider == runner.OpenAIProvider
+	if usesOpenAI && !slices.ContainsFunc(c.Routes, func(rt runner.ModelRoute) bool { return rt.Provider == runner.OpenAIProvider }) {
 		if auth := codexLogin(getenv, home); auth != "" {
 			c.AuthFile = auth
 			// A ChatGPT login talks to these, and refreshes its token there.
@@ -263,6 +269,9 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 		}
 	}
 	c.providers = providers
+	if mp, ok := f.CodexConfig["model_provider"].(string); ok {
+		c.modelProvider = mp
+	}
 	for _, h := range f.AllowedHosts {
 		if _, _, err := net.SplitHostPort(h); err != nil {
 			return bad("allowedHosts", fmt.Errorf("%q is not host:port (e.g. github.com:443)", h))

@@ -54,8 +54,8 @@ func TestConfigFileThenEnvironment(t *testing.T) {
 		t.Errorf("env %q, want %q", c.Env, want)
 	}
 	wantRoutes := []runner.ModelRoute{
-		{Provider: "azure", Upstream: "https://x.example/openai", Secrets: []runner.RouteSecret{{Env: "AZURE_HEADER_KEY", Value: "h"}, {Env: "AZURE_OPENAI_API_KEY", Value: "k"}}},
-		{Provider: "openai", Upstream: "https://api.openai.com/v1", Secrets: []runner.RouteSecret{{Env: "CODEX_API_KEY", Value: "sk"}}},
+		{Provider: "azure", Upstream: "https://x.example/openai", Secrets: []runner.RouteSecret{{Env: "AZURE_HEADER_KEY", Value: "h", Header: "api-key"}, runner.BearerKey("AZURE_OPENAI_API_KEY", "k", "")}},
+		{Provider: "openai", Upstream: "https://api.openai.com/v1", Secrets: []runner.RouteSecret{runner.BearerKey("CODEX_API_KEY", "sk", "OPENAI_API_KEY")}},
 	}
 	if !reflect.DeepEqual(c.Routes, wantRoutes) {
 		t.Errorf("routes %+v, want %+v", c.Routes, wantRoutes)
@@ -85,6 +85,32 @@ func TestCodexLoginIsUsedWithoutAnAPIKey(t *testing.T) {
 	c, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": t.TempDir(), "CODEX_HOME": codexHome}))
 	if err != nil || c.AuthFile != filepath.Join(codexHome, "auth.json") {
 		t.Fatalf("auth file %q, %v", c.AuthFile, err)
+	}
+}
+
+// `codex login --with-api-key` keeps the key in the login file: it is
+// routed like OPENAI_API_KEY, and the file is not mounted.
+func TestCodexLoginWithAnAPIKeyIsRouted(t *testing.T) {
+	codexHome := t.TempDir()
+	login := filepath.Join(codexHome, "auth.json")
+	if err := os.WriteFile(login, []byte(`{"OPENAI_API_KEY": "sk-from-login", "tokens": null}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": t.TempDir(), "CODEX_HOME": codexHome}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []runner.ModelRoute{{Provider: "openai", Upstream: "https://api.openai.com/v1", Secrets: []runner.RouteSecret{runner.BearerKey("CODEX_API_KEY", "sk-from-login", login)}}}
+	if !reflect.DeepEqual(c.Routes, want) || c.AuthFile != "" {
+		t.Errorf("routes %+v, auth file %q", c.Routes, c.AuthFile)
+	}
+	// A login for another provider's sake is not mounted either.
+	home := t.TempDir()
+	writeConfig(t, home, `{"codexConfig": {"model_provider": "local", "model_providers.local.base_url": "http://172.17.0.1:11434/v1"}}`)
+	os.WriteFile(login, []byte(`{"tokens": {"access_token": "a"}}`), 0o600)
+	c, err = loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_HOME": codexHome}))
+	if err != nil || c.AuthFile != "" {
+		t.Errorf("auth file %q (%v) with model_provider local", c.AuthFile, err)
 	}
 }
 

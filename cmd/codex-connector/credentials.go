@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,7 +18,9 @@ import (
 // matters to credentials: where it is, and which variables hold its keys.
 type providerConfig struct {
 	baseURL string
-	envKeys []string // env_key, then each env_http_headers value
+	// The variables of its keys: env_key, sent as a bearer token, and
+	// env_http_headers, each in its header.
+	keys []runner.RouteSecret
 }
 
 // providerKey reads a codexConfig key of a model provider:
@@ -58,9 +62,11 @@ func collectProvider(providers map[string]*providerConfig, k string, v any) (boo
 		if !isString || s == "" {
 			return false, fmt.Errorf("want the name of an environment variable")
 		}
-		if !slices.Contains(p.envKeys, s) {
-			p.envKeys = append(p.envKeys, s)
+		key := runner.BearerKey(s, "", "")
+		if header, ok := strings.CutPrefix(field, "env_http_headers."); ok {
+			key = runner.RouteSecret{Env: s, Header: header}
 		}
+		p.keys = append(p.keys, key)
 	}
 	return false, nil
 }
@@ -69,7 +75,7 @@ func collectProvider(providers map[string]*providerConfig, k string, v any) (boo
 // server's environment, into the routes tasks reach their models by. Each
 // key's value is read here, from the server's environment, and goes no
 // further than the egress proxy.
-func modelRoutes(providers map[string]*providerConfig, getenv func(string) string) ([]runner.ModelRoute, error) {
+func modelRoutes(providers map[string]*providerConfig, getenv func(string) string, home string) ([]runner.ModelRoute, error) {
 	var routes []runner.ModelRoute
 	for _, name := range slices.Sorted(maps.Keys(providers)) {
 		p := providers[name]
@@ -77,8 +83,8 @@ func modelRoutes(providers map[string]*providerConfig, getenv func(string) strin
 			return nil, fmt.Errorf("codexConfig: model provider %q: codex-connector names routes by provider: use letters, digits, '-' and '_'", name)
 		}
 		if p.baseURL == "" {
-			if len(p.envKeys) > 0 {
-				return nil, fmt.Errorf("codexConfig: model_providers.%s names a key (%s) but no base_url: codex-connector sends a provider's requests, and adds its key, through its egress proxy by the base_url — set model_providers.%s.base_url", name, strings.Join(p.envKeys, ", "), name)
+			if len(p.keys) > 0 {
+				return nil, fmt.Errorf("codexConfig: model_providers.%s names a key (%s) but no base_url: codex-connector sends a provider's requests, and adds its key, through its egress proxy by the base_url — set model_providers.%s.base_url", name, p.keys[0].Env, name)
 			}
 			continue
 		}
@@ -86,22 +92,58 @@ func modelRoutes(providers map[string]*providerConfig, getenv func(string) strin
 			return nil, fmt.Errorf("codexConfig: model_providers.openai is Codex's built-in provider and cannot be redefined: name yours otherwise")
 		}
 		rt := runner.ModelRoute{Provider: name, Upstream: p.baseURL}
-		for _, env := range p.envKeys {
-			rt.Secrets = append(rt.Secrets, runner.RouteSecret{Env: env, Value: getenv(env)})
+		for _, key := range p.keys {
+			key.Value = getenv(key.Env)
+			rt.Secrets = append(rt.Secrets, key)
 		}
 		routes = append(routes, rt)
 	}
 	// Codex's built-in provider. Codex 0.169 reads its key from
-	// CODEX_API_KEY in `codex exec`; users know it as OPENAI_API_KEY.
-	key := getenv("OPENAI_API_KEY")
-	if key == "" {
-		key = getenv(runner.OpenAIKeyEnv)
+	// CODEX_API_KEY in `codex exec`; users know it as OPENAI_API_KEY, and
+	// `codex login --with-api-key` keeps it in the login file.
+	for _, from := range []string{"OPENAI_API_KEY", runner.OpenAIKeyEnv} {
+		if key := getenv(from); key != "" {
+			return append(routes, openAIRoute(key, from)), nil
+		}
 	}
-	if key != "" {
-		routes = append(routes, runner.ModelRoute{Provider: runner.OpenAIProvider, Upstream: runner.OpenAIUpstream,
-			Secrets: []runner.RouteSecret{{Env: runner.OpenAIKeyEnv, Value: key}}})
+	if login := codexLogin(getenv, home); login != "" {
+		key, err := loginAPIKey(login)
+		if err != nil {
+			return nil, err
+		}
+		if key != "" {
+			return append(routes, openAIRoute(key, login)), nil
+		}
 	}
 	return routes, nil
+}
+
+func openAIRoute(key, from string) runner.ModelRoute {
+	return runner.ModelRoute{Provider: runner.OpenAIProvider, Upstream: runner.OpenAIUpstream,
+		Secrets: []runner.RouteSecret{runner.BearerKey(runner.OpenAIKeyEnv, key, from)}}
+}
+
+// maxLoginBytes caps what is read of a Codex login file.
+const maxLoginBytes = 1 << 20
+
+// loginAPIKey reads the API key a Codex login file holds
+// (`codex login --with-api-key`); "" for a ChatGPT login.
+func loginAPIKey(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("read your Codex login %s: %w", path, err)
+	}
+	defer f.Close()
+	var login struct {
+		APIKey *string `json:"OPENAI_API_KEY"`
+	}
+	if err := json.NewDecoder(io.LimitReader(f, maxLoginBytes)).Decode(&login); err != nil {
+		return "", fmt.Errorf("read your Codex login %s: %w — run `codex login` again, or set OPENAI_API_KEY", path, err)
+	}
+	if login.APIKey == nil {
+		return "", nil
+	}
+	return *login.APIKey, nil
 }
 
 func validProvider(name string) bool {
@@ -164,13 +206,15 @@ func checkCredentials(w io.Writer, cfg config) error {
 		fmt.Fprintf(w, "credentials: model provider %s (%s) through the egress proxy", rt.Provider, rt.Upstream)
 		var from []string
 		for _, s := range rt.Secrets {
-			if s.Value == "" {
-				missing = append(missing, s.Env)
+			if s.Value == "" && !slices.Contains(missing, s.From()) {
+				missing = append(missing, s.From())
 			}
-			from = append(from, s.Env)
+			if !slices.Contains(from, s.From()) {
+				from = append(from, s.From())
+			}
 		}
 		if len(from) > 0 {
-			fmt.Fprintf(w, ", which adds the key (%s); tasks hold a placeholder, never the key", strings.Join(from, ", "))
+			fmt.Fprintf(w, ", which adds the key (from %s); tasks hold a placeholder, never the key", strings.Join(from, ", "))
 		}
 		fmt.Fprintln(w)
 	}

@@ -19,13 +19,17 @@ import (
 // bridge (http://127.0.0.1:3128/model/NAME/...). The bridge passes the
 // request to the proxy, which forwards it to the provider's real base URL
 // (over TLS for https) with each of the route's placeholders replaced by
-// its secret in the request's headers, whatever header carries it. The
-// secrets reach the proxy in the task's policy file, which no task mounts;
-// the task never holds them, at any sandbox level.
+// its secret in the header the provider reads it from. The secrets reach
+// the proxy in the task's policy file, which no task mounts; the task never
+// holds them, at any sandbox level.
 //
 // A placeholder is replaced only on its own route, towards its own
-// upstream, and only in headers: sent anywhere else (another route, an
-// allowed host, a tunnel) it travels as the meaningless string it is.
+// upstream, and only where it is the whole of its header's value (after
+// the prefix, "Bearer "): sent anywhere else (another header, another
+// route, an allowed host, a tunnel), or with anything around it, it
+// travels as the meaningless string it is. So a task cannot have the
+// provider echo the key back in an error about some other header, nor
+// learn its first or last characters from a key made wrong on purpose.
 
 // RoutePrefix starts the path of every request for a model route.
 const RoutePrefix = "/model/"
@@ -45,6 +49,10 @@ type Route struct {
 type Secret struct {
 	// Name is where it came from (an environment variable), for messages.
 	Name string `json:"name"`
+	// Header is where the provider reads it from, and Prefix what comes
+	// before it there ("Authorization" and "Bearer " for an API key).
+	Header string `json:"header"`
+	Prefix string `json:"prefix,omitempty"`
 	// Placeholder is what the task was given instead of Value.
 	Placeholder string `json:"placeholder"`
 	// Value is the real secret; empty when the server had none, and then
@@ -78,7 +86,11 @@ func compileRoute(rt Route) (*route, error) {
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	for _, s := range rt.Secrets {
+	for i, s := range rt.Secrets {
+		if s.Header == "" || strings.ContainsFunc(s.Header, func(r rune) bool { return r <= ' ' || r == ':' || r >= 0x7f }) {
+			return nil, fmt.Errorf("the secret %s has no header, or one that is not a header name", s.Name)
+		}
+		rt.Secrets[i].Header = http.CanonicalHeaderKey(s.Header)
 		if len(s.Placeholder) < minPlaceholder {
 			return nil, fmt.Errorf("the placeholder of %s is shorter than %d characters", s.Name, minPlaceholder)
 		}
@@ -172,9 +184,10 @@ func (p *Proxy) serveRoute(t *task, raw net.Conn, br *bufio.Reader, req *http.Re
 }
 
 // outgoing is req as the upstream gets it: its URL under the base, its
-// Host the upstream's, hop-by-hop headers dropped, and every placeholder of
-// this route in a header value replaced by its secret. One request per
-// connection, as on the proxy's other path, unless it is an upgrade.
+// Host the upstream's, hop-by-hop headers dropped, and each secret of this
+// route in its header, where that header's value is exactly the prefix and
+// the placeholder. One request per connection, as on the proxy's other
+// path, unless it is an upgrade.
 func (rt *route) outgoing(req *http.Request, rest string) (*http.Request, bool) {
 	base := strings.TrimSuffix(rt.base.EscapedPath(), "/")
 	u := &url.URL{Scheme: rt.base.Scheme, Host: rt.base.Host, RawQuery: req.URL.RawQuery}
@@ -187,9 +200,12 @@ func (rt *route) outgoing(req *http.Request, rest string) (*http.Request, bool) 
 		case "Proxy-Connection", "Proxy-Authorization", "Keep-Alive", "Te", "Trailer", "Host":
 			continue
 		}
+		key := http.CanonicalHeaderKey(k)
 		for _, v := range vs {
 			for _, s := range rt.secrets {
-				v = strings.ReplaceAll(v, s.Placeholder, s.Value)
+				if key == s.Header && v == s.Prefix+s.Placeholder {
+					v = s.Prefix + s.Value
+				}
 			}
 			h.Add(k, v)
 		}

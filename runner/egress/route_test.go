@@ -22,10 +22,10 @@ func routePolicy() Policy {
 		Allow: []string{"plain.example.com:80"},
 		Routes: []Route{
 			{Name: "mock", Upstream: "http://model.example.com:8080/v1", Secrets: []Secret{
-				{Name: "MOCK_KEY", Placeholder: phA, Value: "sk-real-a"},
-				{Name: "MOCK_HEADER", Placeholder: phB, Value: "real-b"},
+				{Name: "MOCK_KEY", Header: "Authorization", Prefix: "Bearer ", Placeholder: phA, Value: "sk-real-a"},
+				{Name: "MOCK_HEADER", Header: "api-key", Placeholder: phB, Value: "real-b"},
 			}},
-			{Name: "other", Upstream: "http://other.example.com/", Secrets: []Secret{{Name: "OTHER_KEY", Placeholder: phC, Value: "sk-real-c"}}},
+			{Name: "other", Upstream: "http://other.example.com/", Secrets: []Secret{{Name: "OTHER_KEY", Header: "X-C", Placeholder: phC, Value: "sk-real-c"}}},
 		},
 	}
 }
@@ -48,7 +48,7 @@ func recordingUpstream(n *testNet) chan *http.Request {
 	return got
 }
 
-func TestRouteReplacesItsPlaceholdersInAnyHeader(t *testing.T) {
+func TestRouteReplacesItsPlaceholdersInTheirHeaders(t *testing.T) {
 	// The model server is on a private address: the route's host is the
 	// user's, so the wall that keeps tasks off such addresses does not apply.
 	p, n := newTestProxy(t, map[string][]string{"model.example.com": {"10.0.0.5"}})
@@ -56,7 +56,7 @@ func TestRouteReplacesItsPlaceholdersInAnyHeader(t *testing.T) {
 	tk := addTask(t, p, routePolicy())
 	sent := "{\"key\":\"" + phA + "\"}" // in the body: not a header, not replaced
 	_, _, resp := connect(t, p, tk, "POST /model/mock/responses?api-version=2025 HTTP/1.1\r\nHost: 127.0.0.1:3128\r\n"+
-		"Authorization: Bearer "+phA+"\r\nApi-Key: "+phB+"\r\nX-Foreign: "+phC+"\r\nProxy-Authorization: x\r\n"+
+		"Authorization: Bearer "+phA+"\r\napi-key: "+phB+"\r\nX-Foreign: "+phC+"\r\nProxy-Authorization: x\r\n"+
 		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(sent))+sent)
 	if resp.StatusCode != 200 || body(resp) != "ok" {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -86,7 +86,7 @@ func TestRouteReplacesItsPlaceholdersInAnyHeader(t *testing.T) {
 }
 
 func TestPlaceholderElsewhereIsNeverReplaced(t *testing.T) {
-	p, n := newTestProxy(t, map[string][]string{"plain.example.com": {"93.184.216.34"}, "other.example.com": {"93.184.216.35"}})
+	p, n := newTestProxy(t, map[string][]string{"plain.example.com": {"93.184.216.34"}, "other.example.com": {"93.184.216.35"}, "model.example.com": {"93.184.216.36"}})
 	got := recordingUpstream(n)
 	tk := addTask(t, p, routePolicy())
 	t.Run("to an allowed host, forwarded as it is", func(t *testing.T) {
@@ -96,6 +96,23 @@ func TestPlaceholderElsewhereIsNeverReplaced(t *testing.T) {
 		}
 		if h := (<-got).Header.Get("Authorization"); h != "Bearer "+phA {
 			t.Errorf("the allowed host got %q", h)
+		}
+	})
+	// An upstream's error may echo a header it did not like, or a masked
+	// key's first and last characters: a placeholder in another header, or
+	// with anything around it, is never replaced.
+	t.Run("on its route, anywhere but the whole of its header", func(t *testing.T) {
+		_, _, resp := connect(t, p, tk, "GET /model/mock/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"+
+			"Authorization: Bearer "+phA+"x\r\nApi-Key: Bearer "+phB+"\r\nOpenAI-Organization: "+phA+"\r\nX-Api-Key: Bearer "+phA+"\r\n\r\n")
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		req := <-got
+		for name, want := range map[string]string{"Authorization": "Bearer " + phA + "x", "Api-Key": "Bearer " + phB,
+			"Openai-Organization": phA, "X-Api-Key": "Bearer " + phA} {
+			if got := req.Header.Get(name); got != want {
+				t.Errorf("%s: upstream got %q, want the placeholder untouched", name, got)
+			}
 		}
 	})
 	t.Run("on another route, forwarded with that route's secrets alone", func(t *testing.T) {
@@ -118,7 +135,7 @@ func TestPlaceholderElsewhereIsNeverReplaced(t *testing.T) {
 
 func TestRouteRefusals(t *testing.T) {
 	pol := routePolicy()
-	pol.Routes = append(pol.Routes, Route{Name: "nokey", Upstream: "https://api.example.com/v1", Secrets: []Secret{{Name: "NOKEY_API_KEY", Placeholder: phA + "x"}}})
+	pol.Routes = append(pol.Routes, Route{Name: "nokey", Upstream: "https://api.example.com/v1", Secrets: []Secret{{Name: "NOKEY_API_KEY", Header: "Authorization", Prefix: "Bearer ", Placeholder: phA + "x"}}})
 	for _, c := range []struct {
 		name, line string
 		code       int
@@ -177,11 +194,13 @@ func TestRouteUpgradeIsSplicedBothWays(t *testing.T) {
 
 func TestRouteCompileRefuses(t *testing.T) {
 	for name, rt := range map[string]Route{
-		"a short placeholder":     {Name: "x", Upstream: "https://a.example/v1", Secrets: []Secret{{Name: "K", Placeholder: "short", Value: "v"}}},
-		"a non-http upstream":     {Name: "x", Upstream: "ftp://a.example/"},
-		"an upstream with a user": {Name: "x", Upstream: "https://u:p@a.example/"},
-		"a bad name":              {Name: "../x", Upstream: "https://a.example/"},
-		"a secret with a newline": {Name: "x", Upstream: "https://a.example/", Secrets: []Secret{{Name: "K", Placeholder: phA, Value: "v\r\nX-Evil: 1"}}},
+		"a short placeholder":       {Name: "x", Upstream: "https://a.example/v1", Secrets: []Secret{{Name: "K", Header: "Authorization", Placeholder: "short", Value: "v"}}},
+		"a secret without a header": {Name: "x", Upstream: "https://a.example/v1", Secrets: []Secret{{Name: "K", Placeholder: phA, Value: "v"}}},
+		"a header that is none":     {Name: "x", Upstream: "https://a.example/v1", Secrets: []Secret{{Name: "K", Header: "X: y", Placeholder: phA, Value: "v"}}},
+		"a non-http upstream":       {Name: "x", Upstream: "ftp://a.example/"},
+		"an upstream with a user":   {Name: "x", Upstream: "https://u:p@a.example/"},
+		"a bad name":                {Name: "../x", Upstream: "https://a.example/"},
+		"a secret with a newline":   {Name: "x", Upstream: "https://a.example/", Secrets: []Secret{{Name: "K", Header: "Authorization", Placeholder: phA, Value: "v\r\nX-Evil: 1"}}},
 	} {
 		if _, err := compile(Policy{TaskID: "t1", Routes: []Route{rt}}); err == nil {
 			t.Errorf("%s: compiled", name)
