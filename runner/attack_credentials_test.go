@@ -24,9 +24,10 @@ import (
 )
 
 // createRecorder keeps what every container was created with: what
-// `docker inspect` shows of it.
+// `docker inspect` shows of it. It is the whole client otherwise, image
+// builds included (the egress proxy's image, on a new engine).
 type createRecorder struct {
-	engine
+	*client.Client
 	mu      sync.Mutex
 	created []string
 }
@@ -36,7 +37,7 @@ func (c *createRecorder) ContainerCreate(ctx context.Context, cfg *container.Con
 	c.mu.Lock()
 	c.created = append(c.created, string(b))
 	c.mu.Unlock()
-	return c.engine.ContainerCreate(ctx, cfg, host, nw, pl, name)
+	return c.Client.ContainerCreate(ctx, cfg, host, nw, pl, name)
 }
 
 func (c *createRecorder) all() string {
@@ -121,7 +122,7 @@ func TestCredentialsNeverEnterTheSandbox(t *testing.T) {
 				c.CodexArgs = append(c.CodexArgs, "-c", `model_providers.mock.env_http_headers.X-Api-Key="HEADER_KEY"`)
 				c.Routes[0].Secrets = append(c.Routes[0].Secrets, RouteSecret{Env: "HEADER_KEY", Value: headerKey, Header: "X-Api-Key"})
 				c.Egress.AllowedHosts = []string{target.Addr}
-			}, func(cli *client.Client) engine { rec = &createRecorder{engine: cli}; return rec })
+			}, func(cli *client.Client) engine { rec = &createRecorder{Client: cli}; return rec })
 			task := h.startAndWait(t, Spec{Prompt: "look around", WorkingDirectory: newRepo(t), Sandbox: level, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
 			log := readFile(t, h.LogPath(task.ID))
 			if task.Status != store.Completed {

@@ -218,6 +218,9 @@ func (r *Runner) proxyImage(ctx context.Context) (string, error) {
 		return "", err
 	}
 	_, err := r.engine.ImageInspect(ctx, r.proxyRef)
+	if cerrdefs.IsNotFound(err) && r.imageBuilder == nil {
+		return "", fmt.Errorf("the egress proxy image %s is missing, and this engine client cannot build images", r.proxyRef)
+	}
 	if cerrdefs.IsNotFound(err) {
 		dockerfile := "FROM scratch\nCOPY codex-connector /codex-connector\nENTRYPOINT [\"/codex-connector\", \"egress-proxy\", \"--dir\", \"/egress\"]\n"
 		err = images.BuildFiles(ctx, r.imageBuilder, r.proxyRef, map[string][]byte{"Dockerfile": []byte(dockerfile), "codex-connector": r.proxyData}, map[string]int64{"codex-connector": 0o755})
