@@ -217,15 +217,19 @@ func TestCredentialsNeverEnterTheSandbox(t *testing.T) {
 }
 
 // Codex's built-in OpenAI provider, the default: openai_base_url on the
-// bridge and the key in CODEX_API_KEY, a placeholder. Codex tries a
-// WebSocket first (the scripted server refuses it), then HTTPS; both carry
-// the real key upstream.
+// bridge and the key in CODEX_API_KEY, a placeholder. The upstream speaks
+// https, as OpenAI does, with a certificate the proxy verifies with the CA
+// bundle the server mounts into it (without it, the handshake fails: the
+// proxy does not skip verification). Codex tries a WebSocket first (the
+// scripted server refuses it), then a plain request; both carry the real
+// key upstream.
 func TestOpenAIKeyReachesTheModelThroughItsRoute(t *testing.T) {
-	model := imagestest.StartModelServer(t, imagestest.Engine(t), imagestest.Turn{Message: "hello from the default provider"})
+	model, ca := imagestest.StartModelServerTLS(t, imagestest.Engine(t), imagestest.Turn{Message: "hello from the default provider"})
 	h := newHarness(t, func(c *Config) {
 		codexConfig(t, model)(c)
 		c.CodexArgs = nil
 		c.Routes = []ModelRoute{{Provider: OpenAIProvider, Upstream: model.BaseURL, Secrets: []RouteSecret{BearerKey(OpenAIKeyEnv, model.Key, "")}}}
+		c.Egress.CABundle = ca
 	})
 	task := h.startAndWait(t, Spec{Prompt: "say hello", WorkingDirectory: newRepo(t), Sandbox: ReadOnly, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
 	log := readFile(t, h.LogPath(task.ID))

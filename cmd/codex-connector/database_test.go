@@ -81,7 +81,7 @@ func TestDamagedDatabaseSaysHowToGetOut(t *testing.T) {
 		t.Fatal("the damaged database was changed")
 	}
 	check := exec.Command(binary(t), "check")
-	check.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+home, "CODEX_CONNECTOR_IMAGE="+imagestest.FakeCodex(t))
+	check.Env = append(os.Environ(), "CODEX_CONNECTOR_HOME="+home, "CODEX_CONNECTOR_IMAGE="+imagestest.FakeCodex(t), "OPENAI_API_KEY=sk-test")
 	if out, err := check.CombinedOutput(); err == nil || !strings.Contains(string(out), "move it aside") {
 		t.Errorf("check with a damaged database: %v\n%s", err, out)
 	}
@@ -92,5 +92,30 @@ func TestDamagedDatabaseSaysHowToGetOut(t *testing.T) {
 	res := s.call(t, "codex_agent", map[string]any{"task": "say fresh start", "workingDirectory": imagestest.Repo(t)})
 	if res.IsError || structured(t, res)["result"] != "fresh start" {
 		t.Fatalf("after moving the file aside: %s", text(res))
+	}
+}
+
+// check, run as a user would: it fails, saying what to do, while Codex has
+// no credentials, and says how the key reaches Codex once there is one,
+// without printing it.
+func TestCheckSaysHowCredentialsReachCodex(t *testing.T) {
+	home := t.TempDir()
+	run := func(env ...string) (string, error) {
+		check := exec.Command(binary(t), "check")
+		check.Env = append(os.Environ(), append([]string{"CODEX_CONNECTOR_HOME=" + home, "CODEX_CONNECTOR_IMAGE=" + imagestest.FakeCodex(t),
+			"CODEX_HOME=" + filepath.Join(home, "no-login"), "OPENAI_API_KEY=", "CODEX_API_KEY="}, env...)...)
+		out, err := check.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run()
+	if err == nil || !strings.Contains(out, "credentials: none found — set OPENAI_API_KEY") || strings.Contains(out, "ready:") {
+		t.Errorf("check without credentials: %v\n%s", err, out)
+	}
+	out, err = run("OPENAI_API_KEY=sk-check-secret")
+	if err != nil || !strings.Contains(out, "model provider openai (https://api.openai.com/v1) through the egress proxy") || !strings.Contains(out, "ready:") {
+		t.Errorf("check with a key: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "sk-check-secret") {
+		t.Errorf("check printed the key:\n%s", out)
 	}
 }

@@ -324,16 +324,19 @@ func check(cfg config, docker *client.Client) error {
 		fmt.Printf(" with Codex %s", cfg.CodexVersion)
 	}
 	fmt.Println()
-	if err := checkCredentials(os.Stdout, cfg); err != nil {
-		return err
-	}
+	// Told at the end, after what else there is to see.
+	credErr := checkCredentials(os.Stdout, cfg)
 	if err := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout).Check(); err != nil {
-		return err
+		return errors.Join(credErr, err)
 	}
 	fmt.Printf("sandbox: callers may ask for up to %s (maxSandbox)", cfg.MaxSandbox)
 	if cfg.MaxSandbox == runner.DangerFullAccess {
 		fmt.Print("; set maxSandbox to workspace-write in config.json to keep tasks off the network and out of .git whatever the caller asks")
 	}
-	fmt.Printf("\ndata: %s\nready: add {\"mcpServers\":{\"codex-connector\":{\"command\":\"codex-connector\"}}} to ~/.mcp.json\n", cfg.Home)
+	fmt.Printf("\ndata: %s\n", cfg.Home)
+	if credErr != nil {
+		return credErr
+	}
+	fmt.Println("ready: add {\"mcpServers\":{\"codex-connector\":{\"command\":\"codex-connector\"}}} to ~/.mcp.json")
 	return nil
 }

@@ -2,12 +2,21 @@ package imagestest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -75,17 +84,63 @@ func (m *ModelServer) Headers() []http.Header {
 // on the default bridge and stops it when the test ends.
 func StartModelServer(t testing.TB, engine *client.Client, turns ...Turn) *ModelServer {
 	t.Helper()
+	m, _ := startModelServer(t, engine, false, turns)
+	return m
+}
+
+// StartModelServerTLS is StartModelServer over https, as real providers
+// are, with a certificate for its address; caFile holds the certificate
+// that verifies it (PEM), for the egress proxy's CA bundle.
+func StartModelServerTLS(t testing.TB, engine *client.Client, turns ...Turn) (m *ModelServer, caFile string) {
+	t.Helper()
+	return startModelServer(t, engine, true, turns)
+}
+
+func startModelServer(t testing.TB, engine *client.Client, useTLS bool, turns []Turn) (*ModelServer, string) {
 	ip := BridgeGateway(t, engine)
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatalf("listen on the docker bridge %s: %v", ip, err)
 	}
-	m := &ModelServer{BaseURL: "http://" + ln.Addr().String() + "/v1", turns: turns, Key: "sk-test-" + rand.Text()}
+	scheme, caFile := "http", ""
+	if useTLS {
+		cert, certPEM := selfSigned(t, ip)
+		caFile = filepath.Join(t.TempDir(), "model-server-ca.pem")
+		if err := os.WriteFile(caFile, certPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+		scheme = "https"
+	}
+	m := &ModelServer{BaseURL: scheme + "://" + ln.Addr().String() + "/v1", turns: turns, Key: "sk-test-" + rand.Text()}
 	m.expect = http.Header{"Authorization": {"Bearer " + m.Key}}
 	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return m
+	return m, caFile
+}
+
+// selfSigned makes a certificate for ip that is its own authority.
+func selfSigned(t testing.TB, ip string) (tls.Certificate, []byte) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "codex-connector test model server"},
+		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP(ip)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // BridgeGateway is the host's address on Docker's default bridge. It is
