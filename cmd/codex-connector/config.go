@@ -62,9 +62,10 @@ type config struct {
 	FollowAfterExit bool
 
 	// From config.json, for loadConfig to finish once the file is read:
-	// the model providers it names, and passEnv.
+	// the model providers it names, env and passEnv.
 	providers     map[string]*providerConfig
 	modelProvider string
+	fileEnv       map[string]string
 	passEnv       []string
 }
 
@@ -191,13 +192,26 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if len(c.AllowedRoots) == 0 {
 		return c, errors.New("no allowed roots: set allowedRoots in config.json or CODEX_CONNECTOR_ALLOWED_ROOTS")
 	}
+	// A key is taken from the server's environment, or else from env in
+	// config.json; it goes to the proxy alone, never in as it is, whatever
+	// env or passEnv say.
+	lookup := func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return c.fileEnv[k]
+	}
 	var err error
-	if c.Routes, err = modelRoutes(c.providers, getenv, home); err != nil {
+	if c.Routes, err = modelRoutes(c.providers, lookup, home); err != nil {
 		return c, fmt.Errorf("%s: %w", filepath.Join(c.Home, "config.json"), err)
 	}
+	for _, k := range slices.Sorted(maps.Keys(c.fileEnv)) {
+		if !isKey(c.Routes, k) {
+			c.Env = append(c.Env, k+"="+c.fileEnv[k])
+		}
+	}
 	for _, k := range c.passEnv {
-		// A provider's key goes to the proxy alone, never in as it is.
-		if v := getenv(k); v != "" && !routedSecret(c.Routes, k) {
+		if v := getenv(k); v != "" && !isKey(c.Routes, k) {
 			c.Env = append(c.Env, k+"="+v)
 		}
 	}
@@ -287,10 +301,7 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if f.FollowAfterExit != nil {
 		c.FollowAfterExit = *f.FollowAfterExit
 	}
-	for _, k := range slices.Sorted(maps.Keys(f.Env)) {
-		c.Env = append(c.Env, k+"="+f.Env[k])
-	}
-	c.passEnv = f.PassEnv
+	c.fileEnv, c.passEnv = f.Env, f.PassEnv
 	if f.Limits.MemoryMB > 0 {
 		c.Limits.MemoryBytes = int64(f.Limits.MemoryMB) << 20
 	}

@@ -28,13 +28,13 @@ func TestConfigFileThenEnvironment(t *testing.T) {
   "image": "my/codex:1", "maxRunning": 2, "stallTimeout": "2m",
   "codexConfig": {"model_provider": "azure", "model_providers.azure.base_url": "https://x.example/openai", "model_reasoning_effort": "high", "model_providers.azure.stream_max_retries": 3, "show_raw": true,
     "model_providers.azure.env_key": "AZURE_OPENAI_API_KEY", "model_providers.azure.env_http_headers.api-key": "AZURE_HEADER_KEY"},
-  "env": {"B": "2", "A": "1"}, "passEnv": ["AZURE_OPENAI_API_KEY", "UNSET", "PLAIN"],
+  "env": {"B": "2", "A": "1", "AZURE_HEADER_KEY": "from-the-file"}, "passEnv": ["AZURE_OPENAI_API_KEY", "UNSET", "PLAIN", "OPENAI_API_KEY", "CODEX_API_KEY"],
   "limits": {"memoryMB": 512, "cpus": 1.5, "pids": 100},
   "allowedHosts": ["GitHub.com:443", "*.pypi.org:443"], "allowedRoots": ["/srv/code"]
 }`)
 	c, err := loadConfig(envOf(map[string]string{
 		"CODEX_CONNECTOR_HOME": home, "CODEX_CONNECTOR_MAX_RUNNING": "3", "AZURE_OPENAI_API_KEY": "k", "OPENAI_API_KEY": "sk",
-		"AZURE_HEADER_KEY": "h", "PLAIN": "p",
+		"AZURE_HEADER_KEY": "h", "PLAIN": "p", "CODEX_API_KEY": "sk2",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,8 @@ func TestConfigFileThenEnvironment(t *testing.T) {
 	if !slices.Equal(c.CodexArgs, wantArgs) {
 		t.Errorf("codex args %q", c.CodexArgs)
 	}
-	// No key goes in as it is: passEnv copies the rest.
+	// No key goes in as it is, whatever env and passEnv say: they copy the
+	// rest. The server's environment wins over env in the file.
 	if want := []string{"A=1", "B=2", "PLAIN=p"}; !slices.Equal(c.Env, want) {
 		t.Errorf("env %q, want %q", c.Env, want)
 	}
@@ -314,5 +315,19 @@ func TestCheckCredentials(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A key written in config.json's env is still a key: routed, never copied
+// into the container.
+func TestKeyInTheFilesEnvIsRouted(t *testing.T) {
+	home := t.TempDir()
+	writeConfig(t, home, `{"env": {"OPENAI_API_KEY": "sk-in-file", "X": "1"}}`)
+	c, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_HOME": filepath.Join(home, "none")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Routes) != 1 || c.Routes[0].Secrets[0].Value != "sk-in-file" || !slices.Equal(c.Env, []string{"X=1"}) {
+		t.Errorf("routes %+v, env %q", c.Routes, c.Env)
 	}
 }

@@ -155,12 +155,16 @@ func validProvider(name string) bool {
 	})
 }
 
-// routedSecret says whether env is a key some route carries: such a
-// variable is never copied into a container, whatever passEnv says.
-func routedSecret(routes []runner.ModelRoute, env string) bool {
+// isKey says whether the variable name holds a key: OpenAI's, or one a
+// route carries (by the name Codex reads it under, or the server's). Such
+// a variable is never copied into a container.
+func isKey(routes []runner.ModelRoute, name string) bool {
+	if name == "OPENAI_API_KEY" || name == runner.OpenAIKeyEnv {
+		return true
+	}
 	for _, rt := range routes {
 		for _, s := range rt.Secrets {
-			if s.Env == env {
+			if s.Env == name || s.From() == name {
 				return true
 			}
 		}
