@@ -17,9 +17,24 @@ import (
 // at once, so the difference is codex-connector's own cost: the repo check,
 // records, hardening, log copy, result copy and clean-up.
 func BenchmarkTaskOverhead(b *testing.B) {
-	for _, level := range []string{DangerFullAccess, WorkspaceWrite} {
-		b.Run(level, func(b *testing.B) {
-			h := newHarness(b, nil)
+	// A model route (a provider's key): every level then sets up its
+	// policy and socket, danger-full-access too. The fake Codex makes no
+	// model request, so only the set-up shows.
+	route := func(c *Config) {
+		c.Routes = []ModelRoute{{Provider: "bench", Upstream: "https://model.invalid/v1", Secrets: []RouteSecret{BearerKey("BENCH_KEY", "sk-bench", "")}}}
+	}
+	for _, bc := range []struct {
+		name  string
+		level string
+		mod   func(*Config)
+	}{
+		{DangerFullAccess, DangerFullAccess, nil},
+		{DangerFullAccess + "-with-a-key", DangerFullAccess, route},
+		{WorkspaceWrite, WorkspaceWrite, nil},
+	} {
+		level := bc.level
+		b.Run(bc.name, func(b *testing.B) {
+			h := newHarness(b, bc.mod)
 			repo := newRepo(b)
 			eng := imagestest.Engine(b)
 			ctx := context.Background()
