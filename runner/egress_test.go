@@ -546,7 +546,9 @@ func TestRealCodexCannotWidenItsEgress(t *testing.T) {
 	out := outputs[0]
 	t.Logf("what the hostile command saw:\n%s", out)
 	t.Run("the egress mount holds the socket alone and takes no write", func(t *testing.T) {
-		listing := regexp.MustCompile(`(?m)^[-dlspcb][-rwxsStT]{9}\s.* (\S+)$`).FindAllStringSubmatch(out[:strings.Index(out, "Read-only")], -1)
+		// The whole output: the shell's errors (stderr) may come before
+		// ls's listing (stdout), and no other line looks like a listing.
+		listing := regexp.MustCompile(`(?m)^[-dlspcb][-rwxsStT]{9}\s.* (\S+)$`).FindAllStringSubmatch(out, -1)
 		var names []string
 		for _, m := range listing {
 			names = append(names, m[1])
