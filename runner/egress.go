@@ -294,6 +294,9 @@ func (r *Runner) prepareEgress(ctx context.Context, t *store.Task, routes []egre
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return fmt.Errorf("create the egress socket directory of task %s: %w", t.ID, err)
 	}
+	if err := pol.Check(); err != nil {
+		return fmt.Errorf("the egress policy of task %s: %w — see Credentials in the README", t.ID, err)
+	}
 	data, _ := json.Marshal(pol)
 	if err := writeFileAtomic(r.policyPath(t.ID), data); err != nil {
 		return fmt.Errorf("write egress policy of task %s: %w", t.ID, err)

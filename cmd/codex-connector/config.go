@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,6 +64,7 @@ type config struct {
 	// the model providers it names, env and passEnv.
 	providers     map[string]*providerConfig
 	modelProvider string
+	openAIBaseURL string
 	fileEnv       map[string]string
 	passEnv       []string
 }
@@ -202,16 +202,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c.fileEnv[k]
 	}
 	var err error
-	if c.Routes, err = modelRoutes(c.providers, lookup, home); err != nil {
+	if c.Routes, err = c.modelRoutes(lookup, home); err != nil {
 		return c, fmt.Errorf("%s: %w", filepath.Join(c.Home, "config.json"), err)
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.fileEnv)) {
-		if !isKey(c.Routes, k) {
+		if !keptOut(c.Routes, k) {
 			c.Env = append(c.Env, k+"="+c.fileEnv[k])
 		}
 	}
 	for _, k := range c.passEnv {
-		if v := getenv(k); v != "" && !isKey(c.Routes, k) {
+		if v := getenv(k); v != "" && !keptOut(c.Routes, k) {
 			c.Env = append(c.Env, k+"="+v)
 		}
 	}
@@ -220,8 +220,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	// pointed at a route for it (see the README's Credentials), so the
 	// login file is mounted read-only, as the README warns.
 	// Not for another provider, which has no use for it.
-	usesOpenAI := c.modelProvider == "" || c.modelProvider == runner.OpenAIProvider
-	if usesOpenAI && !slices.ContainsFunc(c.Routes, func(rt runner.ModelRoute) bool { return rt.Provider == runner.OpenAIProvider }) {
+	if c.usesOpenAI() && !slices.ContainsFunc(c.Routes, func(rt runner.ModelRoute) bool { return rt.Provider == runner.OpenAIProvider }) {
 		if auth := codexLogin(getenv, home); auth != "" {
 			c.AuthFile = auth
 			// A ChatGPT login talks to these, and refreshes its token there.
@@ -277,6 +276,9 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 		routed, err := collectProvider(providers, k, f.CodexConfig[k])
 		if err != nil {
 			return bad("codexConfig."+k, err)
+		}
+		if k == "openai_base_url" {
+			c.openAIBaseURL, routed = fmt.Sprint(f.CodexConfig[k]), true
 		}
 		if !routed {
 			c.CodexArgs = append(c.CodexArgs, "-c", k+"="+v)
@@ -456,22 +458,6 @@ func tomlValue(v any) (string, error) {
 		return "[" + strings.Join(parts, ", ") + "]", nil
 	}
 	return "", fmt.Errorf("use a string, number, boolean or list, or dotted keys for tables (got %T)", v)
-}
-
-// hostPort turns a base URL into the host:port the proxy must allow.
-func hostPort(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Hostname() == "" {
-		return "", fmt.Errorf("%q is not a URL", raw)
-	}
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-	}
-	if port == "" {
-		return "", fmt.Errorf("%q has no port and an unknown scheme", raw)
-	}
-	return net.JoinHostPort(strings.ToLower(u.Hostname()), port), nil
 }
 
 func fileExists(path string) bool {

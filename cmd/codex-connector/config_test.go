@@ -54,9 +54,9 @@ func TestConfigFileThenEnvironment(t *testing.T) {
 	if want := []string{"A=1", "B=2", "PLAIN=p"}; !slices.Equal(c.Env, want) {
 		t.Errorf("env %q, want %q", c.Env, want)
 	}
+	// model_provider is azure: OPENAI_API_KEY gets no route of its own.
 	wantRoutes := []runner.ModelRoute{
 		{Provider: "azure", Upstream: "https://x.example/openai", Secrets: []runner.RouteSecret{{Env: "AZURE_HEADER_KEY", Value: "h", Header: "api-key"}, runner.BearerKey("AZURE_OPENAI_API_KEY", "k", "")}},
-		{Provider: "openai", Upstream: "https://api.openai.com/v1", Secrets: []runner.RouteSecret{runner.BearerKey("CODEX_API_KEY", "sk", "OPENAI_API_KEY")}},
 	}
 	if !reflect.DeepEqual(c.Routes, wantRoutes) {
 		t.Errorf("routes %+v, want %+v", c.Routes, wantRoutes)
@@ -122,7 +122,9 @@ func TestBadConfigSaysWhere(t *testing.T) {
 		{"nested table value", `{"codexConfig": {"a": {"b": 1}}}`, "", "codexConfig.a"},
 		{"bad max running in env", `{}`, "zero", "CODEX_CONNECTOR_MAX_RUNNING"},
 		{"allowed host without port", `{"allowedHosts": ["github.com"]}`, "", "not host:port"},
-		{"provider URL that is not one", `{"codexConfig": {"model_providers.x.base_url": "::"}}`, "", "not a URL"},
+		{"provider URL that is not one", `{"codexConfig": {"model_providers.x.base_url": "::"}}`, "", "not an http:// or https:// URL"},
+		{"provider URL with a query", `{"codexConfig": {"model_providers.x.base_url": "https://a.example/v1?key=secret-in-url"}}`, "", "has a user, a query or a fragment"},
+		{"a bearer token written in the file", `{"codexConfig": {"model_providers.x.experimental_bearer_token": "sk-1"}}`, "", "visible to tasks"},
 		{"provider key without a base URL", `{"codexConfig": {"model_providers.x.env_key": "X_KEY"}}`, "", "set model_providers.x.base_url"},
 		{"the built-in provider redefined", `{"codexConfig": {"model_providers.openai.base_url": "https://a.example"}}`, "", "built-in"},
 		{"a provider key that is no name", `{"codexConfig": {"model_providers.x.env_key": 3}}`, "", "environment variable"},
@@ -320,6 +322,36 @@ func TestCheckCredentials(t *testing.T) {
 
 // A key written in config.json's env is still a key: routed, never copied
 // into the container.
+// A key meant for one provider goes to that provider alone; OpenAI's route
+// takes its base URL from openai_base_url or OPENAI_BASE_URL, which never
+// go into the container.
+func TestKeysGoWhereTheyAreMeant(t *testing.T) {
+	home := t.TempDir()
+	writeConfig(t, home, `{"codexConfig": {"model_provider": "corp", "model_providers.corp.base_url": "https://gw.corp.example/v1", "model_providers.corp.env_key": "OPENAI_API_KEY"}}`)
+	c, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_HOME": filepath.Join(home, "none"), "OPENAI_API_KEY": "sk-corp"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Routes) != 1 || c.Routes[0].Provider != "corp" {
+		t.Errorf("routes %+v: a gateway's key must not go to OpenAI too", c.Routes)
+	}
+
+	writeConfig(t, home, `{"codexConfig": {"openai_base_url": "https://gw.corp.example/openai/v1"}, "passEnv": ["OPENAI_BASE_URL"]}`)
+	c, err = loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_HOME": filepath.Join(home, "none"), "OPENAI_API_KEY": "sk-gw", "OPENAI_BASE_URL": "https://elsewhere.example/v1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Routes) != 1 || c.Routes[0].Upstream != "https://gw.corp.example/openai/v1" || len(c.Env) != 0 || len(c.CodexArgs) != 0 {
+		t.Errorf("routes %+v, env %q, args %q", c.Routes, c.Env, c.CodexArgs)
+	}
+
+	writeConfig(t, home, `{}`)
+	_, err = loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_HOME": filepath.Join(home, "none"), "OPENAI_API_KEY": "sk-1\n"}))
+	if err == nil || !strings.Contains(err.Error(), "control character") || strings.Contains(err.Error(), "sk-1") {
+		t.Errorf("a key with a newline: %v", err)
+	}
+}
+
 func TestKeyInTheFilesEnvIsRouted(t *testing.T) {
 	home := t.TempDir()
 	writeConfig(t, home, `{"env": {"OPENAI_API_KEY": "sk-in-file", "X": "1"}}`)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/codex-connector/codex-connector/runner"
+	"github.com/codex-connector/codex-connector/runner/egress"
 )
 
 // providerConfig is what codexConfig says of one model provider that
@@ -53,11 +54,14 @@ func collectProvider(providers map[string]*providerConfig, k string, v any) (boo
 		if !isString {
 			return false, fmt.Errorf("want a URL string")
 		}
-		if _, err := hostPort(s); err != nil {
+		if _, err := egress.CheckUpstream(s); err != nil {
 			return false, err
 		}
 		p.baseURL = s
 		return true, nil
+	case field == "experimental_bearer_token":
+		// It would be a -c argument: in the task's command line.
+		return false, fmt.Errorf("a key written in codexConfig is visible to tasks: put it in a variable of the server's environment and name that in model_providers.%s.env_key", name)
 	case field == "env_key", strings.HasPrefix(field, "env_http_headers."):
 		if !isString || s == "" {
 			return false, fmt.Errorf("want the name of an environment variable")
@@ -73,12 +77,74 @@ func collectProvider(providers map[string]*providerConfig, k string, v any) (boo
 
 // modelRoutes turns the providers of codexConfig, and an OpenAI key in the
 // server's environment, into the routes tasks reach their models by. Each
-// key's value is read here, from the server's environment, and goes no
-// further than the egress proxy.
-func modelRoutes(providers map[string]*providerConfig, getenv func(string) string, home string) ([]runner.ModelRoute, error) {
+// key's value is read here, by getenv (the server's environment, then env
+// in config.json), and goes no further than the egress proxy.
+func (c *config) modelRoutes(getenv func(string) string, home string) ([]runner.ModelRoute, error) {
+	routes, err := c.providerRoutes(getenv)
+	if err != nil {
+		return nil, err
+	}
+	// Codex's built-in provider, when it is the one in use: a key named
+	// for another provider must not go to OpenAI too. Codex 0.169 reads
+	// its key from CODEX_API_KEY in `codex exec`; users know it as
+	// OPENAI_API_KEY, and `codex login --with-api-key` keeps it in the
+	// login file.
+	if !c.usesOpenAI() {
+		return routes, nil
+	}
+	upstream := runner.OpenAIUpstream
+	for _, u := range []string{c.openAIBaseURL, getenv("OPENAI_BASE_URL")} {
+		if u != "" {
+			if _, err := egress.CheckUpstream(u); err != nil {
+				return nil, fmt.Errorf("openai_base_url: %w", err)
+			}
+			upstream = u
+			break
+		}
+	}
+	key, from := "", ""
+	for _, name := range []string{"OPENAI_API_KEY", runner.OpenAIKeyEnv} {
+		if key = getenv(name); key != "" {
+			from = name
+			break
+		}
+	}
+	if key == "" {
+		if login := codexLogin(getenv, home); login != "" {
+			if key, err = loginAPIKey(login); err != nil {
+				return nil, err
+			}
+			from = login
+		}
+	}
+	if key == "" {
+		return routes, nil
+	}
+	if err := checkSecret(from, key); err != nil {
+		return nil, err
+	}
+	return append(routes, runner.ModelRoute{Provider: runner.OpenAIProvider, Upstream: upstream,
+		Secrets: []runner.RouteSecret{runner.BearerKey(runner.OpenAIKeyEnv, key, from)}}), nil
+}
+
+// usesOpenAI says whether Codex's built-in provider is the one in use.
+func (c *config) usesOpenAI() bool {
+	return c.modelProvider == "" || c.modelProvider == runner.OpenAIProvider
+}
+
+// checkSecret refuses a key that cannot go in a header.
+func checkSecret(from, value string) error {
+	if strings.ContainsFunc(value, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return fmt.Errorf("the key in %s holds a control character (a trailing newline?): set it without one", from)
+	}
+	return nil
+}
+
+// providerRoutes are the routes of the providers codexConfig defines.
+func (c *config) providerRoutes(getenv func(string) string) ([]runner.ModelRoute, error) {
 	var routes []runner.ModelRoute
-	for _, name := range slices.Sorted(maps.Keys(providers)) {
-		p := providers[name]
+	for _, name := range slices.Sorted(maps.Keys(c.providers)) {
+		p := c.providers[name]
 		if !validProvider(name) {
 			return nil, fmt.Errorf("codexConfig: model provider %q: codex-connector names routes by provider: use letters, digits, '-' and '_'", name)
 		}
@@ -94,33 +160,14 @@ func modelRoutes(providers map[string]*providerConfig, getenv func(string) strin
 		rt := runner.ModelRoute{Provider: name, Upstream: p.baseURL}
 		for _, key := range p.keys {
 			key.Value = getenv(key.Env)
+			if err := checkSecret(key.Env, key.Value); err != nil {
+				return nil, err
+			}
 			rt.Secrets = append(rt.Secrets, key)
 		}
 		routes = append(routes, rt)
 	}
-	// Codex's built-in provider. Codex 0.169 reads its key from
-	// CODEX_API_KEY in `codex exec`; users know it as OPENAI_API_KEY, and
-	// `codex login --with-api-key` keeps it in the login file.
-	for _, from := range []string{"OPENAI_API_KEY", runner.OpenAIKeyEnv} {
-		if key := getenv(from); key != "" {
-			return append(routes, openAIRoute(key, from)), nil
-		}
-	}
-	if login := codexLogin(getenv, home); login != "" {
-		key, err := loginAPIKey(login)
-		if err != nil {
-			return nil, err
-		}
-		if key != "" {
-			return append(routes, openAIRoute(key, login)), nil
-		}
-	}
 	return routes, nil
-}
-
-func openAIRoute(key, from string) runner.ModelRoute {
-	return runner.ModelRoute{Provider: runner.OpenAIProvider, Upstream: runner.OpenAIUpstream,
-		Secrets: []runner.RouteSecret{runner.BearerKey(runner.OpenAIKeyEnv, key, from)}}
 }
 
 // maxLoginBytes caps what is read of a Codex login file.
@@ -155,11 +202,11 @@ func validProvider(name string) bool {
 	})
 }
 
-// isKey says whether the variable name holds a key: OpenAI's, or one a
-// route carries (by the name Codex reads it under, or the server's). Such
-// a variable is never copied into a container.
-func isKey(routes []runner.ModelRoute, name string) bool {
-	if name == "OPENAI_API_KEY" || name == runner.OpenAIKeyEnv {
+// keptOut says whether a variable stays out of containers: a key,
+// OpenAI's or one a route carries (by the name Codex reads it under, or
+// the server's), or OPENAI_BASE_URL, which is the route's to set.
+func keptOut(routes []runner.ModelRoute, name string) bool {
+	if name == "OPENAI_API_KEY" || name == runner.OpenAIKeyEnv || name == "OPENAI_BASE_URL" {
 		return true
 	}
 	for _, rt := range routes {

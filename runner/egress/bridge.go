@@ -61,7 +61,16 @@ func RunBridge(listen, socket, gate string, proxyEnv bool, argv []string) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// The model routes are on loopback: never through a proxy variable.
-	cmd.Env = append(os.Environ(), "NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
+	// Without the proxy variables (danger-full-access, with its own
+	// network) the user's own exceptions stay, with loopback added.
+	noProxy := "localhost,127.0.0.1"
+	for _, name := range []string{"NO_PROXY", "no_proxy"} {
+		if v := os.Getenv(name); v != "" && !proxyEnv {
+			noProxy = v + "," + noProxy
+			break
+		}
+	}
+	cmd.Env = append(os.Environ(), "NO_PROXY="+noProxy, "no_proxy="+noProxy)
 	if proxyEnv {
 		proxy := "http://" + listen
 		cmd.Env = append(cmd.Env, "HTTPS_PROXY="+proxy, "https_proxy="+proxy, "HTTP_PROXY="+proxy, "http_proxy="+proxy, "ALL_PROXY="+proxy)

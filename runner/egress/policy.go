@@ -103,6 +103,14 @@ type rules struct {
 	routes   map[string]*route
 }
 
+// Check says whether the proxy would serve p, and why not: the server
+// checks a policy before it writes it, so that a task fails with the
+// reason rather than wait for a socket that never comes.
+func (p Policy) Check() error {
+	_, err := compile(p)
+	return err
+}
+
 // compile checks a policy and parses it. A Deny entry that does not parse
 // fails the whole policy: serving it without that network would let the
 // task reach what the server meant to wall off.

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -25,11 +26,19 @@ import (
 //
 // A placeholder is replaced only on its own route, towards its own
 // upstream, and only where it is the whole of its header's value (after
-// the prefix, "Bearer "): sent anywhere else (another header, another
-// route, an allowed host, a tunnel), or with anything around it, it
-// travels as the meaningless string it is. So a task cannot have the
-// provider echo the key back in an error about some other header, nor
-// learn its first or last characters from a key made wrong on purpose.
+// the prefix, "Bearer "), in a header sent once: sent anywhere else
+// (another header, another route, an allowed host, a tunnel), or with
+// anything around it, it travels as the meaningless string it is. So a
+// task cannot have the provider echo the key back in an error about some
+// other header, nor learn its first or last characters from a key made
+// wrong on purpose.
+//
+// A route carries Codex's model requests and nothing else (modelCalls): a
+// task cannot use the key for the rest of the provider's API (files, fine
+// tuning, keys), nor for a method that echoes the request (TRACE). A
+// WebSocket is spliced only once the upstream agreed to it (101); any
+// other answer ends the connection, so no second, unchecked request rides
+// on it.
 
 // RoutePrefix starts the path of every request for a model route.
 const RoutePrefix = "/model/"
@@ -78,9 +87,9 @@ func compileRoute(rt Route) (*route, error) {
 	if !validRouteName(rt.Name) {
 		return nil, errors.New("a route name is letters, digits, '-' and '_'")
 	}
-	u, err := url.Parse(rt.Upstream)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("upstream %q is not an http:// or https:// base URL", rt.Upstream)
+	u, err := CheckUpstream(rt.Upstream)
+	if err != nil {
+		return nil, err
 	}
 	port := u.Port()
 	if port == "" {
@@ -99,6 +108,69 @@ func compileRoute(rt Route) (*route, error) {
 		}
 	}
 	return &route{name: rt.Name, base: u, addr: net.JoinHostPort(u.Hostname(), port), secrets: rt.Secrets}, nil
+}
+
+// modelCalls are the requests of Codex's model providers: the path under
+// the provider's base URL, and the method. GET on responses is Codex's
+// WebSocket (an upgrade); anything else there is refused.
+var modelCalls = []struct {
+	method, path string
+	prefix       bool // path is a prefix, of one more segment
+}{
+	{http.MethodPost, "/responses", false},
+	{http.MethodPost, "/responses/compact", false},
+	{http.MethodPost, "/chat/completions", false},
+	{http.MethodGet, "/models", false},
+	{http.MethodGet, "/models/", true},
+	{http.MethodGet, "/responses", false},
+}
+
+// modelCall says whether method and rest (the path under the base,
+// escaped) are one of Codex's model requests.
+func modelCall(method, rest string, websocket bool) bool {
+	for _, c := range modelCalls {
+		if c.method != method {
+			continue
+		}
+		if c.method == http.MethodGet && c.path == "/responses" && !websocket {
+			continue
+		}
+		if rest == c.path || c.prefix && strings.HasPrefix(rest, c.path) && !strings.ContainsAny(rest[len(c.path):], "/%;\\") && len(rest) > len(c.path) {
+			return true
+		}
+	}
+	return false
+}
+
+// wantsWebSocket says whether req asks to become a WebSocket, as Codex does.
+func wantsWebSocket(req *http.Request) bool {
+	return req.Method == http.MethodGet && strings.EqualFold(req.Header.Get("Upgrade"), "websocket") &&
+		headerHasToken(req.Header, "Connection", "upgrade")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CheckUpstream parses a provider's base URL as a route's upstream: http or
+// https, a host, and no user, query or fragment. Its error never repeats
+// the URL, which may hold a secret in those parts.
+func CheckUpstream(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return nil, errors.New("the base URL is not an http:// or https:// URL with a host")
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("the base URL %s://%s has a user, a query or a fragment: a route's base URL has none (put query parameters in the provider's query_params, keys in its env_key or env_http_headers)", u.Scheme, u.Host)
+	}
+	return u, nil
 }
 
 // isRouteRequest says whether req asks for a model route: an origin-form
@@ -145,13 +217,22 @@ func (p *Proxy) serveRoute(t *task, raw net.Conn, br *bufio.Reader, req *http.Re
 		p.refuse(raw, t.id, what, fmt.Sprintf("this task has no model route %q", name), http.StatusNotFound)
 		return
 	}
+	upgrade := wantsWebSocket(req)
+	if !modelCall(req.Method, rest, upgrade) {
+		p.refuse(raw, t.id, what, fmt.Sprintf("%s %s is not one of Codex's model requests: a model route carries those alone", req.Method, rest), http.StatusForbidden)
+		return
+	}
 	for _, s := range rt.secrets {
 		if s.Value == "" {
 			p.refuse(raw, t.id, what, fmt.Sprintf("no key for the model provider %q: %s is not set in codex-connector's environment; set it where the server starts (the env of the ~/.mcp.json entry) and run the task again", name, s.Name), http.StatusUnauthorized)
 			return
 		}
 	}
-	out, upgrade := rt.outgoing(req, rest)
+	out, err := rt.outgoing(req, rest, upgrade)
+	if err != nil {
+		p.refuse(raw, t.id, what, err.Error(), http.StatusBadRequest)
+		return
+	}
 	ctx, cancel := context.WithTimeout(t.ctx, dialTimeout)
 	up, addr, err := p.dialRoute(ctx, rt)
 	cancel()
@@ -176,24 +257,48 @@ func (p *Proxy) serveRoute(t *task, raw net.Conn, br *bufio.Reader, req *http.Re
 	if err := out.Write(upc); err != nil {
 		return
 	}
-	if upgrade {
-		splice(client, upc)
+	if !upgrade {
+		io.Copy(client, upc)
 		return
 	}
-	io.Copy(client, upc)
+	// Spliced only once the upstream switched protocols; any other answer
+	// is passed on whole, and the connection ends with it.
+	ur := bufio.NewReader(upc)
+	head, err := readHead(ur, maxResponseHead)
+	if err != nil {
+		return
+	}
+	if !bytes.HasPrefix(head, []byte("HTTP/1.1 101 ")) {
+		resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(head), ur)), out)
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		resp.Close = true
+		resp.Write(client)
+		return
+	}
+	if _, err := client.Write(head); err != nil {
+		return
+	}
+	splice(client, act.conn(up, ur))
 }
 
 // outgoing is req as the upstream gets it: its URL under the base, its
 // Host the upstream's, hop-by-hop headers dropped, and each secret of this
-// route in its header, where that header's value is exactly the prefix and
-// the placeholder. One request per connection, as on the proxy's other
-// path, unless it is an upgrade.
-func (rt *route) outgoing(req *http.Request, rest string) (*http.Request, bool) {
+// route in its header, where that header is sent once and its value is
+// exactly the prefix and the placeholder. One request per connection, as
+// on the proxy's other path, unless it is a WebSocket.
+func (rt *route) outgoing(req *http.Request, rest string, upgrade bool) (*http.Request, error) {
 	base := strings.TrimSuffix(rt.base.EscapedPath(), "/")
 	u := &url.URL{Scheme: rt.base.Scheme, Host: rt.base.Host, RawQuery: req.URL.RawQuery}
 	u.Path, _ = url.PathUnescape(base + rest)
 	u.RawPath = base + rest
-	upgrade := req.Header.Get("Upgrade") != ""
+	for _, s := range rt.secrets {
+		if len(req.Header.Values(s.Header)) > 1 {
+			return nil, fmt.Errorf("the request sends %s more than once", s.Header)
+		}
+	}
 	h := http.Header{}
 	for k, vs := range req.Header {
 		switch http.CanonicalHeaderKey(k) {
@@ -219,7 +324,7 @@ func (rt *route) outgoing(req *http.Request, rest string) (*http.Request, bool) 
 	if out.Body == nil || req.ContentLength == 0 && len(req.TransferEncoding) == 0 {
 		out.Body = nil
 	}
-	return out, upgrade
+	return out, nil
 }
 
 // dialRoute connects to the route's upstream: the host the user's

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -102,7 +103,7 @@ func TestPlaceholderElsewhereIsNeverReplaced(t *testing.T) {
 	// key's first and last characters: a placeholder in another header, or
 	// with anything around it, is never replaced.
 	t.Run("on its route, anywhere but the whole of its header", func(t *testing.T) {
-		_, _, resp := connect(t, p, tk, "GET /model/mock/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"+
+		_, _, resp := connect(t, p, tk, "GET /model/mock/models HTTP/1.1\r\nHost: 127.0.0.1\r\n"+
 			"Authorization: Bearer "+phA+"x\r\nApi-Key: Bearer "+phB+"\r\nOpenAI-Organization: "+phA+"\r\nX-Api-Key: Bearer "+phA+"\r\n\r\n")
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
@@ -116,7 +117,7 @@ func TestPlaceholderElsewhereIsNeverReplaced(t *testing.T) {
 		}
 	})
 	t.Run("on another route, forwarded with that route's secrets alone", func(t *testing.T) {
-		_, _, resp := connect(t, p, tk, "GET /model/other/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "+phA+"\r\nX-C: "+phC+"\r\n\r\n")
+		_, _, resp := connect(t, p, tk, "GET /model/other/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "+phA+"\r\nX-C: "+phC+"\r\n\r\n")
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
@@ -127,7 +128,7 @@ func TestPlaceholderElsewhereIsNeverReplaced(t *testing.T) {
 		if h := req.Header.Get("X-C"); h != "sk-real-c" {
 			t.Errorf("route other did not replace its own: %q", h)
 		}
-		if req.URL.Path != "/x" || req.Host != "other.example.com" {
+		if req.URL.Path != "/models" || req.Host != "other.example.com" {
 			t.Errorf("upstream got %s on %s", req.URL, req.Host)
 		}
 	})
@@ -146,6 +147,12 @@ func TestRouteRefusals(t *testing.T) {
 		{"an escaped climb", "GET /model/mock/%2e%2e/admin", 400, `".." segment`},
 		{"a route whose key the server lacks", "POST /model/nokey/responses", 401, "NOKEY_API_KEY is not set"},
 		{"a path outside the routes", "GET /elsewhere", 400, "only CONNECT"},
+		// A route carries Codex's model requests alone.
+		{"TRACE, which echoes the request", "TRACE /model/mock/responses", 403, "not one of Codex's model requests"},
+		{"another method", "DELETE /model/mock/models/gpt-5", 403, "not one of Codex's model requests"},
+		{"the rest of the provider's API", "GET /model/mock/files", 403, "not one of Codex's model requests"},
+		{"a model name that climbs", "GET /model/mock/models/..%5cadmin", 403, "not one of Codex's model requests"},
+		{"a GET of responses that is no WebSocket", "GET /model/mock/responses", 403, "not one of Codex's model requests"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, n := newTestProxy(t, map[string][]string{"model.example.com": {"93.184.216.34"}, "api.example.com": {"93.184.216.34"}})
@@ -192,6 +199,51 @@ func TestRouteUpgradeIsSplicedBothWays(t *testing.T) {
 	}
 }
 
+func TestRouteRefusesASecretHeaderSentTwice(t *testing.T) {
+	p, n := newTestProxy(t, map[string][]string{"model.example.com": {"93.184.216.34"}})
+	tk := addTask(t, p, routePolicy())
+	_, _, resp := connect(t, p, tk, "POST /model/mock/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+phA+"\r\nAuthorization: Bearer "+phA+"\r\nContent-Length: 0\r\n\r\n")
+	if resp.StatusCode != 400 || len(n.dials()) != 0 {
+		t.Errorf("status %d, dialed %v", resp.StatusCode, n.dials())
+	}
+}
+
+// An upgrade the upstream does not agree to ends the connection: a second
+// request written after the first never reaches the upstream.
+func TestRefusedUpgradeCarriesNothingMore(t *testing.T) {
+	p, n := newTestProxy(t, map[string][]string{"model.example.com": {"93.184.216.34"}})
+	requests := make(chan string, 4)
+	n.serve = func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			requests <- req.Method + " " + req.URL.Path
+			io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+		}
+	}
+	tk := addTask(t, p, routePolicy())
+	c, br, resp := connect(t, p, tk, "GET /model/mock/responses HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nAuthorization: Bearer "+phA+"\r\n\r\n")
+	if resp.StatusCode != 404 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	io.WriteString(c, "DELETE /v1/admin HTTP/1.1\r\nHost: elsewhere.example\r\nContent-Length: 0\r\n\r\n")
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the refused upgrade the connection gave %v, want its end", err)
+	}
+	close(requests)
+	var got []string
+	for r := range requests {
+		got = append(got, r)
+	}
+	if !slices.Equal(got, []string{"GET /v1/responses"}) {
+		t.Errorf("the upstream got %q", got)
+	}
+}
+
 func TestRouteCompileRefuses(t *testing.T) {
 	for name, rt := range map[string]Route{
 		"a short placeholder":       {Name: "x", Upstream: "https://a.example/v1", Secrets: []Secret{{Name: "K", Header: "Authorization", Placeholder: "short", Value: "v"}}},
@@ -208,5 +260,19 @@ func TestRouteCompileRefuses(t *testing.T) {
 	}
 	if _, err := compile(Policy{TaskID: "t1", Routes: []Route{{Name: "x", Upstream: "https://a.example/"}, {Name: "x", Upstream: "https://b.example/"}}}); err == nil {
 		t.Error("a route named twice compiled")
+	}
+}
+
+// A base URL's user and query may hold a secret: the error never repeats
+// them.
+func TestCheckUpstreamNeverRepeatsTheURL(t *testing.T) {
+	for _, raw := range []string{"https://user:pw-secret@a.example/v1", "https://a.example/v1?key=pw-secret", "https://a.example/v1#pw-secret"} {
+		_, err := CheckUpstream(raw)
+		if err == nil || strings.Contains(err.Error(), "pw-secret") {
+			t.Errorf("%s: %v", raw, err)
+		}
+	}
+	if _, err := CheckUpstream("https://a.example:8443/openai"); err != nil {
+		t.Error(err)
 	}
 }
