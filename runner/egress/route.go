@@ -110,9 +110,11 @@ func compileRoute(rt Route) (*route, error) {
 	return &route{name: rt.Name, base: u, addr: net.JoinHostPort(u.Hostname(), port), secrets: rt.Secrets}, nil
 }
 
-// modelCalls are the requests of Codex's model providers: the path under
-// the provider's base URL, and the method. GET on responses is Codex's
-// WebSocket (an upgrade); anything else there is refused.
+// modelCalls are the requests Codex 0.169 makes of its model provider
+// (its codex-api endpoints): the path under the provider's base URL, and
+// the method. GET on responses is Codex's WebSocket (an upgrade). A
+// request refused here is in the task's log, with its path, should a new
+// Codex need one more.
 var modelCalls = []struct {
 	method, path string
 	prefix       bool // path is a prefix, of one more segment
@@ -120,6 +122,8 @@ var modelCalls = []struct {
 	{http.MethodPost, "/responses", false},
 	{http.MethodPost, "/responses/compact", false},
 	{http.MethodPost, "/chat/completions", false},
+	{http.MethodPost, "/images/generations", false},
+	{http.MethodPost, "/images/edits", false},
 	{http.MethodGet, "/models", false},
 	{http.MethodGet, "/models/", true},
 	{http.MethodGet, "/responses", false},
