@@ -132,7 +132,6 @@ type policy struct {
 	args     []string // extra arguments for `codex exec`, before the prompt
 	version  string
 	home     string // homeLabel of the data directory
-	authFile string // the user's Codex login, mounted read-only; "" for none
 	// socketDir (host) holds the task's proxy socket and nothing else:
 	// for restricted levels, and for any level with model routes. bridge
 	// is the static binary that runs the in-container bridge and the gate.
@@ -212,9 +211,6 @@ func (p policy) mounts() []mount.Mount {
 	if p.bridge != "" {
 		// The bridge, and the gate at every level.
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.bridge, Target: bridgeBinary, ReadOnly: true})
-	}
-	if p.authFile != "" {
-		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.authFile, Target: codexHome + "/auth.json", ReadOnly: true})
 	}
 	if p.git.linked != "" {
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.git.linked, Target: p.git.linked,

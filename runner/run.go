@@ -146,9 +146,14 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if err != nil {
 		return "", exitWait{}, err
 	}
-	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home), authFile: r.cfg.AuthFile}
+	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home)}
 	if p.git, err = r.checkMountSources(t, rn.hostBefore); err != nil {
 		return "", exitWait{}, err
+	}
+	if r.cfg.AuthFile != "" {
+		if err := r.placeLogin(t); err != nil {
+			return "", exitWait{}, err
+		}
 	}
 	if r.needsEgress(t) {
 		creds := credentialsFor(r.cfg.Routes)

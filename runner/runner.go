@@ -41,11 +41,10 @@ type Config struct {
 	Routes []ModelRoute
 	// CodexArgs are extra `codex exec` arguments, e.g. -c overrides.
 	CodexArgs []string
-	// AuthFile is the user's Codex login (auth.json), used when no API key
-	// is given. It is mounted read-only: a writable copy per container would
-	// let each task refresh the token and fork the login's refresh-token
-	// chain, logging the user out. The cost: when the access token expires,
-	// tasks fail until the user runs codex on the host once to refresh it.
+	// AuthFile is the user's ChatGPT login (auth.json), used when no API
+	// key is given: each task gets a copy without its refresh token
+	// (login.go). The cost: when the access token expires, tasks fail
+	// until the user runs codex on the host once to refresh it.
 	AuthFile string
 	// Version of codex-connector, written on every container's labels.
 	Version string

@@ -39,8 +39,8 @@ type config struct {
 	// Routes are the model providers tasks reach through the egress proxy,
 	// which alone holds their keys.
 	Routes []runner.ModelRoute
-	// AuthFile is the user's Codex login, mounted read-only when no API key
-	// is given.
+	// AuthFile is the user's ChatGPT login, copied into each task without
+	// its refresh token when no API key is given.
 	AuthFile string
 	// CABundle is the host's CA certificates, for the proxy's TLS to the
 	// model providers.
@@ -217,8 +217,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	c.CABundle = caBundle(getenv)
 	// A ChatGPT login, when no API key is given: Codex 0.169 cannot be
-	// pointed at a route for it (see the README's Credentials), so the
-	// login file is mounted read-only, as the README warns.
+	// pointed at a route for it (see the README's Credentials), so each
+	// task gets a copy without its refresh token, as the README warns.
 	// Not for another provider, which has no use for it.
 	if c.usesOpenAI() && !slices.ContainsFunc(c.Routes, func(rt runner.ModelRoute) bool { return rt.Provider == runner.OpenAIProvider }) {
 		if auth := codexLogin(getenv, home); auth != "" {

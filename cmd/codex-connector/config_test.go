@@ -282,7 +282,7 @@ func TestCheckCredentials(t *testing.T) {
 		{"a local provider with no key", `{"codexConfig": {"model_provider": "local", "model_providers.local.base_url": "http://172.17.0.1:11434/v1"}}`, nil, false,
 			[]string{"model provider local"}},
 		{"a Codex login", `{}`, map[string]string{"CODEX_HOME": codexHome}, false,
-			[]string{"mounted read-only", "with a ChatGPT login, tasks can read your token; use an API key"}},
+			[]string{"without its refresh token", "with a ChatGPT login, tasks can read your token; use an API key"}},
 		{"a passEnv variable", `{"passEnv": ["TOKEN"]}`, map[string]string{"OPENAI_API_KEY": "sk-1", "TOKEN": "t"}, false,
 			[]string{"passEnv TOKEN goes into every task as it is"}},
 	} {

@@ -270,7 +270,7 @@ func checkCredentials(w io.Writer, cfg config) error {
 		fmt.Fprintln(w)
 	}
 	if cfg.AuthFile != "" {
-		fmt.Fprintf(w, "credentials: your Codex login %s, mounted read-only into each task (run `codex` on the host when it expires).\n"+
+		fmt.Fprintf(w, "credentials: your ChatGPT login %s, copied into each task without its refresh token (run `codex` on the host when it expires).\n"+
 			"credentials: warning: with a ChatGPT login, tasks can read your token; use an API key (OPENAI_API_KEY) for untrusted repos\n", cfg.AuthFile)
 	}
 	for _, e := range cfg.Env {

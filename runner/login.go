@@ -1,0 +1,114 @@
+package runner
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/codex-connector/codex-connector/store"
+	"golang.org/x/sys/unix"
+)
+
+// A ChatGPT login cannot be routed through the proxy with Codex 0.169 (see
+// the README's Credentials), so a task gets a copy of it in its own Codex
+// home. The copy holds the access token, which Codex needs and the task
+// can therefore read, but never the refresh token: that one outlives any
+// task, and a task that used it would fork the login's refresh-token chain
+// and log the user out. In its place is a placeholder; Codex in a task
+// cannot refresh, so the user's Codex on the host stays the one refresher.
+
+// maxLoginBytes caps what is read of the user's login file.
+const maxLoginBytes = 1 << 20
+
+// taskLogin is the user's login file at path with its refresh token
+// replaced by a placeholder; every other field is kept as it is.
+func taskLogin(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read your Codex login %s: %w — run `codex login` on the host, or set OPENAI_API_KEY", path, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read your Codex login %s: not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxLoginBytes+1))
+	if err == nil && len(data) > maxLoginBytes {
+		err = fmt.Errorf("over %d bytes", maxLoginBytes)
+	}
+	var login map[string]json.RawMessage
+	if err == nil {
+		err = json.Unmarshal(data, &login)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read your Codex login %s: %w — run `codex login` on the host, or set OPENAI_API_KEY", path, err)
+	}
+	if raw, ok := login["tokens"]; ok && string(raw) != "null" {
+		var tokens map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &tokens); err != nil {
+			return nil, fmt.Errorf("read your Codex login %s: tokens: %w", path, err)
+		}
+		if _, ok := tokens["refresh_token"]; ok {
+			tokens["refresh_token"], _ = json.Marshal(newPlaceholder())
+		}
+		login["tokens"], _ = json.Marshal(tokens)
+	}
+	return json.Marshal(login)
+}
+
+// writeNewBelow writes data as the file rel below the trusted directory
+// base, replacing whatever a task left there (a symlink, a pipe, a
+// directory) without following it: the file is made anew, exclusively.
+func writeNewBelow(base, rel string, data []byte, perm uint32, chown bool, uid, gid int) error {
+	parts, err := splitRel(rel)
+	if err != nil || len(parts) == 0 {
+		return fmt.Errorf("write %s below %s: not a file's path", rel, base)
+	}
+	display := filepath.Join(base, rel)
+	root, err := openBase(base)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	dir, err := walkDirs(root, base, parts[:len(parts)-1])
+	if err != nil {
+		return err
+	}
+	if dir != root {
+		defer unix.Close(dir)
+	}
+	name := parts[len(parts)-1]
+	if err := removeAt(dir, name, display); err != nil {
+		return err
+	}
+	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+	if err != nil {
+		return &os.PathError{Op: "create", Path: display, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), display)
+	defer f.Close()
+	if chown {
+		if err := f.Chown(uid, gid); err != nil {
+			return err
+		}
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// placeLogin puts the task's copy of the user's login in its Codex home.
+func (r *Runner) placeLogin(t *store.Task) error {
+	data, err := taskLogin(r.cfg.AuthFile)
+	if err != nil {
+		return err
+	}
+	uid, gid := splitUser(t.User)
+	if err := writeNewBelow(filepath.Join(r.cfg.Home, "runs"), filepath.Join(t.ID, "codex-home", "auth.json"), data, 0o600, os.Geteuid() == 0, uid, gid); err != nil {
+		return fmt.Errorf("give task %s its copy of your Codex login: %w", t.ID, err)
+	}
+	return nil
+}
