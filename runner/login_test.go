@@ -55,9 +55,12 @@ func TestLoginCopyReplacesWhatATaskPlanted(t *testing.T) {
 	dir := filepath.Join(base, "task", "codex-home")
 	os.MkdirAll(dir, 0o700)
 	for name, plant := range map[string]func(string) error{
-		"a symlink":   func(p string) error { return os.Symlink(outside, p) },
-		"a directory": func(p string) error { os.Mkdir(p, 0o700); return os.WriteFile(filepath.Join(p, "x"), []byte("x"), 0o600) },
-		"a file":      func(p string) error { return os.WriteFile(p, []byte("old"), 0o644) },
+		"a symlink": func(p string) error { return os.Symlink(outside, p) },
+		"a directory": func(p string) error {
+			os.Mkdir(p, 0o700)
+			return os.WriteFile(filepath.Join(p, "x"), []byte("x"), 0o600)
+		},
+		"a file": func(p string) error { return os.WriteFile(p, []byte("old"), 0o644) },
 	} {
 		path := filepath.Join(dir, "auth.json")
 		os.RemoveAll(path)
