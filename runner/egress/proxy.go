@@ -424,21 +424,9 @@ func (p *Proxy) handle(t *task, raw net.Conn) {
 		return
 	}
 	defer upstream.Close()
-	stopCloseUp := context.AfterFunc(t.ctx, func() { upstream.Close() })
-	defer stopCloseUp()
 	p.Logf("egress: task %s: %s allowed (dialed %s)", t.id, what, addr)
-
-	// From here on a connection lives while bytes flow: one that carries
-	// nothing either way for the task's idle time is closed.
-	act.touch()
-	client := act.conn(raw, br)
-	up := act.conn(upstream, upstream)
-	idled := act.watch(r.idle, func() { raw.Close(); upstream.Close() })
-	defer func() {
-		if idled() {
-			p.Logf("egress: task %s: %s closed after %s idle", t.id, what, r.idle)
-		}
-	}()
+	client, up, stop := p.watch(t, r, what, raw, br, act, upstream)
+	defer stop()
 	if req.Method == http.MethodConnect {
 		if _, err := fmt.Fprintf(client, "HTTP/1.1 200 Connection established\r\n%s: allowed %s\r\n\r\n", deniedHeader, addr); err != nil {
 			return
@@ -455,6 +443,22 @@ func (p *Proxy) handle(t *task, raw net.Conn) {
 		return
 	}
 	io.Copy(client, up)
+}
+
+// watch makes a connection live while bytes flow, from the moment its
+// upstream answers: client and up are its two ends, marking activity, and
+// both close when the task's policy goes or when nothing passes either way
+// for the task's idle time. stop ends the watch and must be deferred.
+func (p *Proxy) watch(t *task, r *rules, what string, raw net.Conn, br *bufio.Reader, act *activity, upstream net.Conn) (client, up net.Conn, stop func()) {
+	stopCloseUp := context.AfterFunc(t.ctx, func() { upstream.Close() })
+	act.touch()
+	idled := act.watch(r.idle, func() { raw.Close(); upstream.Close() })
+	return act.conn(raw, br), act.conn(upstream, upstream), func() {
+		stopCloseUp()
+		if idled() {
+			p.Logf("egress: task %s: %s closed after %s idle", t.id, what, r.idle)
+		}
+	}
 }
 
 // dial resolves the target itself, refuses the addresses behind the wall

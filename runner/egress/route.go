@@ -245,19 +245,9 @@ func (p *Proxy) serveRoute(t *task, raw net.Conn, br *bufio.Reader, req *http.Re
 		return
 	}
 	defer up.Close()
-	stopCloseUp := context.AfterFunc(t.ctx, func() { up.Close() })
-	defer stopCloseUp()
 	p.Logf("egress: task %s: %s → %s%s (dialed %s)", t.id, what, rt.base.Host, rt.base.Path, addr)
-
-	act.touch()
-	client := act.conn(raw, br)
-	upc := act.conn(up, up)
-	idled := act.watch(r.idle, func() { raw.Close(); up.Close() })
-	defer func() {
-		if idled() {
-			p.Logf("egress: task %s: %s closed after %s idle", t.id, what, r.idle)
-		}
-	}()
+	client, upc, stop := p.watch(t, r, what, raw, br, act, up)
+	defer stop()
 	if err := out.Write(upc); err != nil {
 		return
 	}
