@@ -23,8 +23,17 @@ import (
 // maxLoginBytes caps what is read of the user's login file.
 const maxLoginBytes = 1 << 20
 
-// taskLogin is the user's login file at path with its refresh token
-// replaced by a placeholder; every other field is kept as it is.
+// loginFields and tokenFields are what a task's copy keeps of the login:
+// what Codex needs to use a ChatGPT access token. Everything else a login
+// file may hold (an API key, a personal access token, an agent identity's
+// private key, cloud keys) outlives a task and stays out.
+var (
+	loginFields = []string{"auth_mode", "tokens", "last_refresh"}
+	tokenFields = []string{"id_token", "access_token", "account_id"}
+)
+
+// taskLogin is the user's login file at path as a task gets it: the fields
+// above, and a placeholder for the refresh token.
 func taskLogin(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
@@ -45,17 +54,29 @@ func taskLogin(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read your Codex login %s: %w — run `codex login` on the host, or set OPENAI_API_KEY", path, err)
 	}
+	copied := map[string]json.RawMessage{"OPENAI_API_KEY": json.RawMessage("null")}
+	for _, f := range loginFields {
+		if v, ok := login[f]; ok {
+			copied[f] = v
+		}
+	}
 	if raw, ok := login["tokens"]; ok && string(raw) != "null" {
 		var tokens map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &tokens); err != nil {
-			return nil, fmt.Errorf("read your Codex login %s: tokens: %w", path, err)
+			return nil, fmt.Errorf("read your Codex login %s: tokens: %w — run `codex login` on the host", path, err)
+		}
+		kept := map[string]json.RawMessage{}
+		for _, f := range tokenFields {
+			if v, ok := tokens[f]; ok {
+				kept[f] = v
+			}
 		}
 		if _, ok := tokens["refresh_token"]; ok {
-			tokens["refresh_token"], _ = json.Marshal(newPlaceholder())
+			kept["refresh_token"], _ = json.Marshal(newPlaceholder())
 		}
-		login["tokens"], _ = json.Marshal(tokens)
+		copied["tokens"], _ = json.Marshal(kept)
 	}
-	return json.Marshal(login)
+	return json.Marshal(copied)
 }
 
 // writeNewBelow writes data as the file rel below the trusted directory

@@ -11,7 +11,7 @@ import (
 	"github.com/docker/docker/client"
 )
 
-const chatGPTLogin = `{"OPENAI_API_KEY": null, "auth_mode": "chatgpt", "tokens": {"id_token": "idt-visible", "access_token": "at-visible", "refresh_token": "rt-never-in-a-task", "account_id": "acct-1"}, "last_refresh": "2026-12-01T00:00:00Z"}`
+const chatGPTLogin = `{"OPENAI_API_KEY": "sk-never-in-a-task", "auth_mode": "chatgpt", "tokens": {"id_token": "idt-visible", "access_token": "at-visible", "refresh_token": "rt-never-in-a-task", "account_id": "acct-1", "other": "tok-never-in-a-task"}, "last_refresh": "2026-12-01T00:00:00Z", "personal_access_token": "pat-never-in-a-task", "agent_identity": {"agent_private_key": "priv-never-in-a-task"}}`
 
 // A task reads its copy of a ChatGPT login: the access token is there (Codex
 // needs it), the refresh token never is, and the user's file is neither
@@ -35,8 +35,8 @@ func TestChatGPTLoginReachesTasksWithoutItsRefreshToken(t *testing.T) {
 				t.Errorf("%s: the task's copy lacks %s:\n%s", level, want, log)
 			}
 		}
-		if strings.Contains(log, "rt-never-in-a-task") {
-			t.Errorf("%s: the task read the refresh token", level)
+		if strings.Contains(log, "never-in-a-task") {
+			t.Errorf("%s: the task read a secret of the login besides its access token:\n%s", level, log)
 		}
 	}
 	if strings.Contains(rec.all(), login) {

@@ -288,6 +288,12 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if mp, ok := f.CodexConfig["model_provider"].(string); ok {
 		c.modelProvider = mp
 	}
+	// A profile may choose the provider instead.
+	if p, ok := f.CodexConfig["profile"].(string); ok {
+		if mp, ok := f.CodexConfig["profiles."+p+".model_provider"].(string); ok {
+			c.modelProvider = mp
+		}
+	}
 	for _, h := range f.AllowedHosts {
 		if _, _, err := net.SplitHostPort(h); err != nil {
 			return bad("allowedHosts", fmt.Errorf("%q is not host:port (e.g. github.com:443)", h))

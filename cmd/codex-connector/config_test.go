@@ -363,3 +363,28 @@ func TestKeyInTheFilesEnvIsRouted(t *testing.T) {
 		t.Errorf("routes %+v, env %q", c.Routes, c.Env)
 	}
 }
+
+// From a second review: a profile's provider, a literal key header, and a
+// keyless OpenAI-compatible server.
+func TestProvidersAsProfilesAndHeadersSayThem(t *testing.T) {
+	home := t.TempDir()
+	base := map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_HOME": filepath.Join(home, "none")}
+	writeConfig(t, home, `{"codexConfig": {"profile": "az", "profiles.az.model_provider": "azure", "model_providers.azure.base_url": "https://a.example/openai", "model_providers.azure.env_key": "OPENAI_API_KEY"}}`)
+	env := map[string]string{"OPENAI_API_KEY": "sk-az"}
+	for k, v := range base {
+		env[k] = v
+	}
+	c, err := loadConfig(envOf(env))
+	if err != nil || len(c.Routes) != 1 || c.Routes[0].Provider != "azure" {
+		t.Errorf("a profile's provider: routes %+v (%v)", c.Routes, err)
+	}
+	writeConfig(t, home, `{"codexConfig": {"model_providers.x.http_headers.Authorization": "Bearer sk-inline"}}`)
+	if _, err := loadConfig(envOf(base)); err == nil || !strings.Contains(err.Error(), "visible to tasks") {
+		t.Errorf("a key in http_headers: %v", err)
+	}
+	writeConfig(t, home, `{"codexConfig": {"openai_base_url": "http://172.17.0.1:8000/v1"}}`)
+	c, err = loadConfig(envOf(base))
+	if err != nil || len(c.Routes) != 1 || c.Routes[0].Upstream != "http://172.17.0.1:8000/v1" || len(c.Routes[0].Secrets) != 0 {
+		t.Errorf("a keyless base URL: routes %+v (%v)", c.Routes, err)
+	}
+}

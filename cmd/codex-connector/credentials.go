@@ -59,6 +59,8 @@ func collectProvider(providers map[string]*providerConfig, k string, v any) (boo
 		}
 		p.baseURL = s
 		return true, nil
+	case strings.HasPrefix(field, "http_headers.") && secretHeader(strings.TrimPrefix(field, "http_headers.")):
+		return false, fmt.Errorf("a key written in codexConfig is visible to tasks: put it in a variable of the server's environment and name that in model_providers.%s.env_http_headers instead", name)
 	case field == "experimental_bearer_token":
 		// It would be a -c argument: in the task's command line.
 		return false, fmt.Errorf("a key written in codexConfig is visible to tasks: put it in a variable of the server's environment and name that in model_providers.%s.env_key", name)
@@ -118,6 +120,10 @@ func (c *config) modelRoutes(getenv func(string) string, home string) ([]runner.
 		}
 	}
 	if key == "" {
+		if upstream != runner.OpenAIUpstream {
+			// A keyless server of the user's (a local model server).
+			return append(routes, runner.ModelRoute{Provider: runner.OpenAIProvider, Upstream: upstream}), nil
+		}
 		return routes, nil
 	}
 	if err := checkSecret(from, key); err != nil {
@@ -125,6 +131,12 @@ func (c *config) modelRoutes(getenv func(string) string, home string) ([]runner.
 	}
 	return append(routes, runner.ModelRoute{Provider: runner.OpenAIProvider, Upstream: upstream,
 		Secrets: []runner.RouteSecret{runner.BearerKey(runner.OpenAIKeyEnv, key, from)}}), nil
+}
+
+// secretHeader says whether a header name is one that carries a key.
+func secretHeader(name string) bool {
+	n := strings.ToLower(name)
+	return n == "authorization" || strings.Contains(n, "key") || strings.Contains(n, "token") || strings.Contains(n, "secret")
 }
 
 // usesOpenAI says whether Codex's built-in provider is the one in use.

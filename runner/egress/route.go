@@ -117,7 +117,7 @@ func compileRoute(rt Route) (*route, error) {
 // Codex need one more.
 var modelCalls = []struct {
 	method, path string
-	prefix       bool // path is a prefix, of one more segment
+	websocket    bool // the call is a WebSocket, and only it may be one
 }{
 	{http.MethodPost, "/responses", false},
 	{http.MethodPost, "/responses/compact", false},
@@ -125,31 +125,33 @@ var modelCalls = []struct {
 	{http.MethodPost, "/images/generations", false},
 	{http.MethodPost, "/images/edits", false},
 	{http.MethodGet, "/models", false},
-	{http.MethodGet, "/models/", true},
-	{http.MethodGet, "/responses", false},
+	{http.MethodGet, "/responses", true},
 }
 
 // modelCall says whether method and rest (the path under the base,
-// escaped) are one of Codex's model requests.
+// escaped), as a WebSocket or not, are one of Codex's model requests.
 func modelCall(method, rest string, websocket bool) bool {
 	for _, c := range modelCalls {
-		if c.method != method {
-			continue
-		}
-		if c.method == http.MethodGet && c.path == "/responses" && !websocket {
-			continue
-		}
-		if rest == c.path || c.prefix && strings.HasPrefix(rest, c.path) && !strings.ContainsAny(rest[len(c.path):], "/%;\\") && len(rest) > len(c.path) {
+		if c.method == method && c.path == rest && c.websocket == websocket {
 			return true
 		}
 	}
 	return false
 }
 
-// wantsWebSocket says whether req asks to become a WebSocket, as Codex does.
+// wantsWebSocket says whether req asks to become a WebSocket, as Codex
+// does: a GET with one Upgrade, to websocket.
 func wantsWebSocket(req *http.Request) bool {
-	return req.Method == http.MethodGet && strings.EqualFold(req.Header.Get("Upgrade"), "websocket") &&
+	up := req.Header.Values("Upgrade")
+	return req.Method == http.MethodGet && len(up) == 1 && strings.EqualFold(strings.TrimSpace(up[0]), "websocket") &&
 		headerHasToken(req.Header, "Connection", "upgrade")
+}
+
+// switchedToWebSocket says whether an upstream's answer head agrees to a
+// WebSocket: status 101 and Upgrade: websocket.
+func switchedToWebSocket(head []byte) bool {
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), nil)
+	return err == nil && resp.StatusCode == http.StatusSwitchingProtocols && strings.EqualFold(resp.Header.Get("Upgrade"), "websocket")
 }
 
 func headerHasToken(h http.Header, name, token string) bool {
@@ -262,7 +264,7 @@ func (p *Proxy) serveRoute(t *task, raw net.Conn, br *bufio.Reader, req *http.Re
 	if err != nil {
 		return
 	}
-	if !bytes.HasPrefix(head, []byte("HTTP/1.1 101 ")) {
+	if !switchedToWebSocket(head) {
 		resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(head), ur)), out)
 		if err != nil {
 			return
@@ -309,7 +311,9 @@ func (rt *route) outgoing(req *http.Request, rest string, upgrade bool) (*http.R
 			h.Add(k, v)
 		}
 	}
-	if !upgrade {
+	if upgrade {
+		h.Set("Connection", "Upgrade")
+	} else {
 		h.Set("Connection", "close")
 		h.Del("Upgrade")
 	}

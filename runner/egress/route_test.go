@@ -152,12 +152,19 @@ func TestRouteRefusals(t *testing.T) {
 		{"another method", "DELETE /model/mock/models/gpt-5", 403, "not one of Codex's model requests"},
 		{"the rest of the provider's API", "GET /model/mock/files", 403, "not one of Codex's model requests"},
 		{"a model name that climbs", "GET /model/mock/models/..%5cadmin", 403, "not one of Codex's model requests"},
+		{"a WebSocket elsewhere than responses", "GET /model/mock/models\r\nConnection: Upgrade\r\nUpgrade: websocket", 403, "not one of Codex's model requests"},
+		{"two upgrades", "GET /model/mock/responses\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c", 403, "not one of Codex's model requests"},
 		{"a GET of responses that is no WebSocket", "GET /model/mock/responses", 403, "not one of Codex's model requests"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, n := newTestProxy(t, map[string][]string{"model.example.com": {"93.184.216.34"}, "api.example.com": {"93.184.216.34"}})
 			tk := addTask(t, p, pol)
-			_, _, resp := connect(t, p, tk, c.line+" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "+phA+"\r\n\r\n")
+			// A line may carry headers after its first "\r\n".
+			first, more, _ := strings.Cut(c.line, "\r\n")
+			if more != "" {
+				more += "\r\n"
+			}
+			_, _, resp := connect(t, p, tk, first+" HTTP/1.1\r\n"+more+"Host: 127.0.0.1\r\nAuthorization: Bearer "+phA+"\r\n\r\n")
 			if resp.StatusCode != c.code || !strings.Contains(body(resp), c.reason) {
 				t.Errorf("got %d %q, want %d with %q", resp.StatusCode, body(resp), c.code, c.reason)
 			}
