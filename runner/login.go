@@ -35,24 +35,9 @@ var (
 // taskLogin is the user's login file at path as a task gets it: the fields
 // above, and a placeholder for the refresh token.
 func taskLogin(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	login, err := readLogin(path)
 	if err != nil {
-		return nil, fmt.Errorf("read your Codex login %s: %w — run `codex login` on the host, or set OPENAI_API_KEY", path, err)
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read your Codex login %s: not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxLoginBytes+1))
-	if err == nil && len(data) > maxLoginBytes {
-		err = fmt.Errorf("over %d bytes", maxLoginBytes)
-	}
-	var login map[string]json.RawMessage
-	if err == nil {
-		err = json.Unmarshal(data, &login)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read your Codex login %s: %w — run `codex login` on the host, or set OPENAI_API_KEY", path, err)
+		return nil, err
 	}
 	copied := map[string]json.RawMessage{"OPENAI_API_KEY": json.RawMessage("null")}
 	for _, f := range loginFields {
@@ -77,6 +62,53 @@ func taskLogin(path string) ([]byte, error) {
 		copied["tokens"], _ = json.Marshal(kept)
 	}
 	return json.Marshal(copied)
+}
+
+// readLogin reads the user's login file: a regular file (a named pipe
+// cannot block the server), at most maxLoginBytes, a JSON object.
+func readLogin(path string) (map[string]json.RawMessage, error) {
+	fail := func(err error) (map[string]json.RawMessage, error) {
+		return nil, fmt.Errorf("read your Codex login %s: %w — run `codex login` on the host, or set OPENAI_API_KEY", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fail(err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return fail(fmt.Errorf("not a regular file"))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxLoginBytes+1))
+	if err == nil && len(data) > maxLoginBytes {
+		err = fmt.Errorf("over %d bytes", maxLoginBytes)
+	}
+	var login map[string]json.RawMessage
+	if err == nil {
+		err = json.Unmarshal(data, &login)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return login, nil
+}
+
+// LoginAPIKey is the API key a Codex login file holds
+// (`codex login --with-api-key`); "" for a ChatGPT login.
+func LoginAPIKey(path string) (string, error) {
+	login, err := readLogin(path)
+	if err != nil {
+		return "", err
+	}
+	var key *string
+	if raw, ok := login["OPENAI_API_KEY"]; ok {
+		if err := json.Unmarshal(raw, &key); err != nil {
+			return "", fmt.Errorf("read your Codex login %s: OPENAI_API_KEY: %w", path, err)
+		}
+	}
+	if key == nil {
+		return "", nil
+	}
+	return *key, nil
 }
 
 // writeNewBelow writes data as the file rel below the trusted directory

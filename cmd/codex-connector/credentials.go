@@ -1,12 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -113,7 +111,7 @@ func (c *config) modelRoutes(getenv func(string) string, home string) ([]runner.
 	}
 	if key == "" {
 		if login := codexLogin(getenv, home); login != "" {
-			if key, err = loginAPIKey(login); err != nil {
+			if key, err = runner.LoginAPIKey(login); err != nil {
 				return nil, err
 			}
 			from = login
@@ -146,7 +144,7 @@ func (c *config) usesOpenAI() bool {
 
 // checkSecret refuses a key that cannot go in a header.
 func checkSecret(from, value string) error {
-	if strings.ContainsFunc(value, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+	if !egress.HeaderValue(value) {
 		return fmt.Errorf("the key in %s holds a control character (a trailing newline?): set it without one", from)
 	}
 	return nil
@@ -157,7 +155,7 @@ func (c *config) providerRoutes(getenv func(string) string) ([]runner.ModelRoute
 	var routes []runner.ModelRoute
 	for _, name := range slices.Sorted(maps.Keys(c.providers)) {
 		p := c.providers[name]
-		if !validProvider(name) {
+		if !egress.ValidID(name) {
 			return nil, fmt.Errorf("codexConfig: model provider %q: codex-connector names routes by provider: use letters, digits, '-' and '_'", name)
 		}
 		if p.baseURL == "" {
@@ -180,38 +178,6 @@ func (c *config) providerRoutes(getenv func(string) string) ([]runner.ModelRoute
 		routes = append(routes, rt)
 	}
 	return routes, nil
-}
-
-// maxLoginBytes caps what is read of a Codex login file.
-const maxLoginBytes = 1 << 20
-
-// loginAPIKey reads the API key a Codex login file holds
-// (`codex login --with-api-key`); "" for a ChatGPT login.
-func loginAPIKey(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("read your Codex login %s: %w", path, err)
-	}
-	defer f.Close()
-	var login struct {
-		APIKey *string `json:"OPENAI_API_KEY"`
-	}
-	if err := json.NewDecoder(io.LimitReader(f, maxLoginBytes)).Decode(&login); err != nil {
-		return "", fmt.Errorf("read your Codex login %s: %w — run `codex login` again, or set OPENAI_API_KEY", path, err)
-	}
-	if login.APIKey == nil {
-		return "", nil
-	}
-	return *login.APIKey, nil
-}
-
-func validProvider(name string) bool {
-	if name == "" || len(name) > 64 {
-		return false
-	}
-	return !strings.ContainsFunc(name, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
-	})
 }
 
 // keptOut says whether a variable stays out of containers: a key,

@@ -81,10 +81,8 @@ type route struct {
 	secrets []Secret
 }
 
-func validRouteName(name string) bool { return ValidID(name) }
-
 func compileRoute(rt Route) (*route, error) {
-	if !validRouteName(rt.Name) {
+	if !ValidID(rt.Name) {
 		return nil, errors.New("a route name is letters, digits, '-' and '_'")
 	}
 	u, err := CheckUpstream(rt.Upstream)
@@ -103,7 +101,7 @@ func compileRoute(rt Route) (*route, error) {
 		if len(s.Placeholder) < minPlaceholder {
 			return nil, fmt.Errorf("the placeholder of %s is shorter than %d characters", s.Name, minPlaceholder)
 		}
-		if strings.ContainsFunc(s.Value, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		if !HeaderValue(s.Value) {
 			return nil, fmt.Errorf("the secret in %s holds a control character: it cannot go in a header", s.Name)
 		}
 	}
@@ -163,6 +161,12 @@ func headerHasToken(h http.Header, name, token string) bool {
 		}
 	}
 	return false
+}
+
+// HeaderValue says whether a secret can go in a header: no control
+// character, which would end or split the header.
+func HeaderValue(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
 }
 
 // CheckUpstream parses a provider's base URL as a route's upstream: http or
