@@ -1,28 +1,34 @@
 # codex-connector: the MCP server, its Codex image and its tests.
 CODEX_VERSION ?= 0.169.0
 IMAGE         ?= codex-connector/codex:$(CODEX_VERSION)
-# BASE is the image Dockerfile.codex builds on. Where no registry is
-# reachable, `make base` builds a local Debian one and BASE points at it.
-BASE          ?= node:22-bookworm-slim
+# BASE is the image Dockerfile.codex builds on. When the default cannot be
+# pulled (no registry reachable), `make image` builds a local Debian one
+# (`make base`, with debootstrap) and uses it, and says so.
+DEFAULT_BASE  := node:22-bookworm-slim
+BASE          ?= $(DEFAULT_BASE)
 LOCAL_BASE    ?= codex-connector/debian:bookworm
-# CA_BUNDLE is an extra CA certificate (PEM) the image should trust, e.g. a
-# corporate proxy's. Empty for none.
-CA_BUNDLE     ?=
+# CA_BUNDLE is a CA bundle (PEM) the image trusts besides Debian's: by
+# default this machine's, so that npm in the build and tools in tasks get
+# through a TLS-intercepting proxy as the host does. CA_BUNDLE= for none.
+HOST_CA       := $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt))
+CA_BUNDLE     ?= $(HOST_CA)
 # root installs where every PATH looks; a user into ~/.local/bin.
 PREFIX        ?= $(if $(filter 0,$(shell id -u)),/usr/local,$(HOME)/.local)
 GO            ?= go
 VERSION       ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
 
-.PHONY: build test soak image base install lint bench clean
+.PHONY: build test test-images soak image base install lint bench clean
 
 build:
 	# Static: the same binary runs the egress proxy (FROM scratch) and the
 	# bridge inside task containers.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/codex-connector ./cmd/codex-connector
 
-# The tests need a Docker engine; they fail (not skip) without one.
-test:
+# The tests need a Docker engine; they fail (not skip) without one, and
+# the Codex image (`make image`). test-images makes the toolchain images the
+# tests run Codex on (Debian with Go, with Python), once per machine.
+test: test-images
 	$(GO) test -race -count=1 -p 2 -timeout 20m ./...
 
 # The random-fault soak, long: servers SIGKILLed at random moments and an
@@ -37,12 +43,23 @@ soak:
 image:
 	@mkdir -p .build/image
 	@if [ -n "$(CA_BUNDLE)" ]; then cp "$(CA_BUNDLE)" .build/image/extra-ca.crt; else : > .build/image/extra-ca.crt; fi
+	@base="$(BASE)"; \
+	if [ "$$base" = "$(DEFAULT_BASE)" ] && ! docker image inspect "$$base" >/dev/null 2>&1 \
+	    && ! docker pull -q "$$base" >/dev/null 2>&1; then \
+	  echo "make image: cannot pull $$base (no registry reachable?); building on a local Debian base, $(LOCAL_BASE), instead" >&2; \
+	  images/debian-base.sh $(LOCAL_BASE) || exit 1; \
+	  base="$(LOCAL_BASE)"; \
+	fi; \
+	echo "make image: $(IMAGE) on $$base" >&2; \
 	docker build -f Dockerfile.codex \
-		--build-arg BASE=$(BASE) --build-arg CODEX_VERSION=$(CODEX_VERSION) \
+		--build-arg BASE=$$base --build-arg CODEX_VERSION=$(CODEX_VERSION) \
 		-t $(IMAGE) .build/image
 
 base:
 	images/debian-base.sh $(LOCAL_BASE)
+
+test-images:
+	LOCAL_BASE=$(LOCAL_BASE) images/test-images.sh
 
 install: build
 	install -d $(PREFIX)/bin
