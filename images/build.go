@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/docker/docker/api/types/build"
 )
@@ -20,6 +21,21 @@ type builder interface {
 // (file name → content, with a "Dockerfile"). Helper images are small, so an
 // in-memory context is simpler than a directory on disk.
 func BuildFiles(ctx context.Context, engine builder, tag string, files map[string][]byte, mode map[string]int64) error {
+	buf, err := tarFiles(files, mode)
+	if err != nil {
+		return err
+	}
+	resp, err := engine.ImageBuild(ctx, buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", tag, err)
+	}
+	defer resp.Body.Close()
+	return readBuildStream(tag, resp.Body)
+}
+
+// tarFiles makes a build context of files (name → content), mode 0644
+// unless mode says otherwise.
+func tarFiles(files map[string][]byte, mode map[string]int64) (*bytes.Buffer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	names := make([]string, 0, len(files))
@@ -33,21 +49,13 @@ func BuildFiles(ctx context.Context, engine builder, tag string, files map[strin
 			m = 0o644
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: m, Size: int64(len(files[name]))}); err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := tw.Write(files[name]); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	resp, err := engine.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
-	if err != nil {
-		return fmt.Errorf("build image %s: %w", tag, err)
-	}
-	defer resp.Body.Close()
-	return readBuildStream(tag, resp.Body)
+	return &buf, tw.Close()
 }
 
 // readBuildStream drains the engine's build progress and returns the error
@@ -66,7 +74,10 @@ func readBuildStream(tag string, r io.Reader) error {
 			return fmt.Errorf("build image %s: read progress: %w", tag, err)
 		}
 		if msg.Error != "" {
-			return fmt.Errorf("build image %s: %s (last output: %s)", tag, msg.Error, lastOutput)
+			if strings.TrimSpace(lastOutput) == "" {
+				return fmt.Errorf("build image %s: %s", tag, msg.Error)
+			}
+			return fmt.Errorf("build image %s: %s (last output: %s)", tag, msg.Error, strings.TrimSpace(lastOutput))
 		}
 		if msg.Stream != "" {
 			lastOutput = msg.Stream

@@ -75,8 +75,12 @@ func buildFake(engine *client.Client) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dockerfile := "FROM scratch\nENV PATH=/usr/local/bin:/usr/bin:/bin\nCOPY codex /usr/local/bin/codex\nLABEL " +
-		images.CodexVersionLabel + "=" + images.DefaultCodexVersion + "\n"
+	// Laid out as Dockerfile.codex lays out the real one, so that the
+	// runner can put it onto a toolchain image: the native Codex in
+	// images.CodexDir, and a CA bundle.
+	dockerfile := "FROM scratch\nENV PATH=/usr/local/bin:/usr/bin:/bin\nCOPY codex /usr/local/bin/codex\nCOPY codex " + images.CodexDir + "/bin/codex\n" +
+		"COPY ca.crt /etc/ssl/certs/ca-certificates.crt\nLABEL " + images.CodexVersionLabel + "=" + images.DefaultCodexVersion + "\n"
+	ca := []byte("# no CA certificates: the fake Codex talks to no TLS server\n")
 	sum := sha256.Sum256(append(data, dockerfile...))
 	ref := "codex-connector/fake-codex:" + hex.EncodeToString(sum[:6])
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -85,7 +89,7 @@ func buildFake(engine *client.Client) (string, error) {
 		return ref, nil
 	}
 	err = images.BuildFiles(ctx, engine, ref,
-		map[string][]byte{"Dockerfile": []byte(dockerfile), "codex": data},
+		map[string][]byte{"Dockerfile": []byte(dockerfile), "codex": data, "ca.crt": ca},
 		map[string]int64{"codex": 0o755})
 	return ref, err
 }

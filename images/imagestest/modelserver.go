@@ -64,12 +64,13 @@ func (m *ModelServer) Expect(name, value string) {
 	m.expect.Set(name, value)
 }
 
-// SetTurns replaces the script, for a test that knows a turn only once
-// the server is made (a command that carries its key).
+// SetTurns replaces the script, and the next request gets its first turn:
+// for a test that knows a turn only once the server is made (a command
+// that carries its key), or that runs one script per task.
 func (m *ModelServer) SetTurns(turns ...Turn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.turns = turns
+	m.turns, m.next = turns, 0
 }
 
 // Headers returns the headers of every request, in order (WebSocket

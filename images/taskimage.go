@@ -1,0 +1,247 @@
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/image"
+)
+
+// Where a Codex image keeps the native Codex (Dockerfile.codex moves it
+// there), and where a task image built on another base keeps its copy.
+const (
+	CodexDir     = "/opt/codex"
+	taskCodexDir = "/opt/codex-connector/codex"
+)
+
+// Labels of a task image.
+const (
+	// BaseLabel and BaseIDLabel name the image Codex was put onto.
+	BaseLabel   = "codex-connector.base"
+	BaseIDLabel = "codex-connector.base-id"
+	// LacksLabel lists what Codex would like and the base does not have
+	// (bash, git), separated by spaces; empty when nothing lacks.
+	LacksLabel = "codex-connector.lacks"
+)
+
+// TaskRepo is the repository of task images; the tag is a hash of what
+// they are made of.
+const TaskRepo = "codex-connector/task"
+
+// layerRecipe is part of every task image's hash: changing how task images
+// are made (the Dockerfile below) changes it, so old ones are not reused.
+const layerRecipe = "codex-on-base/1"
+
+// ErrBaseMissing is returned when a base image is not in the engine and
+// the engine could not pull it.
+var ErrBaseMissing = errors.New("base image not found")
+
+// TaskImage is an image a task runs in: a base image with the Codex CLI of
+// a Codex image put onto it.
+type TaskImage struct {
+	Ref string // codex-connector/task:<hash>
+	ID  string
+	// Base and BaseID name the image it was made from.
+	Base, BaseID string
+	// Lacks lists what the base does not have that Codex would use.
+	Lacks []string
+}
+
+type layerEngine interface {
+	inspector
+	builder
+}
+
+// Layer returns the task image of base and the Codex image codex, building
+// it when the engine lacks it. Nothing of the base's own Node is needed: the
+// Codex CLI is a static binary. The build runs the base's ONBUILD steps, as
+// any build on it would: the base is the user's choice.
+func Layer(ctx context.Context, engine layerEngine, base string, codex Codex) (TaskImage, error) {
+	cimg, err := engine.ImageInspect(ctx, codex.Ref)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return TaskImage{}, codex.Check(ctx, engine) // says how to build it
+		}
+		return TaskImage{}, fmt.Errorf("inspect the Codex image %s: %w", codex.Ref, err)
+	}
+	bimg, err := inspectOrPull(ctx, engine, base)
+	if err != nil {
+		return TaskImage{}, err
+	}
+	ti := TaskImage{Ref: taskRef(bimg.ID, cimg.ID), Base: base, BaseID: bimg.ID}
+	if got, err := engine.ImageInspect(ctx, ti.Ref); err == nil {
+		ti.ID, ti.Lacks = got.ID, lacksOf(got)
+		return ti, nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return TaskImage{}, fmt.Errorf("inspect task image %s: %w", ti.Ref, err)
+	}
+	version := ""
+	if cimg.Config != nil {
+		version = cimg.Config.Labels[CodexVersionLabel]
+	}
+	// No cache: a cached check prints nothing, and what lacks would be lost.
+	out, err := buildOutput(ctx, engine, ti.Ref, layerDockerfile(base, bimg, codex.Ref, version), true)
+	if err != nil {
+		if strings.Contains(err.Error(), "/bin/sh") {
+			return TaskImage{}, fmt.Errorf("put Codex onto %s: the image has no /bin/sh, and Codex runs its commands in a shell — choose an image that has one (a -slim variant rather than a distroless one): %w", base, err)
+		}
+		return TaskImage{}, fmt.Errorf("put Codex onto %s: %w", base, err)
+	}
+	// What lacks is known only once the check ran inside the base; a second,
+	// instant build writes it on the image.
+	lacks := ""
+	if m := lacksLine.FindStringSubmatch(out); m != nil {
+		lacks = strings.Join(strings.Fields(m[1]), " ")
+	}
+	if _, err := buildOutput(ctx, engine, ti.Ref, fmt.Sprintf("FROM %s\nLABEL %s=%q\n", ti.Ref, LacksLabel, lacks), false); err != nil {
+		return TaskImage{}, fmt.Errorf("put Codex onto %s: %w", base, err)
+	}
+	got, err := engine.ImageInspect(ctx, ti.Ref)
+	if err != nil {
+		return TaskImage{}, fmt.Errorf("inspect task image %s after its build: %w", ti.Ref, err)
+	}
+	ti.ID, ti.Lacks = got.ID, lacksOf(got)
+	return ti, nil
+}
+
+func taskRef(baseID, codexID string) string {
+	sum := sha256.Sum256([]byte(layerRecipe + "\x00" + baseID + "\x00" + codexID))
+	return TaskRepo + ":" + hex.EncodeToString(sum[:8])
+}
+
+// Planned says which task image Layer would make of base, and whether it
+// is built, without building or pulling anything: for a person's check.
+// A base the engine lacks gives ErrBaseMissing.
+func Planned(ctx context.Context, engine inspector, base string, codex Codex) (TaskImage, bool, error) {
+	cimg, err := engine.ImageInspect(ctx, codex.Ref)
+	if err != nil {
+		return TaskImage{}, false, fmt.Errorf("inspect the Codex image %s: %w", codex.Ref, err)
+	}
+	bimg, err := engine.ImageInspect(ctx, base)
+	if cerrdefs.IsNotFound(err) {
+		return TaskImage{Base: base}, false, fmt.Errorf("%w: %s is not on this machine; the first task pulls it, if a registry is reachable, or `docker pull` or build it", ErrBaseMissing, base)
+	}
+	if err != nil {
+		return TaskImage{}, false, fmt.Errorf("inspect base image %s: %w", base, err)
+	}
+	ti := TaskImage{Ref: taskRef(bimg.ID, cimg.ID), Base: base, BaseID: bimg.ID}
+	got, err := engine.ImageInspect(ctx, ti.Ref)
+	if cerrdefs.IsNotFound(err) {
+		return ti, false, nil
+	}
+	if err != nil {
+		return ti, false, fmt.Errorf("inspect task image %s: %w", ti.Ref, err)
+	}
+	ti.ID, ti.Lacks = got.ID, lacksOf(got)
+	return ti, true, nil
+}
+
+// inspectOrPull inspects base, and pulls it (by a build FROM it, which pulls
+// what is missing as `docker build` does) when the engine lacks it.
+func inspectOrPull(ctx context.Context, engine layerEngine, base string) (image.InspectResponse, error) {
+	img, err := engine.ImageInspect(ctx, base)
+	if err == nil {
+		return img, nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return img, fmt.Errorf("inspect base image %s: %w", base, err)
+	}
+	if _, err := buildOutput(ctx, engine, "", "FROM "+base+"\n", false); err != nil {
+		return img, fmt.Errorf("%w: %s is not on this machine and could not be pulled (%v) — `docker pull %s` or build it, or choose another image in config.json", ErrBaseMissing, base, err, base)
+	}
+	img, err = engine.ImageInspect(ctx, base)
+	if err != nil {
+		return img, fmt.Errorf("inspect base image %s after pulling it: %w", base, err)
+	}
+	return img, nil
+}
+
+// lacksLine is what the check prints; the check's own text, which the build
+// also prints, spells it apart so that it never matches.
+var lacksLine = regexp.MustCompile(`codex-connector-lacks:\[([a-z ]*)\]`)
+
+// defaultPath is the engine's PATH for an image that sets none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// layerDockerfile copies the native Codex and a CA bundle out of the Codex
+// image onto base. The check runs in the base's own shell: it fails the
+// build only where there is no shell at all, and says what else lacks.
+func layerDockerfile(base string, bimg image.InspectResponse, codexRef, version string) string {
+	path := defaultPath
+	if bimg.Config != nil {
+		for _, e := range bimg.Config.Env {
+			if v, ok := strings.CutPrefix(e, "PATH="); ok && v != "" {
+				path = v
+			}
+		}
+	}
+	// Codex's directory comes first on PATH and holds nothing but Codex, so
+	// it shadows none of the image's own tools.
+	check := `lacks=""; for t in bash git; do command -v "$t" >/dev/null 2>&1 || lacks="$lacks $t"; done; ` +
+		// An image without CA certificates gets the Codex image's, which
+		// hold the bundle `make image` was given: Codex and git need them.
+		`if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then mkdir -p /etc/ssl/certs && cp ` + taskCodexDir + `/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt; fi; ` +
+		`echo "codex-connector-""lacks:[$lacks]"`
+	var b strings.Builder
+	fmt.Fprintf(&b, "FROM %s AS codex\n", codexRef)
+	fmt.Fprintf(&b, "FROM %s\n", base)
+	fmt.Fprintf(&b, "USER 0:0\n") // numeric: an image may have no passwd file
+	fmt.Fprintf(&b, "COPY --from=codex %s %s\n", CodexDir, taskCodexDir)
+	fmt.Fprintf(&b, "COPY --from=codex /etc/ssl/certs/ca-certificates.crt %s/ca-certificates.crt\n", taskCodexDir)
+	fmt.Fprintf(&b, "RUN [\"/bin/sh\", \"-c\", %q]\n", check)
+	fmt.Fprintf(&b, "ENV PATH=%q\n", taskCodexDir+"/bin:"+path)
+	fmt.Fprintf(&b, "LABEL %s=%q %s=%q %s=%q\n", CodexVersionLabel, version, BaseLabel, base, BaseIDLabel, bimg.ID)
+	return b.String()
+}
+
+func lacksOf(img image.InspectResponse) []string {
+	if img.Config == nil {
+		return nil
+	}
+	return strings.Fields(img.Config.Labels[LacksLabel])
+}
+
+// buildOutput builds the one-file context dockerfile, tagged tag (none when
+// empty), and returns what the build printed.
+func buildOutput(ctx context.Context, engine builder, tag, dockerfile string, noCache bool) (string, error) {
+	ctxTar, err := tarFiles(map[string][]byte{"Dockerfile": []byte(dockerfile)}, nil)
+	if err != nil {
+		return "", err
+	}
+	opts := build.ImageBuildOptions{Remove: true, ForceRemove: true, NoCache: noCache}
+	if tag != "" {
+		opts.Tags = []string{tag}
+	}
+	name := tag
+	if name == "" {
+		name = "from " + strings.TrimPrefix(strings.TrimSpace(dockerfile), "FROM ")
+	}
+	resp, err := engine.ImageBuild(ctx, ctxTar, opts)
+	if err != nil {
+		return "", fmt.Errorf("build image %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	var out strings.Builder
+	err = readBuildStream(name, io.TeeReader(resp.Body, &out))
+	return out.String(), err
+}
+
+// BuildContext builds an image tagged tag from a build context the caller
+// made (a tar stream), with the Dockerfile at dockerfile inside it.
+func BuildContext(ctx context.Context, engine builder, tag string, buildContext io.Reader, dockerfile string, args map[string]*string, target string) error {
+	resp, err := engine.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
+		Tags: []string{tag}, Dockerfile: dockerfile, BuildArgs: args, Target: target, Remove: true, ForceRemove: true})
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", tag, err)
+	}
+	defer resp.Body.Close()
+	return readBuildStream(tag, resp.Body)
+}
