@@ -7,6 +7,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -109,5 +110,11 @@ func (e deadlineEngine) ImageRemove(ctx context.Context, ref string, opts image.
 func (e deadlineEngine) NetworkList(ctx context.Context, opts network.ListOptions) ([]network.Summary, error) {
 	return bounded(ctx, askDeadline, func(ctx context.Context) ([]network.Summary, error) {
 		return e.engine.NetworkList(ctx, opts)
+	})
+}
+
+func (e deadlineEngine) VolumeCreate(ctx context.Context, opts volume.CreateOptions) (volume.Volume, error) {
+	return bounded(ctx, changeDeadline, func(ctx context.Context) (volume.Volume, error) {
+		return e.engine.VolumeCreate(ctx, opts)
 	})
 }

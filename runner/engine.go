@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -35,6 +36,7 @@ type engine interface {
 	ImageList(ctx context.Context, opts image.ListOptions) ([]image.Summary, error)
 	ImageRemove(ctx context.Context, ref string, opts image.RemoveOptions) ([]image.DeleteResponse, error)
 	NetworkList(ctx context.Context, opts network.ListOptions) ([]network.Summary, error)
+	VolumeCreate(ctx context.Context, opts volume.CreateOptions) (volume.Volume, error)
 }
 
 // imageBuilder builds helper images (the egress proxy).

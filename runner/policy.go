@@ -144,6 +144,8 @@ type policy struct {
 	// git is what a workspace-write task binds over its repository to keep
 	// git on the host out of its reach (protectGit, at launch).
 	git gitMounts
+	// caches are the user's package cache volumes (caches.go).
+	caches []mount.Mount
 }
 
 // containerUser picks the uid:gid the container runs as. Files Codex writes
@@ -212,6 +214,7 @@ func (p policy) mounts() []mount.Mount {
 		// The bridge, and the gate at every level.
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.bridge, Target: bridgeBinary, ReadOnly: true})
 	}
+	ms = append(ms, p.caches...)
 	if p.git.linked != "" {
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.git.linked, Target: p.git.linked,
 			ReadOnly: true, BindOptions: &mount.BindOptions{NonRecursive: true}})

@@ -72,8 +72,17 @@ func fitRecord(t *store.Task, limit int64) {
 	t.Prompt = clipN(t.Prompt, maxPrompt(limit))
 	// Not the id: it is the record's key.
 	for _, f := range []*string{&t.WorkingDirectory, &t.RepoRoot, &t.Sandbox, &t.Model, &t.Image,
-		&t.ContainerID, &t.ContainerName, &t.User, &t.Follower} {
+		&t.ImageID, &t.BaseImage, &t.ImageSource, &t.ContainerID, &t.ContainerName, &t.User, &t.Follower} {
 		*f = clipN(*f, maxField)
+	}
+	if len(t.ImageLacks) > 8 {
+		t.ImageLacks = t.ImageLacks[:8]
+	}
+	if len(t.ImageNotes) > 8 {
+		t.ImageNotes = t.ImageNotes[:8]
+	}
+	for i := range t.ImageNotes {
+		t.ImageNotes[i] = clipN(t.ImageNotes[i], maxReason)
 	}
 	t.Error = clipN(t.Error, maxError)
 	t.StopReason = clipN(t.StopReason, maxReason)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -142,6 +143,23 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if err := r.cfg.Image.Check(ctx, r.engine); err != nil {
 		return "", exitWait{}, engineError("check the Codex image", err)
 	}
+	img, err := r.taskImage(ctx, t)
+	if err != nil {
+		return "", exitWait{}, err
+	}
+	if t.Image != img.Ref || t.ImageID != img.ID || !slices.Equal(t.ImageLacks, img.Lacks) {
+		t, err = r.update(t.ID, func(t *store.Task) error {
+			if !r.holds(t, rn) {
+				return errNotHolder
+			}
+			t.Image, t.ImageID = img.Ref, img.ID
+			t.ImageLacks = img.Lacks
+			return nil
+		})
+		if err != nil {
+			return "", exitWait{}, fmt.Errorf("record the image of task: %w", err)
+		}
+	}
 	stateDir, err := r.prepareStateDir(t)
 	if err != nil {
 		return "", exitWait{}, err
@@ -150,6 +168,12 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if p.git, err = r.checkMountSources(t, rn.hostBefore); err != nil {
 		return "", exitWait{}, err
 	}
+	mounted, caches, err := r.cacheMounts(ctx, t.Sandbox, t.User)
+	if err != nil {
+		return "", exitWait{}, err
+	}
+	p.caches = caches
+	p.env = withDefaults(cacheEnv(mounted), p.env)
 	if r.cfg.AuthFile != "" {
 		if err := r.placeLogin(t); err != nil {
 			return "", exitWait{}, err

@@ -23,6 +23,12 @@ type Config struct {
 	// Home holds logs/ and runs/ (per-task state), beside tasks.db.
 	Home  string
 	Image images.Codex
+	// Toolchains choose the base image each repository's tasks run on,
+	// with Codex put onto it (toolchain.go); none runs them in Image.
+	Toolchains Toolchains
+	// Caches are the package caches mounted into tasks that may write
+	// (caches.go): names of KnownCaches.
+	Caches []string
 	// MaxRunning caps the tasks this process runs at once; more wait queued.
 	MaxRunning int
 	// StopGrace is how long Codex gets between SIGTERM and SIGKILL.
@@ -85,10 +91,16 @@ type Runner struct {
 	proxyMu   sync.Mutex
 	proxyData []byte
 	proxyRef  string
-	store     *store.Store
-	logf      func(format string, args ...any)
-	lifetime  context.Context
-	wg        sync.WaitGroup
+	// images keeps launches from building one toolchain image twice.
+	images imageLocks
+	// cachesReady holds, per "user volume", the creation time of the cache
+	// volume this process handed to the user (caches.go).
+	cachesMu    sync.Mutex
+	cachesReady map[string]string
+	store       *store.Store
+	logf        func(format string, args ...any)
+	lifetime    context.Context
+	wg          sync.WaitGroup
 	// instance names this process as the follower of its tasks.
 	instance string
 
@@ -204,14 +216,22 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if err := r.cfg.Image.Check(ctx, r.engine); err != nil {
 		return nil, engineError("check the Codex image", err)
 	}
+	choice, err := r.cfg.Toolchains.choose(root)
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now().UTC()
 	id := store.NewID(now)
 	t := &store.Task{
 		ID: id, Prompt: spec.Prompt, WorkingDirectory: workdir, RepoRoot: root,
 		Sandbox: spec.Sandbox, Model: spec.Model, Image: r.cfg.Image.Ref,
+		BaseImage: choice.base, ImageSource: choice.source, ImageBuild: choice.build, ImageNotes: choice.notes,
 		TimeoutMs: spec.Timeout.Milliseconds(), Status: store.Queued, CreatedAt: now,
 		ContainerName: containerName(id), User: user, RepoDev: dev, RepoIno: ino,
 		Follower: r.instance, LeaseUntil: now.Add(r.cfg.Lease),
+	}
+	if choice.base != "" || choice.build != nil {
+		t.Image = "" // the task image, made at launch
 	}
 	if err := r.store.Create(t); err != nil {
 		return nil, err

@@ -59,12 +59,30 @@ type Task struct {
 	// RepoDev and RepoIno identify the repository root that was checked
 	// when the task was accepted: the one mounted at launch must be the
 	// same directory, not a path swapped in between.
-	RepoDev   uint64 `json:"repoDev,omitempty"`
-	RepoIno   uint64 `json:"repoIno,omitempty"`
-	Sandbox   string `json:"sandbox"`
-	Model     string `json:"model,omitempty"`
-	Image     string `json:"image"`
-	TimeoutMs int64  `json:"timeoutMs,omitempty"`
+	RepoDev uint64 `json:"repoDev,omitempty"`
+	RepoIno uint64 `json:"repoIno,omitempty"`
+	Sandbox string `json:"sandbox"`
+	Model   string `json:"model,omitempty"`
+	// Image is the image the task runs in: the Codex image, or a task
+	// image (Codex put onto BaseImage), set at launch; ImageID is its id.
+	Image   string `json:"image"`
+	ImageID string `json:"imageId,omitempty"`
+	// BaseImage is the toolchain image the user chose for the repository,
+	// and ImageSource says where that choice was made (config.json, or the
+	// repository's dev container file the user opted into). Empty for the
+	// Codex image alone.
+	BaseImage   string `json:"baseImage,omitempty"`
+	ImageSource string `json:"imageSource,omitempty"`
+	// ImageBuild is set when the base is built from the repository's dev
+	// container Dockerfile, which the user opted into for it.
+	ImageBuild *ImageBuild `json:"imageBuild,omitempty"`
+	// ImageNotes say what a reader should know of the image: what it
+	// lacks, what of a dev container file was ignored.
+	ImageNotes []string `json:"imageNotes,omitempty"`
+	// ImageLacks lists what Codex would use that the image has not (bash,
+	// git), found when the image was made.
+	ImageLacks []string `json:"imageLacks,omitempty"`
+	TimeoutMs  int64    `json:"timeoutMs,omitempty"`
 	// Deadline is absolute so that a timeout still fires after a restart.
 	Deadline time.Time `json:"deadline,omitzero"`
 
@@ -99,6 +117,16 @@ type Task struct {
 	// renewed: another server takes the task over when it lapses.
 	Follower   string    `json:"follower,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
+}
+
+// ImageBuild is a build of a repository's dev container Dockerfile: paths
+// relative to the repository root, the Dockerfile relative to Context.
+type ImageBuild struct {
+	File       string            `json:"file"` // the dev container file that asked for it
+	Context    string            `json:"context"`
+	Dockerfile string            `json:"dockerfile"`
+	Args       map[string]string `json:"args,omitempty"`
+	Target     string            `json:"target,omitempty"`
 }
 
 // Summary is what Codex did during a task, parsed from its event stream.
