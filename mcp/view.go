@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -29,6 +30,7 @@ type taskView struct {
 	RepoRoot         string     `json:"repoRoot"`
 	Sandbox          string     `json:"sandbox"`
 	Model            string     `json:"model,omitempty"`
+	Image            *imageView `json:"image,omitempty" jsonschema:"the image the task runs in"`
 	CreatedAt        string     `json:"createdAt"`
 	StartedAt        string     `json:"startedAt,omitempty"`
 	FinishedAt       string     `json:"finishedAt,omitempty"`
@@ -47,6 +49,14 @@ type taskView struct {
 	LogFile          string     `json:"logFile"`
 	ResultFile       string     `json:"resultFile"`
 	Next             string     `json:"next,omitempty" jsonschema:"what to call next"`
+}
+
+type imageView struct {
+	Ref    string   `json:"ref,omitempty" jsonschema:"the image: the Codex image, or Codex put onto base (set at launch)"`
+	ID     string   `json:"id,omitempty"`
+	Base   string   `json:"base,omitempty" jsonschema:"the toolchain image chosen for the repository"`
+	Source string   `json:"source,omitempty" jsonschema:"where that choice was made: config.json, or the repository's dev container file the user opted into"`
+	Notes  []string `json:"notes,omitempty" jsonschema:"what the image lacks, and what of a dev container file was ignored"`
 }
 
 type command struct {
@@ -68,6 +78,10 @@ func (h *handlers) view(t *store.Task, result string) taskView {
 		CreatedAt: stamp(t.CreatedAt), StartedAt: stamp(t.StartedAt), FinishedAt: stamp(t.FinishedAt),
 		ExitCode: t.ExitCode, Error: t.Error,
 		LogFile: h.tasks.LogPath(t.ID), ResultFile: h.tasks.ResultPath(t.ID),
+	}
+	if t.Image != "" || t.BaseImage != "" || t.ImageBuild != nil {
+		v.Image = &imageView{Ref: t.Image, ID: t.ImageID, Base: t.BaseImage, Source: t.ImageSource,
+			Notes: append(append([]string(nil), t.ImageNotes...), runner.LackNotes(t)...)}
 	}
 	if !t.StartedAt.IsZero() {
 		end := t.FinishedAt
@@ -116,6 +130,27 @@ func (v taskView) text() string {
 	fmt.Fprintf(&b, "\nRepository: %s (sandbox %s)", v.WorkingDirectory, v.Sandbox)
 	if v.Model != "" {
 		fmt.Fprintf(&b, ", model %s", v.Model)
+	}
+	if im := v.Image; im != nil && (im.Base != "" || len(im.Notes) > 0 || strings.Contains(im.Source, "build")) {
+		// The Codex image alone is the usual case, and says nothing new.
+		fmt.Fprintf(&b, "\nImage: ")
+		switch {
+		case im.Base != "":
+			fmt.Fprintf(&b, "%s with Codex", im.Base)
+		default:
+			fmt.Fprintf(&b, "built from the repository's dev container Dockerfile, with Codex")
+		}
+		if im.Ref != "" && im.Base != im.Ref {
+			fmt.Fprintf(&b, " (%s", im.Ref)
+			if im.ID != "" {
+				fmt.Fprintf(&b, ", %s", shortID(im.ID))
+			}
+			b.WriteString(")")
+		}
+		fmt.Fprintf(&b, ", chosen by %s", im.Source)
+		for _, n := range im.Notes {
+			fmt.Fprintf(&b, "\nImage note: %s", n)
+		}
 	}
 	fmt.Fprintf(&b, "\nTask: %s\n", firstLine(v.Task))
 	if v.Error != "" {
@@ -188,4 +223,13 @@ func firstLine(s string) string {
 		return s[:i] + " …"
 	}
 	return s
+}
+
+// shortID is an image id as `docker images` shows it.
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }

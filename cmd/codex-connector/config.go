@@ -56,6 +56,10 @@ type config struct {
 	MaxSandbox string
 	// Retention removes tasks that ended this long ago; 0 keeps them.
 	Retention time.Duration
+	// Toolchains choose the image each repository's tasks run on; Caches
+	// are the package caches tasks that may write get.
+	Toolchains runner.Toolchains
+	Caches     []string
 	// FollowAfterExit leaves a detached follower behind a server that exits
 	// (or dies) while tasks are live, so that they run to their end.
 	FollowAfterExit bool
@@ -93,6 +97,12 @@ type fileConfig struct {
 	AllowedRoots []string `json:"allowedRoots"`
 	// MaxSandbox is the ceiling on the sandbox level a caller may ask for.
 	MaxSandbox string `json:"maxSandbox"`
+	// Images choose the toolchain image of each repository (see the
+	// README's "Your toolchain in tasks").
+	Images *imagesConfig `json:"images"`
+	// Caches are the package caches kept between a user's tasks; unset
+	// keeps them all, [] none.
+	Caches *[]string `json:"caches"`
 	// FollowAfterExit: false leaves live tasks unfollowed while no server
 	// runs (they go on when one starts).
 	FollowAfterExit *bool `json:"followAfterExit"`
@@ -107,6 +117,59 @@ type fileConfig struct {
 		StateMB  int `json:"stateMB"`
 		RecordKB int `json:"recordKB"`
 	} `json:"limits"`
+}
+
+// imagesConfig is the "images" object of config.json.
+type imagesConfig struct {
+	Default      string `json:"default"`
+	Devcontainer bool   `json:"devcontainer"`
+	Repos        []struct {
+		Path         string          `json:"path"`
+		Image        string          `json:"image"`
+		Devcontainer json.RawMessage `json:"devcontainer"`
+	} `json:"repos"`
+}
+
+// toolchains reads the images object: paths may start with ~/, and a
+// directory is taken through its symlinks as repositories are.
+func (ic *imagesConfig) toolchains(home string) (runner.Toolchains, error) {
+	tc := runner.Toolchains{Default: strings.TrimSpace(ic.Default), Devcontainer: ic.Devcontainer}
+	for i, e := range ic.Repos {
+		field := fmt.Sprintf("images.repos[%d]", i)
+		p := strings.TrimSpace(e.Path)
+		if rest, ok := strings.CutPrefix(p, "~/"); ok && home != "" {
+			p = filepath.Join(home, rest)
+		}
+		if !filepath.IsAbs(p) {
+			return tc, fmt.Errorf("%s.path: want an absolute path, ~/path or pattern such as /home/me/src/*, got %q", field, e.Path)
+		}
+		if _, err := filepath.Match(p, ""); err != nil {
+			return tc, fmt.Errorf("%s.path: %q is not a valid pattern: %w", field, e.Path, err)
+		}
+		if !strings.ContainsAny(p, "*?[") {
+			p = filepath.Clean(p)
+			if real, err := filepath.EvalSymlinks(p); err == nil {
+				p = real
+			}
+		}
+		rule := runner.ToolchainRule{Path: p, Image: strings.TrimSpace(e.Image)}
+		switch v := strings.TrimSpace(string(e.Devcontainer)); v {
+		case "":
+		case "true":
+			rule.Devcontainer = runner.DevcontainerImage
+		case "false":
+			rule.Devcontainer = runner.DevcontainerOff
+		case `"build"`:
+			rule.Devcontainer = runner.DevcontainerBuild
+		default:
+			return tc, fmt.Errorf("%s.devcontainer: want true (its image), \"build\" (also build its Dockerfile) or false, got %s", field, v)
+		}
+		if rule.Image == "" && rule.Devcontainer == runner.DevcontainerInherit {
+			return tc, fmt.Errorf("%s: give an image, or devcontainer", field)
+		}
+		tc.Rules = append(tc.Rules, rule)
+	}
+	return tc, nil
 }
 
 // envNames documents every variable codex-connector reads.
@@ -165,6 +228,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Limits:          runner.DefaultLimits,
 		MaxSandbox:      runner.DangerFullAccess,
 		FollowAfterExit: true,
+		Caches:          runner.DefaultCaches,
 	}
 	home, _ := os.UserHomeDir()
 	if home != "" {
@@ -308,6 +372,25 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	}
 	if f.FollowAfterExit != nil {
 		c.FollowAfterExit = *f.FollowAfterExit
+	}
+	if f.Images != nil {
+		home, _ := os.UserHomeDir()
+		tc, err := f.Images.toolchains(home)
+		if err != nil {
+			return bad("images", err)
+		}
+		c.Toolchains = tc
+	}
+	if f.Caches != nil {
+		c.Caches = nil
+		for _, name := range *f.Caches {
+			if _, ok := runner.KnownCaches[name]; !ok {
+				return bad("caches", fmt.Errorf("%q is not a cache codex-connector keeps: use any of %s, or [] for none", name, strings.Join(runner.DefaultCaches, ", ")))
+			}
+			if !slices.Contains(c.Caches, name) {
+				c.Caches = append(c.Caches, name)
+			}
+		}
 	}
 	c.fileEnv, c.passEnv = f.Env, f.PassEnv
 	if f.Limits.MemoryMB > 0 {

@@ -388,3 +388,60 @@ func TestProvidersAsProfilesAndHeadersSayThem(t *testing.T) {
 		t.Errorf("a keyless base URL: routes %+v (%v)", c.Routes, err)
 	}
 }
+
+func TestToolchainImagesAndCaches(t *testing.T) {
+	home := t.TempDir()
+	userHome, _ := os.UserHomeDir()
+	repo := t.TempDir()
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(repo, link); err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, home, `{
+  "images": {"default": "golang:1.23", "devcontainer": true, "repos": [
+    {"path": "~/src/ml-*", "image": "python:3.12-slim"},
+    {"path": "`+link+`", "devcontainer": "build"},
+    {"path": "/srv/plain", "image": "node:22", "devcontainer": false}
+  ]},
+  "caches": ["go", "npm", "go"]
+}`)
+	c, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := runner.Toolchains{Default: "golang:1.23", Devcontainer: true, Rules: []runner.ToolchainRule{
+		{Path: filepath.Join(userHome, "src/ml-*"), Image: "python:3.12-slim"},
+		// A directory is taken through its symlinks, as repositories are.
+		{Path: repo, Devcontainer: runner.DevcontainerBuild},
+		{Path: "/srv/plain", Image: "node:22", Devcontainer: runner.DevcontainerOff},
+	}}
+	if !reflect.DeepEqual(c.Toolchains, want) {
+		t.Errorf("toolchains %+v\nwant %+v", c.Toolchains, want)
+	}
+	if !slices.Equal(c.Caches, []string{"go", "npm"}) {
+		t.Errorf("caches %q", c.Caches)
+	}
+	t.Run("caches default to all, and [] is none", func(t *testing.T) {
+		writeConfig(t, home, `{}`)
+		if c, _ := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home})); !slices.Equal(c.Caches, runner.DefaultCaches) {
+			t.Errorf("caches %q", c.Caches)
+		}
+		writeConfig(t, home, `{"caches": []}`)
+		if c, _ := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home})); len(c.Caches) != 0 {
+			t.Errorf("caches %q", c.Caches)
+		}
+	})
+	for body, wantErr := range map[string]string{
+		`{"images": {"repos": [{"path": "src/x", "image": "a"}]}}`:                "images.repos[0].path: want an absolute path",
+		`{"images": {"repos": [{"path": "/x"}]}}`:                                 "images.repos[0]: give an image, or devcontainer",
+		`{"images": {"repos": [{"path": "/x", "devcontainer": "yes"}]}}`:          `images.repos[0].devcontainer: want true (its image), "build"`,
+		`{"images": {"repos": [{"path": "/x[", "image": "a"}]}}`:                  "is not a valid pattern",
+		`{"caches": ["maven"]}`:                                                   `caches: "maven" is not a cache codex-connector keeps`,
+		`{"images": {"default": "a", "repos": [], "devcontainer": true, "x": 1}}`: `unknown field "x"`,
+	} {
+		writeConfig(t, home, body)
+		if _, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home})); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s: error %v, want %q", body, err, wantErr)
+		}
+	}
+}

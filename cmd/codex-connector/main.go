@@ -4,6 +4,7 @@
 //	codex-connector          serve MCP over stdio (what ~/.mcp.json runs)
 //	codex-connector check    say whether Docker and the Codex image are ready
 //	codex-connector prune [AGE]  remove tasks that ended more than AGE (e.g. 30d) ago
+//	codex-connector caches [remove]  list (or remove) the package cache volumes of your tasks
 //	codex-connector follow   follow the live tasks to their end while no server runs
 //	codex-connector version  print the version
 package main
@@ -54,7 +55,7 @@ func mainErr(args []string) error {
 	case "help", "-h", "--help":
 		usage(os.Stdout)
 		return nil
-	case "check", "prune":
+	case "check", "prune", "caches":
 	case "follow":
 		if len(args) > 2 || len(args) == 2 && args[1] != "--standby" {
 			return errors.New("usage: codex-connector follow")
@@ -89,6 +90,12 @@ func mainErr(args []string) error {
 			return errors.New(use)
 		}
 		os.Exit(egress.RunBridge(args[2], args[4], gate, proxyEnv, rest[1:]))
+	case "cache-init":
+		// Inside the helper container that hands new cache volumes to a user.
+		if len(args) < 4 {
+			return errors.New("usage: codex-connector cache-init UID GID DIR...")
+		}
+		return runner.InitCaches(args[1], args[2], args[3:])
 	case "gated":
 		// Inside a danger-full-access task's container, in front of Codex.
 		if len(args) < 4 || args[1] != "--gate" || args[3] != "--" {
@@ -120,6 +127,8 @@ func mainErr(args []string) error {
 		return check(cfg, docker)
 	case "prune":
 		return prune(cfg, docker, args[1:])
+	case "caches":
+		return caches(docker, args[1:])
 	case "follow":
 		return follow(cfg, docker)
 	}
@@ -127,7 +136,7 @@ func mainErr(args []string) error {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: codex-connector [serve | check | prune [AGE] | follow | version]")
+	fmt.Fprintln(w, "usage: codex-connector [serve | check | prune [AGE] | caches [remove] | follow | version]")
 	fmt.Fprintln(w, "\nWith no command it serves MCP over stdio: add it to ~/.mcp.json. Environment:")
 	for _, e := range envNames {
 		fmt.Fprintln(w, "  "+e)
@@ -240,6 +249,8 @@ func runnerConfig(cfg config, self string) runner.Config {
 		MaxSandbox:   cfg.MaxSandbox,
 		Lease:        cfg.Lease,
 		Retention:    cfg.Retention,
+		Toolchains:   cfg.Toolchains,
+		Caches:       cfg.Caches,
 		Egress:       runner.Egress{Binary: self, ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts, CABundle: cfg.CABundle},
 	}
 }
@@ -324,6 +335,7 @@ func check(cfg config, docker *client.Client) error {
 		fmt.Printf(" with Codex %s", cfg.CodexVersion)
 	}
 	fmt.Println()
+	checkImages(ctx, os.Stdout, cfg, docker)
 	// Told at the end, after what else there is to see.
 	credErr := checkCredentials(os.Stdout, cfg)
 	if err := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout).Check(); err != nil {
