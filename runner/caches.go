@@ -113,7 +113,9 @@ func (r *Runner) readyCaches(ctx context.Context, user string) error {
 	if len(dirs) == 0 {
 		return nil
 	}
+	r.proxyMu.Lock()
 	ref, err := r.proxyImage(ctx)
+	r.proxyMu.Unlock()
 	if err != nil {
 		return err
 	}
