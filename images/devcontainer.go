@@ -1,11 +1,13 @@
 package images
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -31,6 +33,19 @@ type Devcontainer struct {
 	Ignored []string
 }
 
+// Bounds of what is taken from a dev container file: it ends up in the
+// task's record and the caller's view.
+const (
+	maxIgnored = 12
+	maxArgs    = 32
+	maxPathLen = 1024
+)
+
+var (
+	settingName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
+	argName     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
 // used are the settings of a dev container file codex-connector reads, or
 // that carry no behaviour.
 var used = []string{"image", "build", "dockerFile", "context", "name", "$schema", "customizations"}
@@ -38,8 +53,9 @@ var used = []string{"image", "build", "dockerFile", "context", "name", "$schema"
 // ParseDevcontainer reads a dev container file (JSON with comments and
 // trailing commas), found at file (relative to the repository root).
 func ParseDevcontainer(file string, data []byte) (Devcontainer, error) {
+	data = stripJSONC(data)
 	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(stripJSONC(data), &raw); err != nil {
+	if err := json.Unmarshal(data, &raw); err != nil {
 		return Devcontainer{}, fmt.Errorf("read %s: %w", file, err)
 	}
 	var f struct {
@@ -53,14 +69,37 @@ func ParseDevcontainer(file string, data []byte) (Devcontainer, error) {
 			Target     string            `json:"target"`
 		} `json:"build"`
 	}
-	if err := json.Unmarshal(stripJSONC(data), &f); err != nil {
+	if err := json.Unmarshal(data, &f); err != nil {
 		return Devcontainer{}, fmt.Errorf("read %s: %w", file, err)
 	}
 	d := Devcontainer{Image: strings.TrimSpace(f.Image), Args: f.Build.Args, Target: f.Build.Target}
 	for _, k := range slices.Sorted(maps.Keys(raw)) {
-		if !slices.Contains(used, k) {
-			d.Ignored = append(d.Ignored, k)
+		if slices.Contains(used, k) {
+			continue
 		}
+		// Named as the spec names its settings, and a few: the list is
+		// shown to the caller, and a file must not write into it at will.
+		if len(d.Ignored) == maxIgnored || !settingName.MatchString(k) {
+			d.Ignored = append(d.Ignored, "and more")
+			break
+		}
+		d.Ignored = append(d.Ignored, k)
+	}
+	if d.Image != "" {
+		if err := CheckRef(d.Image); err != nil {
+			return d, fmt.Errorf("%s: image: %w", file, err)
+		}
+	}
+	if len(d.Args) > maxArgs {
+		return d, fmt.Errorf("%s: build.args has %d entries; codex-connector takes at most %d", file, len(d.Args), maxArgs)
+	}
+	for k, v := range d.Args {
+		if len(k) > maxPathLen || len(v) > maxPathLen || !argName.MatchString(k) {
+			return d, fmt.Errorf("%s: build.args %.40q is not a name of letters, digits and _, or it or its value is longer than %d bytes", file, k, maxPathLen)
+		}
+	}
+	if len(d.Target) > maxPathLen || len(f.Build.Dockerfile)+len(f.Build.Context)+len(f.DockerFile)+len(f.Context) > maxPathLen {
+		return d, fmt.Errorf("%s: build paths and target must be shorter than %d bytes", file, maxPathLen)
 	}
 	dockerfile, context := f.Build.Dockerfile, f.Build.Context
 	if dockerfile == "" {
@@ -143,7 +182,7 @@ func stripJSONC(in []byte) []byte {
 				out = append(out, '\n')
 			}
 		case c == '/' && i+1 < len(in) && in[i+1] == '*':
-			end := strings.Index(string(in[i+2:]), "*/")
+			end := bytes.Index(in[i+2:], []byte("*/"))
 			if end < 0 {
 				return out
 			}

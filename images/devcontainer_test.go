@@ -1,6 +1,7 @@
 package images
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -45,6 +46,8 @@ func TestParseDevcontainer(t *testing.T) {
 		"a Dockerfile outside its context":   `{"build": {"dockerfile": "../Dockerfile", "context": "."}}`,
 		"neither an image nor a build":       `{"name": "x"}`,
 		"not JSON":                           `{"image": `,
+		"an image that is not a reference":   `{"image": "debian\nRUN id"}`,
+		"too many build args":                `{"build": {"dockerfile": "D", "args": {` + manyArgs(40) + `}}}`,
 	} {
 		t.Run("refuses "+name, func(t *testing.T) {
 			if d, err := ParseDevcontainer(".devcontainer/devcontainer.json", []byte(data)); err == nil {
@@ -54,4 +57,12 @@ func TestParseDevcontainer(t *testing.T) {
 			}
 		})
 	}
+}
+
+func manyArgs(n int) string {
+	var parts []string
+	for i := range n {
+		parts = append(parts, fmt.Sprintf(`"A%d": "v"`, i))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
 )
@@ -20,6 +22,8 @@ import (
 const (
 	CodexDir     = "/opt/codex"
 	taskCodexDir = "/opt/codex-connector/codex"
+	// TaskCodex is the Codex command in a task image.
+	TaskCodex = taskCodexDir + "/bin/codex"
 )
 
 // Labels of a task image.
@@ -53,18 +57,38 @@ type TaskImage struct {
 	Base, BaseID string
 	// Lacks lists what the base does not have that Codex would use.
 	Lacks []string
+	// Volumes are the paths the image declares as volumes: the engine makes
+	// an anonymous volume at each, over whatever is mounted there.
+	Volumes []string
 }
 
 type layerEngine interface {
 	inspector
 	builder
+	ImageRemove(ctx context.Context, ref string, opts image.RemoveOptions) ([]image.DeleteResponse, error)
+}
+
+// ErrBadRef is returned for a base that is not an image reference.
+var ErrBadRef = errors.New("not an image reference")
+
+// CheckRef refuses a base that is not an image reference: a name such as
+// golang:1.23, optionally with a registry and a digest. Nothing else ever
+// reaches a Dockerfile or the engine's API.
+func CheckRef(ref string) error {
+	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+		return fmt.Errorf("%w: %q (%v) — name an image such as golang:1.23-bookworm", ErrBadRef, ref, err)
+	}
+	return nil
 }
 
 // Layer returns the task image of base and the Codex image codex, building
 // it when the engine lacks it. Nothing of the base's own Node is needed: the
-// Codex CLI is a static binary. The build runs the base's ONBUILD steps, as
-// any build on it would: the base is the user's choice.
+// Codex CLI is a static binary. The build is FROM the images' ids, so what
+// was inspected is what is built on.
 func Layer(ctx context.Context, engine layerEngine, base string, codex Codex) (TaskImage, error) {
+	if err := CheckRef(base); err != nil {
+		return TaskImage{}, err
+	}
 	cimg, err := engine.ImageInspect(ctx, codex.Ref)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
@@ -76,9 +100,13 @@ func Layer(ctx context.Context, engine layerEngine, base string, codex Codex) (T
 	if err != nil {
 		return TaskImage{}, err
 	}
+	if bimg.Config != nil && len(bimg.Config.OnBuild) > 0 {
+		// ONBUILD steps would run in this build, with the network.
+		return TaskImage{}, fmt.Errorf("%s has ONBUILD steps, which would run when Codex is put onto it — build an image FROM it yourself and name that one", base)
+	}
 	ti := TaskImage{Ref: taskRef(bimg.ID, cimg.ID), Base: base, BaseID: bimg.ID}
 	if got, err := engine.ImageInspect(ctx, ti.Ref); err == nil {
-		ti.ID, ti.Lacks = got.ID, lacksOf(got)
+		ti.fill(got)
 		return ti, nil
 	} else if !cerrdefs.IsNotFound(err) {
 		return TaskImage{}, fmt.Errorf("inspect task image %s: %w", ti.Ref, err)
@@ -87,29 +115,45 @@ func Layer(ctx context.Context, engine layerEngine, base string, codex Codex) (T
 	if cimg.Config != nil {
 		version = cimg.Config.Labels[CodexVersionLabel]
 	}
-	// No cache: a cached check prints nothing, and what lacks would be lost.
-	out, err := buildOutput(ctx, engine, ti.Ref, layerDockerfile(base, bimg, codex.Ref, version), true)
+	// Built under a tag of its own, and tagged as the task image only with
+	// its label: a build that dies half-way leaves no task image without
+	// one. No cache: a cached check prints nothing, and what lacks would be
+	// lost.
+	building := ti.Ref + "-building"
+	defer func() { _, _ = engine.ImageRemove(context.WithoutCancel(ctx), building, image.RemoveOptions{}) }()
+	out, err := buildOutput(ctx, engine, building, layerDockerfile(base, bimg, cimg.ID, version), true)
 	if err != nil {
-		if strings.Contains(err.Error(), "/bin/sh") {
-			return TaskImage{}, fmt.Errorf("put Codex onto %s: the image has no /bin/sh, and Codex runs its commands in a shell — choose an image that has one (a -slim variant rather than a distroless one): %w", base, err)
+		if strings.Contains(err.Error(), "stat /bin/sh: no such file") {
+			return TaskImage{}, fmt.Errorf("put Codex onto %s: the image has no /bin/sh, and Codex runs its commands in a shell — choose an image that has one (a -slim variant rather than a distroless one)", base)
 		}
 		return TaskImage{}, fmt.Errorf("put Codex onto %s: %w", base, err)
 	}
 	// What lacks is known only once the check ran inside the base; a second,
-	// instant build writes it on the image.
+	// instant build writes it on the image. The last match counts: the
+	// check prints last.
 	lacks := ""
-	if m := lacksLine.FindStringSubmatch(out); m != nil {
-		lacks = strings.Join(strings.Fields(m[1]), " ")
+	if m := lacksLine.FindAllStringSubmatch(out, -1); m != nil {
+		lacks = strings.Join(strings.Fields(m[len(m)-1][1]), " ")
 	}
-	if _, err := buildOutput(ctx, engine, ti.Ref, fmt.Sprintf("FROM %s\nLABEL %s=%q\n", ti.Ref, LacksLabel, lacks), false); err != nil {
+	if _, err := buildOutput(ctx, engine, ti.Ref, fmt.Sprintf("FROM %s\nLABEL %s=%q\n", building, LacksLabel, lacks), false); err != nil {
 		return TaskImage{}, fmt.Errorf("put Codex onto %s: %w", base, err)
 	}
 	got, err := engine.ImageInspect(ctx, ti.Ref)
 	if err != nil {
 		return TaskImage{}, fmt.Errorf("inspect task image %s after its build: %w", ti.Ref, err)
 	}
-	ti.ID, ti.Lacks = got.ID, lacksOf(got)
+	ti.fill(got)
 	return ti, nil
+}
+
+func (ti *TaskImage) fill(img image.InspectResponse) {
+	ti.ID, ti.Lacks = img.ID, lacksOf(img)
+	if img.Config != nil {
+		for v := range img.Config.Volumes {
+			ti.Volumes = append(ti.Volumes, v)
+		}
+		slices.Sort(ti.Volumes)
+	}
 }
 
 func taskRef(baseID, codexID string) string {
@@ -121,6 +165,9 @@ func taskRef(baseID, codexID string) string {
 // is built, without building or pulling anything: for a person's check.
 // A base the engine lacks gives ErrBaseMissing.
 func Planned(ctx context.Context, engine inspector, base string, codex Codex) (TaskImage, bool, error) {
+	if err := CheckRef(base); err != nil {
+		return TaskImage{}, false, err
+	}
 	cimg, err := engine.ImageInspect(ctx, codex.Ref)
 	if err != nil {
 		return TaskImage{}, false, fmt.Errorf("inspect the Codex image %s: %w", codex.Ref, err)
@@ -140,7 +187,7 @@ func Planned(ctx context.Context, engine inspector, base string, codex Codex) (T
 	if err != nil {
 		return ti, false, fmt.Errorf("inspect task image %s: %w", ti.Ref, err)
 	}
-	ti.ID, ti.Lacks = got.ID, lacksOf(got)
+	ti.fill(got)
 	return ti, true, nil
 }
 
@@ -174,7 +221,7 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // layerDockerfile copies the native Codex and a CA bundle out of the Codex
 // image onto base. The check runs in the base's own shell: it fails the
 // build only where there is no shell at all, and says what else lacks.
-func layerDockerfile(base string, bimg image.InspectResponse, codexRef, version string) string {
+func layerDockerfile(base string, bimg image.InspectResponse, codexID, version string) string {
 	path := defaultPath
 	if bimg.Config != nil {
 		for _, e := range bimg.Config.Env {
@@ -183,21 +230,25 @@ func layerDockerfile(base string, bimg image.InspectResponse, codexRef, version 
 			}
 		}
 	}
-	// Codex's directory comes first on PATH and holds nothing but Codex, so
-	// it shadows none of the image's own tools.
 	check := `lacks=""; for t in bash git; do command -v "$t" >/dev/null 2>&1 || lacks="$lacks $t"; done; ` +
 		// An image without CA certificates gets the Codex image's, which
 		// hold the bundle `make image` was given: Codex and git need them.
-		`if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then mkdir -p /etc/ssl/certs && cp ` + taskCodexDir + `/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt; fi; ` +
+		`if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then mkdir -p /etc/ssl/certs && cp ` + taskCodexDir + `/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt || lacks="$lacks ca-certificates"; fi; ` +
 		`echo "codex-connector-""lacks:[$lacks]"`
 	var b strings.Builder
-	fmt.Fprintf(&b, "FROM %s AS codex\n", codexRef)
-	fmt.Fprintf(&b, "FROM %s\n", base)
+	fmt.Fprintf(&b, "FROM %s AS codex\n", codexID)
+	fmt.Fprintf(&b, "FROM %s\n", bimg.ID)
 	fmt.Fprintf(&b, "USER 0:0\n") // numeric: an image may have no passwd file
 	fmt.Fprintf(&b, "COPY --from=codex %s %s\n", CodexDir, taskCodexDir)
 	fmt.Fprintf(&b, "COPY --from=codex /etc/ssl/certs/ca-certificates.crt %s/ca-certificates.crt\n", taskCodexDir)
 	fmt.Fprintf(&b, "RUN [\"/bin/sh\", \"-c\", %q]\n", check)
-	fmt.Fprintf(&b, "ENV PATH=%q\n", taskCodexDir+"/bin:"+path)
+	// Codex's directory comes first on PATH and holds nothing but Codex, so
+	// it shadows none of the image's own tools; its ripgrep comes last, for
+	// an image that has none.
+	fmt.Fprintf(&b, "ENV PATH=%q\n", taskCodexDir+"/bin:"+path+":"+taskCodexDir+"/codex-path")
+	// Nothing of the image runs before Codex, nor beside it: the gate must
+	// be the first thing in the container (see runner/gate.go).
+	fmt.Fprintf(&b, "ENTRYPOINT []\nCMD []\nHEALTHCHECK NONE\n")
 	fmt.Fprintf(&b, "LABEL %s=%q %s=%q %s=%q\n", CodexVersionLabel, version, BaseLabel, base, BaseIDLabel, bimg.ID)
 	return b.String()
 }
@@ -229,9 +280,9 @@ func buildOutput(ctx context.Context, engine builder, tag, dockerfile string, no
 		return "", fmt.Errorf("build image %s: %w", name, err)
 	}
 	defer resp.Body.Close()
-	var out strings.Builder
-	err = readBuildStream(name, io.TeeReader(resp.Body, &out))
-	return out.String(), err
+	out := &tailBuffer{max: 64 << 10}
+	err = readBuildStream(name, io.TeeReader(resp.Body, out))
+	return string(out.b), err
 }
 
 // BuildContext builds an image tagged tag from a build context the caller
@@ -244,4 +295,19 @@ func BuildContext(ctx context.Context, engine builder, tag string, buildContext 
 	}
 	defer resp.Body.Close()
 	return readBuildStream(tag, resp.Body)
+}
+
+// tailBuffer keeps the last max bytes written to it: a build's output can
+// be as long as the image's steps make it, and only its end is read.
+type tailBuffer struct {
+	b   []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
 }

@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -25,16 +24,29 @@ import (
 // behave alike either way (the rootfs is read-only: GOPATH=/go could not
 // be written).
 
-// cacheMount is where the caches are mounted in a task's container.
-const cacheMount = "/codex-connector-cache"
+// cacheMount is where the caches are mounted in a task's container, and
+// noCache where the same variables point when they are not.
+const (
+	cacheMount = "/codex-connector-cache"
+	noCache    = "/tmp/.cache/codex-connector"
+)
 
-// KnownCaches are the caches codex-connector can keep, with the variables
-// that point each tool at it (relative to the cache's directory).
-var KnownCaches = map[string][][2]string{
-	"go":    {{"GOMODCACHE", "mod"}, {"GOCACHE", "build"}},
-	"npm":   {{"npm_config_cache", ""}},
-	"pip":   {{"PIP_CACHE_DIR", ""}},
-	"cargo": {{"CARGO_HOME", ""}},
+// cacheSpec is where a cache's volume is mounted, and the variables that
+// point its tool at it.
+type cacheSpec struct {
+	mount string
+	env   [][2]string
+}
+
+// KnownCaches are the caches codex-connector can keep. Cargo keeps only
+// its registry (downloaded crates and the index): CARGO_HOME itself holds
+// config.toml and bin/, which would run in every later task, so it stays
+// in the task's /tmp.
+var KnownCaches = map[string]cacheSpec{
+	"go":    {cacheMount + "/go", [][2]string{{"GOMODCACHE", cacheMount + "/go/mod"}, {"GOCACHE", cacheMount + "/go/build"}}},
+	"npm":   {cacheMount + "/npm", [][2]string{{"npm_config_cache", cacheMount + "/npm"}}},
+	"pip":   {cacheMount + "/pip", [][2]string{{"PIP_CACHE_DIR", cacheMount + "/pip"}}},
+	"cargo": {noCache + "/cargo/registry", [][2]string{{"CARGO_HOME", noCache + "/cargo"}}},
 }
 
 // DefaultCaches are kept unless config.json says otherwise.
@@ -49,21 +61,17 @@ const (
 // CacheVolume is the volume of a cache for the user uid.
 func CacheVolume(name, uid string) string { return "codex-connector-cache-" + uid + "-" + name }
 
-// cacheEnv points the tools at the task's caches: the mounted volumes, or
-// directories in /tmp where none is mounted.
-func cacheEnv(mounted []string) []string {
+// cacheEnv points the tools of the configured caches at the task's: the
+// mounted volumes, or directories in /tmp where none is mounted.
+func cacheEnv(configured, mounted []string) []string {
 	var env []string
-	for _, name := range slices.Sorted(maps.Keys(KnownCaches)) {
-		dir := "/tmp/.cache/codex-connector/" + name
-		if slices.Contains(mounted, name) {
-			dir = cacheMount + "/" + name
-		}
-		for _, v := range KnownCaches[name] {
-			p := dir
-			if v[1] != "" {
-				p += "/" + v[1]
+	for _, name := range slices.Sorted(slices.Values(configured)) {
+		for _, v := range KnownCaches[name].env {
+			path := v[1]
+			if !slices.Contains(mounted, name) {
+				path = strings.Replace(path, cacheMount, noCache, 1)
 			}
-			env = append(env, v[0]+"="+p)
+			env = append(env, v[0]+"="+path)
 		}
 	}
 	return env
@@ -80,7 +88,7 @@ func (r *Runner) cacheMounts(ctx context.Context, sandbox, user string) ([]strin
 	}
 	var ms []mount.Mount
 	for _, name := range r.cfg.Caches {
-		ms = append(ms, mount.Mount{Type: mount.TypeVolume, Source: CacheVolume(name, uid), Target: cacheMount + "/" + name})
+		ms = append(ms, cacheVolumeMount(CacheVolume(name, uid), KnownCaches[name].mount))
 	}
 	return r.cfg.Caches, ms, nil
 }
@@ -106,7 +114,7 @@ func (r *Runner) readyCaches(ctx context.Context, user string) error {
 		}
 		made[vol] = v.CreatedAt
 		if r.cachesReady[user+" "+vol] != v.CreatedAt || v.CreatedAt == "" {
-			ms = append(ms, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: cacheMount + "/" + name})
+			ms = append(ms, cacheVolumeMount(vol, cacheMount+"/"+name))
 			dirs = append(dirs, cacheMount+"/"+name)
 		}
 	}
@@ -232,4 +240,11 @@ func withDefaults(defaults, env []string) []string {
 		}
 	}
 	return append(out, env...)
+}
+
+// cacheVolumeMount mounts a cache volume without the engine's copy-up: an
+// image with files where the volume goes must not seed the user's cache
+// (nor give its top directory the image's owner).
+func cacheVolumeMount(vol, target string) mount.Mount {
+	return mount.Mount{Type: mount.TypeVolume, Source: vol, Target: target, VolumeOptions: &mount.VolumeOptions{NoCopy: true}}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
@@ -169,7 +170,12 @@ func containerUser(repoRoot string) (string, error) {
 }
 
 func (p policy) command() []string {
-	cmd := []string{"codex", "exec", "--json", "--skip-git-repo-check",
+	codex := "codex"
+	if p.task.BaseImage != "" || p.task.ImageBuild != nil {
+		// Where the task image has it, whatever PATH env sets.
+		codex = images.TaskCodex
+	}
+	cmd := []string{codex, "exec", "--json", "--skip-git-repo-check",
 		"--dangerously-bypass-approvals-and-sandbox", "--output-last-message", lastMessage}
 	if p.task.Model != "" {
 		cmd = append(cmd, "--model", p.task.Model)
@@ -236,17 +242,24 @@ func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
 		"HOME=/tmp",
 		"CODEX_HOME=" + codexHome,
 	}, p.env...)
+	image := t.Image
+	if t.ImageID != "" {
+		image = t.ImageID // what was recorded, even if the tag moved since
+	}
 	cfg := &container.Config{
-		Image:      t.Image,
+		Image:      image,
 		Cmd:        p.command(),
 		Env:        env,
 		User:       t.User,
 		WorkingDir: t.WorkingDirectory,
+		// Set, not inherited: the image's own labels are merged in, and a
+		// toolchain image must not pass for a helper container.
 		Labels: map[string]string{
-			LabelTask:    t.ID,
-			LabelOwner:   strconv.Itoa(os.Geteuid()),
-			LabelVersion: p.version,
-			LabelHome:    p.home,
+			LabelComponent: "task",
+			LabelTask:      t.ID,
+			LabelOwner:     strconv.Itoa(os.Geteuid()),
+			LabelVersion:   p.version,
+			LabelHome:      p.home,
 		},
 		// No stdin: Codex reads stdin when it is not a terminal, and an open
 		// pipe would make it wait forever.

@@ -147,6 +147,9 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if err != nil {
 		return "", exitWait{}, err
 	}
+	if err := checkImageVolumes(img, t); err != nil {
+		return "", exitWait{}, err
+	}
 	if t.Image != img.Ref || t.ImageID != img.ID || !slices.Equal(t.ImageLacks, img.Lacks) {
 		t, err = r.update(t.ID, func(t *store.Task) error {
 			if !r.holds(t, rn) {
@@ -173,7 +176,7 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 		return "", exitWait{}, err
 	}
 	p.caches = caches
-	p.env = withDefaults(cacheEnv(mounted), p.env)
+	p.env = withDefaults(cacheEnv(r.cfg.Caches, mounted), p.env)
 	if r.cfg.AuthFile != "" {
 		if err := r.placeLogin(t); err != nil {
 			return "", exitWait{}, err
@@ -754,6 +757,10 @@ func (r *Runner) fail(id string, cause error) {
 		t.FinishedAt = time.Now().UTC()
 		if t.CancelRequested || errors.Is(cause, errCancelledBeforeStart) {
 			t.Status, t.Error = store.Cancelled, "cancelled before it started"
+			return nil
+		}
+		if errors.Is(cause, errTimedOutBeforeStart) {
+			t.Status, t.Error = store.TimedOut, "timed out: "+cause.Error()
 			return nil
 		}
 		t.Status, t.Error = store.Failed, cause.Error()

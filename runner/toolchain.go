@@ -2,23 +2,25 @@ package runner
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/distribution/reference"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,7 +94,7 @@ const maxDevcontainerFile = 1 << 20
 // the user opted into that cannot be read is the caller's to fix.
 func (tc Toolchains) choose(root string) (imageChoice, error) {
 	c := imageChoice{base: tc.Default, source: "config.json images.default"}
-	use := DevcontainerOff
+	use, perRepo := DevcontainerOff, false
 	if tc.Devcontainer {
 		use = DevcontainerImage
 	}
@@ -104,41 +106,64 @@ func (tc Toolchains) choose(root string) (imageChoice, error) {
 			c.base, c.source = rule.Image, "config.json images.repos entry "+rule.Path
 		}
 		if rule.Devcontainer != DevcontainerInherit {
-			use = rule.Devcontainer
+			use, perRepo = rule.Devcontainer, true
 		}
 		break
 	}
-	if use != DevcontainerOff {
-		d, file, err := readDevcontainer(root)
-		switch {
-		case errors.Is(err, images.ErrNoDevcontainer):
-		case err != nil:
-			return c, invalid("%v — fix it, or turn devcontainer off for this repository in config.json", err)
-		case d.Dockerfile != "" && use == DevcontainerBuild:
-			c.base, c.source = "", file+" (build.dockerfile, built)"
-			c.build = &store.ImageBuild{File: file, Context: d.Context, Dockerfile: d.Dockerfile, Target: clipN(d.Target, maxField)}
-			for _, k := range slices.Sorted(maps.Keys(d.Args)) {
-				if len(c.build.Args) == 32 {
-					break
-				}
-				if c.build.Args == nil {
-					c.build.Args = map[string]string{}
-				}
-				c.build.Args[clipN(k, maxField)] = clipN(d.Args[k], maxField)
-			}
-		case d.Image != "":
-			c.base, c.source = d.Image, file
-		default:
-			c.notes = append(c.notes, file+" asks for a build of "+d.Dockerfile+`; codex-connector builds it only where you opt in for this repository ("devcontainer": "build" in its images.repos entry)`)
-		}
-		if err == nil && len(d.Ignored) > 0 && (c.build != nil || c.base == d.Image) {
-			c.notes = append(c.notes, file+": only the image is used; "+strings.Join(d.Ignored, ", ")+" ignored")
-		}
+	if use == DevcontainerOff {
+		return c.orCodex(), nil
 	}
+	d, file, err := readDevcontainer(root)
+	if err == nil && d.Image != "" {
+		err = checkRepoChosen(file, d.Image)
+	}
+	switch {
+	case errors.Is(err, images.ErrNoDevcontainer):
+		return c.orCodex(), nil
+	case err != nil && perRepo:
+		return c, invalid("%v — fix it, or turn devcontainer off for this repository in config.json", err)
+	case err != nil:
+		// Opted in for every repository: one whose file is broken, or of
+		// a kind codex-connector does not follow, runs on the image it
+		// would get without one.
+		c.notes = append(c.notes, fmt.Sprintf("the dev container file was not used: %v", err))
+		return c.orCodex(), nil
+	case d.Dockerfile != "" && use == DevcontainerBuild:
+		c.base, c.source = "", file+" (build.dockerfile, built)"
+		c.build = &store.ImageBuild{File: file, Context: d.Context, Dockerfile: d.Dockerfile, Target: d.Target, Args: d.Args}
+	case d.Image != "":
+		c.base, c.source = d.Image, file
+	default:
+		c.notes = append(c.notes, file+" asks for a build of "+d.Dockerfile+`; codex-connector builds it only where you opt in for this repository ("devcontainer": "build" in its images.repos entry)`)
+		return c.orCodex(), nil
+	}
+	if len(d.Ignored) > 0 {
+		c.notes = append(c.notes, file+": only its image or build is used; "+strings.Join(d.Ignored, ", ")+" ignored")
+	}
+	return c, nil
+}
+
+// orCodex says so when no toolchain image was chosen.
+func (c imageChoice) orCodex() imageChoice {
 	if c.base == "" && c.build == nil {
 		c.source = "the Codex image alone (no toolchain image configured)"
 	}
-	return c, nil
+	return c
+}
+
+// checkRepoChosen refuses, as an image a repository's file names, one of
+// codex-connector's own: another repository's dev container build, a task
+// image, the egress proxy. Those are images of this engine that hold what
+// other repositories put in them.
+func checkRepoChosen(file, ref string) error {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return fmt.Errorf("%s: image: %w", file, err)
+	}
+	if reference.Domain(named) == "docker.io" && strings.HasPrefix(reference.Path(named), "codex-connector/") {
+		return fmt.Errorf("%s names %s, one of codex-connector's own images; a repository may not choose those", file, ref)
+	}
+	return nil
 }
 
 // ImageChoice is which image a repository's tasks would run on, for a
@@ -217,26 +242,71 @@ func (r *Runner) taskImage(ctx context.Context, t *store.Task) (images.TaskImage
 	if r.imageBuilder == nil {
 		return images.TaskImage{}, errors.New("this engine client cannot build images, and the task's toolchain image needs one")
 	}
-	ctx, cancel := context.WithTimeout(ctx, buildDeadline)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, buildDeadline, errors.New("the image build took longer than "+buildDeadline.String()))
+	defer cancelTimeout()
+	// A cancel or the task's deadline stops a build that may take minutes:
+	// there is no container yet for them to stop.
+	stop := make(chan struct{})
+	defer close(stop)
+	go r.watchBuild(ctx, t.ID, cancel, stop)
 	eng := layerEngine{r.engine, r.imageBuilder}
 	base := t.BaseImage
 	if b := t.ImageBuild; b != nil {
 		unlock := r.images.lock("build " + t.RepoRoot)
 		var err error
-		base, err = r.buildDevcontainer(ctx, t.RepoRoot, b)
+		base, err = r.buildDevcontainer(ctx, t, b)
 		unlock()
 		if err != nil {
-			return images.TaskImage{}, err
+			return images.TaskImage{}, buildEnded(ctx, err)
 		}
 	}
 	defer r.images.lock("layer " + base)()
 	ti, err := images.Layer(ctx, eng, base, r.cfg.Image)
 	if err != nil {
-		return ti, engineError("make the task's image", err)
+		return ti, buildEnded(ctx, engineError("make the task's image", err))
 	}
 	return ti, nil
 }
+
+// watchBuild cancels a task's image build when the task is cancelled or
+// its deadline passes, until stop closes.
+func (r *Runner) watchBuild(ctx context.Context, id string, cancel context.CancelCauseFunc, stop <-chan struct{}) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		t, err := r.store.Get(id)
+		switch {
+		case err != nil:
+		case t.CancelRequested:
+			cancel(errCancelledBeforeStart)
+			return
+		case !t.Deadline.IsZero() && !time.Now().Before(t.Deadline):
+			cancel(errTimedOutBeforeStart)
+			return
+		}
+	}
+}
+
+// buildEnded says why a build was stopped, when it was.
+func buildEnded(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && (errors.Is(cause, errCancelledBeforeStart) || errors.Is(cause, errTimedOutBeforeStart)) {
+		return cause
+	}
+	return err
+}
+
+// errTimedOutBeforeStart ends a task whose deadline passed while its image
+// was made.
+var errTimedOutBeforeStart = errors.New("its timeout passed while its image was made, before Codex started")
 
 // layerEngine is the engine with the builder, as images.Layer wants them.
 type layerEngine struct {
@@ -246,18 +316,37 @@ type layerEngine struct {
 
 // buildDevcontainer builds the repository's dev container Dockerfile and
 // returns the image. The context is read from the repository as the
-// server reads any file a task may have made: nothing is followed out of
-// it, a symlink goes in as a symlink, and a pipe or device is left out.
-func (r *Runner) buildDevcontainer(ctx context.Context, root string, b *store.ImageBuild) (string, error) {
-	sum := sha256.Sum256([]byte(root + "\x00" + b.File))
+// server reads any file a task may have made: through a descriptor of the
+// root checked to be the repository accepted with the task, nothing
+// followed out of it, a symlink sent as a symlink, a pipe or device or
+// another file system left out.
+func (r *Runner) buildDevcontainer(ctx context.Context, t *store.Task, b *store.ImageBuild) (string, error) {
+	fd, err := unix.Open(t.RepoRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open the repository %s for the build: %w", t.RepoRoot, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return "", fmt.Errorf("stat the repository %s: %w", t.RepoRoot, err)
+	}
+	if t.RepoDev != 0 && (st.Dev != t.RepoDev || st.Ino != t.RepoIno) {
+		return "", fmt.Errorf("%s is no longer the repository the task was given (was it moved, or replaced with a symlink?) — nothing was built; run the task again", t.RepoRoot)
+	}
+	// The descriptor, not the path: a swap of the path during the walk
+	// changes nothing of what is read.
+	root := fmt.Sprintf("/proc/self/fd/%d", fd)
+	sum := sha256.Sum256([]byte(t.RepoRoot + "\x00" + b.File))
 	tag := "codex-connector/devcontainer:" + hex.EncodeToString(sum[:8])
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarContext(ctx, pw, root, b.Context)) }()
+	go func() {
+		pw.CloseWithError(tarContext(ctx, pw, contextDir{root: root, display: t.RepoRoot, rel: b.Context, dev: st.Dev, dockerfile: b.Dockerfile}))
+	}()
 	args := map[string]*string{}
 	for k, v := range b.Args {
 		args[k] = &v
 	}
-	err := images.BuildContext(ctx, r.imageBuilder, tag, pr, b.Dockerfile, args, b.Target)
+	err = images.BuildContext(ctx, r.imageBuilder, tag, pr, b.Dockerfile, args, b.Target)
 	pr.CloseWithError(err)
 	if err != nil {
 		return "", fmt.Errorf("build the image of %s (%s in %s), as you opted in for this repository: %w — fix the Dockerfile, or set \"devcontainer\": true (the image only) or false in config.json", b.File, b.Dockerfile, b.Context, err)
@@ -269,46 +358,85 @@ func (r *Runner) buildDevcontainer(ctx context.Context, root string, b *store.Im
 const (
 	maxContextBytes = 2 << 30
 	maxContextFiles = 200_000
+	maxContextDepth = 64
 )
 
-// tarContext writes the directory rel below root as a build context. .git
-// is left out: a build has no use for the repository's history, and it can
-// be large.
-func tarContext(ctx context.Context, w io.Writer, root, rel string) error {
+// contextDir is a build context: the directory rel below root, on the
+// file system dev, with the Dockerfile at dockerfile inside it.
+type contextDir struct {
+	root, display, rel string
+	dev                uint64
+	dockerfile         string
+}
+
+// tarContext writes a build context, leaving out what its .dockerignore
+// names, as `docker build` would (the Dockerfile and .dockerignore always
+// go). .git is left out too: a build has no use for the repository's
+// history, and it can be large.
+func tarContext(ctx context.Context, w io.Writer, c contextDir) error {
+	var patterns []string
+	data, size, err := readRegular(c.root, c.display, path.Join(c.rel, ".dockerignore"), 1<<20)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	case size > 1<<20:
+		return fmt.Errorf("%s/.dockerignore is larger than 1 MiB", c.rel)
+	default:
+		if patterns, err = ignorefile.ReadAll(bytes.NewReader(data)); err != nil {
+			return fmt.Errorf("read %s/.dockerignore: %w", c.rel, err)
+		}
+	}
+	ignore, err := patternmatcher.New(patterns)
+	if err != nil {
+		return fmt.Errorf("read %s/.dockerignore: %w", c.rel, err)
+	}
 	tw := tar.NewWriter(w)
-	var bytes, files int64
-	var walk func(dir string) error
-	walk = func(dir string) error {
-		entries, err := readDirBelow(root, root, dir, ctx.Err)
+	var total, files int64
+	var walk func(dir, inTar string, depth int) error
+	walk = func(dir, inTar string, depth int) error {
+		if depth > maxContextDepth {
+			return fmt.Errorf("the build context %s is deeper than %d directories", c.rel, maxContextDepth)
+		}
+		entries, err := readDirBelow(c.root, c.display, dir, ctx.Err)
 		if err != nil {
 			return err
 		}
 		for _, e := range entries {
 			name := e.Name()
-			if name == "." || name == ".." || (dir == rel && name == ".git") {
+			if name == "." || name == ".." || (depth == 0 && name == ".git") {
 				continue
 			}
 			if files++; files > maxContextFiles {
-				return fmt.Errorf("the build context %s holds more than %d files", rel, maxContextFiles)
+				return fmt.Errorf("the build context %s holds more than %d files (add a .dockerignore)", c.rel, maxContextFiles)
 			}
-			full := path.Join(dir, name)
-			inTar := strings.TrimPrefix(strings.TrimPrefix(full, rel), "/")
-			if rel == "." {
-				inTar = full
-			}
+			full, rel := path.Join(dir, name), path.Join(inTar, name)
 			st := e.Sys().(*unix.Stat_t)
-			hdr := &tar.Header{Name: inTar, Mode: int64(st.Mode & 0o7777), ModTime: e.ModTime()}
+			isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+			if st.Dev != c.dev {
+				continue // another file system mounted below the repository
+			}
+			if rel != c.dockerfile && rel != ".dockerignore" {
+				skip, err := ignore.MatchesOrParentMatches(rel)
+				if err != nil {
+					return fmt.Errorf("apply %s/.dockerignore to %s: %w", c.rel, rel, err)
+				}
+				if skip && !(isDir && ignore.Exclusions()) {
+					continue
+				}
+			}
+			hdr := &tar.Header{Name: rel, Mode: int64(st.Mode & 0o7777), ModTime: e.ModTime()}
 			switch st.Mode & unix.S_IFMT {
 			case unix.S_IFDIR:
-				hdr.Typeflag, hdr.Name = tar.TypeDir, inTar+"/"
+				hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
 				if err := tw.WriteHeader(hdr); err != nil {
 					return err
 				}
-				if err := walk(full); err != nil {
+				if err := walk(full, rel, depth+1); err != nil {
 					return err
 				}
 			case unix.S_IFLNK:
-				target, err := readlinkBelow(root, root, full)
+				target, err := readlinkBelow(c.root, c.display, full)
 				if err != nil {
 					return err
 				}
@@ -317,10 +445,10 @@ func tarContext(ctx context.Context, w io.Writer, root, rel string) error {
 					return err
 				}
 			case unix.S_IFREG:
-				if bytes += st.Size; bytes > maxContextBytes {
-					return fmt.Errorf("the build context %s holds more than %d bytes", rel, maxContextBytes)
+				if total += st.Size; total > maxContextBytes {
+					return fmt.Errorf("the build context %s holds more than %d bytes (add a .dockerignore)", c.rel, maxContextBytes)
 				}
-				f, fst, err := openRegular(root, root, full)
+				f, fst, err := openRegular(c.root, c.display, full)
 				if err != nil {
 					return err
 				}
@@ -337,7 +465,7 @@ func tarContext(ctx context.Context, w io.Writer, root, rel string) error {
 		}
 		return nil
 	}
-	if err := walk(rel); err != nil {
+	if err := walk(c.rel, "", 0); err != nil {
 		return err
 	}
 	return tw.Close()
@@ -361,4 +489,20 @@ func LackNotes(t *store.Task) []string {
 		}
 	}
 	return notes
+}
+
+// checkImageVolumes refuses an image that declares a volume where the task
+// has a mount: the engine would put an empty anonymous volume over it (the
+// state directory, where Codex's last message goes, or the repository).
+func checkImageVolumes(img images.TaskImage, t *store.Task) error {
+	targets := []string{stateMount, cacheMount, "/tmp", bridgeBinary, egressMount, t.RepoRoot}
+	for _, v := range img.Volumes {
+		v = filepath.Clean(v)
+		for _, target := range targets {
+			if v == target || strings.HasPrefix(v, target+"/") {
+				return fmt.Errorf("the image %s declares a volume at %s, where the task has a mount of its own — use an image without that VOLUME", img.Ref, v)
+			}
+		}
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -82,8 +83,13 @@ func checkTaskImage(t *testing.T, task *store.Task, base string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if task.ImageID == "" || task.ImageID != img.ID || img.Config.Labels[images.BaseLabel] != base {
-		t.Fatalf("record: image id %q, the engine's %q (labels %v)", task.ImageID, img.ID, img.Config.Labels)
+	// Task images are named by what they are made of: the base's id.
+	bimg, err := imagestest.Engine(t).ImageInspect(context.Background(), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.ImageID == "" || task.ImageID != img.ID || img.Config.Labels[images.BaseIDLabel] != bimg.ID {
+		t.Fatalf("record: image id %q, the engine's %q (labels %v, base %s)", task.ImageID, img.ID, img.Config.Labels, bimg.ID)
 	}
 }
 
@@ -316,25 +322,35 @@ func TestTheGoCacheMakesTheSecondTaskDownloadNothing(t *testing.T) {
 
 // TestCachesAreMountedOnlyWhereTheTaskMayWrite: a read-only task promises
 // to leave nothing behind, so its tools write their caches into its /tmp.
+// A cache that is not configured sets nothing.
 func TestCachesAreMountedOnlyWhereTheTaskMayWrite(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Caches = []string{"go", "pip"} })
+	h := newHarness(t, func(c *Config) { c.Caches = []string{"go", "pip", "cargo"} })
+	dirs := []string{cacheMount + "/go", cacheMount + "/pip", noCache + "/cargo/registry"}
 	for _, level := range SandboxLevels {
 		t.Run(level, func(t *testing.T) {
-			task := h.startAndWait(t, Spec{Prompt: "env GOMODCACHE; env PIP_CACHE_DIR; env npm_config_cache; read " + cacheMount + "/go", WorkingDirectory: newRepo(t), Sandbox: level})
+			prompt := "env GOMODCACHE; env PIP_CACHE_DIR; env CARGO_HOME; env npm_config_cache"
+			for _, d := range dirs {
+				prompt += "; read " + d
+			}
+			task := h.startAndWait(t, Spec{Prompt: prompt, WorkingDirectory: newRepo(t), Sandbox: level})
 			log := readFile(t, h.LogPath(task.ID))
-			want := []string{"GOMODCACHE=" + cacheMount + "/go/mod", "PIP_CACHE_DIR=" + cacheMount + "/pip", "npm_config_cache=/tmp/.cache/codex-connector/npm"}
+			want := []string{"GOMODCACHE=" + cacheMount + "/go/mod", "PIP_CACHE_DIR=" + cacheMount + "/pip", "CARGO_HOME=" + noCache + "/cargo", "npm_config_cache=\n"}
 			if level == ReadOnly {
-				want = []string{"GOMODCACHE=/tmp/.cache/codex-connector/go/mod", "PIP_CACHE_DIR=/tmp/.cache/codex-connector/pip", "npm_config_cache=/tmp/.cache/codex-connector/npm"}
+				want = []string{"GOMODCACHE=" + noCache + "/go/mod", "PIP_CACHE_DIR=" + noCache + "/pip", "CARGO_HOME=" + noCache + "/cargo", "npm_config_cache=\n"}
 			}
 			for _, w := range want {
 				if !strings.Contains(log, w) {
-					t.Errorf("log lacks %s:\n%s", w, log)
+					t.Errorf("log lacks %q:\n%s", w, log)
 				}
 			}
-			// A read of the directory proves whether the volume is there.
-			mounted := !strings.Contains(log, "no such file or directory")
-			if mounted != (level != ReadOnly) {
-				t.Errorf("cache volume mounted: %v at %s:\n%s", mounted, level, log)
+			// Reading a directory fails one way when it is there (a volume)
+			// and another when it is not.
+			for _, d := range dirs {
+				mounted := strings.Contains(log, d+": is a directory")
+				missing := strings.Contains(log, d+": no such file or directory")
+				if mounted == missing || mounted != (level != ReadOnly) {
+					t.Errorf("%s at %s: mounted %v, missing %v:\n%s", d, level, mounted, missing, log)
+				}
 			}
 		})
 	}
@@ -346,7 +362,8 @@ func markerImage(t *testing.T, text string) string {
 	t.Helper()
 	base := "codex-connector/debian:bookworm"
 	needImage(t, base)
-	tag := "codex-connector/test-marker:" + strings.ReplaceAll(text, " ", "-")
+	// Not in codex-connector/: a repository may not name those.
+	tag := "codex-connector-test/marker:" + strings.ReplaceAll(text, " ", "-")
 	err := images.BuildFiles(context.Background(), imagestest.Engine(t), tag, map[string][]byte{
 		"Dockerfile": []byte("FROM " + base + "\nRUN echo " + text + " > /etc/codex-connector-marker\n")}, nil)
 	if err != nil {
@@ -410,7 +427,7 @@ func TestADevcontainerChoosesTheImageOnlyWhereTheUserOptedIn(t *testing.T) {
 			t.Fatalf("the task did not run on the named image:\n%s", log)
 		}
 		checkTaskImage(t, task, named)
-		if task.ImageSource != ".devcontainer/devcontainer.json" || !strings.Contains(strings.Join(task.ImageNotes, "\n"), "capAdd, mounts, runArgs ignored") {
+		if task.ImageSource != ".devcontainer/devcontainer.json" || !strings.Contains(strings.Join(task.ImageNotes, "\n"), "only its image or build is used; capAdd, mounts, runArgs ignored") {
 			t.Fatalf("source %q, notes %q", task.ImageSource, task.ImageNotes)
 		}
 		// The Debian base has bash and no git: the record says so.
@@ -533,13 +550,27 @@ func TestToolchainChoice(t *testing.T) {
 		})
 	}
 	file := filepath.Join(repo, ".devcontainer", "devcontainer.json")
+	optedIn := Toolchains{Rules: []ToolchainRule{{Path: repo, Devcontainer: DevcontainerImage}}}
 	t.Run("an opted-in dev container file is read, never through a symlink", func(t *testing.T) {
 		if err := os.Symlink("/etc/passwd", file); err != nil {
 			t.Fatal(err)
 		}
 		defer os.Remove(file)
-		_, err := Toolchains{Devcontainer: true}.choose(repo)
+		_, err := optedIn.choose(repo)
 		if err == nil || !strings.Contains(err.Error(), "symbolic link") || !strings.Contains(err.Error(), "turn devcontainer off") {
+			t.Fatalf("error %v", err)
+		}
+		// Opted in for every repository, one such file leaves its
+		// repository on the image it would have without one, and says so.
+		c, err := Toolchains{Default: "base:default", Devcontainer: true}.choose(repo)
+		if err != nil || c.base != "base:default" || !strings.Contains(strings.Join(c.notes, ""), "symbolic link") {
+			t.Fatalf("got %q, notes %q, %v", c.base, c.notes, err)
+		}
+	})
+	t.Run("a file may not name codex-connector's own images", func(t *testing.T) {
+		writeRepoFiles(t, repo, map[string]string{".devcontainer/devcontainer.json": `{"image": "codex-connector/devcontainer:0123456789abcdef"}`})
+		defer os.Remove(file)
+		if _, err := optedIn.choose(repo); err == nil || !strings.Contains(err.Error(), "one of codex-connector's own images") {
 			t.Fatalf("error %v", err)
 		}
 	})
@@ -549,7 +580,7 @@ func TestToolchainChoice(t *testing.T) {
 		}
 		defer os.Remove(file)
 		done := make(chan error, 1)
-		go func() { _, err := Toolchains{Devcontainer: true}.choose(repo); done <- err }()
+		go func() { _, err := optedIn.choose(repo); done <- err }()
 		select {
 		case err := <-done:
 			if err == nil || !strings.Contains(err.Error(), "named pipe") {
@@ -568,4 +599,96 @@ func TestToolchainChoice(t *testing.T) {
 			t.Fatalf("got %q, %v", c.base, err)
 		}
 	})
+}
+
+// hostileBase builds an image on the Debian base from the Dockerfile lines
+// given, under a name of its own, and returns it.
+func hostileBase(t *testing.T, name string, lines ...string) string {
+	t.Helper()
+	base := "codex-connector/debian:bookworm"
+	needImage(t, base)
+	tag := "codex-connector-test/hostile:" + name
+	err := images.BuildFiles(context.Background(), imagestest.Engine(t), tag, map[string][]byte{
+		"Dockerfile": []byte("FROM " + base + "\n" + strings.Join(lines, "\n") + "\n")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tag
+}
+
+// TestAnImageRunsNothingOfItsOwnInTheTask: a toolchain image's entrypoint,
+// healthcheck, ONBUILD steps and volumes would each run something, or hide
+// a mount, before the gate. None of them gets to.
+func TestAnImageRunsNothingOfItsOwnInTheTask(t *testing.T) {
+	entry := hostileBase(t, "entrypoint",
+		`ENTRYPOINT ["/bin/sh", "-c", "echo the entrypoint ran > /tmp/entrypoint-ran; exec \"$@\"", "--"]`,
+		`HEALTHCHECK --interval=1s CMD echo the healthcheck ran > /tmp/healthcheck-ran`)
+	t.Run("the entrypoint and healthcheck do not run", func(t *testing.T) {
+		// Control: run as the image says, the entrypoint does run.
+		out, err := exec.Command("docker", "run", "--rm", entry, "cat", "/tmp/entrypoint-ran").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "the entrypoint ran") {
+			t.Fatalf("control: %v %s", err, out)
+		}
+		h := newHarness(t, func(c *Config) { c.Toolchains = Toolchains{Default: entry} })
+		task := h.startAndWait(t, Spec{Prompt: "sleep 3s; read /tmp/entrypoint-ran; read /tmp/healthcheck-ran; say done", WorkingDirectory: newRepo(t), Sandbox: WorkspaceWrite})
+		log := readFile(t, h.LogPath(task.ID))
+		if task.Status != store.Completed || !strings.Contains(log, "/tmp/entrypoint-ran: no such file") || !strings.Contains(log, "/tmp/healthcheck-ran: no such file") {
+			t.Fatalf("status %s (%s), log:\n%s", task.Status, task.Error, log)
+		}
+	})
+	for name, tt := range map[string]struct{ line, says string }{
+		"ONBUILD steps":                     {"ONBUILD RUN echo onbuild ran", "has ONBUILD steps"},
+		"a volume over the state directory": {"VOLUME /codex-connector/out", "declares a volume at /codex-connector/out"},
+	} {
+		t.Run("an image with "+name+" is refused", func(t *testing.T) {
+			img := hostileBase(t, strings.ReplaceAll(name, " ", "-"), tt.line)
+			h := newHarness(t, func(c *Config) { c.Toolchains = Toolchains{Default: img} })
+			task := h.startAndWait(t, Spec{Prompt: "say done", WorkingDirectory: newRepo(t), Sandbox: WorkspaceWrite})
+			if task.Status != store.Failed || !strings.Contains(task.Error, tt.says) {
+				t.Fatalf("status %s, error %q", task.Status, task.Error)
+			}
+		})
+	}
+}
+
+// TestAnImageCannotSeedTheCaches: an image with files where a cache volume
+// goes would, by the engine's copy-up, fill a new volume with them (and
+// give it the image's owner); the user's later tasks would use them.
+func TestAnImageCannotSeedTheCaches(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test runs tasks as a user of its own: run it as root")
+	}
+	seeded := hostileBase(t, "seeded-cache", "RUN mkdir -p "+cacheMount+"/go && echo planted > "+cacheMount+"/go/planted && chmod -R 755 "+cacheMount)
+	// A user of its own, so that its cache volumes are new.
+	const uid = 4321
+	vol := CacheVolume("go", fmt.Sprint(uid))
+	removeVol := func() { _ = exec.Command("docker", "volume", "rm", "-f", vol).Run() }
+	removeVol()
+	t.Cleanup(removeVol)
+	repo := newRepo(t)
+	if err := filepath.Walk(repo, func(p string, _ os.FileInfo, err error) error {
+		if err == nil {
+			err = os.Lchown(p, uid, uid)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Control: the file is in the image where the volume goes.
+	if out, err := exec.Command("docker", "run", "--rm", seeded, "cat", cacheMount+"/go/planted").CombinedOutput(); err != nil || !strings.Contains(string(out), "planted") {
+		t.Fatalf("control: %v %s", err, out)
+	}
+	h := newHarness(t, func(c *Config) {
+		c.Toolchains = Toolchains{Default: seeded}
+		c.Caches = []string{"go"}
+	})
+	task := h.startAndWait(t, Spec{Prompt: "read " + cacheMount + "/go/planted; write " + cacheMount + "/go/mine ok; say done", WorkingDirectory: repo, Sandbox: WorkspaceWrite})
+	log := readFile(t, h.LogPath(task.ID))
+	if task.Status != store.Completed || !strings.Contains(log, cacheMount+"/go/planted: no such file") {
+		t.Fatalf("status %s (%s), log:\n%s", task.Status, task.Error, log)
+	}
+	out, err := exec.Command("docker", "run", "--rm", "-v", vol+":/v", "codex-connector/debian:bookworm", "sh", "-c", "ls -A /v; stat -c '%u %a' /v").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "planted") || !strings.Contains(string(out), "mine") || !strings.Contains(string(out), fmt.Sprintf("%d 700", uid)) {
+		t.Fatalf("the cache volume after the task: %v\n%s", err, out)
+	}
 }

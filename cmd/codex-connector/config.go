@@ -134,6 +134,11 @@ type imagesConfig struct {
 // directory is taken through its symlinks as repositories are.
 func (ic *imagesConfig) toolchains(home string) (runner.Toolchains, error) {
 	tc := runner.Toolchains{Default: strings.TrimSpace(ic.Default), Devcontainer: ic.Devcontainer}
+	if tc.Default != "" {
+		if err := images.CheckRef(tc.Default); err != nil {
+			return tc, fmt.Errorf("images.default: %w", err)
+		}
+	}
 	for i, e := range ic.Repos {
 		field := fmt.Sprintf("images.repos[%d]", i)
 		p := strings.TrimSpace(e.Path)
@@ -153,6 +158,11 @@ func (ic *imagesConfig) toolchains(home string) (runner.Toolchains, error) {
 			}
 		}
 		rule := runner.ToolchainRule{Path: p, Image: strings.TrimSpace(e.Image)}
+		if rule.Image != "" {
+			if err := images.CheckRef(rule.Image); err != nil {
+				return tc, fmt.Errorf("%s.image: %w", field, err)
+			}
+		}
 		switch v := strings.TrimSpace(string(e.Devcontainer)); v {
 		case "":
 		case "true":

@@ -437,6 +437,8 @@ func TestToolchainImagesAndCaches(t *testing.T) {
 		`{"images": {"repos": [{"path": "/x", "devcontainer": "yes"}]}}`:          `images.repos[0].devcontainer: want true (its image), "build"`,
 		`{"images": {"repos": [{"path": "/x[", "image": "a"}]}}`:                  "is not a valid pattern",
 		`{"caches": ["maven"]}`:                                                   `caches: "maven" is not a cache codex-connector keeps`,
+		`{"images": {"default": "golang:1.23\nRUN curl x"}}`:                      "images.default: not an image reference",
+		`{"images": {"repos": [{"path": "/x", "image": "Bad Name"}]}}`:            "images.repos[0].image: not an image reference",
 		`{"images": {"default": "a", "repos": [], "devcontainer": true, "x": 1}}`: `unknown field "x"`,
 	} {
 		writeConfig(t, home, body)
