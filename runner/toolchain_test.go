@@ -72,6 +72,18 @@ func modelSaw(model *imagestest.ModelServer) string {
 	return b.String()
 }
 
+// completed runs a task to its end, which must be completed, and returns
+// it with its log.
+func (h *harness) completed(t *testing.T, spec Spec) (*store.Task, string) {
+	t.Helper()
+	task := h.startAndWait(t, spec)
+	log := readFile(t, h.LogPath(task.ID))
+	if task.Status != store.Completed {
+		t.Fatalf("status %s (%s), log:\n%s", task.Status, task.Error, log)
+	}
+	return task, log
+}
+
 // checkTaskImage checks that the task ran on Codex put onto base, and that
 // the record names the image and its id as the engine has them.
 func checkTaskImage(t *testing.T, task *store.Task, base string) {
@@ -114,11 +126,7 @@ func TestCodexRunsGoTestsInAGoToolchainImage(t *testing.T) {
 		"calc.go":      "package calc\n\nfunc Add(a, b int) int { return a - b }\n",
 		"calc_test.go": "package calc\n\nimport \"testing\"\n\nfunc TestAdd(t *testing.T) {\n\tif got := Add(2, 3); got != 5 {\n\t\tt.Fatalf(\"Add(2, 3) = %d, want 5\", got)\n\t}\n}\n",
 	})
-	task := h.startAndWait(t, Spec{Prompt: "make the failing test pass", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
-	log := readFile(t, h.LogPath(task.ID))
-	if task.Status != store.Completed {
-		t.Fatalf("status %s (%s), log:\n%s", task.Status, task.Error, log)
-	}
+	task, log := h.completed(t, Spec{Prompt: "make the failing test pass", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
 	checkTaskImage(t, task, goImage)
 	if task.ImageSource != "config.json images.default" {
 		t.Errorf("image source %q", task.ImageSource)
@@ -169,11 +177,7 @@ func TestCodexRunsPytestInAPythonToolchainImage(t *testing.T) {
 		"calc.py":      "def add(a, b):\n    return a - b\n",
 		"test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
 	})
-	task := h.startAndWait(t, Spec{Prompt: "run the tests", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
-	log := readFile(t, h.LogPath(task.ID))
-	if task.Status != store.Completed {
-		t.Fatalf("status %s (%s), log:\n%s", task.Status, task.Error, log)
-	}
+	task, log := h.completed(t, Spec{Prompt: "run the tests", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
 	checkTaskImage(t, task, pythonImage)
 	if want := "config.json images.repos entry " + filepath.Dir(repo) + "/*"; task.ImageSource != want {
 		t.Errorf("image source %q, want %q", task.ImageSource, want)
