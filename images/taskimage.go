@@ -60,6 +60,8 @@ type TaskImage struct {
 	// Volumes are the paths the image declares as volumes: the engine makes
 	// an anonymous volume at each, over whatever is mounted there.
 	Volumes []string
+	// CodexVersion is the Codex CLI version the image carries (its label).
+	CodexVersion string
 }
 
 type layerEngine interface {
@@ -149,6 +151,7 @@ func Layer(ctx context.Context, engine layerEngine, base string, codex Codex) (T
 func (ti *TaskImage) fill(img image.InspectResponse) {
 	ti.ID, ti.Lacks = img.ID, lacksOf(img)
 	if img.Config != nil {
+		ti.CodexVersion = img.Config.Labels[CodexVersionLabel]
 		for v := range img.Config.Volumes {
 			ti.Volumes = append(ti.Volumes, v)
 		}
@@ -159,6 +162,13 @@ func (ti *TaskImage) fill(img image.InspectResponse) {
 func taskRef(baseID, codexID string) string {
 	sum := sha256.Sum256([]byte(layerRecipe + "\x00" + baseID + "\x00" + codexID))
 	return TaskRepo + ":" + hex.EncodeToString(sum[:8])
+}
+
+// CodexImage is the Codex image itself as a task image.
+func CodexImage(ref string, img image.InspectResponse) TaskImage {
+	ti := TaskImage{Ref: ref}
+	ti.fill(img)
+	return ti
 }
 
 // Planned says which task image Layer would make of base, and whether it

@@ -25,6 +25,7 @@ With async=true it returns a taskId at once.`),
 		mcplib.WithString("sandbox", mcplib.Enum(runner.SandboxLevels...), mcplib.DefaultString(runner.DefaultSandbox),
 			mcplib.Description("Permission level: read-only (the repo is mounted read-only; network only to the model API), workspace-write (Codex may change the work tree but not .git, so it cannot commit: review and commit its changes yourself; network only to the model API and allowed hosts; changed files that host tools run, such as a Makefile or package.json, are listed apart for review), or danger-full-access (default: read-write repo and .git, full network). The user's maxSandbox setting caps the level: a request above it is refused, and with no sandbox given the default is lowered to it")),
 		mcplib.WithString("model", mcplib.Description("Model override, e.g. gpt-5-codex")),
+		effortParam(),
 		mcplib.WithBoolean("async", mcplib.DefaultBool(false), mcplib.Description("If true, returns immediately with task ID")),
 		mcplib.WithNumber("timeoutMs", mcplib.Min(0), mcplib.DefaultNumber(0), mcplib.Description("Timeout in milliseconds (0 = no timeout); counted from when the task starts running")),
 		mcplib.WithOutputSchema[taskView](),
@@ -36,6 +37,13 @@ With async=true it returns a taskId at once.`),
 	)
 }
 
+// effortParam is the reasoningEffort parameter of the tools that start a
+// task.
+func effortParam() mcplib.ToolOption {
+	return mcplib.WithString("reasoningEffort", mcplib.Enum(runner.ReasoningEfforts...),
+		mcplib.Description("How hard the model thinks (Codex's model_reasoning_effort); leave it out for the model's default. The effort that applied is in the task's ran.effort"))
+}
+
 func (h *handlers) agent(ctx context.Context, req mcplib.CallToolRequest) (*mcplib.CallToolResult, error) {
 	a := argsOf(req)
 	spec := runner.Spec{
@@ -43,12 +51,18 @@ func (h *handlers) agent(ctx context.Context, req mcplib.CallToolRequest) (*mcpl
 		WorkingDirectory: a.str("workingDirectory", true),
 		Sandbox:          a.str("sandbox", false),
 		Model:            a.str("model", false),
+		Effort:           a.str("reasoningEffort", false),
 		Timeout:          time.Duration(a.integer("timeoutMs", 0, maxTimeoutMs)) * time.Millisecond,
 	}
 	async := a.boolean("async")
 	if a.err != nil {
 		return problem(a.err), nil
 	}
+	return h.start(ctx, req, spec, async)
+}
+
+// start starts a task and, unless async, waits for its end with progress.
+func (h *handlers) start(ctx context.Context, req mcplib.CallToolRequest, spec runner.Spec, async bool) (*mcplib.CallToolResult, error) {
 	t, err := h.tasks.Start(ctx, spec)
 	if err != nil {
 		return problem(err), nil

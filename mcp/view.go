@@ -16,6 +16,7 @@ const (
 	maxPromptChars = 500
 	maxTailLines   = 500
 	maxListLimit   = 200
+	maxChain       = 20
 )
 
 // taskView is the structured result of codex_agent, codex_status and
@@ -30,6 +31,10 @@ type taskView struct {
 	RepoRoot         string     `json:"repoRoot"`
 	Sandbox          string     `json:"sandbox"`
 	Model            string     `json:"model,omitempty"`
+	ReasoningEffort  string     `json:"reasoningEffort,omitempty" jsonschema:"the reasoning effort asked for"`
+	Parent           string     `json:"parent,omitempty" jsonschema:"the task this one continues (codex_reply)"`
+	Chain            []string   `json:"chain,omitempty" jsonschema:"the tasks this one continues, nearest first, back to the first of the conversation"`
+	Ran              *ranView   `json:"ran,omitempty" jsonschema:"what actually ran: the Codex version and image, the model and effort that applied (asked for, or the defaults), the provider"`
 	Image            *imageView `json:"image,omitempty" jsonschema:"the image the task runs in"`
 	CreatedAt        string     `json:"createdAt"`
 	StartedAt        string     `json:"startedAt,omitempty"`
@@ -49,6 +54,15 @@ type taskView struct {
 	LogFile          string     `json:"logFile"`
 	ResultFile       string     `json:"resultFile"`
 	Next             string     `json:"next,omitempty" jsonschema:"what to call next"`
+}
+
+type ranView struct {
+	CodexVersion string `json:"codexVersion,omitempty"`
+	ImageID      string `json:"imageId,omitempty"`
+	Model        string `json:"model,omitempty"`
+	Effort       string `json:"effort,omitempty"`
+	Provider     string `json:"provider,omitempty"`
+	ThreadID     string `json:"threadId,omitempty" jsonschema:"Codex's session id"`
 }
 
 type imageView struct {
@@ -78,6 +92,24 @@ func (h *handlers) view(t *store.Task, result string) taskView {
 		CreatedAt: stamp(t.CreatedAt), StartedAt: stamp(t.StartedAt), FinishedAt: stamp(t.FinishedAt),
 		ExitCode: t.ExitCode, Error: t.Error,
 		LogFile: h.tasks.LogPath(t.ID), ResultFile: h.tasks.ResultPath(t.ID),
+	}
+	v.ReasoningEffort, v.Parent = t.Effort, t.Parent
+	for id, n := t.Parent, 0; id != "" && n < maxChain; n++ {
+		v.Chain = append(v.Chain, id)
+		p, err := h.tasks.Get(id)
+		if err != nil {
+			break
+		}
+		id = p.Parent
+	}
+	if t.Ran != nil || t.Summary != nil && t.Summary.ThreadID != "" {
+		v.Ran = &ranView{ImageID: t.ImageID}
+		if r := t.Ran; r != nil {
+			v.Ran.CodexVersion, v.Ran.Model, v.Ran.Effort, v.Ran.Provider = r.CodexVersion, r.Model, r.Effort, r.Provider
+		}
+		if t.Summary != nil {
+			v.Ran.ThreadID = t.Summary.ThreadID
+		}
 	}
 	if t.Image != "" || t.BaseImage != "" || t.ImageBuild != nil {
 		v.Image = &imageView{Ref: t.Image, ID: t.ImageID, Base: t.BaseImage, Source: t.ImageSource,
@@ -112,7 +144,9 @@ func (h *handlers) view(t *store.Task, result string) taskView {
 	case t.Status == store.Queued:
 		v.Next = fmt.Sprintf("queued: it starts as soon as a slot is free; call codex_status with taskId %s to follow it, or codex_cancel to drop it", t.ID)
 	case t.Status == store.Running:
-		v.Next = fmt.Sprintf("call codex_status with taskId %s to see progress and the result; codex_cancel stops it", t.ID)
+		v.Next = fmt.Sprintf("call codex_status with taskId %s and waitSeconds 110 to wait for its end (again while it runs); codex_cancel stops it", t.ID)
+	case t.Summary != nil && t.Summary.ThreadID != "":
+		v.Next = fmt.Sprintf("to continue this conversation, call codex_reply with taskId %s", t.ID)
 	}
 	return v
 }
@@ -130,6 +164,33 @@ func (v taskView) text() string {
 	fmt.Fprintf(&b, "\nRepository: %s (sandbox %s)", v.WorkingDirectory, v.Sandbox)
 	if v.Model != "" {
 		fmt.Fprintf(&b, ", model %s", v.Model)
+	}
+	if v.ReasoningEffort != "" {
+		fmt.Fprintf(&b, ", effort %s", v.ReasoningEffort)
+	}
+	if len(v.Chain) > 0 {
+		fmt.Fprintf(&b, "\nReply to: %s", strings.Join(v.Chain, " ← "))
+	}
+	if r := v.Ran; r != nil && (r.Model != "" || r.CodexVersion != "") {
+		var parts []string
+		if r.CodexVersion != "" {
+			parts = append(parts, "Codex "+r.CodexVersion)
+		}
+		if r.Model != "" {
+			parts = append(parts, "model "+r.Model)
+		}
+		if r.Effort != "" {
+			parts = append(parts, "effort "+r.Effort)
+		} else if r.Model != "" {
+			parts = append(parts, "effort: the model's default")
+		}
+		if r.Provider != "" {
+			parts = append(parts, "provider "+r.Provider)
+		}
+		if r.ThreadID != "" {
+			parts = append(parts, "session "+r.ThreadID)
+		}
+		fmt.Fprintf(&b, "\nRan: %s", strings.Join(parts, ", "))
 	}
 	if im := v.Image; im != nil && (im.Base != "" || len(im.Notes) > 0 || strings.Contains(im.Source, "build")) {
 		// The Codex image alone is the usual case, and says nothing new.

@@ -48,9 +48,22 @@ func (r *Runner) Prune(cutoff time.Time) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("prune: %w", err)
 	}
+	// A reply that has not ended still needs the state of the task it
+	// continues: its launch copies it.
+	live, _, err := r.store.List(store.Filter{Statuses: []store.Status{store.Queued, store.Running}})
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	continued := map[string]bool{}
+	for _, t := range live {
+		continued[t.Parent] = true
+	}
 	n := 0
 	var problems []error
 	for _, t := range tasks {
+		if continued[t.ID] {
+			continue
+		}
 		ended := t.FinishedAt
 		if ended.IsZero() {
 			ended = t.CreatedAt

@@ -115,42 +115,54 @@ func LoginAPIKey(path string) (string, error) {
 // base, replacing whatever a task left there (a symlink, a pipe, a
 // directory) without following it: the file is made anew, exclusively.
 func writeNewBelow(base, rel string, data []byte, perm uint32, chown bool, uid, gid int) error {
+	f, err := createBelow(base, rel, perm, chown, uid, gid)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// createBelow creates rel below base afresh for writing: whatever is in its
+// place is removed first, never followed, and nothing on the way is
+// followed either.
+func createBelow(base, rel string, perm uint32, chown bool, uid, gid int) (*os.File, error) {
 	parts, err := splitRel(rel)
 	if err != nil || len(parts) == 0 {
-		return fmt.Errorf("write %s below %s: not a file's path", rel, base)
+		return nil, fmt.Errorf("write %s below %s: not a file's path", rel, base)
 	}
 	display := filepath.Join(base, rel)
 	root, err := openBase(base)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unix.Close(root)
 	dir, err := walkDirs(root, base, parts[:len(parts)-1])
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if dir != root {
 		defer unix.Close(dir)
 	}
 	name := parts[len(parts)-1]
 	if err := removeAt(dir, name, display); err != nil {
-		return err
+		return nil, err
 	}
 	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 	if err != nil {
-		return &os.PathError{Op: "create", Path: display, Err: err}
+		return nil, &os.PathError{Op: "create", Path: display, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), display)
-	defer f.Close()
 	if chown {
 		if err := f.Chown(uid, gid); err != nil {
-			return err
+			f.Close()
+			return nil, err
 		}
 	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.Close()
+	return f, nil
 }
 
 // placeLogin puts the task's copy of the user's login in its Codex home.

@@ -175,14 +175,26 @@ func (p policy) command() []string {
 		// Where the task image has it, whatever PATH env sets.
 		codex = images.TaskCodex
 	}
-	cmd := []string{codex, "exec", "--json", "--skip-git-repo-check",
-		"--dangerously-bypass-approvals-and-sandbox", "--output-last-message", lastMessage}
+	cmd := []string{codex, "exec"}
+	if p.task.ResumeThread != "" {
+		cmd = append(cmd, "resume") // a reply (reply.go)
+	}
+	cmd = append(cmd, "--json", "--skip-git-repo-check",
+		"--dangerously-bypass-approvals-and-sandbox", "--output-last-message", lastMessage)
 	if p.task.Model != "" {
 		cmd = append(cmd, "--model", p.task.Model)
 	}
 	cmd = append(cmd, p.args...)
+	if p.task.Effort != "" {
+		// After the configured overrides: the request wins.
+		cmd = append(cmd, "-c", "model_reasoning_effort="+strconv.Quote(p.task.Effort))
+	}
 	// "--" keeps a prompt that starts with "-" from being read as a flag.
-	cmd = append(cmd, "--", p.task.Prompt)
+	cmd = append(cmd, "--")
+	if p.task.ResumeThread != "" {
+		cmd = append(cmd, p.task.ResumeThread)
+	}
+	cmd = append(cmd, p.task.Prompt)
 	if p.socketDir != "" {
 		// Codex runs under the bridge: a restricted task's only way to the
 		// network, and at every level the way to its model routes.

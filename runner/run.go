@@ -150,13 +150,17 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if err := checkImageVolumes(img, t); err != nil {
 		return "", exitWait{}, err
 	}
-	if t.Image != img.Ref || t.ImageID != img.ID || !slices.Equal(t.ImageLacks, img.Lacks) {
+	if t.Image != img.Ref || t.ImageID != img.ID || !slices.Equal(t.ImageLacks, img.Lacks) || t.Ran == nil || t.Ran.CodexVersion != img.CodexVersion {
 		t, err = r.update(t.ID, func(t *store.Task) error {
 			if !r.holds(t, rn) {
 				return errNotHolder
 			}
 			t.Image, t.ImageID = img.Ref, img.ID
 			t.ImageLacks = img.Lacks
+			if t.Ran == nil {
+				t.Ran = &store.Ran{}
+			}
+			t.Ran.CodexVersion = img.CodexVersion
 			return nil
 		})
 		if err != nil {
@@ -166,6 +170,11 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	stateDir, err := r.prepareStateDir(t)
 	if err != nil {
 		return "", exitWait{}, err
+	}
+	if t.Parent != "" {
+		if err := r.copyParentState(t, r.cfg.Limits.StateBytes); err != nil {
+			return "", exitWait{}, err
+		}
 	}
 	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home)}
 	if p.git, err = r.checkMountSources(t, rn.hostBefore); err != nil {
@@ -501,9 +510,16 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		hostAfter = &after
 	}
 	sum.HostRunFiles = hostRunFiles(rn.hostBefore, hostAfter, sum.FilesChanged)
+	ran := r.readRan(id, sum.ThreadID)
 	_, err := r.update(id, func(t *store.Task) error {
 		if !r.holds(t, rn) {
 			return errNotHolder
+		}
+		if ran != (store.Ran{}) {
+			if t.Ran != nil {
+				ran.CodexVersion = t.Ran.CodexVersion
+			}
+			t.Ran = &ran
 		}
 		now := time.Now().UTC()
 		t.FinishedAt = now

@@ -77,6 +77,13 @@ type Spec struct {
 	Model            string
 	// Timeout ends the task as timed_out once it has run this long; 0 is none.
 	Timeout time.Duration
+	// Effort is the reasoning effort (one of ReasoningEfforts); "" leaves
+	// Codex's default.
+	Effort string
+	// Parent makes the task a reply: it continues that task's Codex
+	// session, in its repository and at its sandbox level (reply.go).
+	Parent string
+	thread string // the parent's session, set by replyTo
 }
 
 // Runner runs tasks. Its goroutines live as long as the lifetime context it
@@ -193,6 +200,14 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if err := r.checkPrompt(spec.Prompt); err != nil {
 		return nil, err
 	}
+	if err := checkEffort(spec.Effort); err != nil {
+		return nil, err
+	}
+	if spec.Parent != "" {
+		if _, err := r.replyTo(&spec); err != nil {
+			return nil, err
+		}
+	}
 	sandbox, err := r.sandboxFor(spec.Sandbox)
 	if err != nil {
 		return nil, err
@@ -224,7 +239,8 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	id := store.NewID(now)
 	t := &store.Task{
 		ID: id, Prompt: spec.Prompt, WorkingDirectory: workdir, RepoRoot: root,
-		Sandbox: spec.Sandbox, Model: spec.Model, Image: r.cfg.Image.Ref,
+		Sandbox: spec.Sandbox, Model: spec.Model, Effort: spec.Effort, Parent: spec.Parent, ResumeThread: spec.thread,
+		Image: r.cfg.Image.Ref,
 		BaseImage: choice.base, ImageSource: choice.source, ImageBuild: choice.build, ImageNotes: choice.notes,
 		TimeoutMs: spec.Timeout.Milliseconds(), Status: store.Queued, CreatedAt: now,
 		ContainerName: containerName(id), User: user, RepoDev: dev, RepoIno: ino,

@@ -237,7 +237,7 @@ func (r *Runner) taskImage(ctx context.Context, t *store.Task) (images.TaskImage
 		if err != nil {
 			return images.TaskImage{}, engineError("inspect the Codex image", err)
 		}
-		return images.TaskImage{Ref: r.cfg.Image.Ref, ID: img.ID}, nil
+		return images.CodexImage(r.cfg.Image.Ref, img), nil
 	}
 	if r.imageBuilder == nil {
 		return images.TaskImage{}, errors.New("this engine client cannot build images, and the task's toolchain image needs one")

@@ -63,6 +63,16 @@ type Task struct {
 	RepoIno uint64 `json:"repoIno,omitempty"`
 	Sandbox string `json:"sandbox"`
 	Model   string `json:"model,omitempty"`
+	// Effort is the reasoning effort asked for; "" leaves Codex's default.
+	Effort string `json:"reasoningEffort,omitempty"`
+	// Parent is the task whose Codex session this one continues (a
+	// codex_reply); "" for a task of its own.
+	Parent string `json:"parent,omitempty"`
+	// ResumeThread is the Codex session a reply continues: its parent's.
+	ResumeThread string `json:"resumeThread,omitempty"`
+	// Ran is what actually ran, as far as it is known: filled at launch
+	// and from Codex's session file at the end, killed or not.
+	Ran *Ran `json:"ran,omitempty"`
 	// Image is the image the task runs in: the Codex image, or a task
 	// image (Codex put onto BaseImage), set at launch; ImageID is its id.
 	Image   string `json:"image"`
@@ -117,6 +127,16 @@ type Task struct {
 	// renewed: another server takes the task over when it lapses.
 	Follower   string    `json:"follower,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
+}
+
+// Ran is what a task's Codex actually ran with.
+type Ran struct {
+	CodexVersion string `json:"codexVersion,omitempty"`
+	// Model, Effort and Provider are what Codex used: what was asked for,
+	// or the defaults that applied.
+	Model    string `json:"model,omitempty"`
+	Effort   string `json:"effort,omitempty"`
+	Provider string `json:"provider,omitempty"`
 }
 
 // ImageBuild is a build of a repository's dev container Dockerfile: paths

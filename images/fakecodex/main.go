@@ -129,7 +129,14 @@ func main() {
 	}
 	s := &state{}
 	var prompt []string
-	for i := 1; i < len(args); i++ {
+	// `exec resume … -- THREAD PROMPT` continues a session: the thread is
+	// the first word after "--".
+	resume := len(args) > 1 && args[1] == "resume"
+	first := 1
+	if resume {
+		first = 2
+	}
+	for i := first; i < len(args); i++ {
 		switch a := args[i]; a {
 		case "-o", "--output-last-message":
 			i++
@@ -146,7 +153,11 @@ func main() {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "fakecodex args: %q\n", args)
-	emit(map[string]any{"type": "thread.started", "thread_id": "fake-thread-1"})
+	thread := "fake-thread-1"
+	if resume && len(prompt) > 0 {
+		thread, prompt = prompt[0], prompt[1:]
+	}
+	emit(map[string]any{"type": "thread.started", "thread_id": thread})
 	emit(map[string]any{"type": "turn.started"})
 	script := strings.Join(prompt, " ")
 	steps := strings.FieldsFunc(script, func(r rune) bool { return r == ';' || r == '\n' })

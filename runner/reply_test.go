@@ -1,0 +1,174 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/store"
+)
+
+// requestText is what one request to the model server carried as its
+// conversation, as text.
+func requestText(t *testing.T, req map[string]any) string {
+	t.Helper()
+	b, err := json.Marshal(req["input"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestAReplyContinuesTheConversationAfterARestart: a task with the real
+// Codex, then a reply to it from a server started afresh on the same data
+// directory. The model server receives the earlier conversation in the
+// reply's request, and the reply says what ran.
+func TestAReplyContinuesTheConversationAfterARestart(t *testing.T) {
+	t.Parallel()
+	model := imagestest.StartModelServer(t, imagestest.Engine(t), imagestest.Turn{Message: "Noted: the magic word is PLUM."})
+	first := newHarness(t, codexConfig(t, model))
+	repo := newRepo(t)
+	parent, _ := first.completed(t, Spec{Prompt: "remember the magic word PLUM", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Model: "gpt-5-codex", Timeout: time.Minute})
+	first.stop()
+
+	// A server that starts now: nothing of the first is in memory.
+	model.SetTurns(imagestest.Turn{Message: "The magic word was PLUM."})
+	second := newHarness(t, func(c *Config) {
+		codexConfig(t, model)(c)
+		c.Home = first.home
+	})
+	reply, log := second.completed(t, Spec{Parent: parent.ID, Prompt: "which magic word did I give you?", Effort: "high", Timeout: time.Minute})
+	reqs := model.Requests()
+	last := requestText(t, reqs[len(reqs)-1])
+	for _, want := range []string{"remember the magic word PLUM", "Noted: the magic word is PLUM.", "which magic word did I give you?"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("the reply's request lacks %q:\n%s", want, last)
+		}
+	}
+	if reply.Parent != parent.ID || reply.WorkingDirectory != parent.WorkingDirectory || reply.Sandbox != parent.Sandbox ||
+		reply.ResumeThread != parent.Summary.ThreadID || reply.Model != "gpt-5-codex" {
+		t.Errorf("reply record: parent %q, dir %q, sandbox %q, thread %q, model %q", reply.Parent, reply.WorkingDirectory, reply.Sandbox, reply.ResumeThread, reply.Model)
+	}
+	if got := readFile(t, second.ResultPath(reply.ID)); got != "The magic word was PLUM." {
+		t.Errorf("result %q, log:\n%s", got, log)
+	}
+	t.Run("the record says what ran: the effort asked for, the defaults otherwise", func(t *testing.T) {
+		if r := reply.Ran; r == nil || r.CodexVersion != "0.169.0" || r.Model != "gpt-5-codex" || r.Effort != "high" || r.Provider != "mock" {
+			t.Errorf("reply ran %+v", reply.Ran)
+		}
+		// No effort asked: what applied is what Codex sent the model, here
+		// none (the scripted model is not one Codex knows a default for).
+		sent, _ := reqs[0]["reasoning"].(map[string]any)
+		if r := parent.Ran; r == nil || r.Model != "gpt-5-codex" || r.Effort != fmtEffort(sent["effort"]) {
+			t.Errorf("parent ran %+v; the model was asked with reasoning %v", parent.Ran, reqs[0]["reasoning"])
+		}
+		if eff, _ := reqs[len(reqs)-1]["reasoning"].(map[string]any); eff["effort"] != "high" {
+			t.Errorf("the model was asked with reasoning %v", reqs[len(reqs)-1]["reasoning"])
+		}
+	})
+}
+
+// TestTwoRepliesToOneTaskEachContinueFromTheSamePoint: each reply gets its
+// own copy of the task's Codex state, so neither sees the other.
+func TestTwoRepliesToOneTaskEachContinueFromTheSamePoint(t *testing.T) {
+	t.Parallel()
+	model := imagestest.StartModelServer(t, imagestest.Engine(t), imagestest.Turn{Message: "first answer"})
+	h := newHarness(t, codexConfig(t, model))
+	parent, _ := h.completed(t, Spec{Prompt: "the first message", WorkingDirectory: newRepo(t), Sandbox: ReadOnly, Model: "gpt-5-codex", Timeout: time.Minute})
+	ask := func(prompt string) string {
+		model.SetTurns(imagestest.Turn{Message: "answer to " + prompt})
+		n := len(model.Requests())
+		h.completed(t, Spec{Parent: parent.ID, Prompt: prompt, Timeout: time.Minute})
+		reqs := model.Requests()
+		if len(reqs) != n+1 {
+			t.Fatalf("%d requests for one reply", len(reqs)-n)
+		}
+		return requestText(t, reqs[n])
+	}
+	alpha := ask("alpha follow-up")
+	beta := ask("beta follow-up")
+	if !strings.Contains(alpha, "the first message") || !strings.Contains(beta, "the first message") {
+		t.Fatalf("a reply lacks the earlier conversation:\nalpha: %s\nbeta: %s", alpha, beta)
+	}
+	if strings.Contains(beta, "alpha follow-up") || strings.Contains(beta, "answer to alpha") {
+		t.Fatalf("the second reply saw the first:\n%s", beta)
+	}
+}
+
+// TestARunningOrGoneTaskIsNotRepliedTo: a reply to a task that has not
+// ended, to one whose state was removed, or whose record was pruned, is
+// refused with what to do; a task whose reply waits keeps its state.
+func TestARunningOrGoneTaskIsNotRepliedTo(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxRunning = 1 })
+	repo := newRepo(t)
+	ended := h.startAndWait(t, Spec{Prompt: "say done", WorkingDirectory: repo})
+	sessions := filepath.Join(h.stateDir(ended.ID), "codex-home", "sessions")
+	// The fake Codex keeps no session; the real one keeps it here.
+	if err := os.MkdirAll(sessions, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// It holds the one slot, so that a reply stays queued.
+	running, err := h.Start(context.Background(), Spec{Prompt: "sleep 60s", WorkingDirectory: repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitStatus(t, running.ID, store.Running)
+	_, err = h.Start(context.Background(), Spec{Parent: running.ID, Prompt: "and then?"})
+	if !errors.Is(err, ErrInvalidTask) || !strings.Contains(err.Error(), "is still running") || !strings.Contains(err.Error(), "waitSeconds") {
+		t.Fatalf("reply to a running task: %v", err)
+	}
+	t.Run("retention keeps the state of a task whose reply waits", func(t *testing.T) {
+		reply, err := h.Start(context.Background(), Spec{Parent: ended.ID, Prompt: "say again"})
+		if err != nil || reply.Status != store.Queued {
+			t.Fatalf("reply: %v, %v", reply, err)
+		}
+		if n, err := h.Prune(time.Now().Add(time.Hour)); err != nil || n != 0 {
+			t.Fatalf("pruned %d, %v", n, err)
+		}
+		if _, err := os.Stat(sessions); err != nil {
+			t.Fatalf("the state of a task with a waiting reply was pruned: %v", err)
+		}
+		for _, id := range []string{reply.ID, running.ID} {
+			if _, err := h.Cancel(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	t.Run("whose state is gone", func(t *testing.T) {
+		if err := os.RemoveAll(sessions); err != nil {
+			t.Fatal(err)
+		}
+		_, err := h.Start(context.Background(), Spec{Parent: ended.ID, Prompt: "and then?"})
+		if !errors.Is(err, ErrInvalidTask) || !strings.Contains(err.Error(), "state of task "+ended.ID+" is gone") || !strings.Contains(err.Error(), "codex_agent") {
+			t.Fatalf("reply to a task without state: %v", err)
+		}
+	})
+	t.Run("whose record was pruned", func(t *testing.T) {
+		if _, err := h.Prune(time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := h.Start(context.Background(), Spec{Parent: ended.ID, Prompt: "and then?"})
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("reply to a pruned task: %v", err)
+		}
+	})
+	t.Run("an effort Codex does not take", func(t *testing.T) {
+		_, err := h.Start(context.Background(), Spec{Prompt: "say hi", WorkingDirectory: repo, Effort: "maximal"})
+		if !errors.Is(err, ErrInvalidTask) || !strings.Contains(err.Error(), "none, minimal, low, medium, high, xhigh") {
+			t.Fatalf("effort: %v", err)
+		}
+	})
+}
+
+func fmtEffort(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return ""
+}
