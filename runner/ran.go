@@ -98,4 +98,3 @@ func findSession(base, dir, thread string, depth int) string {
 	}
 	return ""
 }
-

@@ -240,7 +240,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	t := &store.Task{
 		ID: id, Prompt: spec.Prompt, WorkingDirectory: workdir, RepoRoot: root,
 		Sandbox: spec.Sandbox, Model: spec.Model, Effort: spec.Effort, Parent: spec.Parent, ResumeThread: spec.thread,
-		Image: r.cfg.Image.Ref,
+		Image:     r.cfg.Image.Ref,
 		BaseImage: choice.base, ImageSource: choice.source, ImageBuild: choice.build, ImageNotes: choice.notes,
 		TimeoutMs: spec.Timeout.Milliseconds(), Status: store.Queued, CreatedAt: now,
 		ContainerName: containerName(id), User: user, RepoDev: dev, RepoIno: ino,
