@@ -145,6 +145,8 @@ func (h *handlers) view(t *store.Task, result string) taskView {
 		v.Next = fmt.Sprintf("queued: it starts as soon as a slot is free; call codex_status with taskId %s to follow it, or codex_cancel to drop it", t.ID)
 	case t.Status == store.Running:
 		v.Next = fmt.Sprintf("call codex_status with taskId %s and waitSeconds 110 to wait for its end (again while it runs); codex_cancel stops it", t.ID)
+	case strings.HasPrefix(t.Error, runner.UsageLimitReached) && t.Summary != nil && t.Summary.ThreadID != "":
+		v.Next = fmt.Sprintf("once the limit resets, codex_reply with taskId %s and a message such as \"go on\" continues the task where it stopped", t.ID)
 	case t.Summary != nil && t.Summary.ThreadID != "":
 		v.Next = fmt.Sprintf("to continue this conversation, call codex_reply with taskId %s", t.ID)
 	}

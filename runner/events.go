@@ -3,6 +3,7 @@ package runner
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -382,8 +383,27 @@ func lastLine(s string) string {
 // turnFailure is the reason of a task whose turn failed, in one line: the
 // model API refusing the key says so first, and what to do.
 func turnFailure(code int, msg string) string {
-	if strings.Contains(msg, "401 Unauthorized") {
+	switch {
+	case strings.Contains(msg, "401 Unauthorized"):
 		return fmt.Sprintf("the model API refused the key (401): check the key codex-connector is given (`codex-connector check` says which) — codex exited with code %d: %s", code, clip(msg))
+	case strings.Contains(msg, "hit your usage limit"):
+		when := "later"
+		if m := usageReset.FindStringSubmatch(msg); m != nil {
+			when = m[1] + " (the container's clock is UTC)"
+		}
+		return fmt.Sprintf("%s: the usage limit of the account is reached; try again %s — codex_reply with this task's id continues it then (codex: %s)", UsageLimitReached, when, clip(msg))
+	case strings.Contains(msg, "Quota exceeded"):
+		return fmt.Sprintf("%s: the API key's quota is exceeded; check the plan and billing of the account, then codex_reply with this task's id continues it (codex: %s)", UsageLimitReached, clip(msg))
+	case strings.Contains(msg, "does not exist or you do not have access to it"):
+		return fmt.Sprintf("model not found: %s — choose another model (the model parameter, or model in codexConfig)", clip(msg))
 	}
 	return fmt.Sprintf("codex exited with code %d: %s", code, msg)
 }
+
+// UsageLimitReached starts the reason of a task that ended on the model
+// provider's usage limit or quota: one that a codex_reply can continue.
+const UsageLimitReached = "usage limit reached"
+
+// usageReset is when Codex says a usage limit resets: "try again at 4:00
+// PM" or "try again in 3 hours".
+var usageReset = regexp.MustCompile(`try again ((?:at|in) [^.]+)`)

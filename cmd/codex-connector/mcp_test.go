@@ -245,8 +245,17 @@ func TestToolsMatchTheBrief(t *testing.T) {
 			"model":            {typ: "string"},
 			"async":            {typ: "boolean"},
 			"timeoutMs":        {typ: "number", def: 0.0},
+			"reasoningEffort":  {typ: "string", enum: []string{"minimal", "low", "medium", "high", "xhigh"}},
 		},
-		"codex_status": {"taskId": {typ: "string", required: true}, "tailLines": {typ: "number", def: 50.0}},
+		"codex_status": {"taskId": {typ: "string", required: true}, "tailLines": {typ: "number", def: 50.0}, "waitSeconds": {typ: "number", def: 0.0}},
+		"codex_reply": {
+			"taskId":          {typ: "string", required: true},
+			"task":            {typ: "string", required: true},
+			"model":           {typ: "string"},
+			"reasoningEffort": {typ: "string", enum: []string{"low", "high"}},
+			"async":           {typ: "boolean"},
+			"timeoutMs":       {typ: "number", def: 0.0},
+		},
 		"codex_tasks":  {"status": {typ: "string", enum: []string{"all", "running", "completed", "failed"}}, "limit": {typ: "number", def: 20.0}},
 		"codex_cancel": {"taskId": {typ: "string", required: true}},
 	}
@@ -255,6 +264,7 @@ func TestToolsMatchTheBrief(t *testing.T) {
 		"codex_status": {true, false, true},
 		"codex_tasks":  {true, false, true},
 		"codex_cancel": {false, true, true},
+		"codex_reply":  {false, true, false},
 	}
 	for name, params := range want {
 		t.Run(name, func(t *testing.T) {
@@ -600,5 +610,89 @@ func removeHomeContainers(home string) {
 	}
 	if ids := strings.Fields(string(out)); len(ids) > 0 {
 		exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+	}
+}
+
+// TestStatusWaitsForTheEnd: codex_status with waitSeconds answers as soon
+// as the task ends, and when it does not end, after waitSeconds, with
+// progress while it waits.
+func TestStatusWaitsForTheEnd(t *testing.T) {
+	s := startServer(t)
+	repo := imagestest.Repo(t)
+	start := func(prompt string) string {
+		res := s.call(t, "codex_agent", map[string]any{"task": prompt, "workingDirectory": repo, "async": true})
+		if res.IsError {
+			t.Fatalf("start: %s", text(res))
+		}
+		return structured(t, res)["taskId"].(string)
+	}
+	t.Run("it answers when the task ends", func(t *testing.T) {
+		id := start("sleep 2s; say done")
+		began := time.Now()
+		res := s.call(t, "codex_status", map[string]any{"taskId": id, "waitSeconds": 100})
+		st := structured(t, res)
+		if st["status"] != "completed" || time.Since(began) >= 100*time.Second {
+			t.Fatalf("after %s: %v", time.Since(began), st)
+		}
+		if !strings.Contains(st["next"].(string), "codex_reply") {
+			t.Errorf("next %q", st["next"])
+		}
+	})
+	t.Run("it answers after waitSeconds, with progress meanwhile", func(t *testing.T) {
+		id := start("sleep 60s; say done")
+		s.mu.Lock()
+		before := len(s.progress)
+		s.mu.Unlock()
+		began := time.Now()
+		res := s.callMeta(t, "codex_status", map[string]any{"taskId": id, "waitSeconds": 3}, sdk.Meta{"progressToken": "wait-1"})
+		st := structured(t, res)
+		if st["status"] != "running" || time.Since(began) < 3*time.Second {
+			t.Fatalf("after %s: %v", time.Since(began), st)
+		}
+		if !strings.Contains(st["next"].(string), "waitSeconds") {
+			t.Errorf("next %q", st["next"])
+		}
+		s.mu.Lock()
+		got := s.progress[before:]
+		s.mu.Unlock()
+		if len(got) == 0 || got[0].ProgressToken != "wait-1" {
+			t.Fatalf("progress while waiting: %+v", got)
+		}
+		s.call(t, "codex_cancel", map[string]any{"taskId": id})
+	})
+	t.Run("a wait past the bound is refused", func(t *testing.T) {
+		res := s.call(t, "codex_status", map[string]any{"taskId": "20261204-000000-000000", "waitSeconds": 111})
+		if !res.IsError || !strings.Contains(text(res), "waitSeconds must be at most 110") {
+			t.Fatalf("%s", text(res))
+		}
+	})
+}
+
+// TestReplyThroughMCP: a reply to an ended task names its parent and the
+// chain; a reply to an unknown task is a clear tool error.
+func TestReplyThroughMCP(t *testing.T) {
+	s := startServer(t)
+	repo := imagestest.Repo(t)
+	res := s.call(t, "codex_agent", map[string]any{"task": "say first", "workingDirectory": repo, "sandbox": "read-only", "reasoningEffort": "low"})
+	first := structured(t, res)
+	if first["status"] != "completed" || first["reasoningEffort"] != "low" {
+		t.Fatalf("first: %v", first)
+	}
+	// The fake Codex keeps no session; the real one keeps it here.
+	if err := os.MkdirAll(filepath.Join(s.home, "runs", first["taskId"].(string), "codex-home", "sessions"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	res = s.call(t, "codex_reply", map[string]any{"taskId": first["taskId"], "task": "say second"})
+	reply := structured(t, res)
+	if res.IsError || reply["status"] != "completed" || reply["parent"] != first["taskId"] || reply["sandbox"] != "read-only" ||
+		reply["reasoningEffort"] != "low" || reply["result"] != "second" {
+		t.Fatalf("reply: %v", reply)
+	}
+	if !strings.Contains(reply["summary"].(string), "Reply to: "+first["taskId"].(string)) {
+		t.Errorf("summary:\n%s", reply["summary"])
+	}
+	res = s.call(t, "codex_reply", map[string]any{"taskId": "20261204-000000-000000", "task": "hi"})
+	if !res.IsError || !strings.Contains(text(res), "no such task") {
+		t.Fatalf("reply to an unknown task: %s", text(res))
 	}
 }

@@ -31,6 +31,10 @@ import (
 type Turn struct {
 	Command string
 	Message string
+	// Status and Body, when Status is set, answer with that HTTP error
+	// instead, as the API does when it refuses a request.
+	Status int
+	Body   string
 }
 
 // ModelServer is a scripted OpenAI Responses API server: each POST to
@@ -219,6 +223,12 @@ func (m *ModelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	m.mu.Unlock()
 
+	if turn.Status != 0 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(turn.Status)
+		fmt.Fprint(w, turn.Body)
+		return
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	id := fmt.Sprintf("resp_%d", n+1)
 	send := func(typ string, payload map[string]any) {
