@@ -27,7 +27,7 @@ type Tasks interface {
 }
 
 const instructions = `codex-connector runs OpenAI Codex on a coding task, each task in its own disposable container with the git repository mounted.
-Start with codex_agent (task + absolute workingDirectory of a git repo). With async=true it returns a taskId at once: wait for it with codex_status and waitSeconds (in a loop, rather than sleeping), list with codex_tasks, stop with codex_cancel. Continue a task that ended with codex_reply.
+Start with codex_agent (task + absolute workingDirectory of a git repo). With async=true it returns a taskId at once: wait for it with codex_status and waitSeconds (in a loop, rather than sleeping), list with codex_tasks, stop with codex_cancel. Continue a task that ended with codex_reply; review a repository's changes with codex_review (read-only).
 sandbox: read-only (Codex can read, not change, the repo), workspace-write (it may change the repo, never .git/hooks or .git/config), danger-full-access (default; full network).`
 
 // NewServer builds the MCP server with the codex_* tools and the task
@@ -45,6 +45,7 @@ func NewServer(tasks Tasks, version string) *server.MCPServer {
 	s.AddTool(tasksTool(), h.list)
 	s.AddTool(cancelTool(), h.cancel)
 	s.AddTool(replyTool(), h.reply)
+	s.AddTool(reviewTool(), h.review)
 	h.addResources(s)
 	return s
 }

@@ -47,6 +47,7 @@ type taskView struct {
 	Now              string     `json:"now,omitempty" jsonschema:"what Codex is doing at the moment"`
 	Commands         []command  `json:"commands,omitempty"`
 	FilesChanged     []string   `json:"filesChanged,omitempty"`
+	Findings         []finding  `json:"findings,omitempty" jsonschema:"a review's findings"`
 	HostRunFiles     []string   `json:"hostRunFiles,omitempty" jsonschema:"changed files that tools on the host run or obey without asking (Makefile, package.json, .envrc, .vscode/, .github/workflows/, .gitattributes, a .git): review them before running anything in the repository"`
 	Usage            *usageView `json:"usage,omitempty"`
 	LogTail          []string   `json:"logTail,omitempty" jsonschema:"the last lines of the log, rendered for a reader"`
@@ -54,6 +55,14 @@ type taskView struct {
 	LogFile          string     `json:"logFile"`
 	ResultFile       string     `json:"resultFile"`
 	Next             string     `json:"next,omitempty" jsonschema:"what to call next"`
+}
+
+type finding struct {
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+	EndLine  int    `json:"endLine,omitempty"`
+	Severity string `json:"severity,omitempty" jsonschema:"Codex's priority: P0 (highest) to P3"`
+	Text     string `json:"text"`
 }
 
 type ranView struct {
@@ -132,6 +141,9 @@ func (h *handlers) view(t *store.Task, result string) taskView {
 			v.Commands = append(v.Commands, command{Command: c.Command, ExitCode: c.ExitCode})
 		}
 		v.FilesChanged = s.FilesChanged
+		for _, f := range s.Findings {
+			v.Findings = append(v.Findings, finding(f))
+		}
 		v.HostRunFiles = s.HostRunFiles
 		if s.Usage != (store.Usage{}) {
 			v.Usage = &usageView{s.Usage.InputTokens, s.Usage.CachedInputTokens, s.Usage.OutputTokens, s.Usage.ReasoningOutputTokens}
@@ -234,6 +246,16 @@ func (v taskView) text() string {
 	}
 	if len(v.FilesChanged) > 0 {
 		fmt.Fprintf(&b, "Files changed: %s\n", strings.Join(v.FilesChanged, ", "))
+	}
+	if len(v.Findings) > 0 {
+		fmt.Fprintf(&b, "Findings (%d):\n", len(v.Findings))
+		for _, f := range v.Findings {
+			where := f.File
+			if f.Line > 0 {
+				where += fmt.Sprintf(":%d", f.Line)
+			}
+			fmt.Fprintf(&b, "  [%s] %s — %s\n", f.Severity, where, f.Text)
+		}
 	}
 	if len(v.HostRunFiles) > 0 {
 		fmt.Fprintf(&b, "Review before running anything here — changed files that host tools run or obey: %s\n", strings.Join(v.HostRunFiles, ", "))

@@ -176,8 +176,11 @@ func (p policy) command() []string {
 		codex = images.TaskCodex
 	}
 	cmd := []string{codex, "exec"}
-	if p.task.ResumeThread != "" {
+	switch {
+	case p.task.ResumeThread != "":
 		cmd = append(cmd, "resume") // a reply (reply.go)
+	case p.task.Review != nil:
+		cmd = append(cmd, "review") // review.go
 	}
 	cmd = append(cmd, "--json", "--skip-git-repo-check",
 		"--dangerously-bypass-approvals-and-sandbox", "--output-last-message", lastMessage)
@@ -189,12 +192,20 @@ func (p policy) command() []string {
 		// After the configured overrides: the request wins.
 		cmd = append(cmd, "-c", "model_reasoning_effort="+strconv.Quote(p.task.Effort))
 	}
+	if rv := p.task.Review; rv != nil {
+		return p.gated(append(cmd, reviewArgs(rv)...))
+	}
 	// "--" keeps a prompt that starts with "-" from being read as a flag.
 	cmd = append(cmd, "--")
 	if p.task.ResumeThread != "" {
 		cmd = append(cmd, p.task.ResumeThread)
 	}
 	cmd = append(cmd, p.task.Prompt)
+	return p.gated(cmd)
+}
+
+// gated puts the bridge or the gate in front of Codex's command.
+func (p policy) gated(cmd []string) []string {
 	if p.socketDir != "" {
 		// Codex runs under the bridge: a restricted task's only way to the
 		// network, and at every level the way to its model routes.

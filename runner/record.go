@@ -117,6 +117,8 @@ func shrink(t *store.Task) bool {
 		s.Commands = s.Commands[:len(s.Commands)/2]
 	case s != nil && len(s.Errors) > 0:
 		s.Errors = s.Errors[:len(s.Errors)/2]
+	case s != nil && len(s.Findings) > 0:
+		s.Findings = s.Findings[:len(s.Findings)/2]
 	case s != nil && s.LastMessage != "":
 		s.LastMessage = half(s.LastMessage)
 	case t.Result != "":

@@ -511,6 +511,10 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 	}
 	sum.HostRunFiles = hostRunFiles(rn.hostBefore, hostAfter, sum.FilesChanged)
 	ran := r.readRan(id, sum.ThreadID)
+	var findings []store.Finding
+	if t, err := r.store.Get(id); err == nil && t.Review != nil {
+		findings = parseFindings(result, t.RepoRoot)
+	}
 	_, err := r.update(id, func(t *store.Task) error {
 		if !r.holds(t, rn) {
 			return errNotHolder
@@ -524,6 +528,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		now := time.Now().UTC()
 		t.FinishedAt = now
 		t.ExitCode = &code
+		sum.Findings = findings
 		t.Summary = &sum
 		t.LogBytes = logBytes
 		t.Result = clipN(result, maxResultInRecord)

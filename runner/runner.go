@@ -84,6 +84,9 @@ type Spec struct {
 	// session, in its repository and at its sandbox level (reply.go).
 	Parent string
 	thread string // the parent's session, set by replyTo
+	// Review makes the task Codex's own review of the repository's changes,
+	// always read-only (review.go).
+	Review *store.Review
 }
 
 // Runner runs tasks. Its goroutines live as long as the lifetime context it
@@ -194,6 +197,12 @@ func (r *Runner) stateDir(id string) string { return filepath.Join(r.cfg.Home, "
 // Start checks the request, records the task as queued and runs it as soon
 // as a slot is free. Problems the caller can fix wrap ErrInvalidTask.
 func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
+	if spec.Review != nil {
+		if err := checkReview(spec.Review); err != nil {
+			return nil, err
+		}
+		spec.Prompt, spec.Sandbox = reviewPrompt(spec.Review), ReadOnly
+	}
 	if strings.TrimSpace(spec.Prompt) == "" {
 		return nil, invalid("task is empty: say what Codex should do")
 	}
@@ -239,7 +248,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	id := store.NewID(now)
 	t := &store.Task{
 		ID: id, Prompt: spec.Prompt, WorkingDirectory: workdir, RepoRoot: root,
-		Sandbox: spec.Sandbox, Model: spec.Model, Effort: spec.Effort, Parent: spec.Parent, ResumeThread: spec.thread,
+		Sandbox: spec.Sandbox, Model: spec.Model, Effort: spec.Effort, Parent: spec.Parent, ResumeThread: spec.thread, Review: spec.Review,
 		Image:     r.cfg.Image.Ref,
 		BaseImage: choice.base, ImageSource: choice.source, ImageBuild: choice.build, ImageNotes: choice.notes,
 		TimeoutMs: spec.Timeout.Milliseconds(), Status: store.Queued, CreatedAt: now,

@@ -68,6 +68,8 @@ type Task struct {
 	// Parent is the task whose Codex session this one continues (a
 	// codex_reply); "" for a task of its own.
 	Parent string `json:"parent,omitempty"`
+	// Review is set for a review of the repository's changes (codex_review).
+	Review *Review `json:"review,omitempty"`
 	// ResumeThread is the Codex session a reply continues: its parent's.
 	ResumeThread string `json:"resumeThread,omitempty"`
 	// Ran is what actually ran, as far as it is known: filled at launch
@@ -129,6 +131,13 @@ type Task struct {
 	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
 }
 
+// Review is what a review looks at: the changes against Base (a branch or
+// commit: base...HEAD), or, with no Base, the uncommitted ones.
+type Review struct {
+	Base  string `json:"base,omitempty"`
+	Focus string `json:"focus,omitempty"`
+}
+
 // Ran is what a task's Codex actually ran with.
 type Ran struct {
 	CodexVersion string `json:"codexVersion,omitempty"`
@@ -159,8 +168,19 @@ type Summary struct {
 	// caller reviews them before running anything.
 	HostRunFiles []string `json:"hostRunFiles,omitempty"`
 	Errors       []string `json:"errors,omitempty"`
+	// Findings are a review's, read from Codex's rendered review.
+	Findings []Finding `json:"findings,omitempty"`
 	LastMessage  string   `json:"lastMessage,omitempty"`
 	Usage        Usage    `json:"usage,omitzero"`
+}
+
+// Finding is one issue a review reports.
+type Finding struct {
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+	EndLine  int    `json:"endLine,omitempty"`
+	Severity string `json:"severity,omitempty"` // Codex's priority: P0 (highest) to P3
+	Text     string `json:"text"`
 }
 
 // Command is one command Codex ran.

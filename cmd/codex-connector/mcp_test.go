@@ -248,6 +248,14 @@ func TestToolsMatchTheBrief(t *testing.T) {
 			"reasoningEffort":  {typ: "string", enum: []string{"minimal", "low", "medium", "high", "xhigh"}},
 		},
 		"codex_status": {"taskId": {typ: "string", required: true}, "tailLines": {typ: "number", def: 50.0}, "waitSeconds": {typ: "number", def: 0.0}},
+		"codex_review": {
+			"workingDirectory": {typ: "string", required: true},
+			"base":             {typ: "string"},
+			"focus":            {typ: "string"},
+			"model":            {typ: "string"},
+			"reasoningEffort":  {typ: "string", enum: []string{"high"}},
+			"async":            {typ: "boolean"},
+		},
 		"codex_reply": {
 			"taskId":          {typ: "string", required: true},
 			"task":            {typ: "string", required: true},
@@ -265,6 +273,7 @@ func TestToolsMatchTheBrief(t *testing.T) {
 		"codex_tasks":  {true, false, true},
 		"codex_cancel": {false, true, true},
 		"codex_reply":  {false, true, false},
+		"codex_review": {true, false, false}, // read-only in effect: it changes nothing
 	}
 	for name, params := range want {
 		t.Run(name, func(t *testing.T) {
