@@ -169,9 +169,9 @@ type Summary struct {
 	HostRunFiles []string `json:"hostRunFiles,omitempty"`
 	Errors       []string `json:"errors,omitempty"`
 	// Findings are a review's, read from Codex's rendered review.
-	Findings []Finding `json:"findings,omitempty"`
-	LastMessage  string   `json:"lastMessage,omitempty"`
-	Usage        Usage    `json:"usage,omitzero"`
+	Findings    []Finding `json:"findings,omitempty"`
+	LastMessage string    `json:"lastMessage,omitempty"`
+	Usage       Usage     `json:"usage,omitzero"`
 }
 
 // Finding is one issue a review reports.
