@@ -11,7 +11,8 @@ import (
 func replyTool() mcplib.Tool {
 	return mcplib.NewTool("codex_reply",
 		mcplib.WithDescription(`Continue the Codex session of an earlier task with a new message ("now also update the docs", "the test still fails: look at the log"), as a new task of its own. Codex resumes with the whole earlier conversation, in the same repository and at the same sandbox level, in a fresh container with its own copy of the earlier task's Codex state: two replies to one task each continue from the same point.
-The earlier task must have ended (completed, failed, timed out or cancelled) and its state must still be kept. Works across server restarts. Returns like codex_agent; the new task's parent is the earlier task.`),
+The earlier task must have ended (completed, failed, timed out or cancelled) and its state must still be kept. Works across server restarts. Returns like codex_agent; the new task's parent is the earlier task.
+The conversation is the one the earlier task's container recorded: text that task's code wrote there reaches the model again.`),
 		mcplib.WithString("taskId", mcplib.Required(), mcplib.Description("The task to continue (from codex_agent, codex_reply or codex_tasks)")),
 		mcplib.WithString("task", mcplib.Required(), mcplib.Description("The new message to Codex")),
 		mcplib.WithString("model", mcplib.Description("Model override; default: the earlier task's")),

@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"time"
 
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
@@ -18,6 +19,7 @@ Returns the review as text and its findings (file, line, severity P0 highest to 
 		mcplib.WithString("model", mcplib.Description("Model override")),
 		effortParam(),
 		mcplib.WithBoolean("async", mcplib.DefaultBool(false), mcplib.Description("If true, returns immediately with the task ID")),
+		mcplib.WithNumber("timeoutMs", mcplib.Min(0), mcplib.DefaultNumber(0), mcplib.Description("Timeout in milliseconds (0 = no timeout); counted from when the review starts running")),
 		mcplib.WithOutputSchema[taskView](),
 		mcplib.WithTitleAnnotation("Review changes with Codex"),
 		mcplib.WithReadOnlyHintAnnotation(true),
@@ -34,6 +36,7 @@ func (h *handlers) review(ctx context.Context, req mcplib.CallToolRequest) (*mcp
 		Model:            a.str("model", false),
 		Effort:           a.str("reasoningEffort", false),
 		Review:           &store.Review{Base: a.str("base", false), Focus: a.str("focus", false)},
+		Timeout:          time.Duration(a.integer("timeoutMs", 0, maxTimeoutMs)) * time.Millisecond,
 	}
 	async := a.boolean("async")
 	if a.err != nil {

@@ -159,7 +159,7 @@ func (h *handlers) view(t *store.Task, result string) taskView {
 		v.Next = fmt.Sprintf("call codex_status with taskId %s and waitSeconds 110 to wait for its end (again while it runs); codex_cancel stops it", t.ID)
 	case strings.HasPrefix(t.Error, runner.UsageLimitReached) && t.Summary != nil && t.Summary.ThreadID != "":
 		v.Next = fmt.Sprintf("once the limit resets, codex_reply with taskId %s and a message such as \"go on\" continues the task where it stopped", t.ID)
-	case t.Summary != nil && t.Summary.ThreadID != "":
+	case t.Review == nil && t.Summary != nil && t.Summary.ThreadID != "":
 		v.Next = fmt.Sprintf("to continue this conversation, call codex_reply with taskId %s", t.ID)
 	}
 	return v
@@ -204,7 +204,7 @@ func (v taskView) text() string {
 		if r.ThreadID != "" {
 			parts = append(parts, "session "+r.ThreadID)
 		}
-		fmt.Fprintf(&b, "\nRan: %s", strings.Join(parts, ", "))
+		fmt.Fprintf(&b, "\nRan: %s (as the task's Codex session file reports them)", strings.Join(parts, ", "))
 	}
 	if im := v.Image; im != nil && (im.Base != "" || len(im.Notes) > 0 || strings.Contains(im.Source, "build")) {
 		// The Codex image alone is the usual case, and says nothing new.

@@ -406,4 +406,4 @@ const UsageLimitReached = "usage limit reached"
 
 // usageReset is when Codex says a usage limit resets: "try again at 4:00
 // PM" or "try again in 3 hours".
-var usageReset = regexp.MustCompile(`try again ((?:at|in) [^.]+)`)
+var usageReset = regexp.MustCompile(`try again ((?:at|in) [^.\n]{1,40})`)

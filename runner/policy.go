@@ -182,7 +182,10 @@ func (p policy) command() []string {
 	case p.task.Review != nil:
 		cmd = append(cmd, "review") // review.go
 	}
-	cmd = append(cmd, "--json", "--skip-git-repo-check",
+	// Nothing in CODEX_HOME configures Codex: codex-connector's settings
+	// go in as -c, and a config.toml or rules file there was written by a
+	// task (a relaunch of this one reuses its state).
+	cmd = append(cmd, "--json", "--skip-git-repo-check", "--ignore-user-config", "--ignore-rules",
 		"--dangerously-bypass-approvals-and-sandbox", "--output-last-message", lastMessage)
 	if p.task.Model != "" {
 		cmd = append(cmd, "--model", p.task.Model)

@@ -3,8 +3,11 @@ package runner
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
+	"os"
 	"path"
+	"regexp"
 	"strings"
 
 	"github.com/codex-connector/codex-connector/store"
@@ -15,7 +18,8 @@ import (
 // that a task killed half-way still says what it ran with: the model and
 // effort that applied, asked for or default, and the provider. The file
 // was written inside the task's container, so it is read as any such
-// file: never through a symlink, with every line and the whole bounded.
+// file: never through a symlink, with every line and the whole bounded;
+// and what it says is shown as what the session file reports.
 
 // Bounds of reading a session file.
 const (
@@ -25,14 +29,11 @@ const (
 
 // readRan returns what the session file of thread says ran; zero when
 // there is none to read.
-func (r *Runner) readRan(id, thread string) store.Ran {
+func (r *Runner) readRan(id, thread string, from int64) store.Ran {
 	var ran store.Ran
-	if thread == "" || strings.ContainsAny(thread, "/\x00") {
-		return ran
-	}
 	base := r.stateDir(id)
-	file := findSession(base, "codex-home/sessions", thread, 0)
-	if file == "" {
+	file, err := findSession(base, "codex-home/sessions", thread)
+	if err != nil {
 		return ran
 	}
 	f, _, err := openRegular(base, base, file)
@@ -40,6 +41,15 @@ func (r *Runner) readRan(id, thread string) store.Ran {
 		return ran
 	}
 	defer f.Close()
+	// The last turns are this run's, so the end of a long file is read;
+	// and of a reply's, only what follows the copy of the earlier task's.
+	start := from
+	if st, err := f.Stat(); err == nil && st.Size()-maxSessionBytes > start {
+		start = st.Size() - maxSessionBytes
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return ran
+	}
 	sc := bufio.NewScanner(io.LimitReader(f, maxSessionBytes))
 	sc.Buffer(make([]byte, 64<<10), maxSessionLine)
 	for sc.Scan() {
@@ -71,30 +81,54 @@ func (r *Runner) readRan(id, thread string) store.Ran {
 			ran.Model, ran.Effort = clipN(rec.Payload.Model, maxText), clipN(rec.Payload.Effort, maxText)
 		}
 	}
+	// A line too long to be one Codex writes ends the scan: what was read
+	// before it stands, nothing after it is guessed.
 	return ran
 }
 
-// findSession finds the session file of thread below dir, a few levels
-// down at most.
-func findSession(base, dir, thread string, depth int) string {
-	if depth > 4 {
-		return ""
+// findSession finds the session file of thread below dir (sessions/YYYY/
+// MM/DD/rollout-…-<thread>.jsonl), looking at a bounded number of entries:
+// the directory is the task's to fill.
+func findSession(base, dir, thread string) (string, error) {
+	if !sessionID.MatchString(thread) {
+		return "", fmt.Errorf("%q is not a Codex session id", thread)
 	}
-	entries, err := readDirBelow(base, base, dir, func() error { return nil })
-	if err != nil {
-		return ""
-	}
-	for _, e := range entries {
-		name := e.Name()
-		switch {
-		case name == "." || name == "..":
-		case e.IsDir():
-			if f := findSession(base, path.Join(dir, name), thread, depth+1); f != "" {
-				return f
+	seen := 0
+	var find func(dir string, depth int) (string, error)
+	find = func(dir string, depth int) (string, error) {
+		entries, err := readDirBelow(base, base, dir, func() error {
+			if seen += 1000; seen > maxSessionEntries {
+				return fmt.Errorf("more than %d entries below %s", maxSessionEntries, dir)
 			}
-		case e.Mode().IsRegular() && strings.HasPrefix(name, "rollout-") && strings.HasSuffix(name, thread+".jsonl"):
-			return path.Join(dir, name)
+			return nil
+		})
+		if err != nil {
+			return "", err
 		}
+		for _, e := range entries {
+			name := e.Name()
+			switch {
+			case name == "." || name == "..":
+			case e.IsDir() && depth < 3:
+				if f, err := find(path.Join(dir, name), depth+1); f != "" || err != nil {
+					return f, err
+				}
+			case depth == 3 && e.Mode().IsRegular() && strings.HasPrefix(name, "rollout-") && strings.HasSuffix(name, "-"+thread+".jsonl"):
+				return path.Join(dir, name), nil
+			}
+		}
+		return "", nil
 	}
-	return ""
+	f, err := find(dir, 0)
+	if err == nil && f == "" {
+		err = fmt.Errorf("no session file of %s: %w", thread, os.ErrNotExist)
+	}
+	return f, err
 }
+
+// maxSessionEntries bounds what is looked at to find a session file.
+const maxSessionEntries = 20000
+
+// sessionID is the form of a Codex session id (a UUID): nothing else is
+// used to name a file or a session to resume.
+var sessionID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -48,8 +47,11 @@ func (r *Runner) replyTo(spec *Spec) (*store.Task, error) {
 	if thread == "" {
 		return nil, invalid("task %s ended before Codex started a session (%s), so there is nothing to continue: start a new task with codex_agent", parent.ID, orNone(parent.Error))
 	}
-	if _, err := lstatBelow(r.stateDir(parent.ID), r.stateDir(parent.ID), "codex-home/sessions"); err != nil {
-		return nil, invalid("the Codex state of task %s is gone (retention or `codex-connector prune` removed it), so its session cannot be continued: start a new task with codex_agent", parent.ID)
+	if !sessionID.MatchString(thread) {
+		return nil, invalid("task %s has no Codex session id that codex-connector can resume (%.60q): start a new task with codex_agent", parent.ID, thread)
+	}
+	if _, err := findSession(r.stateDir(parent.ID), "codex-home/sessions", thread); err != nil {
+		return nil, invalid("the Codex session of task %s is gone (removed by retention or `codex-connector prune`, or by the task itself), so it cannot be continued: start a new task with codex_agent", parent.ID)
 	}
 	if spec.WorkingDirectory != "" && spec.WorkingDirectory != parent.WorkingDirectory {
 		return nil, invalid("a reply runs where task %s ran (%s), not in %s", parent.ID, parent.WorkingDirectory, spec.WorkingDirectory)
@@ -76,79 +78,59 @@ func orNone(s string) string {
 	return s
 }
 
-// copyParentState gives a reply its own copy of the Codex state of the
-// task it continues, once: a relaunch keeps what the first launch copied.
-// The state was written by a task, so nothing in it is followed: only
-// directories and regular files are copied, at most limit bytes, and the
-// login copy is left out (each launch places its own).
-func (r *Runner) copyParentState(t *store.Task, limit int64) error {
-	runs := filepath.Join(r.cfg.Home, "runs")
-	if _, err := lstatBelow(runs, runs, filepath.Join(t.ID, "codex-home", "sessions")); err == nil {
-		return nil
-	}
-	src := r.stateDir(t.Parent)
-	uid, gid := splitUser(t.User)
-	chown := os.Geteuid() == 0
-	var total int64
-	var walk func(rel string, depth int) error
-	walk = func(rel string, depth int) error {
-		if depth > 16 {
-			return nil
-		}
-		entries, err := readDirBelow(src, src, rel, func() error { return nil })
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			name := e.Name()
-			if name == "." || name == ".." || (depth == 1 && name == "auth.json") {
-				continue
-			}
-			from := path.Join(rel, name)
-			to := filepath.Join(t.ID, from)
-			switch {
-			case e.IsDir():
-				if err := ensureDir(runs, to, 0o700, chown, uid, gid); err != nil {
-					return err
-				}
-				if err := walk(from, depth+1); err != nil {
-					return err
-				}
-			case e.Mode().IsRegular():
-				if total += e.Size(); total > limit {
-					return fmt.Errorf("the Codex state of task %s is larger than %d MiB (limits.stateMB)", t.Parent, limit>>20)
-				}
-				if err := copyBelow(src, from, runs, to, chown, uid, gid); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := walk("codex-home", 1); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("the Codex state of task %s is gone (retention or `codex-connector prune` removed it) — start a new task with codex_agent", t.Parent)
-		}
-		return fmt.Errorf("copy the Codex state of task %s: %w", t.Parent, err)
-	}
-	return nil
-}
-
-// copyBelow copies the regular file rel below srcBase to dstRel below
-// dstBase, following nothing on either side.
-func copyBelow(srcBase, rel, dstBase, dstRel string, chown bool, uid, gid int) error {
-	in, st, err := openRegular(srcBase, srcBase, rel)
+// copySession gives a reply its own copy of the one file of the earlier
+// task's Codex state that a resume needs: the session file of its thread.
+// Nothing else: the rest of that state (config.toml, .env, hooks, rules,
+// skills, databases) was written by the earlier task, and Codex would obey
+// it when the reply starts. The copy is made when the reply is accepted,
+// so it no longer depends on the earlier task's state, and under a
+// temporary name renamed into place, so a crash leaves no half copy. It
+// returns the size copied: what the reply's own turns come after.
+func (r *Runner) copySession(parent *store.Task, id, user string, limit int64) (int64, error) {
+	src := r.stateDir(parent.ID)
+	file, err := findSession(src, "codex-home/sessions", parent.Summary.ThreadID)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	in, st, err := openRegular(src, src, file)
+	if err != nil {
+		return 0, fmt.Errorf("read the session of task %s: %w", parent.ID, err)
 	}
 	defer in.Close()
-	out, err := createBelow(dstBase, dstRel, uint32(st.Mode&0o700)|0o600, chown, uid, gid)
+	if st.Size > limit {
+		return 0, invalid("the session of task %s is larger than %d MiB (limits.stateMB): start a new task with codex_agent, or raise the limit", parent.ID, limit>>20)
+	}
+	runs := filepath.Join(r.cfg.Home, "runs")
+	uid, gid := splitUser(user)
+	chown := os.Geteuid() == 0
+	// Every directory from the state directory down to the session's.
+	dirs := []string{id}
+	for _, part := range strings.Split(path.Dir(file), "/") {
+		dirs = append(dirs, filepath.Join(dirs[len(dirs)-1], part))
+	}
+	for _, d := range dirs {
+		if err := ensureDir(runs, d, 0o700, chown, uid, gid); err != nil {
+			return 0, fmt.Errorf("prepare the state of the reply: %w", err)
+		}
+	}
+	final := filepath.Join(id, file)
+	partial := final + ".partial"
+	out, err := createBelow(runs, partial, 0o600, chown, uid, gid)
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("copy the session of task %s: %w", parent.ID, err)
 	}
-	defer out.Close()
-	if _, err := io.CopyN(out, in, st.Size); err != nil && !errors.Is(err, io.EOF) {
-		return err
+	n, err := io.CopyN(out, in, st.Size)
+	if err == nil {
+		err = out.Close()
+	} else {
+		out.Close()
 	}
-	return out.Close()
+	if err == nil {
+		err = os.Rename(filepath.Join(runs, partial), filepath.Join(runs, final))
+	}
+	if err != nil {
+		_ = removeBelow(runs, id)
+		return 0, fmt.Errorf("copy the session of task %s: %w%s", parent.ID, err, r.diskHint(err))
+	}
+	return n, nil
 }

@@ -32,7 +32,7 @@ func reviewArgs(rv *store.Review) []string {
 }
 
 // finding is one line of Codex's rendered review: "- [P1] title — path:3-5".
-var finding = regexp.MustCompile(`^- \[(P\d)\] (.+?) — (.+?)(?::(\d+)(?:-(\d+))?)?$`)
+var finding = regexp.MustCompile(`^- \[(P[0-3])\] (.+) — (.+?)(?::(\d+)(?:-(\d+))?)?$`)
 
 // parseFindings reads the findings out of Codex's rendered review (its
 // final message): each with its file (relative to the repository where it

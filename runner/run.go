@@ -171,11 +171,6 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if err != nil {
 		return "", exitWait{}, err
 	}
-	if t.Parent != "" {
-		if err := r.copyParentState(t, r.cfg.Limits.StateBytes); err != nil {
-			return "", exitWait{}, err
-		}
-	}
 	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home)}
 	if p.git, err = r.checkMountSources(t, rn.hostBefore); err != nil {
 		return "", exitWait{}, err
@@ -510,10 +505,13 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		hostAfter = &after
 	}
 	sum.HostRunFiles = hostRunFiles(rn.hostBefore, hostAfter, sum.FilesChanged)
-	ran := r.readRan(id, sum.ThreadID)
+	var ran store.Ran
 	var findings []store.Finding
-	if t, err := r.store.Get(id); err == nil && t.Review != nil {
-		findings = parseFindings(result, t.RepoRoot)
+	if t, err := r.store.Get(id); err == nil {
+		ran = r.readRan(id, sum.ThreadID, t.ResumeFrom)
+		if t.Review != nil {
+			findings = parseFindings(result, t.RepoRoot)
+		}
 	}
 	_, err := r.update(id, func(t *store.Task) error {
 		if !r.holds(t, rn) {

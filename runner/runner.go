@@ -212,13 +212,18 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if err := checkEffort(spec.Effort); err != nil {
 		return nil, err
 	}
+	var parent *store.Task
 	if spec.Parent != "" {
-		if _, err := r.replyTo(&spec); err != nil {
+		var err error
+		if parent, err = r.replyTo(&spec); err != nil {
 			return nil, err
 		}
 	}
 	sandbox, err := r.sandboxFor(spec.Sandbox)
 	if err != nil {
+		if parent != nil {
+			return nil, invalid("task %s ran at %s, and a reply runs at the level of the task it continues; the ceiling is now %s (maxSandbox), so start a new task with codex_agent instead", parent.ID, parent.Sandbox, r.cfg.MaxSandbox)
+		}
 		return nil, err
 	}
 	spec.Sandbox = sandbox
@@ -236,6 +241,9 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	dev, ino, err := repoIdentity(root)
 	if err != nil {
 		return nil, fmt.Errorf("stat the repository %s: %w", root, err)
+	}
+	if parent != nil && parent.RepoDev != 0 && (parent.RepoDev != dev || parent.RepoIno != ino) {
+		return nil, invalid("%s is no longer the repository task %s ran in (it was moved or replaced since): start a new task with codex_agent", root, parent.ID)
 	}
 	if err := r.cfg.Image.Check(ctx, r.engine); err != nil {
 		return nil, engineError("check the Codex image", err)
@@ -258,7 +266,15 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if choice.base != "" || choice.build != nil {
 		t.Image = "" // the task image, made at launch
 	}
+	if parent != nil {
+		if t.ResumeFrom, err = r.copySession(parent, id, user, r.cfg.Limits.StateBytes); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.store.Create(t); err != nil {
+		if parent != nil {
+			_ = removeBelow(filepath.Join(r.cfg.Home, "runs"), id) // its copy of the session
+		}
 		return nil, err
 	}
 	r.enqueue(id)

@@ -71,7 +71,10 @@ type Task struct {
 	// Review is set for a review of the repository's changes (codex_review).
 	Review *Review `json:"review,omitempty"`
 	// ResumeThread is the Codex session a reply continues: its parent's.
+	// ResumeFrom is the size of the session file the reply copied: its
+	// own turns come after.
 	ResumeThread string `json:"resumeThread,omitempty"`
+	ResumeFrom   int64  `json:"resumeFrom,omitempty"`
 	// Ran is what actually ran, as far as it is known: filled at launch
 	// and from Codex's session file at the end, killed or not.
 	Ran *Ran `json:"ran,omitempty"`

@@ -153,7 +153,7 @@ func main() {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "fakecodex args: %q\n", args)
-	thread := "fake-thread-1"
+	thread := "00000000-0000-4000-8000-000000000001" // as Codex's: a UUID
 	if resume && len(prompt) > 0 {
 		thread, prompt = prompt[0], prompt[1:]
 	}
