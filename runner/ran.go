@@ -41,6 +41,12 @@ func (r *Runner) readRan(id, thread string, from int64) store.Ran {
 		return ran
 	}
 	defer f.Close()
+	// Codex writes the session's metadata (its provider) as the first line.
+	head := bufio.NewScanner(io.LimitReader(f, maxSessionLine))
+	head.Buffer(make([]byte, 64<<10), maxSessionLine)
+	if head.Scan() {
+		scanRan(head.Bytes(), &ran)
+	}
 	// The last turns are this run's, so the end of a long file is read;
 	// and of a reply's, only what follows the copy of the earlier task's.
 	start := from
@@ -53,37 +59,39 @@ func (r *Runner) readRan(id, thread string, from int64) store.Ran {
 	sc := bufio.NewScanner(io.LimitReader(f, maxSessionBytes))
 	sc.Buffer(make([]byte, 64<<10), maxSessionLine)
 	for sc.Scan() {
-		line := sc.Bytes()
-		// Only the two kinds of line that say what ran are decoded; the
-		// rest (the conversation) can be long.
-		head := string(line[:min(len(line), 120)])
-		if !strings.Contains(head, `"type":"session_meta"`) && !strings.Contains(head, `"type":"turn_context"`) {
-			continue
-		}
-		var rec struct {
-			Type    string `json:"type"`
-			Payload struct {
-				CLIVersion    string `json:"cli_version"`
-				ModelProvider string `json:"model_provider"`
-				Model         string `json:"model"`
-				Effort        string `json:"effort"`
-			} `json:"payload"`
-		}
-		if json.Unmarshal(line, &rec) != nil {
-			continue
-		}
-		switch rec.Type {
-		case "session_meta":
-			ran.Provider = clipN(rec.Payload.ModelProvider, maxText)
-		case "turn_context":
-			// The last turn is this run's: a reply's file begins with the
-			// turns of the task it continues.
-			ran.Model, ran.Effort = clipN(rec.Payload.Model, maxText), clipN(rec.Payload.Effort, maxText)
-		}
+		scanRan(sc.Bytes(), &ran)
 	}
 	// A line too long to be one Codex writes ends the scan: what was read
 	// before it stands, nothing after it is guessed.
 	return ran
+}
+
+// scanRan takes from one line of a session file what it says ran.
+func scanRan(line []byte, ran *store.Ran) {
+	// Only the two kinds of line that say what ran are decoded; the rest
+	// (the conversation) can be long.
+	head := string(line[:min(len(line), 120)])
+	if !strings.Contains(head, `"type":"session_meta"`) && !strings.Contains(head, `"type":"turn_context"`) {
+		return
+	}
+	var rec struct {
+		Type    string `json:"type"`
+		Payload struct {
+			ModelProvider string `json:"model_provider"`
+			Model         string `json:"model"`
+			Effort        string `json:"effort"`
+		} `json:"payload"`
+	}
+	if json.Unmarshal(line, &rec) != nil {
+		return
+	}
+	switch rec.Type {
+	case "session_meta":
+		ran.Provider = clipN(rec.Payload.ModelProvider, maxText)
+	case "turn_context":
+		// The last turn is this run's.
+		ran.Model, ran.Effort = clipN(rec.Payload.Model, maxText), clipN(rec.Payload.Effort, maxText)
+	}
 }
 
 // findSession finds the session file of thread below dir (sessions/YYYY/

@@ -117,6 +117,13 @@ func TestARunningOrGoneTaskIsNotRepliedTo(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitStatus(t, running.ID, store.Running)
+	// Codex began its session: the cancel below ends a task that has one.
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(readLog(h.LogPath(running.ID)), "thread.started"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the task never started its session")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	_, err = h.Start(context.Background(), Spec{Parent: running.ID, Prompt: "and then?"})
 	if !errors.Is(err, ErrInvalidTask) || !strings.Contains(err.Error(), "is still running") || !strings.Contains(err.Error(), "waitSeconds") {
 		t.Fatalf("reply to a running task: %v", err)
@@ -140,6 +147,17 @@ func TestARunningOrGoneTaskIsNotRepliedTo(t *testing.T) {
 			if _, err := h.Cancel(context.Background(), id); err != nil {
 				t.Fatal(err)
 			}
+		}
+	})
+	t.Run("a cancelled task can be replied to", func(t *testing.T) {
+		cancelled, err := h.Get(running.ID)
+		if err != nil || cancelled.Status != store.Cancelled || cancelled.Summary == nil {
+			t.Fatalf("%+v, %v", cancelled, err)
+		}
+		fakeSession(t, h.stateDir(cancelled.ID), cancelled.Summary.ThreadID)
+		reply := h.startAndWait(t, Spec{Parent: cancelled.ID, Prompt: "say resumed"})
+		if reply.Status != store.Completed || reply.Result != "resumed" || reply.Parent != cancelled.ID {
+			t.Fatalf("reply %s %q %q", reply.Status, reply.Result, reply.Error)
 		}
 	})
 	t.Run("whose state is gone", func(t *testing.T) {
