@@ -44,7 +44,8 @@ const oldImageAge = time.Hour
 // cannot be removed keeps its record, with the reason in the record's error,
 // and the other tasks are pruned all the same; the error lists such tasks.
 func (r *Runner) Prune(cutoff time.Time) (int, error) {
-	tasks, _, err := r.store.List(store.Filter{Statuses: []store.Status{store.Completed, store.Failed, store.Cancelled, store.TimedOut}})
+	// Only a task made before the cutoff can have ended before it.
+	tasks, _, err := r.store.List(store.Filter{Statuses: []store.Status{store.Completed, store.Failed, store.Cancelled, store.TimedOut}, CreatedBefore: cutoff})
 	if err != nil {
 		return 0, fmt.Errorf("prune: %w", err)
 	}

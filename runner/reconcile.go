@@ -114,6 +114,12 @@ func (r *Runner) Run() error {
 				r.safely("reconcile", func() { r.reconcile(r.lifetime) })
 			}
 		case <-tidy.C:
+			// A server of the schema before the index of live tasks, still
+			// running since the database was migrated, writes records
+			// without it: once an hour is soon enough to catch up.
+			if err := r.store.RebuildLive(); err != nil {
+				r.logf("rebuild the index of live tasks: %v", err)
+			}
 			r.safely("housekeeping", func() { r.housekeeping(r.lifetime) })
 		}
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,11 @@ var (
 	tasksBucket = []byte("tasks")
 	metaBucket  = []byte("meta")
 	schemaKey   = []byte("schema")
+	// liveBucket indexes the tasks that have not ended (id → nothing), so
+	// that what runs often (reconcile, lease renewal, listing what runs)
+	// costs what is live, not the whole history. It is kept in the same
+	// transactions as the records.
+	liveBucket = []byte("live")
 )
 
 // ErrNotFound is returned for a task id that has no record.
@@ -74,7 +80,9 @@ func (s *Store) Check() error {
 	return s.view(func(*bolt.Tx) error { return nil })
 }
 
-// prepare creates the buckets and checks the schema version.
+// prepare creates the buckets, checks the schema version and migrates an
+// older database, in the transaction it is given: a crash during the
+// migration leaves the database as it was, and the next open migrates it.
 func prepare(tx *bolt.Tx) error {
 	meta, err := tx.CreateBucketIfNotExists(metaBucket)
 	if err != nil {
@@ -83,17 +91,57 @@ func prepare(tx *bolt.Tx) error {
 	if _, err := tx.CreateBucketIfNotExists(tasksBucket); err != nil {
 		return err
 	}
+	n := 0
 	if v := meta.Get(schemaKey); v != nil {
-		n, err := strconv.Atoi(string(v))
-		if err != nil {
+		if n, err = strconv.Atoi(string(v)); err != nil {
 			return fmt.Errorf("schema version %q is unreadable", v)
 		}
 		if n > SchemaVersion {
 			return fmt.Errorf("schema version %d is newer than this codex-connector understands (%d): upgrade codex-connector", n, SchemaVersion)
 		}
+	}
+	if n == SchemaVersion {
 		return nil
 	}
+	// Schema 1 (or a new file): build the index of live tasks.
+	if err := rebuildLive(tx); err != nil {
+		return fmt.Errorf("migrate to schema %d: %w", SchemaVersion, err)
+	}
 	return meta.Put(schemaKey, []byte(strconv.Itoa(SchemaVersion)))
+}
+
+// rebuildLive makes the index of live tasks anew from the records.
+func rebuildLive(tx *bolt.Tx) error {
+	if tx.Bucket(liveBucket) != nil {
+		if err := tx.DeleteBucket(liveBucket); err != nil {
+			return err
+		}
+	}
+	live, err := tx.CreateBucket(liveBucket)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(tasksBucket).ForEach(func(k, v []byte) error {
+		if t, err := decode(string(k), v); err == nil && !t.Status.Final() {
+			return live.Put(k, nil)
+		}
+		return nil
+	})
+}
+
+// index keeps t's entry in the index of live tasks as its status says.
+func index(tx *bolt.Tx, t *Task) error {
+	if t.Status.Final() {
+		return tx.Bucket(liveBucket).Delete([]byte(t.ID))
+	}
+	return tx.Bucket(liveBucket).Put([]byte(t.ID), nil)
+}
+
+// RebuildLive makes the index of live tasks anew. A server of schema 1
+// that was already running when the database was migrated writes records
+// without the index; the housekeeping runs this now and then to catch up.
+func (s *Store) RebuildLive() error {
+	return s.update(rebuildLive)
 }
 
 // Path is the database file.
@@ -154,7 +202,7 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 
 // Create stores a new task; it fails if the id is taken.
 func (s *Store) Create(t *Task) error {
-	t.Version = SchemaVersion
+	t.Version = RecordVersion
 	data, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", t.ID, err)
@@ -164,7 +212,10 @@ func (s *Store) Create(t *Task) error {
 		if b.Get([]byte(t.ID)) != nil {
 			return fmt.Errorf("task %s already exists", t.ID)
 		}
-		return b.Put([]byte(t.ID), data)
+		if err := b.Put([]byte(t.ID), data); err != nil {
+			return err
+		}
+		return index(tx, t)
 	})
 	if err != nil {
 		return fmt.Errorf("record task %s: %w", t.ID, err)
@@ -206,11 +257,14 @@ func (s *Store) Update(id string, fn func(*Task) error) (*Task, error) {
 		if err := fn(t); err != nil {
 			return err
 		}
-		t.Version = SchemaVersion
+		t.Version = RecordVersion
 		if data, err = json.Marshal(t); err != nil {
 			return fmt.Errorf("encode task %s: %w", id, err)
 		}
-		return b.Put([]byte(id), data)
+		if err := b.Put([]byte(id), data); err != nil {
+			return err
+		}
+		return index(tx, t)
 	})
 	if err != nil {
 		return nil, err
@@ -224,25 +278,64 @@ type Filter struct {
 	Statuses []Status
 	// Limit caps the number of tasks returned; 0 means no cap.
 	Limit int
+	// CreatedBefore keeps tasks created before it (zero: all).
+	CreatedBefore time.Time
 }
 
 // List returns the tasks that match f, newest first, and the ids of records
 // that could not be read (they are skipped, never dropped from the file).
+// Its cost follows what it returns, not the history: live tasks come from
+// their index, and a newest-first walk of the records (ids sort by their
+// creation time) stops once it has Limit of them.
 func (s *Store) List(f Filter) ([]*Task, []string, error) {
 	var tasks []*Task
 	var corrupt []string
+	keep := func(k, v []byte) {
+		t, err := decode(string(k), v)
+		if err != nil {
+			corrupt = append(corrupt, string(k))
+			return
+		}
+		if matches(t, f.Statuses) {
+			tasks = append(tasks, t)
+		}
+	}
 	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(tasksBucket).ForEach(func(k, v []byte) error {
-			t, err := decode(string(k), v)
-			if err != nil {
-				corrupt = append(corrupt, string(k))
+		b := tx.Bucket(tasksBucket)
+		switch {
+		case onlyLive(f.Statuses):
+			return tx.Bucket(liveBucket).ForEach(func(k, _ []byte) error {
+				if v := b.Get(k); v != nil {
+					keep(k, v)
+				}
 				return nil
-			}
-			if matches(t, f.Statuses) {
-				tasks = append(tasks, t)
+			})
+		case !f.CreatedBefore.IsZero():
+			// Oldest first, up to the first id made at or after the time.
+			until := []byte(f.CreatedBefore.UTC().Format(idTimeLayout))
+			c := b.Cursor()
+			for k, v := c.First(); k != nil && bytes.Compare(k[:min(len(k), len(until))], until) < 0; k, v = c.Next() {
+				keep(k, v)
 			}
 			return nil
-		})
+		default:
+			// Newest first. Ids of one second are in no order of their own,
+			// so the walk goes on to the end of the second of the last one
+			// kept; the sort below then orders them.
+			c := b.Cursor()
+			var second []byte
+			for k, v := c.Last(); k != nil; k, v = c.Prev() {
+				if f.Limit > 0 && len(tasks) >= f.Limit && !bytes.HasPrefix(k, second) {
+					break
+				}
+				n := len(tasks)
+				keep(k, v)
+				if len(tasks) > n && len(k) >= len(idTimeLayout) {
+					second = append(second[:0], k[:len(idTimeLayout)]...)
+				}
+			}
+			return nil
+		}
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("list tasks: %w", err)
@@ -257,6 +350,20 @@ func (s *Store) List(f Filter) ([]*Task, []string, error) {
 		tasks = tasks[:f.Limit]
 	}
 	return tasks, corrupt, nil
+}
+
+// idTimeLayout is the time at the start of every task id (NewID).
+const idTimeLayout = "20060102-150405"
+
+// onlyLive says whether statuses names live ones alone, which the index
+// of live tasks holds.
+func onlyLive(statuses []Status) bool {
+	for _, st := range statuses {
+		if st.Final() {
+			return false
+		}
+	}
+	return len(statuses) > 0
 }
 
 func matches(t *Task, statuses []Status) bool {
@@ -276,8 +383,8 @@ func decode(id string, data []byte) (*Task, error) {
 	if err := json.Unmarshal(data, &t); err != nil {
 		return nil, fmt.Errorf("task %s: record is corrupt (%v); it is kept as it is in the database", id, err)
 	}
-	if t.Version > SchemaVersion {
-		return nil, fmt.Errorf("task %s: record has schema version %d, newer than this codex-connector understands: upgrade codex-connector", id, t.Version)
+	if t.Version > RecordVersion {
+		return nil, fmt.Errorf("task %s: record has version %d, newer than this codex-connector understands: upgrade codex-connector", id, t.Version)
 	}
 	if t.ID != id {
 		// Paths and container names are made of the id: a record that names
@@ -336,7 +443,11 @@ func (s *Store) Release(owner string) (released []string, err error) {
 		b := tx.Bucket(tasksBucket)
 		// bolt forbids changing a bucket inside its ForEach: find, then write.
 		var held []*Task
-		if err := b.ForEach(func(k, v []byte) error {
+		if err := tx.Bucket(liveBucket).ForEach(func(k, _ []byte) error {
+			v := b.Get(k)
+			if v == nil {
+				return nil
+			}
 			t, err := decode(string(k), v)
 			if err == nil && t.Follower == owner && !t.Status.Final() && !t.LeaseUntil.IsZero() {
 				held = append(held, t)
@@ -382,6 +493,9 @@ func (s *Store) DeleteFinished(id string) error {
 		}
 		if !t.Status.Final() {
 			return fmt.Errorf("task %s is %s: %w", id, t.Status, ErrNotFinished)
+		}
+		if err := tx.Bucket(liveBucket).Delete([]byte(id)); err != nil {
+			return err
 		}
 		return b.Delete([]byte(id))
 	})

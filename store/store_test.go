@@ -40,7 +40,7 @@ func TestCreateGetUpdate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Prompt != in.Prompt || !got.Deadline.Equal(in.Deadline) || got.Version != SchemaVersion || got.Status != Queued {
+		if got.Prompt != in.Prompt || !got.Deadline.Equal(in.Deadline) || got.Version != RecordVersion || got.Status != Queued {
 			t.Fatalf("got %+v, want %+v", got, in)
 		}
 	})

@@ -9,10 +9,15 @@ import (
 	"time"
 )
 
-// SchemaVersion is written into every record and into the database's meta
-// bucket; a database written by a newer version is refused rather than
-// misread.
-const SchemaVersion = 1
+// SchemaVersion is the database's layout, written into its meta bucket: a
+// database of a newer layout is refused rather than misread. 2 added the
+// index of live tasks.
+const SchemaVersion = 2
+
+// RecordVersion is written into every record; a record written by a newer
+// version is refused rather than misread. The records of schema 2 are
+// those of 1: servers of both can read them.
+const RecordVersion = 1
 
 // Status is where a task is in its life.
 type Status string
@@ -205,7 +210,7 @@ type Usage struct {
 func NewID(now time.Time) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
-	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+	return now.UTC().Format(idTimeLayout) + "-" + hex.EncodeToString(b[:])
 }
 
 // ValidID reports whether id has the shape NewID produces, so that an id
