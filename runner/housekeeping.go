@@ -44,13 +44,13 @@ const oldImageAge = time.Hour
 // cannot be removed keeps its record, with the reason in the record's error,
 // and the other tasks are pruned all the same; the error lists such tasks.
 func (r *Runner) Prune(cutoff time.Time) (int, error) {
-	// Only a task made before the cutoff can have ended before it.
-	tasks, _, err := r.store.List(store.Filter{Statuses: []store.Status{store.Completed, store.Failed, store.Cancelled, store.TimedOut}, CreatedBefore: cutoff})
+	ended, err := r.store.EndedBefore(cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("prune: %w", err)
 	}
-	// A reply that has not ended still needs the state of the task it
-	// continues: its launch copies it.
+	// A reply that has not ended was accepted with its own copy of the
+	// session it continues; its parent is kept all the same while it runs,
+	// for a reader who follows the chain.
 	live, _, err := r.store.List(store.Filter{Statuses: []store.Status{store.Queued, store.Running}})
 	if err != nil {
 		return 0, fmt.Errorf("prune: %w", err)
@@ -61,18 +61,11 @@ func (r *Runner) Prune(cutoff time.Time) (int, error) {
 	}
 	n := 0
 	var problems []error
-	for _, t := range tasks {
-		if continued[t.ID] {
+	for _, id := range ended {
+		if continued[id] {
 			continue
 		}
-		ended := t.FinishedAt
-		if ended.IsZero() {
-			ended = t.CreatedAt
-		}
-		if !ended.Before(cutoff) {
-			continue
-		}
-		if err := r.pruneTask(t.ID); err != nil {
+		if err := r.pruneTask(id); err != nil {
 			problems = append(problems, err)
 			continue
 		}

@@ -99,22 +99,6 @@ func TestListingNewestFirstStopsEarlyAndSortsAsBefore(t *testing.T) {
 			t.Errorf("%+v:\n got %s\nwant %s", f, ids(got), ids(want))
 		}
 	}
-	t.Run("created before a time, oldest first", func(t *testing.T) {
-		cutoff := start.Add(10 * time.Second)
-		got, _, err := s.List(Filter{CreatedBefore: cutoff})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, tk := range all {
-			if tk.CreatedAt.Before(cutoff.Truncate(time.Second)) {
-				n++
-			}
-		}
-		if len(got) != n {
-			t.Fatalf("%d tasks created before %s, want %d", len(got), cutoff, n)
-		}
-	})
 }
 
 func ids(ts []*Task) string {
@@ -177,4 +161,22 @@ func TestASchema1DatabaseIsMigratedInPlace(t *testing.T) {
 			t.Fatalf("error %v", err)
 		}
 	})
+}
+
+// TestEndedBeforeKeepsOnlyIds: retention's sweep finds the tasks that
+// ended before the cutoff, whenever they were made, and no live one.
+func TestEndedBeforeKeepsOnlyIds(t *testing.T) {
+	s := openTemp(t)
+	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	old, recent, live := task(NewID(now), now, Completed), task(NewID(now.Add(time.Second)), now, Failed), task(NewID(now.Add(2*time.Second)), now, Running)
+	old.FinishedAt, recent.FinishedAt = now.Add(-48*time.Hour), now
+	for _, tk := range []*Task{old, recent, live} {
+		if err := s.Create(tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.EndedBefore(now.Add(-24 * time.Hour))
+	if err != nil || !slices.Equal(got, []string{old.ID}) {
+		t.Fatalf("%v, %v", got, err)
+	}
 }

@@ -278,8 +278,6 @@ type Filter struct {
 	Statuses []Status
 	// Limit caps the number of tasks returned; 0 means no cap.
 	Limit int
-	// CreatedBefore keeps tasks created before it (zero: all).
-	CreatedBefore time.Time
 }
 
 // List returns the tasks that match f, newest first, and the ids of records
@@ -310,14 +308,6 @@ func (s *Store) List(f Filter) ([]*Task, []string, error) {
 				}
 				return nil
 			})
-		case !f.CreatedBefore.IsZero():
-			// Oldest first, up to the first id made at or after the time.
-			until := []byte(f.CreatedBefore.UTC().Format(idTimeLayout))
-			c := b.Cursor()
-			for k, v := c.First(); k != nil && bytes.Compare(k[:min(len(k), len(until))], until) < 0; k, v = c.Next() {
-				keep(k, v)
-			}
-			return nil
 		default:
 			// Newest first. Ids of one second are in no order of their own,
 			// so the walk goes on to the end of the second of the last one
@@ -350,6 +340,38 @@ func (s *Store) List(f Filter) ([]*Task, []string, error) {
 		tasks = tasks[:f.Limit]
 	}
 	return tasks, corrupt, nil
+}
+
+// EndedBefore returns the ids of the tasks that ended before cutoff (or,
+// with no end recorded, were made before it). It reads each record for its
+// times alone and keeps only ids, so that a sweep of a long history costs
+// little memory.
+func (s *Store) EndedBefore(cutoff time.Time) ([]string, error) {
+	var ids []string
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(tasksBucket).ForEach(func(k, v []byte) error {
+			var t struct {
+				Status     Status    `json:"status"`
+				CreatedAt  time.Time `json:"createdAt"`
+				FinishedAt time.Time `json:"finishedAt"`
+			}
+			if json.Unmarshal(v, &t) != nil || !t.Status.Final() {
+				return nil
+			}
+			ended := t.FinishedAt
+			if ended.IsZero() {
+				ended = t.CreatedAt
+			}
+			if ended.Before(cutoff) {
+				ids = append(ids, string(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list ended tasks: %w", err)
+	}
+	return ids, nil
 }
 
 // idTimeLayout is the time at the start of every task id (NewID).
