@@ -46,23 +46,24 @@ func effortParam() mcplib.ToolOption {
 
 func (h *handlers) agent(ctx context.Context, req mcplib.CallToolRequest) (*mcplib.CallToolResult, error) {
 	a := argsOf(req)
-	spec := runner.Spec{
+	return h.start(ctx, req, a, runner.Spec{
 		Prompt:           a.str("task", true),
 		WorkingDirectory: a.str("workingDirectory", true),
 		Sandbox:          a.str("sandbox", false),
-		Model:            a.str("model", false),
-		Effort:           a.str("reasoningEffort", false),
-		Timeout:          time.Duration(a.integer("timeoutMs", 0, maxTimeoutMs)) * time.Millisecond,
-	}
+	})
+}
+
+// start reads the parameters every tool that starts a task has (model,
+// reasoningEffort, timeoutMs, async) into spec, starts the task and,
+// unless async, waits for its end with progress.
+func (h *handlers) start(ctx context.Context, req mcplib.CallToolRequest, a *args, spec runner.Spec) (*mcplib.CallToolResult, error) {
+	spec.Model = a.str("model", false)
+	spec.Effort = a.str("reasoningEffort", false)
+	spec.Timeout = time.Duration(a.integer("timeoutMs", 0, maxTimeoutMs)) * time.Millisecond
 	async := a.boolean("async")
 	if a.err != nil {
 		return problem(a.err), nil
 	}
-	return h.start(ctx, req, spec, async)
-}
-
-// start starts a task and, unless async, waits for its end with progress.
-func (h *handlers) start(ctx context.Context, req mcplib.CallToolRequest, spec runner.Spec, async bool) (*mcplib.CallToolResult, error) {
 	t, err := h.tasks.Start(ctx, spec)
 	if err != nil {
 		return problem(err), nil

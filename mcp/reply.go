@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"time"
 
 	"github.com/codex-connector/codex-connector/runner"
 	mcplib "github.com/mark3labs/mcp-go/mcp"
@@ -30,16 +29,5 @@ The conversation is the one the earlier task's container recorded: text that tas
 
 func (h *handlers) reply(ctx context.Context, req mcplib.CallToolRequest) (*mcplib.CallToolResult, error) {
 	a := argsOf(req)
-	spec := runner.Spec{
-		Parent:  a.str("taskId", true),
-		Prompt:  a.str("task", true),
-		Model:   a.str("model", false),
-		Effort:  a.str("reasoningEffort", false),
-		Timeout: time.Duration(a.integer("timeoutMs", 0, maxTimeoutMs)) * time.Millisecond,
-	}
-	async := a.boolean("async")
-	if a.err != nil {
-		return problem(a.err), nil
-	}
-	return h.start(ctx, req, spec, async)
+	return h.start(ctx, req, a, runner.Spec{Parent: a.str("taskId", true), Prompt: a.str("task", true)})
 }

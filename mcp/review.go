@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"time"
 
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
@@ -31,16 +30,8 @@ Returns the review as text and its findings (file, line, severity P0 highest to 
 
 func (h *handlers) review(ctx context.Context, req mcplib.CallToolRequest) (*mcplib.CallToolResult, error) {
 	a := argsOf(req)
-	spec := runner.Spec{
+	return h.start(ctx, req, a, runner.Spec{
 		WorkingDirectory: a.str("workingDirectory", true),
-		Model:            a.str("model", false),
-		Effort:           a.str("reasoningEffort", false),
 		Review:           &store.Review{Base: a.str("base", false), Focus: a.str("focus", false)},
-		Timeout:          time.Duration(a.integer("timeoutMs", 0, maxTimeoutMs)) * time.Millisecond,
-	}
-	async := a.boolean("async")
-	if a.err != nil {
-		return problem(a.err), nil
-	}
-	return h.start(ctx, req, spec, async)
+	})
 }
