@@ -25,12 +25,27 @@ func BuildFiles(ctx context.Context, engine builder, tag string, files map[strin
 	if err != nil {
 		return err
 	}
-	resp, err := engine.ImageBuild(ctx, buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
+	return buildImage(ctx, engine, tag, buf, build.ImageBuildOptions{Tags: []string{tag}}, io.Discard)
+}
+
+// BuildContext builds an image tagged tag from a build context the caller
+// made (a tar stream), with the Dockerfile at dockerfile inside it.
+func BuildContext(ctx context.Context, engine builder, tag string, buildContext io.Reader, dockerfile string, args map[string]*string, target string) error {
+	return buildImage(ctx, engine, tag, buildContext,
+		build.ImageBuildOptions{Tags: []string{tag}, Dockerfile: dockerfile, BuildArgs: args, Target: target}, io.Discard)
+}
+
+// buildImage runs one build, named name in errors, copies its progress
+// to out, and returns the error the engine reports, if any. Intermediate
+// containers always go.
+func buildImage(ctx context.Context, engine builder, name string, buildContext io.Reader, opts build.ImageBuildOptions, out io.Writer) error {
+	opts.Remove, opts.ForceRemove = true, true
+	resp, err := engine.ImageBuild(ctx, buildContext, opts)
 	if err != nil {
-		return fmt.Errorf("build image %s: %w", tag, err)
+		return fmt.Errorf("build image %s: %w", name, err)
 	}
 	defer resp.Body.Close()
-	return readBuildStream(tag, resp.Body)
+	return readBuildStream(name, io.TeeReader(resp.Body, out))
 }
 
 // tarFiles makes a build context of files (name → content), mode 0644

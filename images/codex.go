@@ -45,15 +45,22 @@ type Codex struct {
 // Check says whether the image is there and carries the expected Codex
 // version, and if not, how to fix it.
 func (c Codex) Check(ctx context.Context, engine inspector) error {
+	_, err := c.Inspect(ctx, engine)
+	return err
+}
+
+// Inspect is Check that also returns the image, for a caller that goes on
+// to use it.
+func (c Codex) Inspect(ctx context.Context, engine inspector) (image.InspectResponse, error) {
 	img, err := engine.ImageInspect(ctx, c.Ref)
 	if cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("%w: %s — build it with `make image` in the codex-connector source tree, or set CODEX_CONNECTOR_IMAGE to an image you have", ErrMissing, c.Ref)
+		return img, fmt.Errorf("%w: %s — build it with `make image` in the codex-connector source tree, or set CODEX_CONNECTOR_IMAGE to an image you have", ErrMissing, c.Ref)
 	}
 	if err != nil {
-		return fmt.Errorf("inspect image %s: %w", c.Ref, err)
+		return img, fmt.Errorf("inspect image %s: %w", c.Ref, err)
 	}
 	if c.Version == "" {
-		return nil
+		return img, nil
 	}
 	var got string
 	if img.Config != nil {
@@ -63,7 +70,7 @@ func (c Codex) Check(ctx context.Context, engine inspector) error {
 		if got == "" {
 			got = "no version label"
 		}
-		return fmt.Errorf("%w: %s has %s, this codex-connector needs %s — rebuild it with `make image CODEX_VERSION=%s`", ErrWrongVersion, c.Ref, got, c.Version, c.Version)
+		return img, fmt.Errorf("%w: %s has %s, this codex-connector needs %s — rebuild it with `make image CODEX_VERSION=%s`", ErrWrongVersion, c.Ref, got, c.Version, c.Version)
 	}
-	return nil
+	return img, nil
 }

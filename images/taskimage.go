@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -83,20 +82,14 @@ func CheckRef(ref string) error {
 	return nil
 }
 
-// Layer returns the task image of base and the Codex image codex, building
-// it when the engine lacks it. Nothing of the base's own Node is needed: the
-// Codex CLI is a static binary. The build is FROM the images' ids, so what
-// was inspected is what is built on.
-func Layer(ctx context.Context, engine layerEngine, base string, codex Codex) (TaskImage, error) {
+// Layer returns the task image of base and the Codex image cimg (as
+// Codex.Inspect returned it), building it when the engine lacks it.
+// Nothing of the base's own Node is needed: the Codex CLI is a static
+// binary. The build is FROM the images' ids, so what was inspected is what
+// is built on.
+func Layer(ctx context.Context, engine layerEngine, base string, cimg image.InspectResponse) (TaskImage, error) {
 	if err := CheckRef(base); err != nil {
 		return TaskImage{}, err
-	}
-	cimg, err := engine.ImageInspect(ctx, codex.Ref)
-	if err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return TaskImage{}, codex.Check(ctx, engine) // says how to build it
-		}
-		return TaskImage{}, fmt.Errorf("inspect the Codex image %s: %w", codex.Ref, err)
 	}
 	bimg, err := inspectOrPull(ctx, engine, base)
 	if err != nil {
@@ -106,12 +99,9 @@ func Layer(ctx context.Context, engine layerEngine, base string, codex Codex) (T
 		// ONBUILD steps would run in this build, with the network.
 		return TaskImage{}, fmt.Errorf("%s has ONBUILD steps, which would run when Codex is put onto it — build an image FROM it yourself and name that one", base)
 	}
-	ti := TaskImage{Ref: taskRef(bimg.ID, cimg.ID), Base: base, BaseID: bimg.ID}
-	if got, err := engine.ImageInspect(ctx, ti.Ref); err == nil {
-		ti.fill(got)
-		return ti, nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return TaskImage{}, fmt.Errorf("inspect task image %s: %w", ti.Ref, err)
+	ti, built, err := existing(ctx, engine, base, bimg, cimg)
+	if err != nil || built {
+		return ti, err
 	}
 	version := ""
 	if cimg.Config != nil {
@@ -148,6 +138,21 @@ func Layer(ctx context.Context, engine layerEngine, base string, codex Codex) (T
 	return ti, nil
 }
 
+// existing names the task image of bimg and cimg, and says whether the
+// engine has it, filled in from it when it does.
+func existing(ctx context.Context, engine inspector, base string, bimg, cimg image.InspectResponse) (TaskImage, bool, error) {
+	ti := TaskImage{Ref: taskRef(bimg.ID, cimg.ID), Base: base, BaseID: bimg.ID}
+	got, err := engine.ImageInspect(ctx, ti.Ref)
+	if cerrdefs.IsNotFound(err) {
+		return ti, false, nil
+	}
+	if err != nil {
+		return ti, false, fmt.Errorf("inspect task image %s: %w", ti.Ref, err)
+	}
+	ti.fill(got)
+	return ti, true, nil
+}
+
 func (ti *TaskImage) fill(img image.InspectResponse) {
 	ti.ID, ti.Lacks = img.ID, lacksOf(img)
 	if img.Config != nil {
@@ -174,13 +179,9 @@ func CodexImage(ref string, img image.InspectResponse) TaskImage {
 // Planned says which task image Layer would make of base, and whether it
 // is built, without building or pulling anything: for a person's check.
 // A base the engine lacks gives ErrBaseMissing.
-func Planned(ctx context.Context, engine inspector, base string, codex Codex) (TaskImage, bool, error) {
+func Planned(ctx context.Context, engine inspector, base string, cimg image.InspectResponse) (TaskImage, bool, error) {
 	if err := CheckRef(base); err != nil {
 		return TaskImage{}, false, err
-	}
-	cimg, err := engine.ImageInspect(ctx, codex.Ref)
-	if err != nil {
-		return TaskImage{}, false, fmt.Errorf("inspect the Codex image %s: %w", codex.Ref, err)
 	}
 	bimg, err := engine.ImageInspect(ctx, base)
 	if cerrdefs.IsNotFound(err) {
@@ -189,16 +190,7 @@ func Planned(ctx context.Context, engine inspector, base string, codex Codex) (T
 	if err != nil {
 		return TaskImage{}, false, fmt.Errorf("inspect base image %s: %w", base, err)
 	}
-	ti := TaskImage{Ref: taskRef(bimg.ID, cimg.ID), Base: base, BaseID: bimg.ID}
-	got, err := engine.ImageInspect(ctx, ti.Ref)
-	if cerrdefs.IsNotFound(err) {
-		return ti, false, nil
-	}
-	if err != nil {
-		return ti, false, fmt.Errorf("inspect task image %s: %w", ti.Ref, err)
-	}
-	ti.fill(got)
-	return ti, true, nil
+	return existing(ctx, engine, base, bimg, cimg)
 }
 
 // inspectOrPull inspects base, and pulls it (by a build FROM it, which pulls
@@ -277,7 +269,7 @@ func buildOutput(ctx context.Context, engine builder, tag, dockerfile string, no
 	if err != nil {
 		return "", err
 	}
-	opts := build.ImageBuildOptions{Remove: true, ForceRemove: true, NoCache: noCache}
+	opts := build.ImageBuildOptions{NoCache: noCache}
 	if tag != "" {
 		opts.Tags = []string{tag}
 	}
@@ -285,26 +277,9 @@ func buildOutput(ctx context.Context, engine builder, tag, dockerfile string, no
 	if name == "" {
 		name = "from " + strings.TrimPrefix(strings.TrimSpace(dockerfile), "FROM ")
 	}
-	resp, err := engine.ImageBuild(ctx, ctxTar, opts)
-	if err != nil {
-		return "", fmt.Errorf("build image %s: %w", name, err)
-	}
-	defer resp.Body.Close()
 	out := &tailBuffer{max: 64 << 10}
-	err = readBuildStream(name, io.TeeReader(resp.Body, out))
+	err = buildImage(ctx, engine, name, ctxTar, opts, out)
 	return string(out.b), err
-}
-
-// BuildContext builds an image tagged tag from a build context the caller
-// made (a tar stream), with the Dockerfile at dockerfile inside it.
-func BuildContext(ctx context.Context, engine builder, tag string, buildContext io.Reader, dockerfile string, args map[string]*string, target string) error {
-	resp, err := engine.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
-		Tags: []string{tag}, Dockerfile: dockerfile, BuildArgs: args, Target: target, Remove: true, ForceRemove: true})
-	if err != nil {
-		return fmt.Errorf("build image %s: %w", tag, err)
-	}
-	defer resp.Body.Close()
-	return readBuildStream(tag, resp.Body)
 }
 
 // tailBuffer keeps the last max bytes written to it: a build's output can

@@ -140,14 +140,12 @@ type exitWait struct {
 // that comes first.
 func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	ctx := rn.ctx
-	if err := r.cfg.Image.Check(ctx, r.engine); err != nil {
+	cimg, err := r.cfg.Image.Inspect(ctx, r.engine)
+	if err != nil {
 		return "", exitWait{}, engineError("check the Codex image", err)
 	}
-	img, err := r.taskImage(ctx, t)
+	img, err := r.taskImage(ctx, t, cimg)
 	if err != nil {
-		return "", exitWait{}, err
-	}
-	if err := checkImageVolumes(img, t); err != nil {
 		return "", exitWait{}, err
 	}
 	if t.Image != img.Ref || t.ImageID != img.ID || !slices.Equal(t.ImageLacks, img.Lacks) || t.Ran == nil || t.Ran.CodexVersion != img.CodexVersion {
@@ -202,6 +200,9 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	}
 	p.gate = newGate()
 	cfg, host := p.containerConfig()
+	if err := checkImageVolumes(img, host); err != nil {
+		return "", exitWait{}, err
+	}
 	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, t.ContainerName)
 	if cerrdefs.IsConflict(err) {
 		// A container of this name is left from an attempt that died before

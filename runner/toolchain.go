@@ -19,6 +19,8 @@ import (
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 	"golang.org/x/sys/unix"
@@ -231,13 +233,9 @@ const buildDeadline = 30 * time.Minute
 // Codex put onto the chosen base (built from the repository's Dockerfile
 // first, where that was chosen). It returns the image and what a reader
 // should know of it.
-func (r *Runner) taskImage(ctx context.Context, t *store.Task) (images.TaskImage, error) {
+func (r *Runner) taskImage(ctx context.Context, t *store.Task, cimg image.InspectResponse) (images.TaskImage, error) {
 	if t.BaseImage == "" && t.ImageBuild == nil {
-		img, err := r.engine.ImageInspect(ctx, r.cfg.Image.Ref)
-		if err != nil {
-			return images.TaskImage{}, engineError("inspect the Codex image", err)
-		}
-		return images.CodexImage(r.cfg.Image.Ref, img), nil
+		return images.CodexImage(r.cfg.Image.Ref, cimg), nil
 	}
 	if r.imageBuilder == nil {
 		return images.TaskImage{}, errors.New("this engine client cannot build images, and the task's toolchain image needs one")
@@ -263,7 +261,7 @@ func (r *Runner) taskImage(ctx context.Context, t *store.Task) (images.TaskImage
 		}
 	}
 	defer r.images.lock("layer " + base)()
-	ti, err := images.Layer(ctx, eng, base, r.cfg.Image)
+	ti, err := images.Layer(ctx, eng, base, cimg)
 	if err != nil {
 		return ti, buildEnded(ctx, engineError("make the task's image", err))
 	}
@@ -491,11 +489,18 @@ func LackNotes(t *store.Task) []string {
 	return notes
 }
 
-// checkImageVolumes refuses an image that declares a volume where the task
-// has a mount: the engine would put an empty anonymous volume over it (the
-// state directory, where Codex's last message goes, or the repository).
-func checkImageVolumes(img images.TaskImage, t *store.Task) error {
-	targets := []string{stateMount, cacheMount, "/tmp", bridgeBinary, egressMount, t.RepoRoot}
+// checkImageVolumes refuses an image that declares a volume at or below
+// one of the container's own mounts: the engine would put an empty
+// anonymous volume over it (the state directory, where Codex's last
+// message goes, or the repository).
+func checkImageVolumes(img images.TaskImage, host *container.HostConfig) error {
+	var targets []string
+	for _, m := range host.Mounts {
+		targets = append(targets, m.Target)
+	}
+	for t := range host.Tmpfs {
+		targets = append(targets, t)
+	}
 	for _, v := range img.Volumes {
 		v = filepath.Clean(v)
 		for _, target := range targets {

@@ -327,7 +327,8 @@ func check(cfg config, docker *client.Client) error {
 		// Seen here under the tests' container churn, as in the issue.
 		fmt.Printf("docker: note: Docker %s can hang when many containers start and stop at once (moby/moby#46661); Docker 23 or newer is safer\n", v.Version)
 	}
-	if err := (images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion}).Check(ctx, docker); err != nil {
+	cimg, err := (images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion}).Inspect(ctx, docker)
+	if err != nil {
 		return err
 	}
 	fmt.Printf("image: %s is there", cfg.Image)
@@ -335,7 +336,7 @@ func check(cfg config, docker *client.Client) error {
 		fmt.Printf(" with Codex %s", cfg.CodexVersion)
 	}
 	fmt.Println()
-	checkImages(ctx, os.Stdout, cfg, docker)
+	checkImages(ctx, os.Stdout, cfg, docker, cimg)
 	// Told at the end, after what else there is to see.
 	credErr := checkCredentials(os.Stdout, cfg)
 	if err := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout).Check(); err != nil {

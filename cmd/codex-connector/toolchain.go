@@ -14,14 +14,14 @@ import (
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 )
 
 // checkImages prints which image each configured repository's tasks run
 // on, and whether it is built. Nothing here fails the check: an image not
 // built yet is made at the first task.
-func checkImages(ctx context.Context, w io.Writer, cfg config, docker *client.Client) {
-	codex := images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion}
+func checkImages(ctx context.Context, w io.Writer, cfg config, docker *client.Client, cimg image.InspectResponse) {
 	tc := cfg.Toolchains
 	describe := func(what string, c runner.ImageChoice, err error) {
 		switch {
@@ -33,7 +33,7 @@ func checkImages(ctx context.Context, w io.Writer, cfg config, docker *client.Cl
 		case c.Base == "":
 			fmt.Fprintf(w, "images: %s → %s (%s)\n", what, cfg.Image, c.Source)
 		default:
-			ti, built, err := images.Planned(ctx, docker, c.Base, codex)
+			ti, built, err := images.Planned(ctx, docker, c.Base, cimg)
 			switch {
 			case err != nil:
 				fmt.Fprintf(w, "images: %s → %s (%s): %v\n", what, c.Base, c.Source, err)
