@@ -110,7 +110,7 @@ func TestARunningOrGoneTaskIsNotRepliedTo(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.MaxRunning = 1 })
 	repo := newRepo(t)
 	ended := h.startAndWait(t, Spec{Prompt: "say done", WorkingDirectory: repo})
-	sessions := fakeSession(t, h.stateDir(ended.ID), ended.Summary.ThreadID)
+	sessions := imagestest.FakeSession(t, h.stateDir(ended.ID), ended.Summary.ThreadID)
 	// It holds the one slot, so that a reply stays queued.
 	running, err := h.Start(context.Background(), Spec{Prompt: "sleep 60s", WorkingDirectory: repo})
 	if err != nil {
@@ -140,7 +140,7 @@ func TestARunningOrGoneTaskIsNotRepliedTo(t *testing.T) {
 			t.Fatalf("the state of a task with a waiting reply was pruned: %v", err)
 		}
 		// The reply holds its own copy of the session from its acceptance.
-		if f, err := findSession(h.stateDir(reply.ID), "codex-home/sessions", ended.Summary.ThreadID); err != nil || reply.ResumeFrom != int64(len(fakeSessionText)) {
+		if f, err := findSession(h.stateDir(reply.ID), "codex-home/sessions", ended.Summary.ThreadID); err != nil || reply.ResumeFrom != int64(len(imagestest.FakeSessionText)) {
 			t.Fatalf("the reply's copy: %q, %v, from %d", f, err, reply.ResumeFrom)
 		}
 		for _, id := range []string{reply.ID, running.ID} {
@@ -154,7 +154,7 @@ func TestARunningOrGoneTaskIsNotRepliedTo(t *testing.T) {
 		if err != nil || cancelled.Status != store.Cancelled || cancelled.Summary == nil {
 			t.Fatalf("%+v, %v", cancelled, err)
 		}
-		fakeSession(t, h.stateDir(cancelled.ID), cancelled.Summary.ThreadID)
+		imagestest.FakeSession(t, h.stateDir(cancelled.ID), cancelled.Summary.ThreadID)
 		reply := h.startAndWait(t, Spec{Parent: cancelled.ID, Prompt: "say resumed"})
 		if reply.Status != store.Completed || reply.Result != "resumed" || reply.Parent != cancelled.ID {
 			t.Fatalf("reply %s %q %q", reply.Status, reply.Result, reply.Error)
@@ -191,24 +191,6 @@ func fmtEffort(v any) string {
 		return s
 	}
 	return ""
-}
-
-// fakeSessionText is the session file fakeSession writes.
-const fakeSessionText = `{"type":"session_meta","payload":{"model_provider":"fake"}}` + "\n"
-
-// fakeSession writes, in a fake Codex task's state directory, a session
-// file where the real Codex keeps one, and returns the sessions directory.
-func fakeSession(t *testing.T, stateDir, thread string) string {
-	t.Helper()
-	sessions := filepath.Join(stateDir, "codex-home", "sessions")
-	day := filepath.Join(sessions, "2026", "12", "04")
-	if err := os.MkdirAll(day, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(day, "rollout-2026-12-04T10-00-00-"+thread+".jsonl"), []byte(fakeSessionText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return sessions
 }
 
 // TestAReplyDoesNotObeyWhatTheEarlierTaskPlanted: the earlier task (its
@@ -253,5 +235,54 @@ func TestAReplyDoesNotObeyWhatTheEarlierTaskPlanted(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(h.stateDir(reply.ID), "codex-home", name)); err == nil {
 			t.Errorf("the reply's state has the earlier task's %s", name)
 		}
+	}
+}
+
+// TestAPlantedSessionFileIsNeverFollowed: the earlier task, from inside its
+// container, puts a symlink to a host file, or a named pipe, where its
+// session file belongs. The server neither follows the one nor hangs on
+// the other: the task ends, and a reply is refused with what to do.
+func TestAPlantedSessionFileIsNeverFollowed(t *testing.T) {
+	h := newHarness(t, nil)
+	secret := filepath.Join(t.TempDir(), "host-secret")
+	needle := "host-secret-" + strings.Repeat("5", 12)
+	must(t, os.WriteFile(secret, []byte(needle+"\n"), 0o644))
+	thread := "00000000-0000-4000-8000-000000000001" // the fake Codex's
+	day := codexHome + "/sessions/2026/12/04"
+	rollout := day + "/rollout-2026-12-04T10-00-00-" + thread + ".jsonl"
+	for name, plant := range map[string]string{"a symlink to a host file": "symlink " + secret + " " + rollout, "a named pipe": "mkfifo " + rollout} {
+		t.Run(name, func(t *testing.T) {
+			var steps []string
+			for _, d := range []string{codexHome + "/sessions", codexHome + "/sessions/2026", codexHome + "/sessions/2026/12", day} {
+				steps = append(steps, "mkdir "+d+" 700")
+			}
+			steps = append(steps, plant, "say planted")
+			parent := h.startAndWait(t, Spec{Prompt: strings.Join(steps, "; "), WorkingDirectory: newRepo(t), Sandbox: WorkspaceWrite})
+			if parent.Status != store.Completed || parent.Summary == nil {
+				t.Fatalf("the planting task: %s %q", parent.Status, parent.Error)
+			}
+			// The hostile step ran: the fake reports it with exit 0.
+			planted := false
+			for _, c := range parent.Summary.Commands {
+				planted = planted || strings.HasPrefix(plant, strings.Fields(c.Command)[0]) && c.ExitCode != nil && *c.ExitCode == 0
+			}
+			if !planted {
+				t.Fatalf("the plant did not run: %+v", parent.Summary.Commands)
+			}
+			_, err := h.Start(context.Background(), Spec{Parent: parent.ID, Prompt: "go on"})
+			if !errors.Is(err, ErrInvalidTask) || !strings.Contains(err.Error(), "is gone") {
+				t.Fatalf("reply: %v", err)
+			}
+			if parent.Ran != nil && parent.Ran.Provider != "" || strings.Contains(fmt.Sprint(parent), needle) {
+				t.Fatalf("the parent's record read the planted file: %+v", parent.Ran)
+			}
+			tasks, _, err := h.List(store.Filter{})
+			must(t, err)
+			for _, tk := range tasks {
+				if tk.Parent == parent.ID {
+					t.Fatalf("a reply was recorded: %s", tk.ID)
+				}
+			}
+		})
 	}
 }

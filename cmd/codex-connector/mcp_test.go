@@ -688,14 +688,7 @@ func TestReplyThroughMCP(t *testing.T) {
 		t.Fatalf("first: %v", first)
 	}
 	// The fake Codex keeps no session; the real one keeps it here.
-	day := filepath.Join(s.home, "runs", first["taskId"].(string), "codex-home", "sessions", "2026", "12", "04")
-	if err := os.MkdirAll(day, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	thread := first["ran"].(map[string]any)["threadId"].(string)
-	if err := os.WriteFile(filepath.Join(day, "rollout-2026-12-04T10-00-00-"+thread+".jsonl"), []byte("{}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	imagestest.FakeSession(t, filepath.Join(s.home, "runs", first["taskId"].(string)), first["ran"].(map[string]any)["threadId"].(string))
 	res = s.call(t, "codex_reply", map[string]any{"taskId": first["taskId"], "task": "say second"})
 	reply := structured(t, res)
 	if res.IsError || reply["status"] != "completed" || reply["parent"] != first["taskId"] || reply["sandbox"] != "read-only" ||

@@ -43,3 +43,22 @@ func Chown(t testing.TB, dir string) {
 		t.Fatal(err)
 	}
 }
+
+// FakeSessionText is what FakeSession writes.
+const FakeSessionText = `{"type":"session_meta","payload":{"model_provider":"fake"}}` + "\n"
+
+// FakeSession writes, in a fake Codex task's state directory, a session
+// file of thread where the real Codex keeps one (the fake keeps none), and
+// returns the sessions directory.
+func FakeSession(t testing.TB, stateDir, thread string) string {
+	t.Helper()
+	sessions := filepath.Join(stateDir, "codex-home", "sessions")
+	day := filepath.Join(sessions, "2026", "12", "04")
+	if err := os.MkdirAll(day, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(day, "rollout-2026-12-04T10-00-00-"+thread+".jsonl"), []byte(FakeSessionText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return sessions
+}
