@@ -3,12 +3,12 @@ package mcp
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/view"
 	mcplib "github.com/mark3labs/mcp-go/mcp"
 )
 
@@ -28,7 +28,7 @@ With async=true it returns a taskId at once.`),
 		effortParam(),
 		mcplib.WithBoolean("async", mcplib.DefaultBool(false), mcplib.Description("If true, returns immediately with task ID")),
 		mcplib.WithNumber("timeoutMs", mcplib.Min(0), mcplib.DefaultNumber(0), mcplib.Description("Timeout in milliseconds (0 = no timeout); counted from when the task starts running")),
-		mcplib.WithOutputSchema[taskView](),
+		mcplib.WithOutputSchema[view.Task](),
 		mcplib.WithTitleAnnotation("Run a Codex agent"),
 		mcplib.WithReadOnlyHintAnnotation(false),
 		mcplib.WithDestructiveHintAnnotation(true),
@@ -69,7 +69,7 @@ func (h *handlers) start(ctx context.Context, req mcplib.CallToolRequest, a *arg
 		return problem(err), nil
 	}
 	if async {
-		return h.taskResult(h.view(t, "")), nil
+		return h.taskResult(view.Of(h.tasks, t, "", view.MCP)), nil
 	}
 	final, err := h.waitWithProgress(ctx, t.ID, progressToken(req))
 	if err != nil && ctx.Err() == nil {
@@ -78,28 +78,18 @@ func (h *handlers) start(ctx context.Context, req mcplib.CallToolRequest, a *arg
 	if final == nil {
 		final = t
 	}
-	v := h.view(final, h.resultText(final.ID))
+	v := view.Of(h.tasks, final, view.Result(h.tasks, final.ID), view.MCP)
 	if !final.Status.Final() {
 		v.Next = fmt.Sprintf("the wait stopped but the task keeps running: call codex_status with taskId %s, or codex_cancel to stop it", t.ID)
 	}
 	return h.taskResult(v), nil
 }
 
-func (h *handlers) taskResult(v taskView) *mcplib.CallToolResult {
-	v.Summary = v.text()
+func (h *handlers) taskResult(v view.Task) *mcplib.CallToolResult {
+	v.Summary = v.Text()
 	res := mcplib.NewToolResultStructured(v, v.Summary)
 	res.IsError = v.Status == "failed" || v.Status == "timed_out"
 	return res
-}
-
-// resultText reads Codex's whole final message from the result file, which
-// the record only holds the start of.
-func (h *handlers) resultText(id string) string {
-	data, err := os.ReadFile(h.tasks.ResultPath(id))
-	if err != nil {
-		return ""
-	}
-	return string(data)
 }
 
 func progressToken(req mcplib.CallToolRequest) mcplib.ProgressToken {

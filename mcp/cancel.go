@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/codex-connector/codex-connector/view"
 	mcplib "github.com/mark3labs/mcp-go/mcp"
 )
 
@@ -11,7 +12,7 @@ func cancelTool() mcplib.Tool {
 	return mcplib.NewTool("codex_cancel",
 		mcplib.WithDescription("Cancel a running task: a queued task never starts; a running one is stopped (SIGTERM, then SIGKILL after a grace period) and ends as cancelled, its log kept. Cancelling a task that already finished changes nothing and says so."),
 		mcplib.WithString("taskId", mcplib.Required(), mcplib.Description("The task ID to cancel")),
-		mcplib.WithOutputSchema[taskView](),
+		mcplib.WithOutputSchema[view.Task](),
 		mcplib.WithTitleAnnotation("Cancel a Codex task"),
 		mcplib.WithReadOnlyHintAnnotation(false),
 		mcplib.WithDestructiveHintAnnotation(true),
@@ -36,7 +37,7 @@ func (h *handlers) cancel(ctx context.Context, req mcplib.CallToolRequest) (*mcp
 			return problem(fmt.Errorf("cancel task %s: %w", id, err)), nil
 		}
 	}
-	v := h.view(t, "")
+	v := view.Of(h.tasks, t, "", view.MCP)
 	if before.Status.Final() {
 		v.Next = fmt.Sprintf("task %s had already finished (%s): nothing to cancel", id, before.Status)
 	} else if !t.Status.Final() {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/codex-connector/codex-connector/runner"
+	"github.com/codex-connector/codex-connector/view"
 	mcplib "github.com/mark3labs/mcp-go/mcp"
 )
 
@@ -18,7 +19,7 @@ The conversation is the one the earlier task's container recorded: text that tas
 		effortParam(),
 		mcplib.WithBoolean("async", mcplib.DefaultBool(false), mcplib.Description("If true, returns immediately with the new task's ID")),
 		mcplib.WithNumber("timeoutMs", mcplib.Min(0), mcplib.DefaultNumber(0), mcplib.Description("Timeout in milliseconds (0 = no timeout); counted from when the task starts running")),
-		mcplib.WithOutputSchema[taskView](),
+		mcplib.WithOutputSchema[view.Task](),
 		mcplib.WithTitleAnnotation("Reply to a Codex task"),
 		mcplib.WithReadOnlyHintAnnotation(false),
 		mcplib.WithDestructiveHintAnnotation(true),

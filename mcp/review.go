@@ -5,6 +5,7 @@ import (
 
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/view"
 	mcplib "github.com/mark3labs/mcp-go/mcp"
 )
 
@@ -19,7 +20,7 @@ Returns the review as text and its findings (file, line, severity P0 highest to 
 		effortParam(),
 		mcplib.WithBoolean("async", mcplib.DefaultBool(false), mcplib.Description("If true, returns immediately with the task ID")),
 		mcplib.WithNumber("timeoutMs", mcplib.Min(0), mcplib.DefaultNumber(0), mcplib.Description("Timeout in milliseconds (0 = no timeout); counted from when the review starts running")),
-		mcplib.WithOutputSchema[taskView](),
+		mcplib.WithOutputSchema[view.Task](),
 		mcplib.WithTitleAnnotation("Review changes with Codex"),
 		mcplib.WithReadOnlyHintAnnotation(true),
 		mcplib.WithDestructiveHintAnnotation(false),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/codex-connector/codex-connector/view"
 	mcplib "github.com/mark3labs/mcp-go/mcp"
 )
 
@@ -17,8 +18,8 @@ func statusTool() mcplib.Tool {
 		mcplib.WithDescription("Check the status of a running or completed task: its state, times, what Codex is doing or did (commands with exit codes, files changed), the result when done, and the last log lines rendered for a reader. The full log is in logFile and the resource codex://tasks/{taskId}/log.\nTo wait for a task, pass waitSeconds (at most 110) and call again while it is still running, instead of sleeping: the call answers as soon as the task ends, sending progress meanwhile. Claude Code moves tool calls longer than about 120 s into the background and can lose their results, so one call never waits longer."),
 		mcplib.WithString("taskId", mcplib.Required(), mcplib.Description("The task ID from codex_agent")),
 		mcplib.WithNumber("waitSeconds", mcplib.Min(0), mcplib.Max(maxWaitSeconds), mcplib.DefaultNumber(0), mcplib.Description(fmt.Sprintf("Wait up to this many seconds for the task to end before answering (0 to %d; default 0: answer at once)", maxWaitSeconds))),
-		mcplib.WithNumber("tailLines", mcplib.Min(0), mcplib.Max(maxTailLines), mcplib.DefaultNumber(50), mcplib.Description(fmt.Sprintf("Number of recent log lines (default: 50, at most %d; 0 for none)", maxTailLines))),
-		mcplib.WithOutputSchema[taskView](),
+		mcplib.WithNumber("tailLines", mcplib.Min(0), mcplib.Max(view.MaxTailLines), mcplib.DefaultNumber(50), mcplib.Description(fmt.Sprintf("Number of recent log lines (default: 50, at most %d; 0 for none)", view.MaxTailLines))),
+		mcplib.WithOutputSchema[view.Task](),
 		mcplib.WithTitleAnnotation("Codex task status"),
 		mcplib.WithReadOnlyHintAnnotation(true),
 		mcplib.WithDestructiveHintAnnotation(false),
@@ -30,7 +31,7 @@ func statusTool() mcplib.Tool {
 func (h *handlers) status(ctx context.Context, req mcplib.CallToolRequest) (*mcplib.CallToolResult, error) {
 	a := argsOf(req)
 	id := a.str("taskId", true)
-	n := a.integer("tailLines", 50, maxTailLines)
+	n := a.integer("tailLines", 50, view.MaxTailLines)
 	wait := a.integer("waitSeconds", 0, maxWaitSeconds)
 	if a.err != nil {
 		return problem(a.err), nil
@@ -49,9 +50,9 @@ func (h *handlers) status(ctx context.Context, req mcplib.CallToolRequest) (*mcp
 	}
 	var result string
 	if t.Status.Final() {
-		result = h.resultText(id)
+		result = view.Result(h.tasks, id)
 	}
-	v := h.view(t, result)
+	v := view.Of(h.tasks, t, result, view.MCP)
 	if n > 0 {
 		lines, cut, err := h.tasks.Tail(id, int(n))
 		if err != nil {

@@ -1,4 +1,4 @@
-package mcp
+package view
 
 import (
 	"fmt"
@@ -9,55 +9,46 @@ import (
 	"github.com/codex-connector/codex-connector/store"
 )
 
-// Bounds that keep every result well below what Claude Code accepts from a
-// tool (it warns at about 10,000 tokens).
-const (
-	maxResultChars = 12000
-	maxPromptChars = 500
-	maxTailLines   = 500
-	maxListLimit   = 200
-	maxChain       = 20
-)
-
-// taskView is the structured result of codex_agent, codex_status and
-// codex_cancel. Claude Code shows the model only the structured part of a
+// Task is a task as a reader sees it: the structured result of
+// codex_agent, codex_status and codex_cancel, and what `codex-connector
+// status` prints. Claude Code shows the model only the structured part of a
 // result that has one, so summary repeats, as text, everything that matters.
-type taskView struct {
-	Summary          string     `json:"summary" jsonschema:"the whole result as text a reader can act on"`
-	TaskID           string     `json:"taskId"`
-	Status           string     `json:"status" jsonschema:"queued, running, completed, failed, cancelled or timed_out"`
-	Task             string     `json:"task"`
-	WorkingDirectory string     `json:"workingDirectory"`
-	RepoRoot         string     `json:"repoRoot"`
-	Sandbox          string     `json:"sandbox"`
-	Model            string     `json:"model,omitempty"`
-	ReasoningEffort  string     `json:"reasoningEffort,omitempty" jsonschema:"the reasoning effort asked for"`
-	Parent           string     `json:"parent,omitempty" jsonschema:"the task this one continues (codex_reply)"`
-	Chain            []string   `json:"chain,omitempty" jsonschema:"the tasks this one continues, nearest first, back to the first of the conversation"`
-	Ran              *ranView   `json:"ran,omitempty" jsonschema:"what actually ran: the Codex version and image, the model and effort that applied (asked for, or the defaults), the provider"`
-	Image            *imageView `json:"image,omitempty" jsonschema:"the image the task runs in"`
-	CreatedAt        string     `json:"createdAt"`
-	StartedAt        string     `json:"startedAt,omitempty"`
-	FinishedAt       string     `json:"finishedAt,omitempty"`
-	DurationMs       int64      `json:"durationMs,omitempty" jsonschema:"running time so far, or in all once finished"`
-	ExitCode         *int       `json:"exitCode,omitempty"`
-	Error            string     `json:"error,omitempty" jsonschema:"why the task failed, timed out or was cancelled"`
-	Result           string     `json:"result,omitempty" jsonschema:"Codex's final message"`
-	ResultTruncated  bool       `json:"resultTruncated,omitempty" jsonschema:"the final message was cut; the whole one is in resultFile"`
-	Now              string     `json:"now,omitempty" jsonschema:"what Codex is doing at the moment"`
-	Commands         []command  `json:"commands,omitempty"`
-	FilesChanged     []string   `json:"filesChanged,omitempty"`
-	Findings         []finding  `json:"findings,omitempty" jsonschema:"a review's findings"`
-	HostRunFiles     []string   `json:"hostRunFiles,omitempty" jsonschema:"changed files that tools on the host run or obey without asking (Makefile, package.json, .envrc, .vscode/, .github/workflows/, .gitattributes, a .git): review them before running anything in the repository"`
-	Usage            *usageView `json:"usage,omitempty"`
-	LogTail          []string   `json:"logTail,omitempty" jsonschema:"the last lines of the log, rendered for a reader"`
-	LogTailCut       bool       `json:"logTailCut,omitempty" jsonschema:"earlier log lines were left out"`
-	LogFile          string     `json:"logFile"`
-	ResultFile       string     `json:"resultFile"`
-	Next             string     `json:"next,omitempty" jsonschema:"what to call next"`
+type Task struct {
+	Summary          string    `json:"summary" jsonschema:"the whole result as text a reader can act on"`
+	TaskID           string    `json:"taskId"`
+	Status           string    `json:"status" jsonschema:"queued, running, completed, failed, cancelled or timed_out"`
+	Task             string    `json:"task"`
+	WorkingDirectory string    `json:"workingDirectory"`
+	RepoRoot         string    `json:"repoRoot"`
+	Sandbox          string    `json:"sandbox"`
+	Model            string    `json:"model,omitempty"`
+	ReasoningEffort  string    `json:"reasoningEffort,omitempty" jsonschema:"the reasoning effort asked for"`
+	Parent           string    `json:"parent,omitempty" jsonschema:"the task this one continues (codex_reply)"`
+	Chain            []string  `json:"chain,omitempty" jsonschema:"the tasks this one continues, nearest first, back to the first of the conversation"`
+	Ran              *Ran      `json:"ran,omitempty" jsonschema:"what actually ran: the Codex version and image, the model and effort that applied (asked for, or the defaults), the provider"`
+	Image            *Image    `json:"image,omitempty" jsonschema:"the image the task runs in"`
+	CreatedAt        string    `json:"createdAt"`
+	StartedAt        string    `json:"startedAt,omitempty"`
+	FinishedAt       string    `json:"finishedAt,omitempty"`
+	DurationMs       int64     `json:"durationMs,omitempty" jsonschema:"running time so far, or in all once finished"`
+	ExitCode         *int      `json:"exitCode,omitempty"`
+	Error            string    `json:"error,omitempty" jsonschema:"why the task failed, timed out or was cancelled"`
+	Result           string    `json:"result,omitempty" jsonschema:"Codex's final message"`
+	ResultTruncated  bool      `json:"resultTruncated,omitempty" jsonschema:"the final message was cut; the whole one is in resultFile"`
+	Now              string    `json:"now,omitempty" jsonschema:"what Codex is doing at the moment"`
+	Commands         []Command `json:"commands,omitempty"`
+	FilesChanged     []string  `json:"filesChanged,omitempty"`
+	Findings         []Finding `json:"findings,omitempty" jsonschema:"a review's findings"`
+	HostRunFiles     []string  `json:"hostRunFiles,omitempty" jsonschema:"changed files that tools on the host run or obey without asking (Makefile, package.json, .envrc, .vscode/, .github/workflows/, .gitattributes, a .git): review them before running anything in the repository"`
+	Usage            *Usage    `json:"usage,omitempty"`
+	LogTail          []string  `json:"logTail,omitempty" jsonschema:"the last lines of the log, rendered for a reader"`
+	LogTailCut       bool      `json:"logTailCut,omitempty" jsonschema:"earlier log lines were left out"`
+	LogFile          string    `json:"logFile"`
+	ResultFile       string    `json:"resultFile"`
+	Next             string    `json:"next,omitempty" jsonschema:"what to call next"`
 }
 
-type finding struct {
+type Finding struct {
 	File     string `json:"file,omitempty"`
 	Line     int    `json:"line,omitempty"`
 	EndLine  int    `json:"endLine,omitempty"`
@@ -65,7 +56,7 @@ type finding struct {
 	Text     string `json:"text"`
 }
 
-type ranView struct {
+type Ran struct {
 	CodexVersion string `json:"codexVersion,omitempty"`
 	ImageID      string `json:"imageId,omitempty"`
 	Model        string `json:"model,omitempty"`
@@ -74,7 +65,7 @@ type ranView struct {
 	ThreadID     string `json:"threadId,omitempty" jsonschema:"Codex's session id"`
 }
 
-type imageView struct {
+type Image struct {
 	Ref    string   `json:"ref,omitempty" jsonschema:"the image: the Codex image, or Codex put onto base (set at launch)"`
 	ID     string   `json:"id,omitempty"`
 	Base   string   `json:"base,omitempty" jsonschema:"the toolchain image chosen for the repository"`
@@ -82,37 +73,37 @@ type imageView struct {
 	Notes  []string `json:"notes,omitempty" jsonschema:"what the image lacks, and what of a dev container file was ignored"`
 }
 
-type command struct {
+type Command struct {
 	Command  string `json:"command"`
 	ExitCode *int   `json:"exitCode,omitempty"`
 }
 
-type usageView struct {
+type Usage struct {
 	InputTokens       int64 `json:"inputTokens"`
 	CachedInputTokens int64 `json:"cachedInputTokens"`
 	OutputTokens      int64 `json:"outputTokens"`
 	ReasoningTokens   int64 `json:"reasoningOutputTokens"`
 }
 
-func (h *handlers) view(t *store.Task, result string) taskView {
-	v := taskView{
-		TaskID: t.ID, Status: string(t.Status), Task: clip(t.Prompt, maxPromptChars),
+func Of(src Source, t *store.Task, result string, on Surface) Task {
+	v := Task{
+		TaskID: t.ID, Status: string(t.Status), Task: Clip(t.Prompt, maxPromptChars),
 		WorkingDirectory: t.WorkingDirectory, RepoRoot: t.RepoRoot, Sandbox: t.Sandbox, Model: t.Model,
 		CreatedAt: stamp(t.CreatedAt), StartedAt: stamp(t.StartedAt), FinishedAt: stamp(t.FinishedAt),
 		ExitCode: t.ExitCode, Error: t.Error,
-		LogFile: h.tasks.LogPath(t.ID), ResultFile: h.tasks.ResultPath(t.ID),
+		LogFile: src.LogPath(t.ID), ResultFile: src.ResultPath(t.ID),
 	}
 	v.ReasoningEffort, v.Parent = t.Effort, t.Parent
 	for id, n := t.Parent, 0; id != "" && n < maxChain; n++ {
 		v.Chain = append(v.Chain, id)
-		p, err := h.tasks.Get(id)
+		p, err := src.Get(id)
 		if err != nil {
 			break
 		}
 		id = p.Parent
 	}
 	if t.Ran != nil || t.Summary != nil && t.Summary.ThreadID != "" {
-		v.Ran = &ranView{ImageID: t.ImageID}
+		v.Ran = &Ran{ImageID: t.ImageID}
 		if r := t.Ran; r != nil {
 			v.Ran.CodexVersion, v.Ran.Model, v.Ran.Effort, v.Ran.Provider = r.CodexVersion, r.Model, r.Effort, r.Provider
 		}
@@ -121,7 +112,7 @@ func (h *handlers) view(t *store.Task, result string) taskView {
 		}
 	}
 	if t.Image != "" || t.BaseImage != "" || t.ImageBuild != nil {
-		v.Image = &imageView{Ref: t.Image, ID: t.ImageID, Base: t.BaseImage, Source: t.ImageSource,
+		v.Image = &Image{Ref: t.Image, ID: t.ImageID, Base: t.BaseImage, Source: t.ImageSource,
 			Notes: append(append([]string(nil), t.ImageNotes...), runner.LackNotes(t)...)}
 	}
 	if !t.StartedAt.IsZero() {
@@ -134,39 +125,30 @@ func (h *handlers) view(t *store.Task, result string) taskView {
 	if result == "" {
 		result = t.Result
 	}
-	v.Result = clip(result, maxResultChars)
+	v.Result = Clip(result, MaxResultChars)
 	v.ResultTruncated = len(v.Result) < len(result)
 	if s := t.Summary; s != nil {
 		for _, c := range s.Commands {
-			v.Commands = append(v.Commands, command{Command: c.Command, ExitCode: c.ExitCode})
+			v.Commands = append(v.Commands, Command{Command: c.Command, ExitCode: c.ExitCode})
 		}
 		v.FilesChanged = s.FilesChanged
 		for _, f := range s.Findings {
-			v.Findings = append(v.Findings, finding(f))
+			v.Findings = append(v.Findings, Finding(f))
 		}
 		v.HostRunFiles = s.HostRunFiles
 		if s.Usage != (store.Usage{}) {
-			v.Usage = &usageView{s.Usage.InputTokens, s.Usage.CachedInputTokens, s.Usage.OutputTokens, s.Usage.ReasoningOutputTokens}
+			v.Usage = &Usage{s.Usage.InputTokens, s.Usage.CachedInputTokens, s.Usage.OutputTokens, s.Usage.ReasoningOutputTokens}
 		}
 	}
-	if p, ok := h.tasks.Progress(t.ID); ok && !t.Status.Final() {
+	if p, ok := src.Progress(t.ID); ok && !t.Status.Final() {
 		v.Now = p.Line
 	}
-	switch {
-	case t.Status == store.Queued:
-		v.Next = fmt.Sprintf("queued: it starts as soon as a slot is free; call codex_status with taskId %s to follow it, or codex_cancel to drop it", t.ID)
-	case t.Status == store.Running:
-		v.Next = fmt.Sprintf("call codex_status with taskId %s and waitSeconds 110 to wait for its end (again while it runs); codex_cancel stops it", t.ID)
-	case strings.HasPrefix(t.Error, runner.UsageLimitReached) && t.Summary != nil && t.Summary.ThreadID != "":
-		v.Next = fmt.Sprintf("once the limit resets, codex_reply with taskId %s and a message such as \"go on\" continues the task where it stopped", t.ID)
-	case t.Review == nil && t.Summary != nil && t.Summary.ThreadID != "":
-		v.Next = fmt.Sprintf("to continue this conversation, call codex_reply with taskId %s", t.ID)
-	}
+	v.Next = next(t, on)
 	return v
 }
 
-// text renders the view for a reader; it is also the view's summary.
-func (v taskView) text() string {
+// Text renders the view for a reader; it is also the view's summary.
+func (v Task) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Task %s: %s", v.TaskID, v.Status)
 	if v.DurationMs > 0 {
@@ -227,7 +209,7 @@ func (v taskView) text() string {
 			fmt.Fprintf(&b, "\nImage note: %s", n)
 		}
 	}
-	fmt.Fprintf(&b, "\nTask: %s\n", firstLine(v.Task))
+	fmt.Fprintf(&b, "\nTask: %s\n", FirstLine(v.Task))
 	if v.Error != "" {
 		fmt.Fprintf(&b, "Reason: %s\n", v.Error)
 	}
@@ -285,36 +267,31 @@ func (v taskView) text() string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-func stamp(t time.Time) string {
-	if t.IsZero() {
+// next says what to do now, in the words of the surface the reader is on.
+func next(t *store.Task, on Surface) string {
+	continues := t.Review == nil && t.Summary != nil && t.Summary.ThreadID != ""
+	if on == CLI {
+		switch {
+		case t.Status == store.Queued:
+			return fmt.Sprintf("queued: it starts as soon as a slot is free; `codex-connector logs -f %s` follows it, `codex-connector cancel %s` drops it", t.ID, t.ID)
+		case t.Status == store.Running:
+			return fmt.Sprintf("`codex-connector logs -f %s` follows it to its end; `codex-connector cancel %s` stops it", t.ID, t.ID)
+		case strings.HasPrefix(t.Error, runner.UsageLimitReached) && continues:
+			return fmt.Sprintf("once the limit resets, codex_reply (from Claude Code) with taskId %s and a message such as \"go on\" continues the task where it stopped", t.ID)
+		case continues:
+			return fmt.Sprintf("to continue this conversation, ask Claude Code to call codex_reply with taskId %s", t.ID)
+		}
 		return ""
 	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
+	switch {
+	case t.Status == store.Queued:
+		return fmt.Sprintf("queued: it starts as soon as a slot is free; call codex_status with taskId %s to follow it, or codex_cancel to drop it", t.ID)
+	case t.Status == store.Running:
+		return fmt.Sprintf("call codex_status with taskId %s and waitSeconds 110 to wait for its end (again while it runs); codex_cancel stops it", t.ID)
+	case strings.HasPrefix(t.Error, runner.UsageLimitReached) && continues:
+		return fmt.Sprintf("once the limit resets, codex_reply with taskId %s and a message such as \"go on\" continues the task where it stopped", t.ID)
+	case continues:
+		return fmt.Sprintf("to continue this conversation, call codex_reply with taskId %s", t.ID)
 	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i] + " …"
-	}
-	return s
-}
-
-// shortID is an image id as `docker images` shows it.
-func shortID(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
+	return ""
 }
