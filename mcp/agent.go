@@ -3,7 +3,6 @@ package mcp
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/codex-connector/codex-connector/runner"
@@ -147,28 +146,12 @@ func (h *handlers) waitWithProgress(ctx context.Context, id string, token mcplib
 }
 
 func (h *handlers) progressLine(id string, elapsed time.Duration) string {
-	p, ok := h.tasks.Progress(id)
-	line := p.Line
-	if !ok || line == "" {
-		line = "waiting"
+	p, _ := h.tasks.Progress(id)
+	status := "waiting"
+	if p.Line == "" {
 		if t, err := h.tasks.Get(id); err == nil {
-			line = string(t.Status)
+			status = string(t.Status)
 		}
 	}
-	var parts []string
-	if p.Commands > 0 {
-		parts = append(parts, plural(p.Commands, "command"))
-	}
-	if p.Files > 0 {
-		parts = append(parts, plural(p.Files, "file")+" changed")
-	}
-	parts = append(parts, elapsed.Round(time.Second).String())
-	return line + " (" + strings.Join(parts, ", ") + ")"
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
+	return view.ProgressLine(p, status, elapsed)
 }

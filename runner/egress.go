@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -382,4 +383,32 @@ func (r *Runner) removeEgress(id string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CheckEgress makes sure the egress proxy of this home runs the current
+// binary, as the first restricted task would, and says how it stands.
+func (r *Runner) CheckEgress(ctx context.Context) (string, error) {
+	if err := r.ensureProxy(ctx); err != nil {
+		return "", err
+	}
+	info, err := r.engine.ContainerInspect(ctx, r.proxyName())
+	if err != nil {
+		return "", engineError("inspect the egress proxy", err)
+	}
+	if info.State == nil || !info.State.Running || info.State.Restarting {
+		status := "not running"
+		if info.State != nil {
+			status = info.State.Status
+		}
+		return "", fmt.Errorf("the egress proxy %s is %s — see `docker logs %s`", r.proxyName(), status, r.proxyName())
+	}
+	var restarts string
+	if info.RestartCount > 0 {
+		restarts = fmt.Sprintf(", restarted %d times", info.RestartCount)
+	}
+	since := info.State.StartedAt
+	if t, err := time.Parse(time.RFC3339Nano, since); err == nil {
+		since = t.Local().Format("2006-01-02 15:04")
+	}
+	return fmt.Sprintf("%s runs image %s (since %s%s)", r.proxyName(), shortID(strings.TrimPrefix(info.Image, "sha256:")), since, restarts), nil
 }

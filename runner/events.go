@@ -284,10 +284,10 @@ func changeVerb(kind string) string {
 	return "edited"
 }
 
-// renderLine turns one log line into what a reader wants to see: Codex's
+// RenderLine turns one log line into what a reader wants to see: Codex's
 // events as short sentences, other output as it is. Events that say nothing
 // to a reader (a command starting, then the same command ending) return "".
-func renderLine(line string) string {
+func RenderLine(line string) string {
 	ev, ok := parseEvent([]byte(line))
 	if !ok {
 		return clipN(line, 2*maxText)

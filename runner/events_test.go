@@ -105,8 +105,8 @@ not json at all
 		`{"type":"item.completed","item":{"type":"command_execution","command":"make","exit_code":2,"aggregated_output":"a\nerror: boom\n"}}`: "$ make  → exit 2\n    error: boom",
 		`{"type":"item.completed","item":{"type":"file_change","changes":[{"path":"a.go","kind":"update"}]}}`:                                 "codex: edited a.go",
 	} {
-		if got := renderLine(line); got != want {
-			t.Errorf("renderLine(%s) = %q, want %q", line, got, want)
+		if got := RenderLine(line); got != want {
+			t.Errorf("RenderLine(%s) = %q, want %q", line, got, want)
 		}
 	}
 }

@@ -500,7 +500,7 @@ func tailLog(path string, n int) ([]string, bool, error) {
 	var out []string
 	more := start > 0
 	for i := len(raw) - 1; i >= 0; i-- {
-		r := renderLine(raw[i])
+		r := RenderLine(raw[i])
 		if r == "" {
 			continue
 		}

@@ -91,7 +91,11 @@ func (v List) text(filter string, now time.Time, on Surface) string {
 		if it.DurationMs > 0 {
 			dur = Age(time.Duration(it.DurationMs) * time.Millisecond)
 		}
-		rows = append(rows, []string{it.TaskID, it.Status, Age(now.Sub(created)), dur, it.WorkingDirectory, Clip(it.Task, 60)})
+		task := it.Task
+		if len(task) > 60 {
+			task = Clip(task, 59) + "…"
+		}
+		rows = append(rows, []string{it.TaskID, it.Status, Age(now.Sub(created)), dur, it.WorkingDirectory, task})
 	}
 	fmt.Fprintf(&b, "%d task(s), newest first (filter: %s):\n", len(v.Tasks), filter)
 	widths := make([]int, len(rows[0])-1)

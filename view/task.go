@@ -230,14 +230,7 @@ func (v Task) Text() string {
 		fmt.Fprintf(&b, "Files changed: %s\n", strings.Join(v.FilesChanged, ", "))
 	}
 	if len(v.Findings) > 0 {
-		fmt.Fprintf(&b, "Findings (%d):\n", len(v.Findings))
-		for _, f := range v.Findings {
-			where := f.File
-			if f.Line > 0 {
-				where += fmt.Sprintf(":%d", f.Line)
-			}
-			fmt.Fprintf(&b, "  [%s] %s — %s\n", f.Severity, where, f.Text)
-		}
+		writeFindings(&b, v.Findings)
 	}
 	if len(v.HostRunFiles) > 0 {
 		fmt.Fprintf(&b, "Review before running anything here — changed files that host tools run or obey: %s\n", strings.Join(v.HostRunFiles, ", "))
@@ -294,4 +287,15 @@ func next(t *store.Task, on Surface) string {
 		return fmt.Sprintf("to continue this conversation, call codex_reply with taskId %s", t.ID)
 	}
 	return ""
+}
+
+func writeFindings(b *strings.Builder, findings []Finding) {
+	fmt.Fprintf(b, "Findings (%d):\n", len(findings))
+	for _, f := range findings {
+		where := f.File
+		if f.Line > 0 {
+			where += fmt.Sprintf(":%d", f.Line)
+		}
+		fmt.Fprintf(b, "  [%s] %s — %s\n", f.Severity, where, f.Text)
+	}
 }

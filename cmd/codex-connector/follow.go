@@ -114,7 +114,7 @@ func flockRetry(f *os.File, how int) error {
 // startStandby starts the standby of this server and hands it the server's
 // configuration, as one JSON line on the pipe. The returned pipe must stay
 // open for the life of the server: the standby wakes when it closes.
-func startStandby(self string, cfg config, logger *log.Logger) (*os.File, error) {
+func startStandby(self string, cfg config, logger *log.Logger) (*standbyPipe, error) {
 	line, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start the standby follower: %w", err)
@@ -138,23 +138,47 @@ func startStandby(self string, cfg config, logger *log.Logger) (*os.File, error)
 	go cmd.Wait() // reap it, should it end first
 	// In the background: a configuration longer than the pipe's buffer
 	// waits for the standby to read it.
+	sp := &standbyPipe{w: wr, written: make(chan struct{})}
 	go func() {
+		defer close(sp.written)
 		if _, err := wr.Write(append(line, '\n')); err != nil {
 			logger.Printf("hand the configuration to the standby follower: %v", err)
 		}
 	}()
 	logger.Printf("standby follower %d waits for this server to end", cmd.Process.Pid)
-	return wr, nil
+	return sp, nil
+}
+
+// standbyPipe is a server's end of its standby's pipe.
+type standbyPipe struct {
+	w       *os.File
+	written chan struct{}
+}
+
+// Close wakes the standby. It first lets the configuration reach it (for a
+// moment at most: a standby that does not read is gone), so that a host
+// that ends at once, as `run --detach` does, leaves a standby that knows
+// what to follow.
+func (p *standbyPipe) Close() error {
+	select {
+	case <-p.written:
+	case <-time.After(5 * time.Second):
+	}
+	return p.w.Close()
 }
 
 // openServerLog opens the home's server.log for a process of the given
-// name; it writes to stderr too.
-func openServerLog(home, name string) (*log.Logger, func(), error) {
+// name; with stderr, it writes to stderr too.
+func openServerLog(home, name string, stderr bool) (*log.Logger, func(), error) {
 	f, err := os.OpenFile(filepath.Join(home, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open server log: %w", err)
 	}
-	logger := log.New(io.MultiWriter(os.Stderr, f), fmt.Sprintf("%s[%d] ", name, os.Getpid()), log.LstdFlags|log.Lmicroseconds)
+	var w io.Writer = f
+	if stderr {
+		w = io.MultiWriter(os.Stderr, f)
+	}
+	logger := log.New(w, fmt.Sprintf("%s[%d] ", name, os.Getpid()), log.LstdFlags|log.Lmicroseconds)
 	return logger, func() { f.Close() }, nil
 }
 
@@ -176,7 +200,7 @@ func standBy() (config, error) {
 	_, _ = io.Copy(io.Discard, pipe)
 	cfg, err := loadConfig(os.Getenv)
 	if err != nil {
-		if logger, closeLog, lerr := openServerLog(started.Home, "codex-connector follow"); lerr == nil {
+		if logger, closeLog, lerr := openServerLog(started.Home, "codex-connector follow", true); lerr == nil {
 			logger.Printf("the configuration no longer reads (%v); following with the one the server started with", err)
 			closeLog()
 		}
@@ -193,7 +217,7 @@ func follow(cfg config, docker *client.Client) error {
 	if _, err := os.Stat(cfg.Home); err != nil {
 		return nil // the home is gone: nothing to follow
 	}
-	logger, closeLog, err := openServerLog(cfg.Home, "codex-connector follow")
+	logger, closeLog, err := openServerLog(cfg.Home, "codex-connector follow", true)
 	if err != nil {
 		return err
 	}

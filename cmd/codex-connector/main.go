@@ -1,24 +1,25 @@
 // Command codex-connector is an MCP server that lets Claude Code hand coding
-// tasks to OpenAI's Codex CLI, each task in its own Docker container.
+// tasks to OpenAI's Codex CLI, each task in its own Docker container, and a
+// command line for people to run, watch and steer the same tasks.
 //
-//	codex-connector          serve MCP over stdio (what ~/.mcp.json runs)
-//	codex-connector check    say whether Docker and the Codex image are ready
-//	codex-connector prune [AGE]  remove tasks that ended more than AGE (e.g. 30d) ago
-//	codex-connector caches [remove]  list (or remove) the package cache volumes of your tasks
-//	codex-connector follow   follow the live tasks to their end while no server runs
-//	codex-connector version  print the version
+//	codex-connector                serve MCP over stdio (what ~/.mcp.json runs)
+//	codex-connector run TASK       run a task in this repository and watch it
+//	codex-connector tasks          list tasks; status, logs -f, cancel for one
+//	codex-connector doctor         check that tasks can run here (alias: check)
+//	codex-connector help           every command, and the environment
+//
+// The commands are in cli.go, one file each for what they share with the
+// MCP tools (tasks.go, logs.go, run.go, doctor.go).
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -36,7 +37,12 @@ import (
 var version = "dev"
 
 func main() {
-	if err := mainErr(os.Args[1:]); err != nil {
+	err := mainErr(os.Args[1:])
+	var code exitCode
+	switch {
+	case errors.As(err, &code):
+		os.Exit(int(code)) // what there was to say is said
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "codex-connector:", err)
 		os.Exit(1)
 	}
@@ -48,18 +54,13 @@ func mainErr(args []string) error {
 		cmd = args[0]
 	}
 	switch cmd {
-	case "", "serve":
-	case "version", "--version":
+	case "":
+		return runCommandLine(serveCommand, nil)
+	case "--version":
 		fmt.Println(version)
 		return nil
 	case "help", "-h", "--help":
-		usage(os.Stdout)
-		return nil
-	case "check", "prune", "caches":
-	case "follow":
-		if len(args) > 2 || len(args) == 2 && args[1] != "--standby" {
-			return errors.New("usage: codex-connector follow")
-		}
+		return helpCommand(args[1:])
 	case "egress-proxy":
 		// Inside the egress proxy container.
 		dir := "/egress"
@@ -102,127 +103,93 @@ func mainErr(args []string) error {
 			return errors.New("usage: codex-connector gated --gate FILE -- COMMAND...")
 		}
 		os.Exit(egress.RunGated(args[2], args[4:]))
-	default:
-		usage(os.Stderr)
-		return fmt.Errorf("unknown command %q", cmd)
-	}
-	var cfg config
-	var err error
-	if cmd == "follow" && len(args) == 2 {
-		// Started by a server, beside it: wait until it is gone.
-		cfg, err = standBy()
-	} else {
-		cfg, err = loadConfig(os.Getenv)
-	}
-	if err != nil {
-		return err
-	}
-	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		return fmt.Errorf("set up the Docker client: %w", err)
-	}
-	defer docker.Close()
-	switch cmd {
-	case "check":
-		return check(cfg, docker)
-	case "prune":
-		return prune(cfg, docker, args[1:])
-	case "caches":
-		return caches(docker, args[1:])
 	case "follow":
-		return follow(cfg, docker)
+		if len(args) == 2 && args[1] == "--standby" {
+			// Started by a server, beside it: wait until it is gone.
+			cfg, err := standBy()
+			if err != nil {
+				return err
+			}
+			docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+			if err != nil {
+				return fmt.Errorf("set up the Docker client: %w", err)
+			}
+			defer docker.Close()
+			return follow(cfg, docker)
+		}
 	}
-	return serve(cfg, docker)
+	c := lookup(cmd)
+	if c == nil {
+		usage(os.Stderr)
+		return fmt.Errorf("unknown command %q: the commands are listed above", cmd)
+	}
+	return runCommandLine(c, args[1:])
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: codex-connector [serve | check | prune [AGE] | caches [remove] | follow | version]")
-	fmt.Fprintln(w, "\nWith no command it serves MCP over stdio: add it to ~/.mcp.json. Environment:")
-	for _, e := range envNames {
-		fmt.Fprintln(w, "  "+e)
-	}
+var serveCommand = &command{
+	name: "serve", summary: "serve MCP over stdio (what ~/.mcp.json runs; the default)",
+	help: `Serves the codex_* tools over MCP on stdin and stdout, for Claude Code. It is
+what runs with no command. Tasks keep running in their containers when it
+exits; a follower it leaves behind takes them to their end.`,
+	needs: needsDocker,
+	run: func(e *env, _ any, args []string) error {
+		if len(args) > 0 {
+			return e.cmd.usagef("serve takes no arguments")
+		}
+		return serve(e.cfg, e.docker)
+	},
+}
+
+var followCommand = &command{
+	name: "follow", summary: "follow the live tasks to their end while no server runs",
+	help: `Follows the home's live tasks (records their logs and results, enforces their
+deadlines) while no server runs, and exits once none is live. Servers start
+one by themselves when they exit; run it by hand after a reboot.`,
+	needs: needsDocker,
+	run: func(e *env, _ any, args []string) error {
+		if len(args) > 0 {
+			return e.cmd.usagef("follow takes no arguments")
+		}
+		return follow(e.cfg, e.docker)
+	},
+}
+
+var versionCommand = &command{
+	name: "version", summary: "print the version",
+	help: "Prints the version of codex-connector.",
+	run: func(e *env, _ any, args []string) error {
+		if len(args) > 0 {
+			return e.cmd.usagef("version takes no arguments")
+		}
+		fmt.Fprintln(e.stdout, version)
+		return nil
+	},
 }
 
 // serve runs the MCP server over stdio until stdin closes or a signal comes.
 // Running tasks keep running in their containers.
 func serve(cfg config, docker *client.Client) error {
-	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", cfg.Home, err)
-	}
-	// stdout is the protocol: diagnostics go to stderr and to a file.
-	logger, closeLog, err := openServerLog(cfg.Home, "codex-connector")
+	h, err := openHost(cfg, docker, "codex-connector", true)
 	if err != nil {
 		return err
 	}
-	defer closeLog()
-
-	// A locked or damaged database must not keep the server from starting:
-	// every call then says what is wrong and what to do, in Claude Code,
-	// where the user sees it, rather than in a log of a server that exited.
-	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
-	if err := st.Check(); err != nil {
-		logger.Printf("%v", err)
-	}
-	// This binary also runs the egress proxy and the in-container bridge.
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find the codex-connector binary: %w", err)
-	}
-	// Mark this server alive before any task can start, for the detached
-	// follower: it hands its tasks back to a live server, and runs only
-	// while none is.
-	presence, err := markServer(cfg.Home)
-	if err != nil {
-		return err
-	}
-	// The standby wakes when its pipe closes: after this server no longer
-	// counts as alive, so that it does not wait for a server that is
-	// leaving. An exit of any other kind closes both at once; the standby
-	// looks twice before it believes a server runs.
-	var standby *os.File
-	defer func() {
-		presence.Close()
-		if standby != nil {
-			standby.Close()
-		}
-	}()
-	if cfg.FollowAfterExit {
-		if standby, err = startStandby(self, cfg, logger); err != nil {
-			logger.Printf("%v; live tasks wait for the next server when this one exits", err)
-		}
-	}
-	lifetime, endLifetime := context.WithCancel(context.Background())
-	defer endLifetime()
-	r, err := runner.New(lifetime, runnerConfig(cfg, self), docker, st, logger.Printf)
-	if err != nil {
-		return err
-	}
-	pingDocker(lifetime, docker, logger)
-
-	stdio := server.NewStdioServer(mcp.NewServer(r, version))
-	stdio.SetErrorLogger(logger)
+	defer h.close()
+	stdio := server.NewStdioServer(mcp.NewServer(h.runner, version))
+	stdio.SetErrorLogger(h.logger)
 	var g run.Group
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error {
 			err := stdio.Listen(ctx, os.Stdin, os.Stdout)
-			logger.Printf("stdin closed; stopping (running tasks keep running)")
+			h.logger.Printf("stdin closed; stopping (running tasks keep running)")
 			return err
 		}, func(error) { cancel() })
 	}
 	// The runner reconciles with what other servers left and renews this
 	// server's leases on its tasks.
-	g.Add(r.Run, func(error) { endLifetime() })
+	g.Add(h.runner.Run, func(error) { h.endLifetime() })
 	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
 	err = g.Run()
-	endLifetime()
-	r.Drain()
-	// Hand the tasks this server followed to the home's other processes (a
-	// server, or the follower left behind) now, not when the leases lapse.
-	if _, rerr := r.Release(); rerr != nil {
-		logger.Printf("%v; the tasks are taken over when the leases lapse", rerr)
-	}
-	logger.Printf("stopped")
 	var sig run.SignalError
 	if errors.As(err, &sig) || errors.Is(err, context.Canceled) {
 		return nil
@@ -312,44 +279,4 @@ func prune(cfg config, docker *client.Client, args []string) error {
 	n, err := r.Prune(cutoff)
 	fmt.Printf("removed %d tasks that ended before %s, with their logs and results\n", n, cutoff.Format(time.RFC3339))
 	return err
-}
-
-// check tells a person whether tasks can run here, and what to do if not.
-func check(cfg config, docker *client.Client) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ping, err := docker.Ping(ctx)
-	if err != nil {
-		return fmt.Errorf("the Docker engine does not answer: %w — start Docker, or set DOCKER_HOST", err)
-	}
-	fmt.Printf("docker: engine answers (API %s)\n", ping.APIVersion)
-	if v, err := docker.ServerVersion(ctx); err == nil && strings.HasPrefix(v.Version, "20.10.") {
-		// Seen here under the tests' container churn, as in the issue.
-		fmt.Printf("docker: note: Docker %s can hang when many containers start and stop at once (moby/moby#46661); Docker 23 or newer is safer\n", v.Version)
-	}
-	cimg, err := (images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion}).Inspect(ctx, docker)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("image: %s is there", cfg.Image)
-	if cfg.CodexVersion != "" {
-		fmt.Printf(" with Codex %s", cfg.CodexVersion)
-	}
-	fmt.Println()
-	checkImages(ctx, os.Stdout, cfg, docker, cimg)
-	// Told at the end, after what else there is to see.
-	credErr := checkCredentials(os.Stdout, cfg)
-	if err := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout).Check(); err != nil {
-		return errors.Join(credErr, err)
-	}
-	fmt.Printf("sandbox: callers may ask for up to %s (maxSandbox)", cfg.MaxSandbox)
-	if cfg.MaxSandbox == runner.DangerFullAccess {
-		fmt.Print("; set maxSandbox to workspace-write in config.json to keep tasks off the network and out of .git whatever the caller asks")
-	}
-	fmt.Printf("\ndata: %s\n", cfg.Home)
-	if credErr != nil {
-		return credErr
-	}
-	fmt.Println("ready: add {\"mcpServers\":{\"codex-connector\":{\"command\":\"codex-connector\"}}} to ~/.mcp.json")
-	return nil
 }

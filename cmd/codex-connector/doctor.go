@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/runner"
+	"github.com/codex-connector/codex-connector/store"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/client"
+)
+
+var doctorCommand = &command{
+	name: "doctor", summary: "check that tasks can run here, and say how to fix what cannot (alias: check)",
+	help: `Checks, one line each, what tasks need: the Docker engine, the Codex image,
+credentials for the model, the data directory, the task database, the
+egress proxy, and the allowed roots and sandbox ceiling. Each failed check
+says how to fix it. It exits 1 when any check fails.
+
+It starts the egress proxy of the data directory if it is not running, as
+the first restricted task would.`,
+	needs: needsConfig, // the Docker client is made here: an unreachable engine is a finding
+	run: func(e *env, _ any, args []string) error {
+		if len(args) > 0 {
+			return e.cmd.usagef("doctor takes no arguments")
+		}
+		return doctor(e)
+	},
+}
+
+// finding is one check's outcome.
+type finding struct {
+	name   string
+	failed bool
+	detail string   // what was seen
+	fix    string   // what to do, when failed
+	notes  []string // what else is worth knowing
+}
+
+// fromError makes a failed finding of err, whose text says after " — "
+// what to do, as errors here do.
+func fromError(name string, err error, fix string) finding {
+	problem, how, ok := strings.Cut(err.Error(), " — ")
+	if ok && fix == "" {
+		fix = how
+	} else if ok {
+		problem = err.Error()
+	}
+	return finding{name: name, failed: true, detail: problem, fix: fix}
+}
+
+func (f finding) write(w io.Writer) {
+	mark := "pass"
+	if f.failed {
+		mark = "FAIL"
+	}
+	fmt.Fprintf(w, "%s  %-11s %s\n", mark, f.name, f.detail)
+	for _, n := range f.notes {
+		fmt.Fprintf(w, "      %-11s note: %s\n", "", n)
+	}
+	if f.failed && f.fix != "" {
+		fmt.Fprintf(w, "      %-11s fix: %s\n", "", f.fix)
+	}
+}
+
+func doctor(e *env) error {
+	cfg := e.cfg
+	var findings []finding
+	report := func(f finding) {
+		findings = append(findings, f)
+		f.write(e.stdout)
+	}
+
+	engine, docker := checkEngine(e)
+	report(engine)
+	if !engine.failed {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cimg, err := (images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion}).Inspect(ctx, docker)
+		if err != nil {
+			report(fromError("image", err, ""))
+		} else {
+			f := finding{name: "image", detail: fmt.Sprintf("%s, %s", cfg.Image, shortImageID(cimg.ID))}
+			if cfg.CodexVersion != "" {
+				f.detail += " with Codex " + cfg.CodexVersion
+			}
+			var b bytes.Buffer
+			checkImages(ctx, &b, cfg, docker, cimg)
+			f.notes = lines(b.String(), "images: ")
+			report(f)
+		}
+		cancel()
+	} else {
+		report(finding{name: "image", failed: true, detail: "not checked: it needs the Docker engine", fix: "fix the engine first"})
+	}
+
+	var creds bytes.Buffer
+	credErr := checkCredentials(&creds, cfg)
+	cf := finding{name: "credentials"}
+	said := lines(creds.String(), "credentials: ")
+	if credErr != nil {
+		cf = fromError("credentials", errors.New(strings.TrimPrefix(credErr.Error(), "credentials: ")), "")
+		cf.notes = said
+	} else if len(said) > 0 {
+		cf.detail, cf.notes = said[0], said[1:]
+	}
+	report(cf)
+
+	report(checkHome(cfg.Home))
+	report(checkDatabase(cfg))
+
+	if !engine.failed {
+		report(checkEgress(cfg, docker))
+	} else {
+		report(finding{name: "egress", failed: true, detail: "not checked: it needs the Docker engine", fix: "fix the engine first"})
+	}
+	report(checkSandbox(cfg))
+
+	failed := 0
+	for _, f := range findings {
+		if f.failed {
+			failed++
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(e.stdout, "\n%d of %d checks failed: fix them, then run codex-connector doctor again.\n", failed, len(findings))
+		return exitCode(1)
+	}
+	fmt.Fprintf(e.stdout, "\nready: add it to Claude Code with `claude mcp add codex-connector -- codex-connector`,\n"+
+		"or {\"mcpServers\":{\"codex-connector\":{\"command\":\"codex-connector\"}}} in ~/.mcp.json; or try `codex-connector run \"TASK\"` in a repository.\n")
+	return nil
+}
+
+// checkEngine dials the engine and says which it is.
+func checkEngine(e *env) (finding, *client.Client) {
+	docker, err := newDockerClient()
+	if err != nil {
+		return fromError("docker", err, "check DOCKER_HOST"), nil
+	}
+	e.docker = docker
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	host := docker.DaemonHost()
+	if _, err := docker.Ping(ctx); err != nil {
+		return finding{name: "docker", failed: true, detail: fmt.Sprintf("the engine at %s does not answer: %v", host, err),
+			fix: "start Docker (e.g. `sudo systemctl start docker`, or dockerd), or set DOCKER_HOST to the engine you use; a user not in the docker group needs rootless Docker or to be added to it"}, nil
+	}
+	f := finding{name: "docker"}
+	v, err := docker.ServerVersion(ctx)
+	if err != nil {
+		return fromError("docker", err, "check that the engine at "+host+" is Docker"), nil
+	}
+	var info system.Info
+	info, _ = docker.Info(ctx)
+	mode := "rootful"
+	for _, o := range info.SecurityOptions {
+		if strings.Contains(o, "name=rootless") {
+			mode = "rootless"
+		}
+	}
+	f.detail = fmt.Sprintf("Docker %s (API %s), %s, at %s", v.Version, v.APIVersion, mode, host)
+	if strings.HasPrefix(v.Version, "20.10.") {
+		// Seen here under the tests' container churn.
+		f.notes = append(f.notes, fmt.Sprintf("Docker %s can hang when many containers start and stop at once (moby/moby#46661); Docker 23 or newer is safer", v.Version))
+	}
+	if mode == "rootful" {
+		f.notes = append(f.notes, "with a rootful engine, anyone who can reach its socket is root on this machine; rootless Docker keeps tasks to your own user")
+	}
+	return f, docker
+}
+
+// checkHome checks that the data directory is the user's own and writable.
+func checkHome(home string) finding {
+	f := finding{name: "data", detail: home}
+	fi, err := os.Stat(home)
+	if errors.Is(err, os.ErrNotExist) {
+		parent := filepath.Dir(home)
+		if err := syscall.Access(parent, 2 /* W_OK */); err != nil {
+			return finding{name: "data", failed: true, detail: fmt.Sprintf("%s does not exist, and %s is not writable: %v", home, parent, err),
+				fix: "create it (mkdir -m 700 " + home + ") or set CODEX_CONNECTOR_HOME to a directory of yours"}
+		}
+		f.detail += " (not there yet; the first task makes it)"
+		return f
+	}
+	if err != nil {
+		return fromError("data", err, "set CODEX_CONNECTOR_HOME to a directory of yours")
+	}
+	if !fi.IsDir() {
+		return finding{name: "data", failed: true, detail: home + " is not a directory", fix: "move it away, or set CODEX_CONNECTOR_HOME"}
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if int(st.Uid) != os.Geteuid() {
+		return finding{name: "data", failed: true, detail: fmt.Sprintf("%s belongs to uid %d, not to you (uid %d)", home, st.Uid, os.Geteuid()),
+			fix: "use a data directory of your own: set CODEX_CONNECTOR_HOME, or chown it"}
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return finding{name: "data", failed: true, detail: fmt.Sprintf("%s is writable by others (mode %o): they could plant task records and logs", home, fi.Mode().Perm()),
+			fix: "chmod 700 " + home}
+	}
+	probe, err := os.CreateTemp(home, ".doctor-*")
+	if err != nil {
+		return finding{name: "data", failed: true, detail: fmt.Sprintf("cannot write in %s: %v", home, err), fix: "free some space, or make it writable for you"}
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	if fi.Mode().Perm()&0o077 != 0 {
+		f.notes = append(f.notes, fmt.Sprintf("mode %o lets others read task logs and results; chmod 700 %s keeps them yours", fi.Mode().Perm(), home))
+	}
+	var sfs syscall.Statfs_t
+	if syscall.Statfs(home, &sfs) == nil {
+		free := sfs.Bavail * uint64(sfs.Bsize)
+		f.detail += fmt.Sprintf(" (yours, writable, %.1f GiB free)", float64(free)/(1<<30))
+		if free < 1<<30 {
+			f.notes = append(f.notes, "less than 1 GiB free: logs of long tasks may not fit")
+		}
+	}
+	return f
+}
+
+// checkDatabase reads the task database as a server would.
+func checkDatabase(cfg config) finding {
+	path := filepath.Join(cfg.Home, "tasks.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return finding{name: "database", detail: path + " (not there yet; the first task makes it)"}
+	}
+	if err := store.New(path, cfg.LockTimeout).Check(); err != nil {
+		return fromError("database", err, "")
+	}
+	return finding{name: "database", detail: path + " reads"}
+}
+
+// checkEgress starts (or finds) the egress proxy, which read-only and
+// workspace-write tasks reach the network through.
+func checkEgress(cfg config, docker *client.Client) finding {
+	self, err := os.Executable()
+	if err != nil {
+		return fromError("egress", err, "")
+	}
+	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
+	r, err := runner.New(context.Background(), runnerConfig(cfg, self), docker, st, func(string, ...any) {})
+	if err != nil {
+		return fromError("egress", err, "")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	detail, err := r.CheckEgress(ctx)
+	if err != nil {
+		return fromError("egress", err, "")
+	}
+	return finding{name: "egress", detail: "the proxy " + detail}
+}
+
+// checkSandbox checks the allowed roots and says the ceiling.
+func checkSandbox(cfg config) finding {
+	f := finding{name: "sandbox", detail: fmt.Sprintf("tasks may run under %s, at up to %s (maxSandbox)", strings.Join(cfg.AllowedRoots, ", "), cfg.MaxSandbox)}
+	var missing []string
+	for _, root := range cfg.AllowedRoots {
+		if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+			missing = append(missing, root)
+		}
+	}
+	if len(missing) > 0 {
+		f.failed = true
+		f.detail = fmt.Sprintf("allowed roots that are not directories: %s", strings.Join(missing, ", "))
+		f.fix = "correct allowedRoots in config.json (or CODEX_CONNECTOR_ALLOWED_ROOTS)"
+	}
+	if cfg.MaxSandbox == runner.DangerFullAccess {
+		f.notes = append(f.notes, "callers may ask for danger-full-access (the default level): full network and .git; set maxSandbox to workspace-write in config.json to keep every task off the network and out of .git")
+	}
+	return f
+}
+
+// lines splits printed lines and takes a prefix off each.
+func lines(s, prefix string) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if l = strings.TrimPrefix(strings.TrimSpace(l), prefix); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func shortImageID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	return id[:min(12, len(id))]
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/codex-connector/codex-connector/runner"
+	"github.com/codex-connector/codex-connector/view"
+)
+
+// followEveryLog is how often a followed log is looked at again once
+// everything in it was read.
+const followEveryLog = 200 * time.Millisecond
+
+// maxLogLine bounds one line read from a log: a task writes the log, and a
+// line without end must not take the reader's memory.
+const maxLogLine = 1 << 20
+
+// logReader reads a task's log file line by line, from where it stopped,
+// and never gives a line before its end is written.
+type logReader struct {
+	path    string
+	f       *os.File
+	r       *bufio.Reader
+	partial []byte
+}
+
+// next returns the next whole line, or ok false when there is none yet.
+func (l *logReader) next() (line string, ok bool, err error) {
+	if l.f == nil {
+		f, err := os.Open(l.path)
+		if errors.Is(err, os.ErrNotExist) {
+			return "", false, nil // not copied yet
+		}
+		if err != nil {
+			return "", false, err
+		}
+		l.f, l.r = f, bufio.NewReaderSize(f, 64<<10)
+	}
+	for {
+		chunk, err := l.r.ReadSlice('\n')
+		if len(l.partial)+len(chunk) <= maxLogLine {
+			l.partial = append(l.partial, chunk...)
+		}
+		switch {
+		case err == nil:
+			line := string(l.partial[:len(l.partial)-1])
+			l.partial = l.partial[:0]
+			return line, true, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			return "", false, nil
+		default:
+			return "", false, err
+		}
+	}
+}
+
+// rest returns what is left after the last whole line: the end of a log
+// whose task ended without a newline.
+func (l *logReader) rest() string {
+	s := string(l.partial)
+	l.partial = l.partial[:0]
+	return s
+}
+
+func (l *logReader) close() {
+	if l.f != nil {
+		l.f.Close()
+	}
+}
+
+// streamLog prints the task's log, rendered for a reader unless raw. With
+// follow it goes on until the task has ended and all its log is printed,
+// or ctx ends.
+func streamLog(ctx context.Context, r *runner.Runner, id string, raw, follow bool, out func(string)) error {
+	l := &logReader{path: r.LogPath(id)}
+	defer l.close()
+	print := func(line string) {
+		if !raw {
+			line = runner.RenderLine(line)
+			if line == "" {
+				return
+			}
+		}
+		out(line)
+	}
+	for {
+		// Whether the task had ended before this read: its log is then
+		// whole, and the read that reaches its end is the last.
+		var ended bool
+		if follow {
+			t, err := r.Get(id)
+			if err != nil {
+				return err
+			}
+			ended = t.Status.Final()
+		}
+		for {
+			line, ok, err := l.next()
+			if err != nil {
+				return fmt.Errorf("read the log of task %s: %w", id, err)
+			}
+			if !ok {
+				break
+			}
+			print(line)
+		}
+		if !follow || ended {
+			if rest := l.rest(); rest != "" {
+				print(rest)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(followEveryLog):
+		}
+	}
+}
+
+type logsOpts struct {
+	follow bool
+	raw    bool
+}
+
+var logsCommand = &command{
+	name: "logs", args: "[-f] [--raw] ID", summary: "print a task's log, rendered (or --raw JSONL); -f follows it",
+	help: `Prints a task's log: Codex's events rendered as short lines (commands with
+their exit codes, messages, files changed), and other output as it is.
+--raw prints the log as Codex wrote it (JSONL). With -f it follows the log
+until the task ends; Ctrl-C stops following, never the task.`,
+	needs: needsDocker,
+	flags: func(fs *flag.FlagSet) any {
+		o := &logsOpts{}
+		fs.BoolVar(&o.follow, "f", false, "follow the log until the task ends")
+		fs.BoolVar(&o.follow, "follow", false, "the same as -f")
+		fs.BoolVar(&o.raw, "raw", false, "print the log as Codex wrote it (JSONL), not rendered")
+		return o
+	},
+	run: func(e *env, opts any, args []string) error {
+		o := opts.(*logsOpts)
+		id, err := e.oneArg(args, "task id")
+		if err != nil {
+			return err
+		}
+		r, err := e.tasksOf()
+		if err != nil {
+			return err
+		}
+		t, err := r.Get(id)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		w := bufio.NewWriter(e.stdout)
+		defer w.Flush()
+		err = streamLog(ctx, r, id, o.raw, o.follow, func(line string) {
+			fmt.Fprintln(w, line)
+			if o.follow {
+				w.Flush()
+			}
+		})
+		if errors.Is(err, context.Canceled) {
+			return nil // Ctrl-C stops following, not the task
+		}
+		if err != nil {
+			return err
+		}
+		if o.follow && !o.raw {
+			if t, err = r.Get(id); err == nil {
+				w.Flush()
+				fmt.Fprintln(e.stderr, view.Of(r, t, "", view.CLI).OneLine())
+			}
+		}
+		return nil
+	},
+}
