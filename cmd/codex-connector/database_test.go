@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/runner"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -100,6 +101,8 @@ func TestDamagedDatabaseSaysHowToGetOut(t *testing.T) {
 // without printing it.
 func TestCheckSaysHowCredentialsReachCodex(t *testing.T) {
 	home := t.TempDir()
+	// check (doctor) starts the home's egress proxy.
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", runner.ProxyName(home)).Run() })
 	run := func(env ...string) (string, error) {
 		check := exec.Command(binary(t), "check")
 		check.Env = append(os.Environ(), append([]string{"CODEX_CONNECTOR_HOME=" + home, "CODEX_CONNECTOR_IMAGE=" + imagestest.FakeCodex(t),
@@ -108,7 +111,7 @@ func TestCheckSaysHowCredentialsReachCodex(t *testing.T) {
 		return string(out), err
 	}
 	out, err := run()
-	if err == nil || !strings.Contains(out, "credentials: none found — set OPENAI_API_KEY") || strings.Contains(out, "ready:") {
+	if err == nil || !strings.Contains(out, "FAIL  credentials none found\n") || !strings.Contains(out, "fix: set OPENAI_API_KEY") || strings.Contains(out, "ready:") {
 		t.Errorf("check without credentials: %v\n%s", err, out)
 	}
 	out, err = run("OPENAI_API_KEY=sk-check-secret")

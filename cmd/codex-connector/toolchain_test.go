@@ -54,9 +54,9 @@ func TestAToolchainImageShowsInStatusAndCheck(t *testing.T) {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
 	for _, want := range []string{
-		"images: repositories no entry names → " + base + " (config.json images.default), with Codex: " + ref + ", built; it lacks git",
-		"images: repositories matching /nowhere/* → codex-connector/no-such-base:1 (config.json images.repos entry /nowhere/*): base image not found",
-		"caches: none",
+		"note: repositories no entry names → " + base + " (config.json images.default), with Codex: " + ref + ", built; it lacks git",
+		"note: repositories matching /nowhere/* → codex-connector/no-such-base:1 (config.json images.repos entry /nowhere/*): base image not found",
+		"note: caches: none",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("check lacks %q:\n%s", want, out)
