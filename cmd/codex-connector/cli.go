@@ -41,6 +41,9 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	stdin  *os.File
+	// terminal is stdout when it is a terminal: the status line writes its
+	// escapes there, past the filter of stdout.
+	terminal *os.File
 }
 
 // usageError is a command typed wrongly: the message, then its usage.
@@ -108,6 +111,12 @@ func runCommandLine(c *command, args []string) error {
 		return nil
 	}
 	e := &env{cmd: c, stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}
+	if isTerminal(os.Stdout) {
+		e.stdout, e.terminal = &termSafe{w: os.Stdout}, os.Stdout
+	}
+	if isTerminal(os.Stderr) {
+		e.stderr = &termSafe{w: os.Stderr}
+	}
 	if c.needs >= needsConfig {
 		cfg, err := loadConfig(os.Getenv)
 		if err != nil {

@@ -244,6 +244,39 @@ func TestRunInATerminal(t *testing.T) {
 		}
 	})
 
+	t.Run("a task cannot drive the terminal: its escapes are shown, not sent", func(t *testing.T) {
+		// (The fake Codex splits its script at ";", so these escapes have
+		// none: clear the screen, colour, reset the terminal, and a line
+		// that moves the cursor up to erase the line above it.)
+		term := inTerminal(t, env, repo, "run", "rawout \x1b[2J\x1b[31mRED\x1bc\x07; say done \x1b[1A\x1b[2K here")
+		if code := term.wait(); code != 0 {
+			t.Fatalf("exit %d:\n%s", code, term.output())
+		}
+		out := term.output()
+		// First, that the hostile output reached the log and the terminal.
+		for _, want := range []string{"^[[2J^[[31mRED^[c^G", "codex: done ^[[1A^[[2K here"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the terminal does not show %q:\n%q", want, out)
+			}
+		}
+		for _, bad := range []string{"\x1b[2J", "\x1b[31m", "\x1bc", "\x1b[1A", "\a"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("the task's escape %q reached the terminal:\n%q", bad, out)
+			}
+		}
+		id := taskIDIn(t, strings.ReplaceAll(out, "\r\n", "\n"))
+		logs := inTerminal(t, env, "/", "logs", "--raw", id)
+		logs.wait()
+		if strings.Contains(logs.output(), "\x1b[2J") || !strings.Contains(logs.output(), "^[[2J^[[31mRED") {
+			t.Errorf("logs --raw on a terminal sent the task's escapes:\n%q", logs.output())
+		}
+		status := inTerminal(t, env, "/", "status", id)
+		status.wait()
+		if strings.Contains(status.output(), "\x1b") {
+			t.Errorf("status on a terminal sent an escape:\n%q", status.output())
+		}
+	})
+
 	t.Run("Ctrl-C then y cancels the task", func(t *testing.T) {
 		term := inTerminal(t, env, repo, "run", "cmd 0 ls; sleep 5m; say never")
 		term.waitFor("ran: ls (exit 0)")

@@ -109,11 +109,10 @@ func runTask(e *env, opts any, args []string) error {
 // watchTask shows a task's log and progress until it ends, or until the
 // person leaves it running.
 func watchTask(e *env, r *runner.Runner, t *store.Task) error {
-	out, _ := e.stdout.(*os.File)
-	tty := out != nil && isTerminal(out)
-	sl := &statusLine{w: e.stdout, live: tty}
+	tty := e.terminal != nil
+	sl := &statusLine{out: e.stdout}
 	if tty {
-		sl.width = terminalWidth(out)
+		sl.term, sl.width = e.terminal, terminalWidth(e.terminal)
 	}
 	fmt.Fprintf(e.stdout, "Task %s: %s in %s (sandbox %s)\n", t.ID, firstWords(t.Prompt), t.RepoRoot, t.Sandbox)
 
