@@ -187,6 +187,11 @@ Cancelling a task that ended changes nothing.`,
 			return err
 		}
 		t, err := r.Cancel(context.Background(), id)
+		if errors.Is(err, context.DeadlineExceeded) {
+			// The stop reached the engine; the end is recorded by whoever
+			// follows the task, and none did in time.
+			err = fmt.Errorf("task %s is stopped, but its end is not recorded yet: a server of %s records it, or `codex-connector follow` when none runs", id, e.cfg.Home)
+		}
 		if t != nil {
 			if perr := e.printTask(r, t, 0, false); perr != nil {
 				return perr
