@@ -133,8 +133,10 @@ func (v List) text(filter string, now time.Time, on Surface) string {
 // Age is a duration as a person reads it at a glance: 45s, 12m, 3h5m, 4d.
 func Age(d time.Duration) string {
 	switch {
-	case d < 0:
+	case d <= 0:
 		return "0s"
+	case d < time.Second:
+		return "<1s"
 	case d < time.Minute:
 		return fmt.Sprintf("%ds", int(d.Seconds()))
 	case d < time.Hour:

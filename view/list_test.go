@@ -71,7 +71,7 @@ func TestAge(t *testing.T) {
 		d    time.Duration
 		want string
 	}{
-		{-time.Second, "0s"}, {0, "0s"}, {59 * time.Second, "59s"}, {61 * time.Second, "1m01s"},
+		{-time.Second, "0s"}, {0, "0s"}, {800 * time.Millisecond, "<1s"}, {59 * time.Second, "59s"}, {61 * time.Second, "1m01s"},
 		{2*time.Hour + 5*time.Minute, "2h05m"}, {47 * time.Hour, "47h00m"}, {49 * time.Hour, "2d"},
 	} {
 		if got := Age(c.d); got != c.want {
