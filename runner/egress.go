@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -385,30 +384,54 @@ func (r *Runner) removeEgress(id string) error {
 	return errors.Join(errs...)
 }
 
-// CheckEgress makes sure the egress proxy of this home runs the current
-// binary, as the first restricted task would, and says how it stands.
-func (r *Runner) CheckEgress(ctx context.Context) (string, error) {
-	if err := r.ensureProxy(ctx); err != nil {
+// EgressStatus says how the egress proxy of the home stands, changing
+// nothing: whether binary, which would run it, can (a dynamically linked
+// one cannot run FROM scratch), and whether the proxy runs or keeps
+// failing. A proxy not running is no fault: the first restricted task
+// starts it.
+func EgressStatus(ctx context.Context, eng interface {
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
+}, home, binary, version string) (string, error) {
+	if err := checkStatic(binary); err != nil {
 		return "", err
 	}
-	info, err := r.engine.ContainerInspect(ctx, r.proxyName())
+	name := ProxyName(home)
+	info, err := eng.ContainerInspect(ctx, name)
+	if cerrdefs.IsNotFound(err) {
+		return name + " is not running; the first read-only or workspace-write task starts it", nil
+	}
 	if err != nil {
 		return "", engineError("inspect the egress proxy", err)
 	}
-	if info.State == nil || !info.State.Running || info.State.Restarting {
-		status := "not running"
-		if info.State != nil {
-			status = info.State.Status
+	st := info.State
+	if st == nil {
+		return "", fmt.Errorf("the egress proxy %s has no state — `docker rm -f %s` lets the next task start it afresh", name, name)
+	}
+	// Stopped or being removed (a follower that exits removes it) is no
+	// fault; restarting, dead or out of memory is.
+	failing := st.Restarting || st.Dead || st.OOMKilled || st.Status == "exited" && info.RestartCount > 0
+	if !st.Running && !failing {
+		return fmt.Sprintf("%s is %s; the first read-only or workspace-write task starts it", name, st.Status), nil
+	}
+	if failing {
+		status := fmt.Sprintf("%s (exit code %d", st.Status, st.ExitCode)
+		if st.OOMKilled {
+			status += ", out of memory"
 		}
-		return "", fmt.Errorf("the egress proxy %s is %s — see `docker logs %s`", r.proxyName(), status, r.proxyName())
+		status += ")"
+		return "", fmt.Errorf("the egress proxy %s is %s after %d restarts — see `docker logs %s`; `docker rm -f %s` lets the next task start it afresh", name, status, info.RestartCount, name, name)
 	}
-	var restarts string
-	if info.RestartCount > 0 {
-		restarts = fmt.Sprintf(", restarted %d times", info.RestartCount)
-	}
-	since := info.State.StartedAt
+	since := st.StartedAt
 	if t, err := time.Parse(time.RFC3339Nano, since); err == nil {
 		since = t.Local().Format("2006-01-02 15:04")
 	}
-	return fmt.Sprintf("%s runs image %s (since %s%s)", r.proxyName(), shortID(strings.TrimPrefix(info.Image, "sha256:")), since, restarts), nil
+	out := fmt.Sprintf("%s runs (since %s", name, since)
+	if info.RestartCount > 0 {
+		out += fmt.Sprintf(", after %d restarts", info.RestartCount)
+	}
+	out += ")"
+	if info.Config != nil && info.Config.Labels[LabelVersion] != version {
+		out += fmt.Sprintf("; codex-connector %s started it, and the next task replaces it with this one's", info.Config.Labels[LabelVersion])
+	}
+	return out, nil
 }

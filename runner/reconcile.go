@@ -125,6 +125,16 @@ func (r *Runner) Run() error {
 	}
 }
 
+// KeepLeases renews the leases of the tasks this runner started, and does
+// nothing else, until the lifetime ends: for a process that follows only
+// its own tasks (`codex-connector run`), and leaves the rest of the home to
+// the servers and the follower. A run that stops renewing, suspended or
+// killed, loses its tasks to them when the leases lapse.
+func (r *Runner) KeepLeases() error {
+	r.keepLeases()
+	return nil
+}
+
 // keepLeases renews this server's leases every third of a lease until the
 // lifetime ends. It makes no engine call.
 func (r *Runner) keepLeases() {

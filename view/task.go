@@ -262,14 +262,18 @@ func (v Task) Text() string {
 
 // next says what to do now, in the words of the surface the reader is on.
 func next(t *store.Task, on Surface) string {
-	continues := t.Review == nil && t.Summary != nil && t.Summary.ThreadID != ""
+	// A review's session continues too once a usage limit resets; a
+	// review that ended is not a conversation to go on with.
+	session := t.Summary != nil && t.Summary.ThreadID != ""
+	limited := strings.HasPrefix(t.Error, runner.UsageLimitReached) && session
+	continues := t.Review == nil && session
 	if on == CLI {
 		switch {
 		case t.Status == store.Queued:
 			return fmt.Sprintf("queued: it starts as soon as a slot is free; `codex-connector logs -f %s` follows it, `codex-connector cancel %s` drops it", t.ID, t.ID)
 		case t.Status == store.Running:
 			return fmt.Sprintf("`codex-connector logs -f %s` follows it to its end; `codex-connector cancel %s` stops it", t.ID, t.ID)
-		case strings.HasPrefix(t.Error, runner.UsageLimitReached) && continues:
+		case limited:
 			return fmt.Sprintf("once the limit resets, codex_reply (from Claude Code) with taskId %s and a message such as \"go on\" continues the task where it stopped", t.ID)
 		case continues:
 			return fmt.Sprintf("to continue this conversation, ask Claude Code to call codex_reply with taskId %s", t.ID)
@@ -281,7 +285,7 @@ func next(t *store.Task, on Surface) string {
 		return fmt.Sprintf("queued: it starts as soon as a slot is free; call codex_status with taskId %s to follow it, or codex_cancel to drop it", t.ID)
 	case t.Status == store.Running:
 		return fmt.Sprintf("call codex_status with taskId %s and waitSeconds 110 to wait for its end (again while it runs); codex_cancel stops it", t.ID)
-	case strings.HasPrefix(t.Error, runner.UsageLimitReached) && continues:
+	case limited:
 		return fmt.Sprintf("once the limit resets, codex_reply with taskId %s and a message such as \"go on\" continues the task where it stopped", t.ID)
 	case continues:
 		return fmt.Sprintf("to continue this conversation, call codex_reply with taskId %s", t.ID)

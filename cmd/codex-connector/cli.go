@@ -44,6 +44,9 @@ type env struct {
 	// terminal is stdout when it is a terminal: the status line writes its
 	// escapes there, past the filter of stdout.
 	terminal *os.File
+	// exact is where --raw and --json go: stdout as it is when it is not a
+	// terminal.
+	exact io.Writer
 }
 
 // usageError is a command typed wrongly: the message, then its usage.
@@ -92,30 +95,32 @@ func runCommandLine(c *command, args []string) error {
 	help := fs.Bool("help", false, "show this help")
 	fs.BoolVar(help, "h", false, "show this help")
 	var rest []string
-	for {
+	for len(args) > 0 {
+		before := args
 		if err := fs.Parse(args); err != nil {
-			return c.usagef("%v", err)
+			return c.usagef("%v (a \"--\" ends the flags, if what follows it is not one)", err)
 		}
 		args = fs.Args()
-		if len(args) == 0 {
+		if used := len(before) - len(args); used > 0 && before[used-1] == "--" {
+			// Parse stopped at a "--": everything after it is an argument.
+			rest = append(rest, args...)
 			break
 		}
-		if args[0] == "--" {
-			rest = append(rest, args[1:]...)
-			break
+		if len(args) > 0 {
+			rest, args = append(rest, args[0]), args[1:]
 		}
-		rest, args = append(rest, args[0]), args[1:]
 	}
 	if *help {
 		printHelp(os.Stdout, c, fs)
 		return nil
 	}
-	e := &env{cmd: c, stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}
+	// What the commands print is read by a person, at a terminal or later
+	// (a file, a pager), so control characters from a task are always shown
+	// as text; only --raw and --json to a pipe, which programs read, stay
+	// byte for byte.
+	e := &env{cmd: c, stdout: &termSafe{w: os.Stdout}, stderr: &termSafe{w: os.Stderr}, stdin: os.Stdin, exact: os.Stdout}
 	if isTerminal(os.Stdout) {
-		e.stdout, e.terminal = &termSafe{w: os.Stdout}, os.Stdout
-	}
-	if isTerminal(os.Stderr) {
-		e.stderr = &termSafe{w: os.Stderr}
+		e.terminal, e.exact = os.Stdout, e.stdout
 	}
 	if c.needs >= needsConfig {
 		cfg, err := loadConfig(os.Getenv)

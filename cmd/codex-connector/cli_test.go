@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -219,6 +220,18 @@ func TestRunPipedToTheEnd(t *testing.T) {
 			t.Errorf("status --json: %v\n%s", err, res)
 		}
 	})
+	t.Run("after --, the task is the task, however it looks", func(t *testing.T) {
+		res := cli(t, env, repo, "run", "--", "say use -d and --model x")
+		if res.code != 0 || !strings.Contains(res.stdout, "Result:\nuse -d and --model x\n") {
+			t.Errorf("run --: %s", res)
+		}
+	})
+	t.Run("--detach without the follower is refused", func(t *testing.T) {
+		res := cli(t, withEnv(env, "CODEX_CONNECTOR_FOLLOW_AFTER_EXIT=false"), repo, "run", "-d", "say hi")
+		if res.code != 1 || !strings.Contains(res.stderr, "--detach needs the detached follower") {
+			t.Errorf("run -d with followAfterExit false: %s", res)
+		}
+	})
 	t.Run("a task that fails fails the command", func(t *testing.T) {
 		res := cli(t, env, repo, "run", "cmd 0 true; fail the model gave up")
 		if res.code != 1 || !regexp.MustCompile(`failed after .* · 1 command · .*the model gave up`).MatchString(res.stdout) {
@@ -275,6 +288,15 @@ func TestRunInATerminal(t *testing.T) {
 		if strings.Contains(status.output(), "\x1b") {
 			t.Errorf("status on a terminal sent an escape:\n%q", status.output())
 		}
+		// Piped, what a person reads later (a file, a pager) is filtered
+		// too; --raw and --json, which programs read, are exact.
+		piped := cli(t, env, "/", "logs", id)
+		if strings.Contains(piped.stdout, "\x1b") || !strings.Contains(piped.stdout, "^[[2J") {
+			t.Errorf("logs piped sent the task's escapes:\n%q", piped.stdout)
+		}
+		if raw := cli(t, env, "/", "logs", "--raw", id); !strings.Contains(raw.stdout, "\x1b[2J") {
+			t.Errorf("logs --raw piped is not the log as written:\n%q", raw.stdout)
+		}
 	})
 
 	t.Run("Ctrl-C then y cancels the task", func(t *testing.T) {
@@ -298,8 +320,8 @@ func TestRunInATerminal(t *testing.T) {
 		term.typeIn("\x03")
 		term.waitFor("Cancel task")
 		term.typeIn("\r")
-		if code := term.wait(); code != 0 {
-			t.Errorf("exit %d after leaving it running:\n%s", code, term.output())
+		if code := term.wait(); code != 130 {
+			t.Errorf("exit %d after leaving it running, want 130 (it did not complete):\n%s", code, term.output())
 		}
 		m := regexp.MustCompile(`Task (\S+) runs on`).FindStringSubmatch(term.output())
 		if m == nil {
@@ -420,13 +442,40 @@ func TestDoctorSaysWhatFailsAndTheFix(t *testing.T) {
 			t.Fatalf("doctor: %s", res)
 		}
 		for _, want := range []string{"pass  docker      Docker ", "pass  image       ", "pass  credentials model provider openai", "pass  data        " + home,
-			"pass  database    ", "pass  egress      the proxy " + runner.ProxyName(home) + " runs", "pass  sandbox     tasks may run under " + os.TempDir()} {
+			"pass  database    ", "pass  egress      " + runner.ProxyName(home) + " is not running; the first read-only or workspace-write task starts it",
+			"pass  sandbox     tasks may run under " + os.TempDir()} {
 			if !strings.Contains(res.stdout, want) {
 				t.Errorf("doctor lacks %q:\n%s", want, res)
 			}
 		}
 		if strings.Contains(res.stdout, "sk-doctor-secret") {
 			t.Errorf("doctor printed the key:\n%s", res)
+		}
+		// It changed nothing: no records, no logs, no proxy.
+		for _, made := range []string{"tasks.db", "logs", "egress"} {
+			if _, err := os.Stat(filepath.Join(home, made)); err == nil {
+				t.Errorf("doctor made %s in the data directory", made)
+			}
+		}
+		if err := exec.Command("docker", "inspect", runner.ProxyName(home)).Run(); err == nil {
+			t.Errorf("doctor started the egress proxy")
+		}
+		// With the proxy started by a task that runs, it says that it runs.
+		started := cli(t, cliEnv(t, home, creds...), imagestest.Repo(t), "run", "--detach", "--sandbox", "read-only", "say started; sleep 5m")
+		id := strings.TrimSpace(started.stdout)
+		if started.code != 0 {
+			t.Fatalf("run: %s", started)
+		}
+		defer cli(t, cliEnv(t, home, creds...), "/", "cancel", id)
+		for deadline := time.Now().Add(time.Minute); !strings.Contains(cli(t, cliEnv(t, home, creds...), "/", "logs", id).stdout, "codex: started"); {
+			if time.Now().After(deadline) {
+				t.Fatalf("the task never started: %s", cli(t, cliEnv(t, home, creds...), "/", "status", id))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		res = cli(t, cliEnv(t, home, creds...), "/", "doctor")
+		if res.code != 0 || !regexp.MustCompile(`pass  egress      `+runner.ProxyName(home)+` runs \(since [-0-9: ]+\)\n`).MatchString(res.stdout) {
+			t.Errorf("doctor with the proxy running: %s", res)
 		}
 	})
 	t.Run("a data directory others can write fails", func(t *testing.T) {
@@ -487,5 +536,46 @@ func TestCommandLineBadInputSaysWhatToDo(t *testing.T) {
 		if res := cli(t, env, "/", name, "--help"); res.code != 0 || !strings.HasPrefix(res.stdout, "usage: codex-connector "+name) {
 			t.Errorf("%s --help: %s", name, res)
 		}
+	}
+}
+
+// A run in a terminal follows its own task alone: suspended (Ctrl-Z), it
+// holds up no other task of the home, and its own goes on elsewhere once
+// its lease lapses.
+func TestASuspendedRunStallsNoOtherTask(t *testing.T) {
+	home, repo := cliHome(t), imagestest.Repo(t)
+	env := cliEnv(t, home, "CODEX_CONNECTOR_LEASE=3s")
+	other := cli(t, env, repo, "run", "-d", "sleep 4s; say the other task is done")
+	otherID := strings.TrimSpace(other.stdout)
+	if other.code != 0 {
+		t.Fatalf("run -d: %s", other)
+	}
+	cmd := exec.Command(binary(t), "run", "say mine started; sleep 6s; say mine is done too")
+	cmd.Env, cmd.Dir = env, repo
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	time.Sleep(time.Second)
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Signal(syscall.SIGCONT)
+	res := cli(t, env, "/", "status", "--wait", "90s", otherID)
+	if !strings.Contains(res.stdout, "Task "+otherID+": completed") {
+		t.Errorf("the other task, with a run suspended: %s", res)
+	}
+	// The suspended run's own task: taken over once its lease lapsed.
+	list := cli(t, env, "/", "tasks", "--json")
+	var v struct{ Tasks []struct{ TaskID, Status string } }
+	if err := json.Unmarshal([]byte(list.stdout), &v); err != nil || len(v.Tasks) != 2 {
+		t.Fatalf("tasks --json: %v\n%s", err, list)
+	}
+	mine := v.Tasks[0].TaskID
+	res = cli(t, env, "/", "status", "--wait", "90s", mine)
+	if !strings.Contains(res.stdout, "Task "+mine+": completed") || !strings.Contains(res.stdout, "mine is done too") {
+		t.Errorf("the suspended run's own task was not taken over: %s", res)
 	}
 }

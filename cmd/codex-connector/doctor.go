@@ -26,8 +26,7 @@ credentials for the model, the data directory, the task database, the
 egress proxy, and the allowed roots and sandbox ceiling. Each failed check
 says how to fix it. It exits 1 when any check fails.
 
-It starts the egress proxy of the data directory if it is not running, as
-the first restricted task would.`,
+It changes nothing: not the data directory, nor the egress proxy.`,
 	needs: needsConfig, // the Docker client is made here: an unreachable engine is a finding
 	run: func(e *env, _ any, args []string) error {
 		if len(args) > 0 {
@@ -237,25 +236,21 @@ func checkDatabase(cfg config) finding {
 	return finding{name: "database", detail: path + " reads"}
 }
 
-// checkEgress starts (or finds) the egress proxy, which read-only and
-// workspace-write tasks reach the network through.
+// checkEgress looks at the egress proxy, which read-only and
+// workspace-write tasks reach the network through, without changing it: a
+// proxy replaced under running tasks would drop their connections.
 func checkEgress(cfg config, docker *client.Client) finding {
 	self, err := os.Executable()
 	if err != nil {
 		return fromError("egress", err, "")
 	}
-	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
-	r, err := runner.New(context.Background(), runnerConfig(cfg, self), docker, st, func(string, ...any) {})
-	if err != nil {
-		return fromError("egress", err, "")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	detail, err := r.CheckEgress(ctx)
+	detail, err := runner.EgressStatus(ctx, docker, cfg.Home, self, version)
 	if err != nil {
 		return fromError("egress", err, "")
 	}
-	return finding{name: "egress", detail: "the proxy " + detail}
+	return finding{name: "egress", detail: detail}
 }
 
 // checkSandbox checks the allowed roots and says the ceiling.

@@ -13,21 +13,27 @@ import (
 )
 
 // host is a process that runs tasks on a home: an MCP server, or `run` in
-// a terminal. Both count as a server to the detached follower, start a
-// standby beside them, and hand their tasks over when they end, so a task
-// goes on whoever started it and however that process ends.
+// a terminal. Both start a standby beside them and hand their tasks over
+// when they end, so a task goes on whoever started it and however that
+// process ends. Only a server counts as one to the detached follower, which
+// hands it every live task: a `run` follows its own task alone, so that a
+// terminal suspended with Ctrl-Z stalls nothing but that task, until its
+// lease lapses and the others take it over.
 type host struct {
 	logger      *log.Logger
 	runner      *runner.Runner
 	lifetime    context.Context
 	endLifetime context.CancelFunc
 	closers     []func()
+	// leases ends when a run's lease keeper has returned.
+	leases chan struct{}
 }
 
 // openHost sets up a host of the home. name is its name in server.log;
-// stderr says whether its diagnostics go to stderr too (a server's do; a
-// terminal's are for the person, not for the log).
-func openHost(cfg config, docker *client.Client, name string, stderr bool) (h *host, err error) {
+// server says whether it is an MCP server (marked alive for the follower;
+// its diagnostics go to stderr too) or a run in a terminal (diagnostics for
+// the log alone: the terminal is the person's).
+func openHost(cfg config, docker *client.Client, name string, server bool) (h *host, err error) {
 	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", cfg.Home, err)
 	}
@@ -39,7 +45,7 @@ func openHost(cfg config, docker *client.Client, name string, stderr bool) (h *h
 	}()
 	// stdout is the protocol (or the person's): diagnostics go to stderr
 	// and to a file.
-	logger, closeLog, err := openServerLog(cfg.Home, name, stderr)
+	logger, closeLog, err := openServerLog(cfg.Home, name, server)
 	if err != nil {
 		return nil, err
 	}
@@ -58,12 +64,14 @@ func openHost(cfg config, docker *client.Client, name string, stderr bool) (h *h
 	if err != nil {
 		return nil, fmt.Errorf("find the codex-connector binary: %w", err)
 	}
-	// Mark this host alive before any task can start, for the detached
+	// Mark a server alive before any task can start, for the detached
 	// follower: it hands its tasks back to a live server, and runs only
 	// while none is.
-	presence, err := markServer(cfg.Home)
-	if err != nil {
-		return nil, err
+	var presence *os.File
+	if server {
+		if presence, err = markServer(cfg.Home); err != nil {
+			return nil, err
+		}
 	}
 	// The standby wakes when its pipe closes: after this host no longer
 	// counts as alive, so that it does not wait for a host that is leaving.
@@ -71,7 +79,9 @@ func openHost(cfg config, docker *client.Client, name string, stderr bool) (h *h
 	// twice before it believes a server runs.
 	var standby *standbyPipe
 	h.closers = append(h.closers, func() {
-		presence.Close()
+		if presence != nil {
+			presence.Close()
+		}
 		if standby != nil {
 			standby.Close()
 		}
@@ -88,6 +98,13 @@ func openHost(cfg config, docker *client.Client, name string, stderr bool) (h *h
 		return nil, err
 	}
 	pingDocker(h.lifetime, docker, logger)
+	if !server {
+		h.leases = make(chan struct{})
+		go func() {
+			defer close(h.leases)
+			h.runner.KeepLeases()
+		}()
+	}
 	return h, nil
 }
 
@@ -97,6 +114,9 @@ func openHost(cfg config, docker *client.Client, name string, stderr bool) (h *h
 func (h *host) close() {
 	if h.runner != nil {
 		h.endLifetime()
+		if h.leases != nil {
+			<-h.leases // no renewal after the release
+		}
 		h.runner.Drain()
 		if _, err := h.runner.Release(); err != nil {
 			h.logger.Printf("%v; the tasks are taken over when the leases lapse", err)

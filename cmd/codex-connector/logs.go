@@ -9,10 +9,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/codex-connector/codex-connector/runner"
+	"github.com/codex-connector/codex-connector/store"
 	"github.com/codex-connector/codex-connector/view"
 )
 
@@ -24,37 +26,47 @@ const followEveryLog = 200 * time.Millisecond
 // line without end must not take the reader's memory.
 const maxLogLine = 1 << 20
 
-// logReader reads a task's log file line by line, from where it stopped,
-// and never gives a line before its end is written.
+// logReader reads a task's log file from where it stopped, as whole lines
+// or as the bytes there are.
 type logReader struct {
 	path    string
 	f       *os.File
 	r       *bufio.Reader
 	partial []byte
+	cut     bool // partial reached maxLogLine; the rest of the line is dropped
 }
 
-// next returns the next whole line, or ok false when there is none yet.
+func (l *logReader) open() (bool, error) {
+	if l.f != nil {
+		return true, nil
+	}
+	f, err := os.Open(l.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil // not copied yet
+	}
+	if err != nil {
+		return false, err
+	}
+	l.f, l.r = f, bufio.NewReaderSize(f, 64<<10)
+	return true, nil
+}
+
+// next returns the next whole line, without its newline, or ok false when
+// there is none yet. A line longer than maxLogLine is cut, and says so.
 func (l *logReader) next() (line string, ok bool, err error) {
-	if l.f == nil {
-		f, err := os.Open(l.path)
-		if errors.Is(err, os.ErrNotExist) {
-			return "", false, nil // not copied yet
-		}
-		if err != nil {
-			return "", false, err
-		}
-		l.f, l.r = f, bufio.NewReaderSize(f, 64<<10)
+	if there, err := l.open(); !there || err != nil {
+		return "", false, err
 	}
 	for {
 		chunk, err := l.r.ReadSlice('\n')
-		if len(l.partial)+len(chunk) <= maxLogLine {
+		if room := maxLogLine - len(l.partial); len(chunk) > room {
+			l.partial, l.cut = append(l.partial, chunk[:max(room, 0)]...), true
+		} else {
 			l.partial = append(l.partial, chunk...)
 		}
 		switch {
 		case err == nil:
-			line := string(l.partial[:len(l.partial)-1])
-			l.partial = l.partial[:0]
-			return line, true, nil
+			return l.take(), true, nil
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case errors.Is(err, io.EOF):
@@ -65,12 +77,34 @@ func (l *logReader) next() (line string, ok bool, err error) {
 	}
 }
 
+func (l *logReader) take() string {
+	line := strings.TrimSuffix(string(l.partial), "\n")
+	if l.cut {
+		line += " …[line cut at 1 MiB]"
+	}
+	l.partial, l.cut = l.partial[:0], false
+	return line
+}
+
 // rest returns what is left after the last whole line: the end of a log
 // whose task ended without a newline.
 func (l *logReader) rest() string {
-	s := string(l.partial)
-	l.partial = l.partial[:0]
-	return s
+	if len(l.partial) == 0 {
+		return ""
+	}
+	return l.take()
+}
+
+// bytes returns what the log holds past what was read, as it is.
+func (l *logReader) bytes(buf []byte) (int, error) {
+	if there, err := l.open(); !there || err != nil {
+		return 0, err
+	}
+	n, err := l.r.Read(buf)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
 }
 
 func (l *logReader) close() {
@@ -79,33 +113,48 @@ func (l *logReader) close() {
 	}
 }
 
-// streamLog prints the task's log, rendered for a reader unless raw. With
-// follow it goes on until the task has ended and all its log is printed,
-// or ctx ends.
-func streamLog(ctx context.Context, r *runner.Runner, id string, raw, follow bool, out func(string)) error {
+// streamLog prints the task's log: rendered lines to out, or with raw its
+// bytes as they are to exact. With follow it goes on until the task has
+// ended and all its log is printed, or ctx ends.
+func streamLog(ctx context.Context, r *runner.Runner, id string, raw, follow bool, out func(string), exact io.Writer) error {
 	l := &logReader{path: r.LogPath(id)}
 	defer l.close()
 	print := func(line string) {
-		if !raw {
-			line = runner.RenderLine(line)
-			if line == "" {
-				return
-			}
+		if line = runner.RenderLine(line); line != "" {
+			out(line)
 		}
-		out(line)
 	}
+	buf := make([]byte, 64<<10)
 	for {
 		// Whether the task had ended before this read: its log is then
 		// whole, and the read that reaches its end is the last.
 		var ended bool
 		if follow {
 			t, err := r.Get(id)
-			if err != nil {
+			switch {
+			case errors.Is(err, store.ErrLocked):
+				// Another process holds the database for a moment: look
+				// again at the next turn.
+			case err != nil:
 				return err
+			default:
+				ended = t.Status.Final()
 			}
-			ended = t.Status.Final()
 		}
 		for {
+			if raw {
+				n, err := l.bytes(buf)
+				if err != nil {
+					return fmt.Errorf("read the log of task %s: %w", id, err)
+				}
+				if n == 0 {
+					break
+				}
+				if _, err := exact.Write(buf[:n]); err != nil {
+					return err
+				}
+				continue
+			}
 			line, ok, err := l.next()
 			if err != nil {
 				return fmt.Errorf("read the log of task %s: %w", id, err)
@@ -171,7 +220,7 @@ until the task ends; Ctrl-C stops following, never the task.`,
 			if o.follow {
 				w.Flush()
 			}
-		})
+		}, e.exact)
 		if errors.Is(err, context.Canceled) {
 			return nil // Ctrl-C stops following, not the task
 		}

@@ -43,7 +43,8 @@ func main() {
 	case errors.As(err, &code):
 		os.Exit(int(code)) // what there was to say is said
 	case err != nil:
-		fmt.Fprintln(os.Stderr, "codex-connector:", err)
+		// Errors quote paths and reasons a task chose.
+		fmt.Fprintln(os.Stderr, "codex-connector:", safeText(err.Error()))
 		os.Exit(1)
 	}
 }

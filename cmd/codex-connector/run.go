@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,12 +37,14 @@ var runCommand = &command{
 of the current directory, or of -C DIR, in its own container, as codex_agent
 does. It shows what Codex does while it works (elapsed time, what it is
 doing now, the commands with their exit codes, the files it changes), then
-the result and a one-line summary. It exits 0 when the task completed.
+the result and a one-line summary. It exits 0 when the task completed, 1
+when it ended otherwise, and 130 when you left it running.
 
 Ctrl-C asks whether to cancel the task or leave it running; a task left
 running, or started with --detach, goes on after this command ends (follow
 it with codex-connector logs -f ID). When the output is not a terminal it
-prints plain lines, and Ctrl-C leaves the task running.`,
+prints plain lines, and Ctrl-C leaves the task running. A "--" ends the
+flags: what follows is the task, however it looks.`,
 	needs: needsDocker,
 	flags: func(fs *flag.FlagSet) any {
 		o := &runOpts{}
@@ -80,21 +83,21 @@ func runTask(e *env, opts any, args []string) error {
 	if err != nil {
 		return fmt.Errorf("find the directory %s: %w", o.dir, err)
 	}
+	if o.detach && !e.cfg.FollowAfterExit {
+		return errors.New("--detach needs the detached follower to take the task on, and followAfterExit is false in config.json (or CODEX_CONNECTOR_FOLLOW_AFTER_EXIT): run without --detach, or turn it back on")
+	}
 	h, err := openHost(e.cfg, e.docker, "codex-connector run", false)
 	if err != nil {
 		return err
 	}
 	defer h.close()
-	// The runner renews this process's leases and reconciles, as a
-	// server's does, while it runs tasks.
-	go h.runner.Run()
 
 	t, err := h.runner.Start(context.Background(), runner.Spec{
 		Prompt: prompt, WorkingDirectory: dir, Sandbox: o.sandbox,
 		Model: o.model, Effort: o.effort, Timeout: o.timeout,
 	})
 	if err != nil {
-		return err
+		return inCLIWords(err)
 	}
 	if o.detach {
 		fmt.Fprintf(e.stdout, "%s\n", t.ID)
@@ -141,14 +144,17 @@ func watchTask(e *env, r *runner.Runner, t *store.Task) error {
 	defer tick.Stop()
 	for {
 		cur, err := r.Get(t.ID)
-		if err != nil {
+		switch {
+		case errors.Is(err, store.ErrLocked):
+			cur = nil // held by another process for a moment: look again
+		case err != nil:
 			return err
 		}
 		// Read after the look: a task seen ended has its whole log.
 		if err := printLog(); err != nil {
 			return err
 		}
-		if cur.Status.Final() {
+		if cur != nil && cur.Status.Final() {
 			if rest := l.rest(); rest != "" {
 				if s := runner.RenderLine(rest); s != "" {
 					sl.println(s)
@@ -157,8 +163,10 @@ func watchTask(e *env, r *runner.Runner, t *store.Task) error {
 			sl.clear()
 			return ending(e, r, cur)
 		}
-		p, _ := r.Progress(t.ID)
-		sl.show(view.ProgressLine(p, string(cur.Status), time.Since(start)))
+		if cur != nil {
+			p, _ := r.Progress(t.ID)
+			sl.show(view.ProgressLine(p, string(cur.Status), time.Since(start)))
+		}
 		select {
 		case <-tick.C:
 		case sig := <-sigs:
@@ -198,9 +206,25 @@ func askCancel(e *env, id string, sigs <-chan os.Signal) bool {
 	}
 }
 
+// leftRunning says how to find the task again. The command fails (130, as
+// after an interrupt) because the task has not completed: `run X && git
+// commit` must not go on while Codex still changes files.
 func leftRunning(e *env, id string) error {
 	fmt.Fprintf(e.stderr, "Task %s runs on. Follow it: codex-connector logs -f %s · stop it: codex-connector cancel %s\n", id, id, id)
-	return nil
+	if !e.cfg.FollowAfterExit {
+		fmt.Fprintf(e.stderr, "followAfterExit is false: it goes on only while a server of %s runs, or `codex-connector follow`\n", e.cfg.Home)
+	}
+	return exitCode(130)
+}
+
+// inCLIWords puts the names of the MCP parameters in a refusal into the
+// words of the command line.
+func inCLIWords(err error) error {
+	if !errors.Is(err, runner.ErrInvalidTask) {
+		return err
+	}
+	msg := strings.NewReplacer("workingDirectory", "the directory (-C)", "reasoningEffort", "--effort", "timeoutMs", "--timeout").Replace(err.Error())
+	return errors.New(msg)
 }
 
 // ending prints the result and the one-line summary, and fails the

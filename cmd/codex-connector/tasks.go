@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"strings"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -34,10 +36,25 @@ func (e *env) tasksOf() (*runner.Runner, error) {
 	return runner.New(context.Background(), runnerConfig(e.cfg, ""), e.docker, st, func(string, ...any) {})
 }
 
+// printJSON prints v as JSON for programs. encoding/json escapes the C0
+// controls in strings but not the C1 ones (U+0080 to U+009F), which a
+// terminal may obey: those are escaped too, which JSON allows.
 func (e *env) printJSON(v any) error {
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, r := range string(data) {
+		if r >= 0x80 && r <= 0x9f {
+			fmt.Fprintf(&b, `\u%04x`, r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('\n')
+	_, err = io.WriteString(e.exact, b.String())
+	return err
 }
 
 type tasksOpts struct {

@@ -46,10 +46,11 @@ func (s *statusLine) show(text string) {
 	if s.term == nil {
 		return
 	}
-	text = safeText(strings.ReplaceAll(text, "\n", " "))
-	if w := s.width - 1; utf8.RuneCountInString(text) > w && w > 1 {
-		text = string([]rune(text)[:w-1]) + "…"
+	text = safeText(strings.NewReplacer("\n", " ", "\t", " ").Replace(text))
+	if f, ok := s.term.(*os.File); ok {
+		s.width = terminalWidth(f) // the window may have been resized
 	}
+	text = fitWidth(text, s.width-1)
 	if text == s.shown {
 		return
 	}
@@ -65,42 +66,48 @@ func (s *statusLine) clear() {
 	}
 }
 
-// termSafe is the writer of what a terminal shows. Much of what the
-// commands print comes from a task (its log, its final message, the
-// reasons it gave), and a task must not drive the person's terminal: an
-// escape sequence could retitle it, rewrite what was printed before, or
-// write to the clipboard. So control characters other than newline and
-// tab are shown as text (ESC as ^[, C1 controls as \u0085), never sent.
-// Output that is not a terminal passes byte for byte.
+// termSafe is the writer of what a person reads. Much of what the commands
+// print comes from a task (its log, its final message, the reasons it
+// gave), and a task must not drive the person's terminal: an escape
+// sequence could retitle it, rewrite what was printed before, or write to
+// the clipboard. So control characters other than newline and tab are
+// shown as text (ESC as ^[, C1 controls as \u009b), and bytes that are not
+// UTF-8 as \x9b, since a terminal not in UTF-8 mode obeys them as C1.
 type termSafe struct {
-	w      io.Writer
-	pendC2 bool // the last write ended in 0xC2, which may begin a C1 control
+	w       io.Writer
+	pending []byte // the start of a character the last write cut
 }
 
 func (s *termSafe) Write(p []byte) (int, error) {
-	out := make([]byte, 0, len(p)+16)
-	for i := 0; i < len(p); i++ {
-		b := p[i]
-		if s.pendC2 {
-			s.pendC2 = false
-			if b >= 0x80 && b <= 0x9f {
-				out = fmt.Appendf(out, `\u%04x`, b)
-				continue
-			}
-			out = append(out, 0xc2)
-		}
+	data := p
+	if len(s.pending) > 0 {
+		data = append(s.pending, p...)
+		s.pending = nil
+	}
+	out := make([]byte, 0, len(data)+16)
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
 		switch {
-		case b == 0xc2:
-			s.pendC2 = true
-		case b == '\n' || b == '\t':
-			out = append(out, b)
-		case b < 0x20:
-			out = append(out, '^', b+0x40)
-		case b == 0x7f:
+		case r == utf8.RuneError && size <= 1:
+			if !utf8.FullRune(data[i:]) {
+				// A character the next write completes.
+				s.pending = append([]byte(nil), data[i:]...)
+				size = len(data) - i
+				break
+			}
+			out = fmt.Appendf(out, `\x%02x`, data[i])
+		case r == '\n' || r == '\t':
+			out = append(out, byte(r))
+		case r < 0x20:
+			out = append(out, '^', byte(r)+0x40)
+		case r == 0x7f:
 			out = append(out, '^', '?')
+		case r >= 0x80 && r <= 0x9f:
+			out = fmt.Appendf(out, `\u%04x`, r)
 		default:
-			out = append(out, b)
+			out = append(out, data[i:i+size]...)
 		}
+		i += size
 	}
 	if _, err := s.w.Write(out); err != nil {
 		return 0, err
@@ -108,14 +115,42 @@ func (s *termSafe) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// safeText is s as termSafe would show it, for text written beside the
-// escapes of the status line.
+// safeText is s as termSafe shows it, for text written beside the escapes
+// of the status line, and for errors.
 func safeText(s string) string {
 	var b strings.Builder
 	w := &termSafe{w: &b}
 	w.Write([]byte(s))
-	if w.pendC2 {
-		b.WriteByte(0xc2)
+	for _, c := range w.pending {
+		fmt.Fprintf(&b, `\x%02x`, c) // a character the text ends in the middle of
 	}
 	return b.String()
+}
+
+// fitWidth cuts text to the columns given, with a mark where it cut: a
+// status line that wrapped could not be rewritten in place. Wide characters
+// (CJK, emoji) take two columns; counting every rune from U+1100 as wide
+// errs on the short side.
+func fitWidth(text string, columns int) string {
+	width := func(r rune) int {
+		if r >= 0x1100 {
+			return 2
+		}
+		return 1
+	}
+	total := 0
+	for _, r := range text {
+		total += width(r)
+	}
+	if total <= columns {
+		return text
+	}
+	used := 0
+	for i, r := range text {
+		if used+width(r) > columns-1 {
+			return text[:i] + "…"
+		}
+		used += width(r)
+	}
+	return text
 }
