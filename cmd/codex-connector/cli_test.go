@@ -569,7 +569,9 @@ func TestASuspendedRunStallsNoOtherTask(t *testing.T) {
 	}
 	// The suspended run's own task: taken over once its lease lapsed.
 	list := cli(t, env, "/", "tasks", "--json")
-	var v struct{ Tasks []struct{ TaskID, Status string } }
+	var v struct {
+		Tasks []struct{ TaskID, Status string }
+	}
 	if err := json.Unmarshal([]byte(list.stdout), &v); err != nil || len(v.Tasks) != 2 {
 		t.Fatalf("tasks --json: %v\n%s", err, list)
 	}
