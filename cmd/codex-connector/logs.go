@@ -199,11 +199,7 @@ until the task ends; Ctrl-C stops following, never the task.`,
 	},
 	run: func(e *env, opts any, args []string) error {
 		o := opts.(*logsOpts)
-		id, err := e.oneArg(args, "task id")
-		if err != nil {
-			return err
-		}
-		r, err := e.tasksOf()
+		r, id, err := e.theTask(args)
 		if err != nil {
 			return err
 		}

@@ -39,6 +39,16 @@ func (e *env) tasksOf() (*runner.Runner, error) {
 // printJSON prints v as JSON for programs. encoding/json escapes the C0
 // controls in strings but not the C1 ones (U+0080 to U+009F), which a
 // terminal may obey: those are escaped too, which JSON allows.
+// theTask reads the one task id of args and opens the home's tasks.
+func (e *env) theTask(args []string) (*runner.Runner, string, error) {
+	id, err := e.oneArg(args, "task id")
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := e.tasksOf()
+	return r, id, err
+}
+
 func (e *env) printJSON(v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -133,14 +143,10 @@ and the last lines of its log, rendered.`,
 	},
 	run: func(e *env, opts any, args []string) error {
 		o := opts.(*statusOpts)
-		id, err := e.oneArg(args, "task id")
-		if err != nil {
-			return err
-		}
 		if o.tail < 0 || o.tail > view.MaxTailLines {
 			return e.cmd.usagef("--tail must be from 0 to %d, got %d", view.MaxTailLines, o.tail)
 		}
-		r, err := e.tasksOf()
+		r, id, err := e.theTask(args)
 		if err != nil {
 			return err
 		}
@@ -195,11 +201,7 @@ SIGKILL after the stop grace. Its log and what it changed so far are kept.
 Cancelling a task that ended changes nothing.`,
 	needs: needsDocker,
 	run: func(e *env, _ any, args []string) error {
-		id, err := e.oneArg(args, "task id")
-		if err != nil {
-			return err
-		}
-		r, err := e.tasksOf()
+		r, id, err := e.theTask(args)
 		if err != nil {
 			return err
 		}
