@@ -506,7 +506,7 @@ func TestCommandLineBadInputSaysWhatToDo(t *testing.T) {
 		{"a run outside a repository", notRepo, []string{"run", "say hi"}, "git init"},
 		{"a run in a directory that is not there", "/", []string{"run", "-C", "/no/such/dir", "say hi"}, "/no/such/dir"},
 		{"a bad filter", "/", []string{"tasks", "--status", "done"}, `--status "done" is not a filter`},
-		{"a bad flag", "/", []string{"logs", "--tail", "3", "x"}, "flag provided but not defined: -tail\nusage: codex-connector logs [-f] [--raw] ID"},
+		{"a bad flag", "/", []string{"logs", "--tail", "3", "x"}, "flag provided but not defined: -tail (a \"--\" ends the flags, if what follows it is not one)\nusage: codex-connector logs [-f] [--raw] ID"},
 		{"two ids", "/", []string{"cancel", "a", "b"}, "one task id, got 2 arguments"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
