@@ -467,8 +467,13 @@ func replayLog(path string, tracker *eventTracker) error {
 	}
 }
 
-// tailWindow bounds how much of a log file a tail reads.
-const tailWindow = 4 << 20
+// tailWindow bounds how much of a log file a tail reads; tailChunk is how
+// much it reads at a time, from the end back, so that the last lines of a
+// 1 GB log cost what they cost in a 1 MB one.
+const (
+	tailWindow = 4 << 20
+	tailChunk  = 64 << 10
+)
 
 // tailLog returns up to n of the last lines of the log at path, rendered for
 // a reader, and whether earlier lines were left out.
@@ -485,33 +490,47 @@ func tailLog(path string, n int) ([]string, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	start := fi.Size() - tailWindow
-	if start < 0 {
-		start = 0
-	}
-	data := make([]byte, fi.Size()-start)
-	if _, err := f.ReadAt(data, start); err != nil && err != io.EOF {
-		return nil, false, err
-	}
-	raw := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if start > 0 && len(raw) > 0 {
-		raw = raw[1:] // the first line in the window is cut
-	}
-	var out []string
-	more := start > 0
-	for i := len(raw) - 1; i >= 0; i-- {
-		r := RenderLine(raw[i])
-		if r == "" {
-			continue
+	size := fi.Size()
+	var out []string // newest first
+	// carry is the start of the line that goes on into the chunk read
+	// before: its beginning is further back.
+	var carry []byte
+	pos, first := size, true
+	for pos > 0 && size-pos < tailWindow {
+		chunk := min(int64(tailChunk), pos, tailWindow-(size-pos))
+		pos -= chunk
+		data := make([]byte, chunk, int(chunk)+len(carry))
+		if _, err := f.ReadAt(data, pos); err != nil && err != io.EOF {
+			return nil, false, err
 		}
-		if len(out) == n {
-			more = true
-			break
+		data = append(data, carry...)
+		if first {
+			data, first = bytes.TrimRight(data, "\n"), false
 		}
-		out = append(out, r)
+		lines := bytes.Split(data, []byte("\n"))
+		carry = nil
+		if pos > 0 {
+			// The first line may begin in the chunk before.
+			carry, lines = lines[0], lines[1:]
+		}
+		for i := len(lines) - 1; i >= 0; i-- {
+			r := RenderLine(string(lines[i]))
+			if r == "" {
+				continue
+			}
+			if len(out) == n {
+				return reversed(out), true, nil
+			}
+			out = append(out, r)
+		}
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
+	// What is left before the window, or a line cut by it, is left out.
+	return reversed(out), pos > 0, nil
+}
+
+func reversed(s []string) []string {
+	for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
+		s[i], s[j] = s[j], s[i]
 	}
-	return out, more, nil
+	return s
 }
