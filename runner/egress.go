@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -223,7 +224,11 @@ func (r *Runner) proxyImage(ctx context.Context) (string, error) {
 	}
 	if cerrdefs.IsNotFound(err) {
 		dockerfile := "FROM scratch\nCOPY codex-connector /codex-connector\nENTRYPOINT [\"/codex-connector\", \"egress-proxy\", \"--dir\", \"/egress\"]\n"
-		err = images.BuildFiles(ctx, r.imageBuilder, r.proxyRef, map[string][]byte{"Dockerfile": []byte(dockerfile), "codex-connector": r.proxyData}, map[string]int64{"codex-connector": 0o755})
+		data, err := r.proxyBinary()
+		if err != nil {
+			return "", err
+		}
+		err = images.BuildFiles(ctx, r.imageBuilder, r.proxyRef, map[string][]byte{"Dockerfile": []byte(dockerfile), "codex-connector": data}, map[string]int64{"codex-connector": 0o755})
 		return r.proxyRef, err
 	}
 	if err != nil {
@@ -239,7 +244,7 @@ const proxyRepo = "codex-connector/egress"
 // proxyRefLocked reads and hashes the binary once and returns the proxy
 // image reference of it. proxyMu must be held.
 func (r *Runner) proxyRefLocked() (string, error) {
-	if r.proxyData != nil {
+	if r.proxyRef != "" {
 		return r.proxyRef, nil
 	}
 	bin := r.cfg.Egress.Binary
@@ -249,13 +254,34 @@ func (r *Runner) proxyRefLocked() (string, error) {
 	if err := checkStatic(bin); err != nil {
 		return "", err
 	}
-	data, err := os.ReadFile(bin)
+	// Hashed as it is read, not held: the binary is some 17 MB, which a
+	// server kept for its life only to build an image it seldom builds.
+	f, err := os.Open(bin)
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", bin, err)
 	}
-	sum := sha256.Sum256(data)
-	r.proxyData, r.proxyRef = data, proxyRepo+":"+hex.EncodeToString(sum[:6])
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", bin, err)
+	}
+	r.proxyRef = proxyRefOf(h.Sum(nil))
 	return r.proxyRef, nil
+}
+
+func proxyRefOf(sum []byte) string { return proxyRepo + ":" + hex.EncodeToString(sum[:6]) }
+
+// proxyBinary reads the binary to build the proxy image from, and checks
+// that it is still the one whose hash names the image.
+func (r *Runner) proxyBinary() ([]byte, error) {
+	data, err := os.ReadFile(r.cfg.Egress.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", r.cfg.Egress.Binary, err)
+	}
+	if sum := sha256.Sum256(data); proxyRefOf(sum[:]) != r.proxyRef {
+		return nil, fmt.Errorf("the codex-connector binary %s changed since this process started (reinstalled?) — restart Claude Code (and `codex-connector run`s) so that they run the new one", r.cfg.Egress.Binary)
+	}
+	return data, nil
 }
 
 // prepareEgress writes the task's policy and waits for the proxy to serve

@@ -96,11 +96,10 @@ type Runner struct {
 	cfg          Config
 	engine       engine
 	imageBuilder imageBuilder
-	// proxyMu guards the egress proxy's container and the cached binary
-	// and image reference it is built from.
-	proxyMu   sync.Mutex
-	proxyData []byte
-	proxyRef  string
+	// proxyMu guards the egress proxy's container and the image reference
+	// of the binary it is built from.
+	proxyMu  sync.Mutex
+	proxyRef string
 	// images keeps launches from building one toolchain image twice.
 	images imageLocks
 	// cachesReady holds, per "user volume", the creation time of the cache
