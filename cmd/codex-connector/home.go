@@ -20,26 +20,36 @@ import (
 // terminal suspended with Ctrl-Z stalls nothing but that task, until its
 // lease lapses and the others take it over.
 type host struct {
+	cfg         config
+	docker      *client.Client
+	server      bool
 	logger      *log.Logger
 	runner      *runner.Runner
 	lifetime    context.Context
 	endLifetime context.CancelFunc
 	closers     []func()
+	// prepared is closed when prepare has returned; presence and standby
+	// are what it set up.
+	prepared chan struct{}
+	presence *os.File
+	standby  *standbyPipe
 	// leases ends when a run's lease keeper has returned.
 	leases chan struct{}
 }
 
-// openHost sets up a host of the home. name is its name in server.log;
-// server says whether it is an MCP server (marked alive for the follower;
-// its diagnostics go to stderr too) or a run in a terminal (diagnostics for
-// the log alone: the terminal is the person's).
+// openHost sets up a host of the home, as far as it can without waiting
+// for anything: a server answers initialize while prepare runs. name is
+// its name in server.log; server says whether it is an MCP server (marked
+// alive for the follower; its diagnostics go to stderr too) or a run in a
+// terminal (diagnostics for the log alone: the terminal is the person's).
 func openHost(cfg config, docker *client.Client, name string, server bool) (h *host, err error) {
 	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", cfg.Home, err)
 	}
-	h = &host{}
+	h = &host{cfg: cfg, docker: docker, server: server, prepared: make(chan struct{})}
 	defer func() {
 		if err != nil {
+			close(h.prepared)
 			h.close()
 		}
 	}()
@@ -51,67 +61,70 @@ func openHost(cfg config, docker *client.Client, name string, server bool) (h *h
 	}
 	h.logger = logger
 	h.closers = append(h.closers, closeLog)
-
-	// A locked or damaged database must not keep a server from starting:
-	// every call then says what is wrong and what to do, in Claude Code,
-	// where the user sees it, rather than in a log of a server that exited.
-	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
-	if err := st.Check(); err != nil {
-		logger.Printf("%v", err)
-	}
 	// This binary also runs the egress proxy and the in-container bridge.
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find the codex-connector binary: %w", err)
 	}
+	h.lifetime, h.endLifetime = context.WithCancel(context.Background())
+	h.closers = append(h.closers, h.endLifetime)
+	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
+	h.runner, err = runner.New(h.lifetime, runnerConfig(cfg, self), docker, st, logger.Printf)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// prepare does what must be done before the host's first task starts, and
+// what takes time: it checks the database, marks a server alive, starts
+// the standby, and negotiates with the engine.
+func (h *host) prepare() error {
+	defer close(h.prepared)
+	// A locked or damaged database must not keep a server from starting:
+	// every call then says what is wrong and what to do, in Claude Code,
+	// where the user sees it, rather than in a log of a server that exited.
+	if err := store.New(filepath.Join(h.cfg.Home, "tasks.db"), h.cfg.LockTimeout).Check(); err != nil {
+		h.logger.Printf("%v", err)
+	}
 	// Mark a server alive before any task can start, for the detached
 	// follower: it hands its tasks back to a live server, and runs only
 	// while none is.
-	var presence *os.File
-	if server {
-		if presence, err = markServer(cfg.Home); err != nil {
-			return nil, err
+	if h.server {
+		presence, err := markServer(h.cfg.Home)
+		if err != nil {
+			return err
 		}
+		h.presence = presence
 	}
 	// The standby wakes when its pipe closes: after this host no longer
 	// counts as alive, so that it does not wait for a host that is leaving.
 	// An exit of any other kind closes both at once; the standby looks
 	// twice before it believes a server runs.
-	var standby *standbyPipe
-	h.closers = append(h.closers, func() {
-		if presence != nil {
-			presence.Close()
+	if h.cfg.FollowAfterExit {
+		self, _ := os.Executable()
+		standby, err := startStandby(self, h.cfg, h.logger)
+		if err != nil {
+			h.logger.Printf("%v; live tasks wait for the next server when this one exits", err)
 		}
-		if standby != nil {
-			standby.Close()
-		}
-	})
-	if cfg.FollowAfterExit {
-		if standby, err = startStandby(self, cfg, logger); err != nil {
-			logger.Printf("%v; live tasks wait for the next server when this one exits", err)
-		}
+		h.standby = standby
 	}
-	h.lifetime, h.endLifetime = context.WithCancel(context.Background())
-	h.closers = append(h.closers, h.endLifetime)
-	h.runner, err = runner.New(h.lifetime, runnerConfig(cfg, self), docker, st, logger.Printf)
-	if err != nil {
-		return nil, err
-	}
-	pingDocker(h.lifetime, docker, logger)
-	if !server {
+	pingDocker(h.lifetime, h.docker, h.logger)
+	if !h.server {
 		h.leases = make(chan struct{})
 		go func() {
 			defer close(h.leases)
 			h.runner.KeepLeases()
 		}()
 	}
-	return h, nil
+	return nil
 }
 
 // close ends the host: its runner's goroutines stop (containers keep
 // running), and its tasks go to the home's other processes (a server, or
 // the follower left behind) now, not when the leases lapse.
 func (h *host) close() {
+	<-h.prepared // what it sets up is closed below
 	if h.runner != nil {
 		h.endLifetime()
 		if h.leases != nil {
@@ -122,6 +135,12 @@ func (h *host) close() {
 			h.logger.Printf("%v; the tasks are taken over when the leases lapse", err)
 		}
 		h.logger.Printf("stopped")
+	}
+	if h.presence != nil {
+		h.presence.Close()
+	}
+	if h.standby != nil {
+		h.standby.Close()
 	}
 	for i := len(h.closers) - 1; i >= 0; i-- {
 		h.closers[i]()

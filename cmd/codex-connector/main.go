@@ -175,7 +175,18 @@ func serve(cfg config, docker *client.Client) error {
 		return err
 	}
 	defer h.close()
-	stdio := server.NewStdioServer(mcp.NewServer(h.runner, version))
+	// initialize is answered at once; the rest of the start (the database
+	// check, the server's mark, the standby, the engine's API version) runs
+	// beside it, and tool calls wait for it.
+	prepared, ready := make(chan error, 1), make(chan struct{})
+	tasks := &preparedTasks{Runner: h.runner, done: ready}
+	go func() {
+		err := h.prepare()
+		tasks.err = err
+		close(ready)
+		prepared <- err
+	}()
+	stdio := server.NewStdioServer(mcp.NewServer(tasks, version))
 	stdio.SetErrorLogger(h.logger)
 	var g run.Group
 	{
@@ -186,9 +197,14 @@ func serve(cfg config, docker *client.Client) error {
 			return err
 		}, func(error) { cancel() })
 	}
-	// The runner reconciles with what other servers left and renews this
-	// server's leases on its tasks.
-	g.Add(h.runner.Run, func(error) { h.endLifetime() })
+	// Once prepared, the runner reconciles with what other servers left
+	// and renews this server's leases on its tasks.
+	g.Add(func() error {
+		if err := <-prepared; err != nil {
+			return err
+		}
+		return h.runner.Run()
+	}, func(error) { h.endLifetime() })
 	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
 	err = g.Run()
 	var sig run.SignalError
@@ -196,6 +212,62 @@ func serve(cfg config, docker *client.Client) error {
 		return nil
 	}
 	return err
+}
+
+// preparedTasks holds each tool call until the server is prepared (see
+// host.prepare): no task starts before the server is marked alive and its
+// standby runs, and no two first calls race to negotiate with the engine.
+type preparedTasks struct {
+	*runner.Runner
+	done <-chan struct{}
+	err  error // set before done is closed, when prepare failed
+}
+
+func (p *preparedTasks) wait() error {
+	<-p.done
+	return p.err
+}
+
+func (p *preparedTasks) Start(ctx context.Context, spec runner.Spec) (*store.Task, error) {
+	if err := p.wait(); err != nil {
+		return nil, err
+	}
+	return p.Runner.Start(ctx, spec)
+}
+
+func (p *preparedTasks) Get(id string) (*store.Task, error) {
+	if err := p.wait(); err != nil {
+		return nil, err
+	}
+	return p.Runner.Get(id)
+}
+
+func (p *preparedTasks) Wait(ctx context.Context, id string) (*store.Task, error) {
+	if err := p.wait(); err != nil {
+		return nil, err
+	}
+	return p.Runner.Wait(ctx, id)
+}
+
+func (p *preparedTasks) Cancel(ctx context.Context, id string) (*store.Task, error) {
+	if err := p.wait(); err != nil {
+		return nil, err
+	}
+	return p.Runner.Cancel(ctx, id)
+}
+
+func (p *preparedTasks) List(f store.Filter) ([]*store.Task, []string, error) {
+	if err := p.wait(); err != nil {
+		return nil, nil, err
+	}
+	return p.Runner.List(f)
+}
+
+func (p *preparedTasks) Tail(id string, n int) ([]string, bool, error) {
+	if err := p.wait(); err != nil {
+		return nil, false, err
+	}
+	return p.Runner.Tail(id, n)
 }
 
 // runnerConfig is the runner's part of the configuration; self is this

@@ -91,6 +91,9 @@ func runTask(e *env, opts any, args []string) error {
 		return err
 	}
 	defer h.close()
+	if err := h.prepare(); err != nil {
+		return err
+	}
 
 	t, err := h.runner.Start(context.Background(), runner.Spec{
 		Prompt: prompt, WorkingDirectory: dir, Sandbox: o.sandbox,
