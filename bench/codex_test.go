@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/bench/benchtab"
+	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/images/imagestest"
+)
+
+// The scripted conversation of BenchmarkRealCodex: Codex runs one command
+// in the repository, then answers.
+var (
+	codexTurns = []imagestest.Turn{
+		{Command: "echo made by codex > proof.txt && cat proof.txt"},
+		{Message: "Created proof.txt with one line."},
+	}
+	codexPrompt = "create proof.txt"
+)
+
+// BenchmarkRealCodex runs the real Codex CLI against the scripted model
+// server: a synchronous codex_agent call to its result, against `docker
+// run` of the same Codex command pointed straight at the model server
+// (no egress proxy, no bridge), and against the same Codex run directly on
+// the host, with no container, as codex-connector's seed did. The last two
+// are for reference only.
+func BenchmarkRealCodex(b *testing.B) {
+	eng := imagestest.Engine(b)
+	image := imagestest.Codex(b)
+	model := imagestest.StartModelServer(b, eng, codexTurns...)
+	native := nativeCodex(b, image)
+	providerArgs := []string{
+		"-c", "model_provider=mock",
+		"-c", "model_providers.mock.name=mock",
+		"-c", fmt.Sprintf("model_providers.mock.base_url=%q", model.BaseURL),
+		"-c", `model_providers.mock.wire_api="responses"`,
+		"-c", "model_providers.mock.supports_websockets=false",
+		"-c", fmt.Sprintf("model_providers.mock.env_key=%q", imagestest.MockKeyEnv),
+	}
+	// The flags the runner gives Codex, less those that name its own paths.
+	codexArgs := append([]string{"exec", "--json", "--skip-git-repo-check", "--ignore-user-config", "--ignore-rules",
+		"--dangerously-bypass-approvals-and-sandbox", "--model", "gpt-5-codex"}, providerArgs...)
+	codexArgs = append(codexArgs, "--", codexPrompt)
+
+	home := b.TempDir()
+	cfg, _ := json.Marshal(map[string]any{"codexConfig": map[string]any{
+		"model_provider":                           "mock",
+		"model_providers.mock.name":                "mock",
+		"model_providers.mock.base_url":            model.BaseURL,
+		"model_providers.mock.wire_api":            "responses",
+		"model_providers.mock.supports_websockets": false,
+		"model_providers.mock.env_key":             imagestest.MockKeyEnv,
+	}})
+	if err := os.WriteFile(filepath.Join(home, "config.json"), cfg, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	s := startServer(b, home, image, imagestest.MockKeyEnv+"="+model.Key)
+	repo := imagestest.Repo(b)
+
+	// Each run must be the scripted conversation, whole: two requests.
+	script := func() func(what string) {
+		model.SetTurns(codexTurns...)
+		before := len(model.Requests())
+		return func(what string) {
+			if n := len(model.Requests()) - before; n != 2 {
+				b.Fatalf("%s: Codex made %d model requests, want 2", what, n)
+			}
+		}
+	}
+	run := func() float64 {
+		done := script()
+		began := time.Now()
+		st := s.call(b, "codex_agent", map[string]any{"task": codexPrompt, "workingDirectory": repo, "model": "gpt-5-codex", "timeoutMs": 300000})
+		d := time.Since(began)
+		completed(b, st, codexTurns[1].Message)
+		done("codex_agent")
+		return ms(d)
+	}
+	dockerRun := func() float64 {
+		done := script()
+		args := []string{"run", "--rm", "--label", benchLabel + "=codex", "-v", repo + ":" + repo, "-w", repo,
+			"--user", fmt.Sprintf("%d:%d", imagestest.RepoUID, imagestest.RepoGID),
+			"--tmpfs", "/home/codex:mode=1777", "-e", "HOME=/home/codex", "-e", imagestest.MockKeyEnv + "=" + model.Key, image, "codex"}
+		began := time.Now()
+		out := docker(b, append(args, codexArgs...)...)
+		d := time.Since(began)
+		if !strings.Contains(out, codexTurns[1].Message) {
+			b.Fatalf("docker run of Codex did not answer:\n%s", out)
+		}
+		done("docker run")
+		return ms(d)
+	}
+	hostRun := func() float64 {
+		done := script()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(native, "bin", "codex"), codexArgs...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "CODEX_HOME="+b.TempDir(), imagestest.MockKeyEnv+"="+model.Key,
+			"PATH="+filepath.Join(native, "codex-path")+":"+os.Getenv("PATH"))
+		began := time.Now()
+		out, err := cmd.Output()
+		d := time.Since(began)
+		if err != nil || !strings.Contains(string(out), codexTurns[1].Message) {
+			b.Fatalf("Codex on the host: %v\n%s", err, out)
+		}
+		done("Codex on the host")
+		return ms(d)
+	}
+	// The first run of each pays for what a first run pays (the image's
+	// layers read from disk, the native Codex paged in).
+	run()
+	dockerRun()
+	hostRun()
+	reps := benchtab.HeavyReps(3)
+	for range b.N {
+		var ours, viaDocker, onHost []float64
+		for range reps {
+			ours = append(ours, run())
+			viaDocker = append(viaDocker, dockerRun())
+			onHost = append(onHost, hostRun())
+		}
+		m := benchtab.Median
+		record(b, benchtab.Row{Name: "real Codex end to end: codex_agent → result, vs docker run", Unit: "ms", Ours: m(ours), Reference: benchtab.Ref(m(viaDocker)),
+			ReferenceName: "docker run --rm of the same Codex command, pointed straight at the model server", Reps: reps,
+			Note: "scripted model server: one command, then a message (2 model requests); sandbox danger-full-access (the default) with a model provider key, so the model route goes through the egress proxy; for reference"})
+		record(b, benchtab.Row{Name: "real Codex end to end: codex_agent → result, vs Codex on the host", Unit: "ms", Ours: m(ours), Reference: benchtab.Ref(m(onHost)),
+			ReferenceName: "the same Codex (copied out of the image) run on the host, no container", Reps: reps, Note: "for reference"})
+		b.ReportMetric(m(ours), "ours-ms")
+		b.ReportMetric(m(viaDocker), "docker-run-ms")
+		b.ReportMetric(m(onHost), "host-ms")
+	}
+}
+
+// nativeCodex copies the native Codex (binary, code-mode host, resources)
+// out of image into the user's cache directory, once per image, and
+// returns where it is.
+func nativeCodex(b *testing.B, image string) string {
+	b.Helper()
+	id := strings.TrimPrefix(docker(b, "image", "inspect", "--format", "{{.Id}}", image), "sha256:")
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		b.Fatalf("find a cache directory for the native Codex: %v — set XDG_CACHE_HOME", err)
+	}
+	dir := filepath.Join(cache, "codex-connector-bench", "codex-"+id[:12])
+	if _, err := os.Stat(filepath.Join(dir, "bin", "codex")); err == nil {
+		return dir
+	}
+	tmp := dir + ".copying"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		b.Fatal(err)
+	}
+	c := docker(b, "create", "--label", benchLabel+"=copy", image)
+	defer removeContainer(c)
+	docker(b, "cp", c+":"+images.CodexDir, tmp)
+	if err := os.Rename(tmp, dir); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
