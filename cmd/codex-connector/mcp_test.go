@@ -613,12 +613,16 @@ func TestServerExitsWhenStdinClosesAndTasksKeepRunning(t *testing.T) {
 
 // removeHomeContainers removes the task containers of a data directory.
 func removeHomeContainers(home string) {
-	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label="+runner.LabelHome+"="+runner.HomeLabel(home)).Output()
-	if err != nil {
-		return
-	}
-	if ids := strings.Fields(string(out)); len(ids) > 0 {
-		exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+	// Task containers carry the home's label; helpers (the cache-init of a
+	// process killed while it ran) its path.
+	for _, label := range []string{runner.LabelHome + "=" + runner.HomeLabel(home), runner.LabelHomePath + "=" + home} {
+		out, err := exec.Command("docker", "ps", "-aq", "--filter", "label="+label).Output()
+		if err != nil {
+			continue
+		}
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+		}
 	}
 }
 
