@@ -142,6 +142,7 @@ var (
 func StaticBinary(t testing.TB) string {
 	t.Helper()
 	staticOnce.Do(func() {
+		removeStale("codex-connector-static*")
 		dir, err := os.MkdirTemp("", "codex-connector-static")
 		if err != nil {
 			staticErr = err
@@ -154,4 +155,17 @@ func StaticBinary(t testing.TB) string {
 		t.Fatalf("build codex-connector: %v", staticErr)
 	}
 	return staticPath
+}
+
+// removeStale removes what earlier test runs left in the temporary
+// directory under pattern: a binary shared by a package's tests cannot be
+// removed by any one of them, and a test process has no end of its own
+// here. Only what is an hour old goes, which no run still uses.
+func removeStale(pattern string) {
+	old, _ := filepath.Glob(filepath.Join(os.TempDir(), pattern))
+	for _, dir := range old {
+		if fi, err := os.Stat(dir); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			os.RemoveAll(dir)
+		}
+	}
 }
