@@ -35,14 +35,7 @@ func BenchmarkStartLatency(b *testing.B) {
 		var ours, floor, cli []float64
 		for range reps {
 			began := time.Now()
-			id := s.startAsync(b, prompt, repo)
-			log := filepath.Join(home, "logs", id+".log")
-			for !hasLine(log) {
-				if time.Since(began) > 2*time.Minute {
-					b.Fatalf("task %s printed nothing in 2 minutes", id)
-				}
-				time.Sleep(time.Millisecond)
-			}
+			id := awaitFirstLine(b, home, s.startAsync(b, prompt, repo), began)
 			ours = append(ours, ms(time.Since(began)))
 			// Not measured: the task's end, so that the next measurement
 			// has the machine to itself.
@@ -78,14 +71,7 @@ func engineSplit(b *testing.B, image, prompt string) string {
 	var summary string
 	for range reps {
 		began := time.Now()
-		id := s.startAsync(b, prompt, repo)
-		log := filepath.Join(home, "logs", id+".log")
-		for !hasLine(log) {
-			if time.Since(began) > 2*time.Minute {
-				b.Fatalf("task %s printed nothing in 2 minutes", id)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		id := awaitFirstLine(b, home, s.startAsync(b, prompt, repo), began)
 		end := time.Now()
 		e, n, sum := tr.between(began, end)
 		totals, engine, calls, summary = append(totals, ms(end.Sub(began))), append(engine, ms(e)), append(calls, float64(n)), sum
@@ -175,4 +161,18 @@ func dockerCLIFirstLine(b *testing.B, image string, cmd []string) time.Duration 
 		}
 	}
 	return time.Since(began)
+}
+
+// awaitFirstLine waits, polling every millisecond, until the log of task id
+// in home has a whole line, and returns id.
+func awaitFirstLine(b *testing.B, home, id string, began time.Time) string {
+	b.Helper()
+	log := filepath.Join(home, "logs", id+".log")
+	for !hasLine(log) {
+		if time.Since(began) > 2*time.Minute {
+			b.Fatalf("task %s printed nothing in 2 minutes", id)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return id
 }

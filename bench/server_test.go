@@ -265,28 +265,7 @@ func cleanHome(home string) {
 	}
 }
 
-// homeProcesses lists the live processes whose environment names home as
-// their data directory.
-func homeProcesses(home string) []int {
-	entries, _ := os.ReadDir("/proc")
-	want := []byte("\x00CODEX_CONNECTOR_HOME=" + home + "\x00")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(append([]byte{0}, env...), want) {
-			continue
-		}
-		if st, err := readStat(pid); err == nil && st.state == "Z" {
-			continue // exited, not yet waited for
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
+func homeProcesses(home string) []int { return imagestest.HomeProcesses(home) }
 
 // waitHomeQuiet waits until the processes a server left in home (its
 // standby) are gone, so that the next measurement does not share the

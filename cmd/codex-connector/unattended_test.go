@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,45 +20,9 @@ import (
 // finds after a time when nothing followed the tasks.
 const noFollower = "CODEX_CONNECTOR_FOLLOW_AFTER_EXIT=false"
 
-// homeProcesses lists the processes (servers, standbys, the follower) whose
-// environment names home as their data directory.
-func homeProcesses(home string) []int {
-	entries, _ := os.ReadDir("/proc")
-	want := []byte("CODEX_CONNECTOR_HOME=" + home + "\x00")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(append([]byte{0}, env...), append([]byte{0}, want...)) {
-			continue
-		}
-		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] == "Z" {
-				continue // exited, not yet waited for
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
+func homeProcesses(home string) []int { return imagestest.HomeProcesses(home) }
 
-// killHomeProcesses ends every process of home at once and waits for them
-// to go, so that nothing writes in the home after a test.
-func killHomeProcesses(home string) {
-	for i := 0; i < 100; i++ {
-		pids := homeProcesses(home)
-		if len(pids) == 0 {
-			return
-		}
-		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func killHomeProcesses(home string) { imagestest.KillHomeProcesses(home) }
 
 // waitHomeIdle waits until no process of home is left: the follower exits
 // by itself once nothing is live.
