@@ -492,26 +492,37 @@ func tailLog(path string, n int) ([]string, bool, error) {
 	}
 	size := fi.Size()
 	var out []string // newest first
-	// carry is the start of the line that goes on into the chunk read
-	// before: its beginning is further back.
-	var carry []byte
+	// carry holds the end of a line whose beginning is further back, in
+	// the pieces read so far, the last read first: a long line is joined
+	// once, when its beginning is found, not copied again at each chunk.
+	var carry [][]byte
 	pos, first := size, true
 	for pos > 0 && size-pos < tailWindow {
 		chunk := min(int64(tailChunk), pos, tailWindow-(size-pos))
 		pos -= chunk
-		data := make([]byte, chunk, int(chunk)+len(carry))
-		if _, err := f.ReadAt(data, pos); err != nil && err != io.EOF {
+		data := make([]byte, chunk)
+		read, err := f.ReadAt(data, pos)
+		if err != nil && err != io.EOF {
 			return nil, false, err
 		}
-		data = append(data, carry...)
+		// A log truncated since the Stat (a takeover rewinds it to its
+		// checkpoint) reads short: never a line of zeros.
+		data = data[:read]
 		if first {
 			data, first = bytes.TrimRight(data, "\n"), false
+		}
+		if pos > 0 && bytes.IndexByte(data, '\n') < 0 {
+			carry = append(carry, data)
+			continue
+		}
+		for i := len(carry) - 1; i >= 0; i-- {
+			data = append(data, carry[i]...)
 		}
 		lines := bytes.Split(data, []byte("\n"))
 		carry = nil
 		if pos > 0 {
 			// The first line may begin in the chunk before.
-			carry, lines = lines[0], lines[1:]
+			carry, lines = [][]byte{lines[0]}, lines[1:]
 		}
 		for i := len(lines) - 1; i >= 0; i-- {
 			r := RenderLine(string(lines[i]))

@@ -78,6 +78,21 @@ func TestTailReadsFromTheEndAsTheWholeWindowWould(t *testing.T) {
 			}
 		}
 	}
+	for _, data := range []string{
+		"short\n" + strings.Repeat("y", tailWindow+tailWindow/2),   // a last line longer than the window
+		"short\n" + strings.Repeat("y", 3*tailChunk+7) + "\nend\n", // one of several chunks before the end
+		strings.Repeat("z", tailWindow-5) + "\nlast",               // a line cut by the window's edge
+	} {
+		path := filepath.Join(dir, "long")
+		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, gotMore, err := tailLog(path, 5)
+		want, wantMore := tailWhole([]byte(data), 5)
+		if err != nil || !slices.Equal(got, want) || gotMore != wantMore {
+			t.Errorf("a log of %d bytes with long lines: got %d lines (more %v), want %d (more %v), err %v", len(data), len(got), gotMore, len(want), wantMore, err)
+		}
+	}
 	if lines, more, err := tailLog(filepath.Join(dir, "none"), 5); lines != nil || more || err != nil {
 		t.Errorf("a log not there yet: %v %v %v", lines, more, err)
 	}
