@@ -179,7 +179,7 @@ func serve(cfg config, docker *client.Client) error {
 	// check, the server's mark, the standby, the engine's API version) runs
 	// beside it, and tool calls wait for it.
 	prepared, ready := make(chan error, 1), make(chan struct{})
-	tasks := &preparedTasks{Runner: h.runner, done: ready}
+	tasks := &preparedTasks{Runner: h.runner, done: ready, stopping: h.lifetime.Done()}
 	go func() {
 		err := h.prepare()
 		tasks.err = err
@@ -203,6 +203,9 @@ func serve(cfg config, docker *client.Client) error {
 		if err := <-prepared; err != nil {
 			return err
 		}
+		if h.lifetime.Err() != nil {
+			return nil // stopped while it prepared: nothing to take over
+		}
 		return h.runner.Run()
 	}, func(error) { h.endLifetime() })
 	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
@@ -219,13 +222,22 @@ func serve(cfg config, docker *client.Client) error {
 // standby runs, and no two first calls race to negotiate with the engine.
 type preparedTasks struct {
 	*runner.Runner
-	done <-chan struct{}
-	err  error // set before done is closed, when prepare failed
+	done     <-chan struct{}
+	err      error           // set before done is closed, when prepare failed
+	stopping <-chan struct{} // the server's lifetime ended
 }
 
 func (p *preparedTasks) wait() error {
-	<-p.done
-	return p.err
+	select {
+	case <-p.done:
+	case <-p.stopping:
+	}
+	select {
+	case <-p.stopping:
+		return errors.New("codex-connector is stopping (its stdin closed, or it got a signal): call again once Claude Code has restarted it")
+	default:
+		return p.err
+	}
 }
 
 func (p *preparedTasks) Start(ctx context.Context, spec runner.Spec) (*store.Task, error) {
