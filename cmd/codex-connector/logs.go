@@ -113,36 +113,61 @@ func (l *logReader) close() {
 	}
 }
 
+// render passes each whole line read since the last call, rendered, to
+// out; once the log is whole (its task has ended), the end of a last line
+// without a newline too.
+func (l *logReader) render(out func(string), whole bool) error {
+	for {
+		line, ok, err := l.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if s := runner.RenderLine(line); s != "" {
+			out(s)
+		}
+	}
+	if whole {
+		if s := runner.RenderLine(l.rest()); s != "" {
+			out(s)
+		}
+	}
+	return nil
+}
+
+// look reads the task's record for a follower of its log. A database
+// another process holds for a moment is no error: nil, and the follower
+// looks again at its next turn.
+func look(r *runner.Runner, id string) (*store.Task, error) {
+	t, err := r.Get(id)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, nil
+	}
+	return t, err
+}
+
 // streamLog prints the task's log: rendered lines to out, or with raw its
 // bytes as they are to exact. With follow it goes on until the task has
 // ended and all its log is printed, or ctx ends.
 func streamLog(ctx context.Context, r *runner.Runner, id string, raw, follow bool, out func(string), exact io.Writer) error {
 	l := &logReader{path: r.LogPath(id)}
 	defer l.close()
-	print := func(line string) {
-		if line = runner.RenderLine(line); line != "" {
-			out(line)
-		}
-	}
 	buf := make([]byte, 64<<10)
 	for {
 		// Whether the task had ended before this read: its log is then
 		// whole, and the read that reaches its end is the last.
-		var ended bool
+		ended := !follow
 		if follow {
-			t, err := r.Get(id)
-			switch {
-			case errors.Is(err, store.ErrLocked):
-				// Another process holds the database for a moment: look
-				// again at the next turn.
-			case err != nil:
+			t, err := look(r, id)
+			if err != nil {
 				return err
-			default:
-				ended = t.Status.Final()
 			}
+			ended = t != nil && t.Status.Final()
 		}
-		for {
-			if raw {
+		if raw {
+			for {
 				n, err := l.bytes(buf)
 				if err != nil {
 					return fmt.Errorf("read the log of task %s: %w", id, err)
@@ -153,21 +178,11 @@ func streamLog(ctx context.Context, r *runner.Runner, id string, raw, follow boo
 				if _, err := exact.Write(buf[:n]); err != nil {
 					return err
 				}
-				continue
 			}
-			line, ok, err := l.next()
-			if err != nil {
-				return fmt.Errorf("read the log of task %s: %w", id, err)
-			}
-			if !ok {
-				break
-			}
-			print(line)
+		} else if err := l.render(out, ended); err != nil {
+			return fmt.Errorf("read the log of task %s: %w", id, err)
 		}
-		if !follow || ended {
-			if rest := l.rest(); rest != "" {
-				print(rest)
-			}
+		if ended {
 			return nil
 		}
 		select {

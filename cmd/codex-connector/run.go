@@ -128,41 +128,20 @@ func watchTask(e *env, r *runner.Runner, t *store.Task) error {
 
 	l := &logReader{path: r.LogPath(t.ID)}
 	defer l.close()
-	printLog := func() error {
-		for {
-			line, ok, err := l.next()
-			if err != nil {
-				return fmt.Errorf("read the log of task %s: %w", t.ID, err)
-			}
-			if !ok {
-				return nil
-			}
-			if s := runner.RenderLine(line); s != "" {
-				sl.println(s)
-			}
-		}
-	}
 	start := time.Now()
 	tick := time.NewTicker(statusEvery)
 	defer tick.Stop()
 	for {
-		cur, err := r.Get(t.ID)
-		switch {
-		case errors.Is(err, store.ErrLocked):
-			cur = nil // held by another process for a moment: look again
-		case err != nil:
+		cur, err := look(r, t.ID)
+		if err != nil {
 			return err
 		}
 		// Read after the look: a task seen ended has its whole log.
-		if err := printLog(); err != nil {
-			return err
+		ended := cur != nil && cur.Status.Final()
+		if err := l.render(sl.println, ended); err != nil {
+			return fmt.Errorf("read the log of task %s: %w", t.ID, err)
 		}
-		if cur != nil && cur.Status.Final() {
-			if rest := l.rest(); rest != "" {
-				if s := runner.RenderLine(rest); s != "" {
-					sl.println(s)
-				}
-			}
+		if ended {
 			sl.clear()
 			return ending(e, r, cur)
 		}
