@@ -111,9 +111,9 @@ func mainErr(args []string) error {
 			if err != nil {
 				return err
 			}
-			docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+			docker, err := newDockerClient()
 			if err != nil {
-				return fmt.Errorf("set up the Docker client: %w", err)
+				return err
 			}
 			defer docker.Close()
 			return follow(cfg, docker)
