@@ -200,7 +200,7 @@ func (v Task) Text() string {
 		if im.Ref != "" && im.Base != im.Ref {
 			fmt.Fprintf(&b, " (%s", im.Ref)
 			if im.ID != "" {
-				fmt.Fprintf(&b, ", %s", shortID(im.ID))
+				fmt.Fprintf(&b, ", %s", ShortID(im.ID))
 			}
 			b.WriteString(")")
 		}

@@ -80,8 +80,8 @@ func FirstLine(s string) string {
 	return s
 }
 
-// shortID is an image id as `docker images` shows it.
-func shortID(id string) string {
+// ShortID is an image id as `docker images` shows it.
+func ShortID(id string) string {
 	id = strings.TrimPrefix(id, "sha256:")
 	if len(id) > 12 {
 		return id[:12]

@@ -15,6 +15,7 @@ import (
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/view"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 )
@@ -87,7 +88,7 @@ func doctor(e *env) error {
 		if err != nil {
 			report(fromError("image", err, ""))
 		} else {
-			f := finding{name: "image", detail: fmt.Sprintf("%s, %s", cfg.Image, shortImageID(cimg.ID))}
+			f := finding{name: "image", detail: fmt.Sprintf("%s, %s", cfg.Image, view.ShortID(cimg.ID))}
 			if cfg.CodexVersion != "" {
 				f.detail += " with Codex " + cfg.CodexVersion
 			}
@@ -282,9 +283,4 @@ func lines(s, prefix string) []string {
 		}
 	}
 	return out
-}
-
-func shortImageID(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
-	return id[:min(12, len(id))]
 }
