@@ -37,28 +37,15 @@ func BenchmarkRealCodex(b *testing.B) {
 	image := imagestest.Codex(b)
 	model := imagestest.StartModelServer(b, eng, codexTurns...)
 	native := nativeCodex(b, image)
-	providerArgs := []string{
-		"-c", "model_provider=mock",
-		"-c", "model_providers.mock.name=mock",
-		"-c", fmt.Sprintf("model_providers.mock.base_url=%q", model.BaseURL),
-		"-c", `model_providers.mock.wire_api="responses"`,
-		"-c", "model_providers.mock.supports_websockets=false",
-		"-c", fmt.Sprintf("model_providers.mock.env_key=%q", imagestest.MockKeyEnv),
-	}
+	// Straight at the model server: no route, no bridge.
+	providerArgs := append(model.CodexArgs(), "-c", fmt.Sprintf("model_providers.mock.base_url=%q", model.BaseURL))
 	// The flags the runner gives Codex, less those that name its own paths.
 	codexArgs := append([]string{"exec", "--json", "--skip-git-repo-check", "--ignore-user-config", "--ignore-rules",
 		"--dangerously-bypass-approvals-and-sandbox", "--model", "gpt-5-codex"}, providerArgs...)
 	codexArgs = append(codexArgs, "--", codexPrompt)
 
 	home := b.TempDir()
-	cfg, _ := json.Marshal(map[string]any{"codexConfig": map[string]any{
-		"model_provider":                           "mock",
-		"model_providers.mock.name":                "mock",
-		"model_providers.mock.base_url":            model.BaseURL,
-		"model_providers.mock.wire_api":            "responses",
-		"model_providers.mock.supports_websockets": false,
-		"model_providers.mock.env_key":             imagestest.MockKeyEnv,
-	}})
+	cfg, _ := json.Marshal(map[string]any{"codexConfig": model.CodexConfig()})
 	if err := os.WriteFile(filepath.Join(home, "config.json"), cfg, 0o600); err != nil {
 		b.Fatal(err)
 	}

@@ -20,14 +20,7 @@ func TestRealCodexThroughTheServerKeepsTheKeyOnTheHost(t *testing.T) {
 		imagestest.Turn{Message: "done through the route"},
 	)
 	home := t.TempDir()
-	cfg, _ := json.Marshal(map[string]any{"codexConfig": map[string]any{
-		"model_provider":                           "mock",
-		"model_providers.mock.name":                "mock",
-		"model_providers.mock.base_url":            model.BaseURL,
-		"model_providers.mock.wire_api":            "responses",
-		"model_providers.mock.supports_websockets": false,
-		"model_providers.mock.env_key":             imagestest.MockKeyEnv,
-	}})
+	cfg, _ := json.Marshal(map[string]any{"codexConfig": model.CodexConfig()})
 	if err := os.WriteFile(filepath.Join(home, "config.json"), cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -269,3 +269,17 @@ func (m *ModelServer) CodexArgs() []string {
 		"-c", fmt.Sprintf("model_providers.mock.env_key=%q", MockKeyEnv),
 	}
 }
+
+// CodexConfig is the codexConfig of a config.json that makes this server
+// the model provider "mock" of every task, through the server's route: its
+// key is in MockKeyEnv of the server's environment.
+func (m *ModelServer) CodexConfig() map[string]any {
+	return map[string]any{
+		"model_provider":                           "mock",
+		"model_providers.mock.name":                "mock",
+		"model_providers.mock.base_url":            m.BaseURL,
+		"model_providers.mock.wire_api":            "responses",
+		"model_providers.mock.supports_websockets": false,
+		"model_providers.mock.env_key":             MockKeyEnv,
+	}
+}
