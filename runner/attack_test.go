@@ -222,8 +222,16 @@ func TestFakeEventsOnStdoutDoNotCrashAnything(t *testing.T) {
 	if n := encodedSize(task); n > h.cfg.Limits.RecordBytes {
 		t.Fatalf("the record holds %d bytes, more than %d", n, h.cfg.Limits.RecordBytes)
 	}
-	if lines, _, err := h.Tail(task.ID, 50); err != nil || len(lines) == 0 {
+	lines, _, err := h.Tail(task.ID, 50)
+	if err != nil || len(lines) == 0 {
 		t.Fatalf("tail: %v", err)
+	}
+	for _, l := range lines {
+		// A rendered line quotes at most a clipped text and a clipped last
+		// line of output.
+		if len(l) > 4*maxText {
+			t.Fatalf("the tail gave a line of %d bytes", len(l))
+		}
 	}
 	if again := h.startAndWait(t, Spec{Prompt: "say fine", WorkingDirectory: newRepo(t)}); again.Status != store.Completed {
 		t.Fatalf("the next task: %s %q", again.Status, again.Error)
