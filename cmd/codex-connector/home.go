@@ -21,6 +21,7 @@ import (
 // lease lapses and the others take it over.
 type host struct {
 	cfg         config
+	self        string // this binary: it runs the standby, the proxy and the bridge
 	docker      *client.Client
 	server      bool
 	logger      *log.Logger
@@ -62,14 +63,13 @@ func openHost(cfg config, docker *client.Client, name string, server bool) (h *h
 	h.logger = logger
 	h.closers = append(h.closers, closeLog)
 	// This binary also runs the egress proxy and the in-container bridge.
-	self, err := os.Executable()
-	if err != nil {
+	if h.self, err = os.Executable(); err != nil {
 		return nil, fmt.Errorf("find the codex-connector binary: %w", err)
 	}
 	h.lifetime, h.endLifetime = context.WithCancel(context.Background())
 	h.closers = append(h.closers, h.endLifetime)
 	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
-	h.runner, err = runner.New(h.lifetime, runnerConfig(cfg, self), docker, st, logger.Printf)
+	h.runner, err = runner.New(h.lifetime, runnerConfig(cfg, h.self), docker, st, logger.Printf)
 	if err != nil {
 		return nil, err
 	}
@@ -102,8 +102,7 @@ func (h *host) prepare() error {
 	// An exit of any other kind closes both at once; the standby looks
 	// twice before it believes a server runs.
 	if h.cfg.FollowAfterExit {
-		self, _ := os.Executable()
-		standby, err := startStandby(self, h.cfg, h.logger)
+		standby, err := startStandby(h.self, h.cfg, h.logger)
 		if err != nil {
 			h.logger.Printf("%v; live tasks wait for the next server when this one exits", err)
 		}
