@@ -103,15 +103,25 @@ func Layer(ctx context.Context, engine layerEngine, base string, cimg image.Insp
 	if err != nil || built {
 		return ti, err
 	}
+	// Another process may be building it now: wait for it, then look again,
+	// so that one image is built and every task is recorded with it.
+	unlock, err := lockBuild(ctx, ti.Ref)
+	if err != nil {
+		return TaskImage{}, err
+	}
+	defer unlock()
+	if ti, built, err = existing(ctx, engine, base, bimg, cimg); err != nil || built {
+		return ti, err
+	}
 	version := ""
 	if cimg.Config != nil {
 		version = cimg.Config.Labels[CodexVersionLabel]
 	}
-	// Built under a tag of its own, and tagged as the task image only with
-	// its label: a build that dies half-way leaves no task image without
-	// one. No cache: a cached check prints nothing, and what lacks would be
-	// lost.
-	building := ti.Ref + "-building"
+	// Built under a tag of this build's own, and tagged as the task image
+	// only with its label: a build that dies half-way leaves no task image
+	// without one, and its tag is removed with what it held. No cache: a
+	// cached check prints nothing, and what lacks would be lost.
+	building := buildingTag(ti.Ref)
 	defer func() { _, _ = engine.ImageRemove(context.WithoutCancel(ctx), building, image.RemoveOptions{}) }()
 	out, err := buildOutput(ctx, engine, building, layerDockerfile(base, bimg, cimg.ID, version), true)
 	if err != nil {
