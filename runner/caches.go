@@ -2,8 +2,14 @@ package runner
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,15 +20,23 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
+
+	"github.com/codex-connector/codex-connector/store"
 )
 
-// Package caches make a user's second task fast: a named volume per user
-// and cache, mounted into the tasks that run as that user and may write.
-// A read-only task gets none: it promises to leave nothing behind, and a
-// cache it could write would outlive it and reach the user's later tasks.
-// Without a volume the same variables point into the task's /tmp, so tools
-// behave alike either way (the rootfs is read-only: GOPATH=/go could not
-// be written).
+// Package caches make a user's second task fast: a named volume per cache
+// and trust domain, mounted into the tasks that may write. A trust domain
+// is one user's tasks in one repository at one sandbox level: a cache
+// holds code that later tasks run (modules they build, packages' install
+// scripts, wheels, crates' build.rs), so a cache shared wider would carry
+// what an untrusted repository's task planted into another repository's
+// task, or what a workspace-write task planted into a danger-full-access
+// task of the same repository, which may write .git and reach the
+// network. A read-only task gets none: it promises to leave nothing
+// behind, and a cache it could write would outlive it and reach the
+// user's later tasks. Without a volume the same variables point into the
+// task's /tmp, so tools behave alike either way (the rootfs is read-only:
+// GOPATH=/go could not be written).
 
 // cacheMount is where the caches are mounted in a task's container, and
 // noCache where the same variables point when they are not.
@@ -52,14 +66,51 @@ var KnownCaches = map[string]cacheSpec{
 // DefaultCaches are kept unless config.json says otherwise.
 var DefaultCaches = []string{"cargo", "go", "npm", "pip"}
 
-// Labels of a cache volume.
+// Labels of a cache volume: which cache, and the trust domain it serves.
 const (
-	LabelCache     = "codex-connector.cache"
-	LabelCacheUser = "codex-connector.cache-user"
+	LabelCache      = "codex-connector.cache"
+	LabelCacheUser  = "codex-connector.cache-user"
+	LabelCacheRepo  = "codex-connector.cache-repo"
+	LabelCacheLevel = "codex-connector.cache-level"
+	// LabelCacheLife is random, set when the volume is made: it tells a
+	// volume from one made anew under its name.
+	LabelCacheLife = "codex-connector.cache-life"
 )
 
-// CacheVolume is the volume of a cache for the user uid.
-func CacheVolume(name, uid string) string { return "codex-connector-cache-" + uid + "-" + name }
+// newLife is a LabelCacheLife.
+func newLife() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// CacheDomain is the trust domain of a task's caches: the user its tasks
+// run as, the repository (its path and the identity of its root
+// directory, so that another repository put at the same path gets caches
+// of its own) and the sandbox level.
+type CacheDomain struct {
+	UID      string
+	Repo     string
+	Dev, Ino uint64
+	Level    string
+}
+
+// cacheDomain is the trust domain of t's caches.
+func cacheDomain(t *store.Task) CacheDomain {
+	uid, _, _ := strings.Cut(t.User, ":")
+	return CacheDomain{UID: uid, Repo: t.RepoRoot, Dev: t.RepoDev, Ino: t.RepoIno, Level: t.Sandbox}
+}
+
+// key names the domain in a volume's name.
+func (d CacheDomain) key() string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d:%d\x00%s", d.UID, d.Repo, d.Dev, d.Ino, d.Level))
+	return hex.EncodeToString(sum[:6])
+}
+
+// CacheVolume is the volume of a cache for the trust domain d.
+func CacheVolume(name string, d CacheDomain) string {
+	return "codex-connector-cache-" + d.UID + "-" + name + "-" + d.key()
+}
 
 // cacheEnv points the tools of the configured caches at the task's: the
 // mounted volumes, or directories in /tmp where none is mounted.
@@ -78,42 +129,50 @@ func cacheEnv(configured, mounted []string) []string {
 }
 
 // cacheMounts are the cache volumes of a task, made ready for its user.
-func (r *Runner) cacheMounts(ctx context.Context, sandbox, user string) ([]string, []mount.Mount, error) {
-	if sandbox == ReadOnly || len(r.cfg.Caches) == 0 {
+func (r *Runner) cacheMounts(ctx context.Context, t *store.Task) ([]string, []mount.Mount, error) {
+	if t.Sandbox == ReadOnly || len(r.cfg.Caches) == 0 {
 		return nil, nil, nil
 	}
-	uid, _, _ := strings.Cut(user, ":")
-	if err := r.readyCaches(ctx, user); err != nil {
+	d := cacheDomain(t)
+	if err := r.readyCaches(ctx, t.User, d); err != nil {
 		return nil, nil, err
 	}
 	var ms []mount.Mount
 	for _, name := range r.cfg.Caches {
-		ms = append(ms, cacheVolumeMount(CacheVolume(name, uid), KnownCaches[name].mount))
+		ms = append(ms, cacheVolumeMount(CacheVolume(name, d), KnownCaches[name].mount))
 	}
 	return r.cfg.Caches, ms, nil
 }
 
-// readyCaches makes the user's cache volumes, and makes them the user's: a
-// new volume belongs to root. A volume is readied once per process, and
-// again when it was removed and made anew since (`caches remove`); a
-// second run changes nothing, so two servers doing it at once do no harm.
-func (r *Runner) readyCaches(ctx context.Context, user string) error {
+// readyCaches makes the domain's cache volumes, and makes them the user's:
+// a new volume belongs to root. A volume is readied once in its life: the
+// home keeps the life of each volume it readied (cachesReadyFile), so
+// a one-shot client pays for the helper container only when a volume is
+// new, or was removed and made anew since (`caches remove`). A second run
+// changes nothing, so two servers doing it at once do no harm.
+func (r *Runner) readyCaches(ctx context.Context, user string, d CacheDomain) error {
 	r.cachesMu.Lock()
 	defer r.cachesMu.Unlock()
 	uid, gid, _ := strings.Cut(user, ":")
+	ready := r.readCachesReady()
 	var ms []mount.Mount
 	var dirs []string
 	made := map[string]string{}
 	for _, name := range r.cfg.Caches {
-		vol := CacheVolume(name, uid)
-		// Create returns the volume there is, if there is one.
+		vol := CacheVolume(name, d)
+		// Create returns the volume there is, if there is one, with the
+		// labels it was made with: its life is its LabelCacheLife. (Not its
+		// CreatedAt: the local driver reports the directory's change time,
+		// which readying it changes.)
 		v, err := r.engine.VolumeCreate(ctx, volume.CreateOptions{Name: vol,
-			Labels: map[string]string{LabelCache: name, LabelCacheUser: uid, LabelVersion: r.cfg.Version}})
+			Labels: map[string]string{LabelCache: name, LabelCacheUser: d.UID, LabelCacheRepo: d.Repo,
+				LabelCacheLevel: d.Level, LabelCacheLife: newLife(), LabelHomePath: r.cfg.Home, LabelVersion: r.cfg.Version}})
 		if err != nil {
 			return engineError("create the cache volume "+vol, err)
 		}
-		made[vol] = v.CreatedAt
-		if r.cachesReady[user+" "+vol] != v.CreatedAt || v.CreatedAt == "" {
+		life := v.Labels[LabelCacheLife]
+		made[vol] = life
+		if life == "" || ready[user+" "+vol] != life {
 			ms = append(ms, cacheVolumeMount(vol, cacheMount+"/"+name))
 			dirs = append(dirs, cacheMount+"/"+name)
 		}
@@ -154,13 +213,43 @@ func (r *Runner) readyCaches(ctx context.Context, user string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if r.cachesReady == nil {
-		r.cachesReady = map[string]string{}
-	}
 	for vol, created := range made {
-		r.cachesReady[user+" "+vol] = created
+		ready[user+" "+vol] = created
 	}
+	r.writeCachesReady(ready)
 	return nil
+}
+
+// cachesReadyFile holds, per "user volume", the life (LabelCacheLife) of
+// the cache volume readied for that user, in the home.
+const cachesReadyFile = "caches-ready.json"
+
+// cachesReadyMax bounds what is read of it: a few hundred bytes a volume.
+const cachesReadyMax = 4 << 20
+
+// readCachesReady reads which volumes the home readied; a missing or
+// damaged file means none, which costs a helper container, nothing else.
+func (r *Runner) readCachesReady() map[string]string {
+	ready := map[string]string{}
+	data, _, err := readRegular(r.cfg.Home, r.cfg.Home, cachesReadyFile, cachesReadyMax)
+	if err == nil {
+		_ = json.Unmarshal(data, &ready)
+	}
+	return ready
+}
+
+// writeCachesReady keeps which volumes the home readied. Volumes that are
+// gone stay listed until their names are used again, when their life
+// tells them apart; the file stays small, since there are a handful
+// of caches per repository and level.
+func (r *Runner) writeCachesReady(ready map[string]string) {
+	data, err := json.Marshal(ready)
+	if err == nil && len(data) < cachesReadyMax {
+		err = writeFileAtomic(filepath.Join(r.cfg.Home, cachesReadyFile), data)
+	}
+	if err != nil {
+		r.logf("keep which cache volumes are ready: %v (the next process readies them again)", err)
+	}
 }
 
 // InitCaches runs inside the helper container: it gives each directory to
@@ -247,4 +336,30 @@ func withDefaults(defaults, env []string) []string {
 // (nor give its top directory the image's owner).
 func cacheVolumeMount(vol, target string) mount.Mount {
 	return mount.Mount{Type: mount.TypeVolume, Source: vol, Target: target, VolumeOptions: &mount.VolumeOptions{NoCopy: true}}
+}
+
+// removeOrphanCaches removes the cache volumes this home made for
+// repositories that no longer exist: no task can mount them again, and
+// each may hold hundreds of megabytes. Only its own, and only where the
+// path is gone (a repository this process may not read is left); a volume
+// in use is left for the next round.
+func (r *Runner) removeOrphanCaches(ctx context.Context) {
+	resp, err := r.engine.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", LabelCache), filters.Arg("label", LabelHomePath+"="+r.cfg.Home))})
+	if err != nil {
+		r.logf("housekeeping: list the cache volumes: %v", err)
+		return
+	}
+	for _, v := range resp.Volumes {
+		repo := v.Labels[LabelCacheRepo]
+		if repo == "" {
+			continue
+		}
+		if _, err := os.Lstat(repo); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := RemoveCacheVolume(ctx, r.engine, v.Name); err != nil {
+			r.logf("housekeeping: %v", err)
+		}
+	}
 }

@@ -134,6 +134,7 @@ func (r *Runner) housekeeping(ctx context.Context) {
 	r.removeStaleEgress()
 	r.removeOrphanProxies(ctx)
 	r.removeOldProxyImages(ctx)
+	r.removeOrphanCaches(ctx)
 }
 
 // removeStaleEgress removes the egress pieces (policy, socket directory, or

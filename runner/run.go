@@ -173,7 +173,7 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	if p.git, err = r.checkMountSources(t, rn.hostBefore); err != nil {
 		return "", exitWait{}, err
 	}
-	mounted, caches, err := r.cacheMounts(ctx, t.Sandbox, t.User)
+	mounted, caches, err := r.cacheMounts(ctx, t)
 	if err != nil {
 		return "", exitWait{}, err
 	}

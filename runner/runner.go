@@ -102,14 +102,12 @@ type Runner struct {
 	proxyRef string
 	// images keeps launches from building one toolchain image twice.
 	images imageLocks
-	// cachesReady holds, per "user volume", the creation time of the cache
-	// volume this process handed to the user (caches.go).
-	cachesMu    sync.Mutex
-	cachesReady map[string]string
-	store       *store.Store
-	logf        func(format string, args ...any)
-	lifetime    context.Context
-	wg          sync.WaitGroup
+	// cachesMu serialises readying cache volumes (caches.go).
+	cachesMu sync.Mutex
+	store    *store.Store
+	logf     func(format string, args ...any)
+	lifetime context.Context
+	wg       sync.WaitGroup
 	// instance names this process as the follower of its tasks.
 	instance string
 

@@ -310,8 +310,14 @@ func TestTheGoCacheMakesTheSecondTaskDownloadNothing(t *testing.T) {
 		}
 		var names []string
 		for _, v := range vols {
+			if v.Labels[LabelCacheRepo] != second.RepoRoot {
+				continue // another repository's, or another test's
+			}
+			if v.Labels[LabelCacheLevel] != WorkspaceWrite {
+				t.Errorf("%s: level %q", v.Name, v.Labels[LabelCacheLevel])
+			}
 			names = append(names, v.Name)
-			if v.Name == CacheVolume("go", fmt.Sprint(testUID)) {
+			if v.Name == CacheVolume("go", cacheDomain(second)) {
 				var st syscall.Stat_t
 				if err := syscall.Stat(v.Mountpoint, &st); err == nil && (st.Uid != testUID || st.Mode&0o777 != 0o700) {
 					t.Errorf("%s: owner %d, mode %o", v.Mountpoint, st.Uid, st.Mode&0o777)
@@ -665,10 +671,6 @@ func TestAnImageCannotSeedTheCaches(t *testing.T) {
 	seeded := hostileBase(t, "seeded-cache", "RUN mkdir -p "+cacheMount+"/go && echo planted > "+cacheMount+"/go/planted && chmod -R 755 "+cacheMount)
 	// A user of its own, so that its cache volumes are new.
 	const uid = 4321
-	vol := CacheVolume("go", fmt.Sprint(uid))
-	removeVol := func() { _ = exec.Command("docker", "volume", "rm", "-f", vol).Run() }
-	removeVol()
-	t.Cleanup(removeVol)
 	repo := newRepo(t)
 	if err := filepath.Walk(repo, func(p string, _ os.FileInfo, err error) error {
 		if err == nil {
@@ -691,6 +693,7 @@ func TestAnImageCannotSeedTheCaches(t *testing.T) {
 	if task.Status != store.Completed || !strings.Contains(log, cacheMount+"/go/planted: no such file") {
 		t.Fatalf("status %s (%s), log:\n%s", task.Status, task.Error, log)
 	}
+	vol := CacheVolume("go", cacheDomain(task))
 	out, err := exec.Command("docker", "run", "--rm", "-v", vol+":/v", "codex-connector/debian:bookworm", "sh", "-c", "ls -A /v; stat -c '%u %a' /v").CombinedOutput()
 	if err != nil || strings.Contains(string(out), "planted") || !strings.Contains(string(out), "mine") || !strings.Contains(string(out), fmt.Sprintf("%d 700", uid)) {
 		t.Fatalf("the cache volume after the task: %v\n%s", err, out)

@@ -90,8 +90,8 @@ func checkImages(ctx context.Context, w io.Writer, cfg config, docker *client.Cl
 		fmt.Fprintln(w, "caches: none (caches: [] in config.json)")
 		return
 	}
-	fmt.Fprintf(w, "caches: %s, kept per user in volumes %s (UID: the repository owner's), for tasks at workspace-write and above; `codex-connector caches` lists them\n",
-		strings.Join(cfg.Caches, ", "), runner.CacheVolume("NAME", "UID"))
+	fmt.Fprintf(w, "caches: %s, for tasks at workspace-write and above, kept per repository and sandbox level (one user's tasks in one repository at one level share them, nothing else does) in volumes codex-connector-cache-UID-NAME-DOMAIN; `codex-connector caches` lists them\n",
+		strings.Join(cfg.Caches, ", "))
 }
 
 // caches lists the cache volumes, or removes them: the caller's own, or,
@@ -128,7 +128,11 @@ func caches(docker *client.Client, args []string) error {
 			if n, ok := sizes[v.Name]; ok && n >= 0 {
 				size = fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 			}
-			fmt.Printf("%s\tcache %s of user %s\t%s\n", v.Name, v.Labels[runner.LabelCache], v.Labels[runner.LabelCacheUser], size)
+			domain := "(made before caches were kept per repository: remove it)"
+			if repo := v.Labels[runner.LabelCacheRepo]; repo != "" {
+				domain = "for " + repo + " at " + v.Labels[runner.LabelCacheLevel]
+			}
+			fmt.Printf("%s\tcache %s of user %s %s\t%s\n", v.Name, v.Labels[runner.LabelCache], v.Labels[runner.LabelCacheUser], domain, size)
 		}
 		fmt.Println("remove them with `codex-connector caches remove`; the next task makes them anew")
 		return nil

@@ -1,10 +1,15 @@
 package imagestest
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
 	git "github.com/go-git/go-git/v5"
 )
 
@@ -24,7 +29,31 @@ func Repo(t testing.TB) string {
 		t.Fatal(err)
 	}
 	Chown(t, dir)
+	t.Cleanup(func() { removeCaches(dir) })
 	return dir
+}
+
+// removeCaches removes the package cache volumes tasks in repo made: they
+// are kept per repository, and a test's repository is gone after it.
+func removeCaches(repo string) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The label runner.LabelCacheRepo; this package cannot import runner.
+	resp, err := cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "codex-connector.cache-repo="+repo))})
+	if err != nil {
+		return
+	}
+	// A task's container may be on its way out still, holding its volumes.
+	for _, v := range resp.Volumes {
+		for cli.VolumeRemove(ctx, v.Name, false) != nil && ctx.Err() == nil {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 }
 
 // Chown hands everything under dir to RepoUID:RepoGID (as root only).
