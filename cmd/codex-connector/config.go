@@ -63,6 +63,9 @@ type config struct {
 	// FollowAfterExit leaves a detached follower behind a server that exits
 	// (or dies) while tasks are live, so that they run to their end.
 	FollowAfterExit bool
+	// ProxyIdle is how long the follower keeps the egress proxy after the
+	// last task ended, for the next one-shot client to find it running.
+	ProxyIdle time.Duration
 
 	// From config.json, for loadConfig to finish once the file is read:
 	// the model providers it names, env and passEnv.
@@ -80,6 +83,8 @@ type fileConfig struct {
 	MaxRunning   int    `json:"maxRunning"`
 	StopGrace    string `json:"stopGrace"`
 	StallTimeout string `json:"stallTimeout"`
+	// ProxyIdle is how long the egress proxy is kept after the last task.
+	ProxyIdle string `json:"proxyIdle"`
 	// Retention is how long ended tasks are kept ("30d", "720h"); unset
 	// keeps them forever.
 	Retention string `json:"retention"`
@@ -190,6 +195,7 @@ var envNames = []string{
 	"CODEX_CONNECTOR_MAX_RUNNING    tasks run at once; more wait queued (default 4)",
 	"CODEX_CONNECTOR_STOP_GRACE     time Codex gets between SIGTERM and SIGKILL (default 10s)",
 	"CODEX_CONNECTOR_STALL_TIMEOUT  end a task that makes no progress this long (default 10m; 0 = never)",
+	"CODEX_CONNECTOR_PROXY_IDLE     keep the egress proxy this long after the last task ended (default 10m; 0 = remove it at once)",
 	"OPENAI_API_KEY                 the key of Codex's built-in OpenAI provider (or CODEX_API_KEY): kept on the host, added by the egress proxy; tasks get a placeholder",
 	"CODEX_HOME                     where your Codex login is (default ~/.codex), used when no API key is set",
 	"CODEX_CONNECTOR_ALLOWED_ROOTS  directories tasks may run under, separated by ':' (default: the home directory)",
@@ -238,6 +244,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Limits:          runner.DefaultLimits,
 		MaxSandbox:      runner.DangerFullAccess,
 		FollowAfterExit: true,
+		ProxyIdle:       10 * time.Minute,
 		Caches:          runner.DefaultCaches,
 	}
 	home, _ := os.UserHomeDir()
@@ -335,6 +342,9 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	}
 	if err := setDuration(&c.StallTimeout, f.StallTimeout, true); err != nil {
 		return bad("stallTimeout", err)
+	}
+	if err := setDuration(&c.ProxyIdle, f.ProxyIdle, true); err != nil {
+		return bad("proxyIdle", err)
 	}
 	if err := setRetention(&c.Retention, f.Retention); err != nil {
 		return bad("retention", err)
@@ -458,6 +468,9 @@ func (c *config) applyEnv(getenv func(string) string) error {
 	}
 	if err := setDuration(&c.StallTimeout, getenv("CODEX_CONNECTOR_STALL_TIMEOUT"), true); err != nil {
 		return fmt.Errorf("CODEX_CONNECTOR_STALL_TIMEOUT: %w", err)
+	}
+	if err := setDuration(&c.ProxyIdle, getenv("CODEX_CONNECTOR_PROXY_IDLE"), true); err != nil {
+		return fmt.Errorf("CODEX_CONNECTOR_PROXY_IDLE: %w", err)
 	}
 	if err := setDuration(&c.Lease, getenv("CODEX_CONNECTOR_LEASE"), false); err != nil {
 		return fmt.Errorf("CODEX_CONNECTOR_LEASE: %w", err)

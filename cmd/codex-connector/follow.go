@@ -29,7 +29,8 @@ import (
 // follower: the same runner without MCP, which takes the tasks over through
 // the leases and follows them to their end. It hands them back as soon as a
 // server runs on the home again, and exits once nothing is live, removing
-// the egress proxy, which nothing then needs.
+// the egress proxy, which nothing then needs: after proxyIdle, so that a
+// one-shot client that comes soon finds the proxy serving.
 //
 // Two locks in the home say who is alive. Every server holds servers.lock
 // shared for its life; the follower tries it exclusively to see whether any
@@ -259,7 +260,7 @@ func follow(cfg config, docker *client.Client) error {
 	signals, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stopSignals()
 
-	f := &follower{home: cfg.Home, r: r, logf: logger.Printf, endLifetime: endLifetime}
+	f := &follower{home: cfg.Home, r: r, logf: logger.Printf, endLifetime: endLifetime, proxyIdle: cfg.ProxyIdle}
 	tick := time.NewTicker(followEvery)
 	defer tick.Stop()
 	for {
@@ -291,6 +292,10 @@ type follower struct {
 	looks, seen int
 	// failingSince is when reading the records or the locks began to fail.
 	failingSince time.Time
+	// proxyIdle is how long it keeps the egress proxy once nothing is
+	// live; idleSince is since when nothing is.
+	proxyIdle time.Duration
+	idleSince time.Time
 }
 
 // look decides, once, what the follower does now; done means it is to exit.
@@ -329,6 +334,10 @@ func (f *follower) look() (done bool) {
 		return f.failing(fmt.Errorf("count the live tasks: %w", err))
 	}
 	f.failingSince = time.Time{}
+	if live == 0 && f.keepProxy() {
+		unlock()
+		return false
+	}
 	if live == 0 {
 		// No server runs, and none starts while the lock is held: nothing
 		// can become live, and nothing needs the proxy.
@@ -344,6 +353,7 @@ func (f *follower) look() (done bool) {
 		f.stop()
 		return true
 	}
+	f.idleSince = time.Time{} // a task is live again: the next idle wait starts afresh
 	unlock()
 	if !f.following {
 		f.following = true
@@ -358,6 +368,28 @@ func (f *follower) look() (done bool) {
 		return false
 	}
 	return f.lookedWhileFollowing()
+}
+
+// keepProxy says whether the follower, with nothing live, waits on with
+// the egress proxy running: a one-shot client (the command line's run, an
+// MCP session of one call) that comes within proxyIdle finds it serving,
+// instead of paying for a new one. A server that starts meanwhile makes
+// the follower hand over and exit, leaving the proxy to it.
+func (f *follower) keepProxy() bool {
+	if f.proxyIdle <= 0 {
+		return false
+	}
+	if f.idleSince.IsZero() {
+		ctx, cancel := context.WithTimeout(context.Background(), proxyRemoval)
+		running, err := f.r.ProxyRunning(ctx)
+		cancel()
+		if err != nil || !running {
+			return false // nothing to keep, or no telling: remove it as before
+		}
+		f.idleSince = time.Now()
+		f.logf("no task is live: keeping the egress proxy for %s for the next task", f.proxyIdle)
+	}
+	return time.Since(f.idleSince) < f.proxyIdle
 }
 
 // lookedWhileFollowing ends a look that goes on following. In its first
