@@ -33,35 +33,14 @@ var (
 // the host, with no container, as codex-connector's seed did. The last two
 // are for reference only.
 func BenchmarkRealCodex(b *testing.B) {
-	eng := imagestest.Engine(b)
-	image := imagestest.Codex(b)
-	model := imagestest.StartModelServer(b, eng, codexTurns...)
+	c := newCodexBench(b)
+	model, image, repo, codexArgs := c.model, c.image, c.repo, c.codexArgs
+	script := func() func(string) { return c.script(b) }
+	dockerRun := func() float64 { return c.dockerRun(b) }
 	native := nativeCodex(b, image)
-	// Straight at the model server: no route, no bridge.
-	providerArgs := append(model.CodexArgs(), "-c", fmt.Sprintf("model_providers.mock.base_url=%q", model.BaseURL))
-	// The flags the runner gives Codex, less those that name its own paths.
-	codexArgs := append([]string{"exec", "--json", "--skip-git-repo-check", "--ignore-user-config", "--ignore-rules",
-		"--dangerously-bypass-approvals-and-sandbox", "--model", "gpt-5-codex"}, providerArgs...)
-	codexArgs = append(codexArgs, "--", codexPrompt)
-
-	home := b.TempDir()
-	cfg, _ := json.Marshal(map[string]any{"codexConfig": model.CodexConfig()})
-	if err := os.WriteFile(filepath.Join(home, "config.json"), cfg, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	home := c.home(b)
 	s := startServer(b, home, image, imagestest.MockKeyEnv+"="+model.Key)
-	repo := imagestest.Repo(b)
 
-	// Each run must be the scripted conversation, whole: two requests.
-	script := func() func(what string) {
-		model.SetTurns(codexTurns...)
-		before := len(model.Requests())
-		return func(what string) {
-			if n := len(model.Requests()) - before; n != 2 {
-				b.Fatalf("%s: Codex made %d model requests, want 2", what, n)
-			}
-		}
-	}
 	run := func() float64 {
 		done := script()
 		began := time.Now()
@@ -69,20 +48,6 @@ func BenchmarkRealCodex(b *testing.B) {
 		d := time.Since(began)
 		completed(b, st, codexTurns[1].Message)
 		done("codex_agent")
-		return ms(d)
-	}
-	dockerRun := func() float64 {
-		done := script()
-		args := []string{"run", "--rm", "--label", benchLabel + "=codex", "-v", repo + ":" + repo, "-w", repo,
-			"--user", fmt.Sprintf("%d:%d", imagestest.RepoUID, imagestest.RepoGID),
-			"--tmpfs", "/home/codex:mode=1777", "-e", "HOME=/home/codex", "-e", imagestest.MockKeyEnv + "=" + model.Key, image, "codex"}
-		began := time.Now()
-		out := docker(b, append(args, codexArgs...)...)
-		d := time.Since(began)
-		if !strings.Contains(out, codexTurns[1].Message) {
-			b.Fatalf("docker run of Codex did not answer:\n%s", out)
-		}
-		done("docker run")
 		return ms(d)
 	}
 	hostRun := func() float64 {
@@ -125,6 +90,69 @@ func BenchmarkRealCodex(b *testing.B) {
 		b.ReportMetric(m(viaDocker), "docker-run-ms")
 		b.ReportMetric(m(onHost), "host-ms")
 	}
+}
+
+// codexBench is what the real-Codex benchmarks share: the scripted model
+// server, the Codex image, a repository, and the reference, a `docker run`
+// of the same Codex command pointed straight at the model server (no
+// egress proxy, no bridge).
+type codexBench struct {
+	model     *imagestest.ModelServer
+	image     string
+	repo      string
+	codexArgs []string
+}
+
+func newCodexBench(b *testing.B) *codexBench {
+	eng := imagestest.Engine(b)
+	c := &codexBench{image: imagestest.Codex(b), repo: imagestest.Repo(b)}
+	c.model = imagestest.StartModelServer(b, eng, codexTurns...)
+	// Straight at the model server: no route, no bridge.
+	providerArgs := append(c.model.CodexArgs(), "-c", fmt.Sprintf("model_providers.mock.base_url=%q", c.model.BaseURL))
+	// The flags the runner gives Codex, less those that name its own paths.
+	c.codexArgs = append([]string{"exec", "--json", "--skip-git-repo-check", "--ignore-user-config", "--ignore-rules",
+		"--dangerously-bypass-approvals-and-sandbox", "--model", "gpt-5-codex"}, providerArgs...)
+	c.codexArgs = append(c.codexArgs, "--", codexPrompt)
+	return c
+}
+
+// home is a data directory whose config.json points Codex at the model
+// server.
+func (c *codexBench) home(b *testing.B) string {
+	home := b.TempDir()
+	cfg, _ := json.Marshal(map[string]any{"codexConfig": c.model.CodexConfig()})
+	if err := os.WriteFile(filepath.Join(home, "config.json"), cfg, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return home
+}
+
+// script sets the scripted conversation afresh; the function it returns
+// checks that a run had it whole: two requests.
+func (c *codexBench) script(b *testing.B) func(what string) {
+	c.model.SetTurns(codexTurns...)
+	before := len(c.model.Requests())
+	return func(what string) {
+		if n := len(c.model.Requests()) - before; n != 2 {
+			b.Fatalf("%s: Codex made %d model requests, want 2", what, n)
+		}
+	}
+}
+
+// dockerRun is the reference: the same Codex command in `docker run`.
+func (c *codexBench) dockerRun(b *testing.B) float64 {
+	done := c.script(b)
+	args := []string{"run", "--rm", "--label", benchLabel + "=codex", "-v", c.repo + ":" + c.repo, "-w", c.repo,
+		"--user", fmt.Sprintf("%d:%d", imagestest.RepoUID, imagestest.RepoGID),
+		"--tmpfs", "/home/codex:mode=1777", "-e", "HOME=/home/codex", "-e", imagestest.MockKeyEnv + "=" + c.model.Key, c.image, "codex"}
+	began := time.Now()
+	out := docker(b, append(args, c.codexArgs...)...)
+	d := time.Since(began)
+	if !strings.Contains(out, codexTurns[1].Message) {
+		b.Fatalf("docker run of Codex did not answer:\n%s", out)
+	}
+	done("docker run")
+	return ms(d)
 }
 
 // nativeCodex copies the native Codex (binary, code-mode host, resources)
