@@ -199,6 +199,12 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 		return "", exitWait{}, err
 	}
 	p.gate = newGate()
+	if promptText(t) != "" {
+		if err := r.writePrompt(t); err != nil {
+			return "", exitWait{}, err
+		}
+		p.prompt = promptFile
+	}
 	cfg, host := p.containerConfig()
 	if err := checkImageVolumes(img, host); err != nil {
 		return "", exitWait{}, err
