@@ -82,18 +82,22 @@ type Limits struct {
 	// RecordBytes caps the encoded size of the task's record; summary
 	// fields are clipped to fit.
 	RecordBytes int64
+	// RepoBytes caps the disk space a task may add to the work tree (a
+	// bind mount has no quota either) over what it used when the run
+	// began: the task is stopped when it adds more (repocap.go).
+	RepoBytes int64
 }
 
 // DefaultLimits fit a developer machine running a few tasks at once.
 var DefaultLimits = Limits{MemoryBytes: 4 << 30, NanoCPUs: 2e9, Pids: 1024, TmpBytes: 1 << 30,
-	LogBytes: 256 << 20, StateBytes: 1 << 30, RecordBytes: 256 << 10}
+	LogBytes: 256 << 20, StateBytes: 1 << 30, RecordBytes: 256 << 10, RepoBytes: 2 << 30}
 
 // withDefaults fills the limits left unset (zero) with the defaults.
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
 	for _, f := range []struct{ v, def *int64 }{
 		{&l.MemoryBytes, &d.MemoryBytes}, {&l.NanoCPUs, &d.NanoCPUs}, {&l.Pids, &d.Pids}, {&l.TmpBytes, &d.TmpBytes},
-		{&l.LogBytes, &d.LogBytes}, {&l.StateBytes, &d.StateBytes}, {&l.RecordBytes, &d.RecordBytes},
+		{&l.LogBytes, &d.LogBytes}, {&l.StateBytes, &d.StateBytes}, {&l.RecordBytes, &d.RecordBytes}, {&l.RepoBytes, &d.RepoBytes},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def
