@@ -118,7 +118,9 @@ func TestAnAdoptedTaskReportsTheFilesItChangedAsAFollowedOneDoes(t *testing.T) {
 func TestAnAdoptedTaskWithoutItsStateBeforeTheRunSaysItCouldNotScan(t *testing.T) {
 	for name, spoil := range map[string]func(h *harness, id string){
 		"removed": func(h *harness, id string) { must(t, os.Remove(h.preRunPath(id))) },
-		"damaged": func(h *harness, id string) { must(t, os.WriteFile(h.preRunPath(id), []byte(`{"version":1,"worktree":{"REA`), 0o600)) },
+		"damaged": func(h *harness, id string) {
+			must(t, os.WriteFile(h.preRunPath(id), []byte(`{"version":1,"worktree":{"REA`), 0o600))
+		},
 		"of a version this server does not read": func(h *harness, id string) {
 			must(t, os.WriteFile(h.preRunPath(id), []byte(`{"version":99}`), 0o600))
 		},
