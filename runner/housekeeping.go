@@ -91,12 +91,12 @@ func (r *Runner) pruneTask(id string) (err error) {
 		return fmt.Errorf("prune task %q: not a task id; its record is left alone", id)
 	}
 	var errs []error
-	for _, p := range []string{r.LogPath(id), checkpointPath(r.LogPath(id)), r.ResultPath(id), r.stateDir(id)} {
+	for _, p := range []string{r.LogPath(id), checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id), r.stateDir(id)} {
 		if err := removeTree(p); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := removeTempsOf(checkpointPath(r.LogPath(id)), r.ResultPath(id)); err != nil {
+	if err := removeTempsOf(checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := r.removeEgress(id); err != nil {

@@ -82,18 +82,22 @@ type Limits struct {
 	// RecordBytes caps the encoded size of the task's record; summary
 	// fields are clipped to fit.
 	RecordBytes int64
+	// RepoBytes caps the disk space a task may add to the work tree (a
+	// bind mount has no quota either) over what it used when the run
+	// began: the task is stopped when it adds more (repocap.go).
+	RepoBytes int64
 }
 
 // DefaultLimits fit a developer machine running a few tasks at once.
 var DefaultLimits = Limits{MemoryBytes: 4 << 30, NanoCPUs: 2e9, Pids: 1024, TmpBytes: 1 << 30,
-	LogBytes: 256 << 20, StateBytes: 1 << 30, RecordBytes: 256 << 10}
+	LogBytes: 256 << 20, StateBytes: 1 << 30, RecordBytes: 256 << 10, RepoBytes: 2 << 30}
 
 // withDefaults fills the limits left unset (zero) with the defaults.
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
 	for _, f := range []struct{ v, def *int64 }{
 		{&l.MemoryBytes, &d.MemoryBytes}, {&l.NanoCPUs, &d.NanoCPUs}, {&l.Pids, &d.Pids}, {&l.TmpBytes, &d.TmpBytes},
-		{&l.LogBytes, &d.LogBytes}, {&l.StateBytes, &d.StateBytes}, {&l.RecordBytes, &d.RecordBytes},
+		{&l.LogBytes, &d.LogBytes}, {&l.StateBytes, &d.StateBytes}, {&l.RecordBytes, &d.RecordBytes}, {&l.RepoBytes, &d.RepoBytes},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def
@@ -142,6 +146,9 @@ type policy struct {
 	// the bridge (or, at danger-full-access, `gated`) start Codex; see
 	// gate.go.
 	gate string
+	// prompt is the file name, in the state directory, that the wrapper
+	// gives Codex as its stdin: the prompt (promptfile.go).
+	prompt string
 	// git is what a workspace-write task binds over its repository to keep
 	// git on the host out of its reach (protectGit, at launch).
 	git gitMounts
@@ -203,7 +210,9 @@ func (p policy) command() []string {
 	if p.task.ResumeThread != "" {
 		cmd = append(cmd, p.task.ResumeThread)
 	}
-	cmd = append(cmd, p.task.Prompt)
+	// The prompt itself comes through stdin, never the command line
+	// (promptfile.go).
+	cmd = append(cmd, stdinPrompt)
 	return p.gated(cmd)
 }
 
@@ -213,17 +222,28 @@ func (p policy) gated(cmd []string) []string {
 		// Codex runs under the bridge: a restricted task's only way to the
 		// network, and at every level the way to its model routes.
 		bridge := []string{bridgeBinary, "egress-bridge", "--listen", bridgeListen, "--socket", egressMount + "/" + egress.SocketName}
-		if p.gate != "" {
-			bridge = append(bridge, "--gate", stateMount+"/"+p.gate)
-		}
+		bridge = append(bridge, p.wrapperFlags()...)
 		if !restricted(p.task.Sandbox) {
 			bridge = append(bridge, "--routes-only")
 		}
 		cmd = append(append(bridge, "--"), cmd...)
-	} else if p.gate != "" {
-		cmd = append([]string{bridgeBinary, "gated", "--gate", stateMount + "/" + p.gate, "--"}, cmd...)
+	} else if p.gate != "" || p.prompt != "" {
+		cmd = append(append(append([]string{bridgeBinary, "gated"}, p.wrapperFlags()...), "--"), cmd...)
 	}
 	return cmd
+}
+
+// wrapperFlags are the flags of the bridge and of `gated` that hold Codex
+// at the gate and give it the prompt file as stdin.
+func (p policy) wrapperFlags() []string {
+	var flags []string
+	if p.gate != "" {
+		flags = append(flags, "--gate", stateMount+"/"+p.gate)
+	}
+	if p.prompt != "" {
+		flags = append(flags, "--stdin", stateMount+"/"+p.prompt)
+	}
+	return flags
 }
 
 func (p policy) mounts() []mount.Mount {
@@ -287,8 +307,9 @@ func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
 			LabelVersion:   p.version,
 			LabelHome:      p.home,
 		},
-		// No stdin: Codex reads stdin when it is not a terminal, and an open
-		// pipe would make it wait forever.
+		// No stdin from the engine: Codex reads stdin when it is not a
+		// terminal, and an open pipe would make it wait forever. Its prompt
+		// comes from a file the wrapper opens as its stdin (promptfile.go).
 		OpenStdin: false,
 	}
 	init := true

@@ -357,6 +357,11 @@ func (r *Runner) adopt(t *store.Task) {
 	if err := replayLog(r.LogPath(t.ID), rn.tracker); err != nil {
 		r.logf("task %s: read its log so far: %v", t.ID, err)
 	}
+	if t.Sandbox != ReadOnly {
+		// What the launcher measured before the run, so that the end
+		// is told as it would have told it (prerun.go).
+		r.loadPreRun(t.ID, t.RepoRoot, rn)
+	}
 	var exited exitWait
 	exited.result, exited.err = r.engine.ContainerWait(ctx, info.ID, container.WaitConditionNotRunning)
 	r.follow(t, info.ID, rn, exited)

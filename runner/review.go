@@ -16,7 +16,8 @@ import (
 
 // reviewArgs are the arguments of `codex exec review` after the common
 // flags: what to review. Codex takes custom instructions only instead of a
-// target, so a focus becomes instructions that name the target too.
+// target, so a focus becomes instructions that name the target too
+// (reviewInstructions), read from stdin like every prompt (promptfile.go).
 func reviewArgs(rv *store.Review) []string {
 	if rv.Focus == "" {
 		if rv.Base != "" {
@@ -24,11 +25,20 @@ func reviewArgs(rv *store.Review) []string {
 		}
 		return []string{"--uncommitted"}
 	}
+	return []string{"--", stdinPrompt}
+}
+
+// reviewInstructions are the custom instructions of a review with a focus;
+// "" for one without.
+func reviewInstructions(rv *store.Review) string {
+	if rv.Focus == "" {
+		return ""
+	}
 	what := "the current uncommitted changes (staged, unstaged and untracked: see `git status` and `git diff HEAD`)"
 	if rv.Base != "" {
 		what = fmt.Sprintf("the changes against the base %s (`git diff %s...HEAD`)", rv.Base, rv.Base)
 	}
-	return []string{"--", fmt.Sprintf("Review %s, and report the issues you find. Focus: %s", what, rv.Focus)}
+	return fmt.Sprintf("Review %s, and report the issues you find. Focus: %s", what, rv.Focus)
 }
 
 // finding is one line of Codex's rendered review: "- [P1] title — path:3-5".

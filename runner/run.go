@@ -87,6 +87,11 @@ func (r *Runner) execute(id string) {
 		rn.before, rn.snapshotErr = snapshotWorktree(t.RepoRoot, statusTimeout)
 		hostBefore := scanHostRun(t.RepoRoot)
 		rn.hostBefore = &hostBefore
+		if rn.repoBase, err = measureRepo(t.RepoRoot); err != nil {
+			r.fail(id, fmt.Errorf("could not start: %w", err))
+			return
+		}
+		r.keepPreRun(id, rn)
 	}
 	containerID, exited, err := r.launch(t, rn)
 	for tries := 1; err != nil && rn.ctx.Err() == nil && engineTrouble(err, tries); tries++ {
@@ -107,6 +112,7 @@ func (r *Runner) execute(id string) {
 			// repositories to protect are found anew.
 			hostBefore := scanHostRun(t.RepoRoot)
 			rn.hostBefore = &hostBefore
+			r.keepPreRun(id, rn)
 		}
 		containerID, exited, err = r.launch(t, rn)
 	}
@@ -199,6 +205,12 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 		return "", exitWait{}, err
 	}
 	p.gate = newGate()
+	if promptText(t) != "" {
+		if err := r.writePrompt(t); err != nil {
+			return "", exitWait{}, err
+		}
+		p.prompt = promptFile
+	}
 	cfg, host := p.containerConfig()
 	if err := checkImageVolumes(img, host); err != nil {
 		return "", exitWait{}, err
@@ -427,6 +439,9 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 		defer stopWatchdog()
 	}
 	defer r.watchState(ctx, t.ID, containerID)()
+	if rn.repoRoot != "" {
+		defer r.watchRepo(rn, t.ID, containerID, rn.repoRoot, rn.repoBase)()
+	}
 	if !t.Deadline.IsZero() {
 		timer := time.AfterFunc(time.Until(t.Deadline), func() {
 			defer func() {
@@ -730,9 +745,15 @@ func writeFileAtomic(path string, data []byte) error {
 // checkpoint and result: a process killed between making its temporary
 // file and renaming it leaves the file, and no later write of the task
 // renames it away. Nobody writes an ended task's files any more.
+//
+// The state before the run goes too: only a follower of a task that has
+// not ended reads it.
 func (r *Runner) removeTemps(id string) {
-	if err := removeTempsOf(checkpointPath(r.LogPath(id)), r.ResultPath(id)); err != nil {
+	if err := removeTempsOf(checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id)); err != nil {
 		r.logf("task %s: %v", id, err)
+	}
+	if err := os.Remove(r.preRunPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.logf("task %s: remove the state of the repository before the run: %v", id, err)
 	}
 }
 

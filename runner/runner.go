@@ -141,6 +141,10 @@ type run struct {
 	// hostBefore fingerprints the host-run files when the run began; nil
 	// when unknown or the repo is read-only.
 	hostBefore *hostRunState
+	// repoBase is the work tree's disk use when the run began, the base
+	// of limits.repoMB (repocap.go); below 0 when unknown. All of these
+	// are kept on disk for a process that takes the task over (prerun.go).
+	repoBase int64
 	// engineLost is set when the engine went away while this process
 	// followed the task, to explain an exit the restart caused.
 	engineLost bool

@@ -45,7 +45,8 @@ func TestTaskWritesIntoRepoAsTheRepoOwner(t *testing.T) {
 	})
 	t.Run("the log holds Codex's events and its stderr", func(t *testing.T) {
 		log := readFile(t, h.LogPath(task.ID))
-		for _, want := range []string{`"type":"thread.started"`, `"type":"turn.completed"`, `"--model" "gpt-test"`, `"--" "write out.txt`} {
+		// The prompt comes through stdin ("-"), never the command line.
+		for _, want := range []string{`"type":"thread.started"`, `"type":"turn.completed"`, `"--model" "gpt-test"`, `"--" "-"]`} {
 			if !strings.Contains(log, want) {
 				t.Errorf("log lacks %s:\n%s", want, log)
 			}

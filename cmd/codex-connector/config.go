@@ -117,10 +117,12 @@ type fileConfig struct {
 		Pids     int64   `json:"pids"`
 		TmpMB    int     `json:"tmpMB"`
 		// LogMB caps a task's log (and the engine's copy of its output);
-		// StateMB its state directory; RecordKB its record.
+		// StateMB its state directory; RecordKB its record; RepoMB what
+		// it adds to the work tree.
 		LogMB    int `json:"logMB"`
 		StateMB  int `json:"stateMB"`
 		RecordKB int `json:"recordKB"`
+		RepoMB   int `json:"repoMB"`
 	} `json:"limits"`
 }
 
@@ -206,6 +208,7 @@ var envNames = []string{
 	"CODEX_CONNECTOR_LOG_MB         stop a task whose log passes this many MiB; the engine keeps no more either (default 256)",
 	"CODEX_CONNECTOR_STATE_MB       stop a task whose state directory passes this many MiB on disk (default 1024)",
 	"CODEX_CONNECTOR_RECORD_KB      the most a task's record holds, in KiB; its summary is clipped to fit (default 256)",
+	"CODEX_CONNECTOR_REPO_MB        stop a task that adds more than this many MiB on disk to the work tree (default 2048)",
 	"CODEX_CONNECTOR_FOLLOW_AFTER_EXIT  false: no detached follower runs live tasks on while no server does (default true)",
 }
 
@@ -220,6 +223,7 @@ var sizeLimits = []struct {
 	{"limits.stateMB", "CODEX_CONNECTOR_STATE_MB", 1 << 20, 1, func(l *runner.Limits) *int64 { return &l.StateBytes }},
 	// A record holds the task text (up to a quarter of it) beside the summary.
 	{"limits.recordKB", "CODEX_CONNECTOR_RECORD_KB", 1 << 10, 16, func(l *runner.Limits) *int64 { return &l.RecordBytes }},
+	{"limits.repoMB", "CODEX_CONNECTOR_REPO_MB", 1 << 20, 1, func(l *runner.Limits) *int64 { return &l.RepoBytes }},
 }
 
 // setSize applies a size limit of n units, refusing one below its least.
@@ -425,7 +429,7 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if f.Limits.TmpMB > 0 {
 		c.Limits.TmpBytes = int64(f.Limits.TmpMB) << 20
 	}
-	for i, n := range []int{f.Limits.LogMB, f.Limits.StateMB, f.Limits.RecordKB} {
+	for i, n := range []int{f.Limits.LogMB, f.Limits.StateMB, f.Limits.RecordKB, f.Limits.RepoMB} {
 		if n == 0 {
 			continue // unset: the default
 		}

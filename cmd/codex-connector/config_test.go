@@ -163,14 +163,14 @@ func TestRetention(t *testing.T) {
 
 func TestSizeLimits(t *testing.T) {
 	for _, tc := range []struct {
-		name, file         string
-		env                map[string]string
-		log, state, record int64
+		name, file               string
+		env                      map[string]string
+		log, state, record, repo int64
 	}{
-		{"defaults", `{}`, nil, 256 << 20, 1 << 30, 256 << 10},
-		{"from the file", `{"limits": {"logMB": 64, "stateMB": 512, "recordKB": 128}}`, nil, 64 << 20, 512 << 20, 128 << 10},
-		{"the environment wins", `{"limits": {"logMB": 64, "stateMB": 512}}`,
-			map[string]string{"CODEX_CONNECTOR_LOG_MB": "32", "CODEX_CONNECTOR_RECORD_KB": "64"}, 32 << 20, 512 << 20, 64 << 10},
+		{"defaults", `{}`, nil, 256 << 20, 1 << 30, 256 << 10, 2 << 30},
+		{"from the file", `{"limits": {"logMB": 64, "stateMB": 512, "recordKB": 128, "repoMB": 100}}`, nil, 64 << 20, 512 << 20, 128 << 10, 100 << 20},
+		{"the environment wins", `{"limits": {"logMB": 64, "stateMB": 512, "repoMB": 100}}`,
+			map[string]string{"CODEX_CONNECTOR_LOG_MB": "32", "CODEX_CONNECTOR_RECORD_KB": "64", "CODEX_CONNECTOR_REPO_MB": "10"}, 32 << 20, 512 << 20, 64 << 10, 10 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			home := t.TempDir()
@@ -183,8 +183,8 @@ func TestSizeLimits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Limits.LogBytes != tc.log || c.Limits.StateBytes != tc.state || c.Limits.RecordBytes != tc.record {
-				t.Fatalf("log %d, state %d, record %d; want %d, %d, %d", c.Limits.LogBytes, c.Limits.StateBytes, c.Limits.RecordBytes, tc.log, tc.state, tc.record)
+			if c.Limits.LogBytes != tc.log || c.Limits.StateBytes != tc.state || c.Limits.RecordBytes != tc.record || c.Limits.RepoBytes != tc.repo {
+				t.Fatalf("log %d, state %d, record %d, repo %d; want %d, %d, %d, %d", c.Limits.LogBytes, c.Limits.StateBytes, c.Limits.RecordBytes, c.Limits.RepoBytes, tc.log, tc.state, tc.record, tc.repo)
 			}
 		})
 	}
@@ -193,6 +193,7 @@ func TestSizeLimits(t *testing.T) {
 		{"a record too small for its task text", `{"limits": {"recordKB": 8}}`, "", "", "limits.recordKB: want a whole number of at least 16"},
 		{"a state cap that is no number", `{}`, "CODEX_CONNECTOR_STATE_MB", "lots", `CODEX_CONNECTOR_STATE_MB: want a whole number of at least 1, got "lots"`},
 		{"a log cap of zero in the environment", `{}`, "CODEX_CONNECTOR_LOG_MB", "0", "CODEX_CONNECTOR_LOG_MB: want a whole number of at least 1"},
+		{"a negative work-tree cap", `{"limits": {"repoMB": -5}}`, "", "", "limits.repoMB: want a whole number of at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			home := t.TempDir()

@@ -73,15 +73,17 @@ func mainErr(args []string) error {
 		return egress.ServeProxy(ctx, dir)
 	case "egress-bridge":
 		// Inside a task's container, in front of Codex.
-		const use = "usage: codex-connector egress-bridge --listen ADDR --socket PATH [--gate FILE] [--routes-only] -- COMMAND..."
+		const use = "usage: codex-connector egress-bridge --listen ADDR --socket PATH [--gate FILE] [--stdin FILE] [--routes-only] -- COMMAND..."
 		if len(args) < 6 || args[1] != "--listen" || args[3] != "--socket" {
 			return errors.New(use)
 		}
-		gate, proxyEnv, rest := "", true, args[5:]
+		gate, stdin, proxyEnv, rest := "", "", true, args[5:]
 		for len(rest) > 0 && rest[0] != "--" {
 			switch {
 			case rest[0] == "--gate" && len(rest) > 1:
 				gate, rest = rest[1], rest[2:]
+			case rest[0] == "--stdin" && len(rest) > 1:
+				stdin, rest = rest[1], rest[2:]
 			case rest[0] == "--routes-only":
 				proxyEnv, rest = false, rest[1:]
 			default:
@@ -91,7 +93,7 @@ func mainErr(args []string) error {
 		if len(rest) == 0 {
 			return errors.New(use)
 		}
-		os.Exit(egress.RunBridge(args[2], args[4], gate, proxyEnv, rest[1:]))
+		os.Exit(egress.RunBridge(args[2], args[4], gate, stdin, proxyEnv, rest[1:]))
 	case "cache-init":
 		// Inside the helper container that hands new cache volumes to a user.
 		if len(args) < 4 {
@@ -100,10 +102,22 @@ func mainErr(args []string) error {
 		return runner.InitCaches(args[1], args[2], args[3:])
 	case "gated":
 		// Inside a danger-full-access task's container, in front of Codex.
-		if len(args) < 4 || args[1] != "--gate" || args[3] != "--" {
-			return errors.New("usage: codex-connector gated --gate FILE -- COMMAND...")
+		const use = "usage: codex-connector gated [--gate FILE] [--stdin FILE] -- COMMAND..."
+		gate, stdin, rest := "", "", args[1:]
+		for len(rest) > 0 && rest[0] != "--" {
+			switch {
+			case rest[0] == "--gate" && len(rest) > 1:
+				gate, rest = rest[1], rest[2:]
+			case rest[0] == "--stdin" && len(rest) > 1:
+				stdin, rest = rest[1], rest[2:]
+			default:
+				return errors.New(use)
+			}
 		}
-		os.Exit(egress.RunGated(args[2], args[4:]))
+		if len(rest) < 2 {
+			return errors.New(use)
+		}
+		os.Exit(egress.RunGated(gate, stdin, rest[1:]))
 	case "follow":
 		if len(args) == 2 && args[1] == "--standby" {
 			// Started by a server, beside it: wait until it is gone.

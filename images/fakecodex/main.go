@@ -43,7 +43,8 @@
 //	kill                end at once by SIGKILL, as a task that kills Codex: no final message
 //	conns HOST:PORT N DURATION  open N CONNECT tunnels through HTTPS_PROXY and hold them for DURATION
 //
-// A prompt whose first word is not a step is answered with a message.
+// A prompt whose first word is not a step is answered with a message. A
+// prompt of "-" is read from stdin, as Codex reads it.
 package main
 
 import (
@@ -156,6 +157,15 @@ func main() {
 	thread := "00000000-0000-4000-8000-000000000001" // as Codex's: a UUID
 	if resume && len(prompt) > 0 {
 		thread, prompt = prompt[0], prompt[1:]
+	}
+	if len(prompt) == 1 && prompt[0] == "-" {
+		// As Codex does: "-" reads the prompt from stdin.
+		data, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "fakecodex: read the prompt from stdin: %v\n", err)
+			os.Exit(2)
+		}
+		prompt = []string{string(data)}
 	}
 	emit(map[string]any{"type": "thread.started", "thread_id": thread})
 	emit(map[string]any{"type": "turn.started"})

@@ -35,7 +35,10 @@ import (
 // With a gate, argv starts only once the file gate exists: the server
 // creates it after it has checked what the engine mounted into this
 // container, so nothing of the task runs on a mount it did not check.
-func RunBridge(listen, socket, gate string, proxyEnv bool, argv []string) int {
+//
+// With stdin, argv reads that file as its standard input: the prompt,
+// which no command line may carry.
+func RunBridge(listen, socket, gate, stdin string, proxyEnv bool, argv []string) int {
 	logw := os.Stderr
 	if gate != "" && !awaitGate(gate, gateWait, logw) {
 		return 125
@@ -60,6 +63,15 @@ func RunBridge(listen, socket, gate string, proxyEnv bool, argv []string) int {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if stdin != "" {
+		f, err := openStdin(stdin)
+		if err != nil {
+			fmt.Fprintf(logw, "codex-connector egress: %v\n", err)
+			return 125
+		}
+		defer f.Close()
+		cmd.Stdin = f
+	}
 	// The model routes are on loopback: never through a proxy variable.
 	// Without the proxy variables (danger-full-access, with its own
 	// network) the user's own exceptions stay, with loopback added.

@@ -1,0 +1,58 @@
+package runner
+
+import (
+	"fmt"
+	"time"
+)
+
+// The work tree is a bind mount: no quota holds what a task writes there,
+// and a task that fills it fills the user's disk. So what a task adds to
+// it is capped as the state directory is (limits.repoMB), counted from
+// its disk use when the run began. Disk use is allocated blocks (treeUsage):
+// a sparse file counts what it really holds, since that is what fills a
+// disk; a 50 GB hole uses nothing until it is written.
+
+// repoCheckShare bounds the time the watch spends measuring: after a
+// measure that took d, the next waits at least d*repoCheckShare, so that
+// a huge work tree costs at most a tenth of a core, and a small one is
+// measured every stateCheckEvery.
+const repoCheckShare = 9
+
+// measureRepo returns the work tree's disk use for the base of the cap,
+// or an error that says why it cannot be capped.
+func measureRepo(root string) (int64, error) {
+	used, err := treeUsage(root, 0)
+	if err != nil {
+		return -1, fmt.Errorf("the work tree cannot be measured against limits.repoMB: %w — make it readable to codex-connector, or run the task read-only", err)
+	}
+	return used, nil
+}
+
+// watchRepo stops the task when it has added more than RepoBytes on disk
+// to the work tree at root over base (its use when the run began). A base
+// below 0 is unknown (a task adopted with no record of it): the first
+// measure is the base then, and the cap holds from there.
+func (r *Runner) watchRepo(rn *run, id, containerID, root string, base int64) func() {
+	limit := r.cfg.Limits.RepoBytes
+	var next time.Time
+	return r.watch(rn.ctx, id, containerID, "work tree", stateCheckEvery, func(now time.Time) string {
+		if now.Before(next) {
+			return ""
+		}
+		cut := base + limit
+		if base < 0 {
+			cut = 0 // measured whole, to be the base
+		}
+		used, err := treeUsage(root, cut)
+		next = time.Now().Add(time.Since(now) * repoCheckShare)
+		switch {
+		case err != nil:
+			return fmt.Sprintf("stopped: the work tree (%s) cannot be measured against limits.repoMB: %v", root, err)
+		case base < 0:
+			base = used
+		case used-base > limit:
+			return fmt.Sprintf("stopped: the task added more than %s on disk to the work tree (limits.repoMB) — remove what it wrote that you do not need, and raise limits.repoMB if the task needs more", humanBytes(limit))
+		}
+		return ""
+	})
+}
