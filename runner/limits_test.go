@@ -100,10 +100,11 @@ func TestLogCap(t *testing.T) {
 			t.Fatalf("%s: %q", final.Status, final.Error)
 		}
 		log := readFile(t, h.LogPath(task.ID))
-		// The flood ran (its lines fill the log), and the log ends at the
-		// cap, or where the engine's copy stopped being whole before it.
+		// The flood ran (the cap fired), and the log ends at the cap, or
+		// where the engine's copy was last seen whole before it: under
+		// load, possibly before the flood's first line.
 		body, cut := endsCut(log)
-		if !strings.Contains(log, strings.Repeat("x", 99)+"\n") || !cut || int64(len(body)) > limit+1 || final.LogBytes != int64(len(log)) {
+		if !cut || int64(len(body)) > limit+1 || final.LogBytes != int64(len(log)) {
 			t.Fatalf("log of %d bytes (record says %d), ending %q", len(log), final.LogBytes, log[max(0, len(log)-300):])
 		}
 		t.Logf("the log: %d bytes of the flood, then %q", len(body), log[len(body):])

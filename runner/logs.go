@@ -208,10 +208,13 @@ func engineSize(line []byte) int64 {
 
 // What the copy holds in memory before it looks at the engine and writes:
 // bounded in size, and in time, so that a quiet task's last line is in the
-// log at once.
+// log at once (flushEvery after the stream went quiet), a steady one's
+// within flushAge. Each look costs a call to the engine (about a
+// millisecond, measured), so not one per message.
 const (
-	flushBytes = 1 << 20
+	flushBytes = 4 << 20
 	flushEvery = 50 * time.Millisecond
+	flushAge   = time.Second
 )
 
 // streamMark is where the copy of one stream stands: the timestamp of the
@@ -333,8 +336,12 @@ func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker
 	}
 	defer rc.Close()
 	c := &logCopy{ctx: ctx, eng: eng, containerID: containerID, sink: sink, ck: ck, marks: ck.marks, path: path, resumed: resumed}
+	c.flushAt = flushBytes
 	if limit > 0 {
 		c.engineCap = engineLogCap(limit)
+		// What waits is dropped when the engine's copy started afresh:
+		// never more than a small part of the log.
+		c.flushAt = min(flushBytes, max(limit/4, 1))
 	}
 	err = c.run(rc)
 	if errors.Is(err, errLogCapped) {
@@ -382,6 +389,7 @@ type logCopy struct {
 	// engineCap, the max-size of the engine's copy (0: none).
 	engineBytes int64
 	engineCap   int64
+	flushAt     int64 // what waits is written from this size on
 	saved       time.Time
 }
 
@@ -396,38 +404,70 @@ type engineFrame struct {
 }
 
 // readFrames sends the messages of the engine's stream to out until it ends
-// (nil) or done is closed.
-func readFrames(r io.Reader, out chan<- engineFrame, done <-chan struct{}) error {
+// (nil) or done is closed: in batches, all that one read of the stream gave
+// (up to frameBatch bytes), since a hand-over per message costs more than
+// the message.
+func readFrames(r io.Reader, out chan<- []engineFrame, done <-chan struct{}) error {
+	br := bufio.NewReaderSize(r, frameBatch)
+	var batch []engineFrame
+	var arena []byte // holds the batch's messages
+	send := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		select {
+		case out <- batch:
+			batch, arena = nil, nil
+			return true
+		case <-done:
+			return false
+		}
+	}
 	var hdr [8]byte
 	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if br.Buffered() == 0 || len(arena) >= frameBatch {
+			if !send() {
+				return nil
+			}
+		}
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			send()
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return err
 		}
-		n := binary.BigEndian.Uint32(hdr[4:])
+		n := int(binary.BigEndian.Uint32(hdr[4:]))
 		if n > maxFrame {
+			send()
 			return fmt.Errorf("a message of %d bytes in the engine's log stream", n)
 		}
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(r, buf); err != nil {
+		if cap(arena)-len(arena) < n {
+			if len(batch) > 0 {
+				if !send() {
+					return nil
+				}
+			}
+			arena = make([]byte, 0, max(n, frameBatch))
+		}
+		buf := arena[len(arena) : len(arena)+n]
+		arena = arena[:len(arena)+n]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			send()
 			return err
 		}
 		switch hdr[0] {
 		case 1, 2:
+			batch = append(batch, engineFrame{hdr[0], buf})
 		case 3:
+			send()
 			return fmt.Errorf("the engine says: %s", strings.TrimSpace(string(buf)))
-		default:
-			continue
-		}
-		select {
-		case out <- engineFrame{hdr[0], buf}:
-		case <-done:
-			return nil
 		}
 	}
 }
+
+// frameBatch is about how much of the stream is handed over at once.
+const frameBatch = 64 << 10
 
 // run copies the stream until it ends; the reading goes on beside the
 // writing, so that what waits is written after flushEvery even when the
@@ -436,19 +476,22 @@ func (c *logCopy) run(r io.Reader) error {
 	if c.resumed {
 		c.replay = [2]bool{true, true}
 	}
-	frames := make(chan engineFrame, 64)
+	batches := make(chan []engineFrame, 16)
 	ended := make(chan error, 1)
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
-		ended <- readFrames(r, frames, done)
-		close(frames)
+		ended <- readFrames(r, batches, done)
+		close(batches)
 	}()
 	tick := time.NewTicker(flushEvery)
 	defer tick.Stop()
+	// Written on a tick when the stream went quiet, or when what waits is
+	// older than flushAge; in a flood, per flushBytes.
+	quiet, waiting := true, time.Time{}
 	for {
 		select {
-		case f, ok := <-frames:
+		case batch, ok := <-batches:
 			if !ok {
 				// What came before the stream broke is still written.
 				if err := c.flush(); err != nil {
@@ -456,13 +499,22 @@ func (c *logCopy) run(r io.Reader) error {
 				}
 				return <-ended
 			}
-			if err := c.message(int(f.stream)-1, f.data); err != nil {
-				return err
+			quiet = false
+			if len(c.pending) == 0 {
+				waiting = time.Now()
 			}
-		case <-tick.C:
-			if err := c.flush(); err != nil {
-				return err
+			for _, f := range batch {
+				if err := c.message(int(f.stream)-1, f.data); err != nil {
+					return err
+				}
 			}
+		case now := <-tick.C:
+			if quiet || now.Sub(waiting) >= flushAge {
+				if err := c.flush(); err != nil {
+					return err
+				}
+			}
+			quiet = true
 		}
 	}
 }
@@ -521,7 +573,7 @@ func (c *logCopy) message(s int, m []byte) error {
 		return c.sink.cut(fmt.Sprintf("codex-connector: the log was cut here: the engine's own copy of the output, which stores each line as JSON (%s of it for %s of output here), was half full: at %s (%d times limits.logMB) it starts afresh and loses what was not yet read; the task was stopped\n",
 			humanBytes(c.engineBytes), humanBytes(c.sink.size), humanBytes(c.engineCap), engineLogFactor))
 	}
-	if len(c.pending) >= flushBytes {
+	if int64(len(c.pending)) >= c.flushAt {
 		return c.flush()
 	}
 	return nil
