@@ -87,20 +87,32 @@ func (s *logSink) Write(p []byte) (int, error) {
 		return total, err
 	}
 	if cut {
-		s.capped = true
-		end := cutLine(s.limit)
-		if !s.lastNL {
-			end = "\n" + end
-		}
-		n, err := s.f.WriteString(end)
-		s.written += int64(n)
-		s.size += int64(n)
-		if err != nil {
+		if err := s.cut(cutLine(s.limit)); !errors.Is(err, errLogCapped) {
 			return total, err
 		}
 		return total, errLogCapped
 	}
 	return total, nil
+}
+
+// cut ends the log with a line that says why, on a line of its own, and
+// refuses more: it returns errLogCapped once the line is written.
+func (s *logSink) cut(why string) error {
+	if s.held != nil && !s.held() {
+		return errLeaseLost
+	}
+	if !s.lastNL {
+		why = "\n" + why
+	}
+	s.capped = true
+	n, err := s.f.WriteString(why)
+	s.written += int64(n)
+	s.size += int64(n)
+	s.lastNL = true
+	if err != nil {
+		return err
+	}
+	return errLogCapped
 }
 
 func (s *logSink) feed(p []byte) {
@@ -126,34 +138,84 @@ func (s *logSink) feed(p []byte) {
 
 // The engine keeps its own copy of a container's output (json-file), which
 // the copy reads, and which would grow without bound with a task that
-// floods: so the engine's copy is capped at limits.logMB too, in one file
-// (max-file 1). When it fills, the engine truncates it and starts again:
-// output from before that point is no longer in the engine. Two things
-// follow, both handled here.
+// floods: so the engine's copy is capped too, in one file (max-file 1), at
+// engineLogFactor times limits.logMB, because it stores each line as a JSON
+// object: a NUL becomes \u0000, an empty line some 70 bytes. When it fills,
+// the engine truncates it and starts again, and a follower reading it then
+// is given some messages again and never given others (Docker 20.10,
+// measured: what the engine had written and not yet sent is lost, and the
+// start of the new file may come twice). Nothing in the stream says so.
+// The log holds every line the task printed once and in order, or it ends
+// with a line that says why not and the task is stopped, as at the cap:
 //
-//   - A copy that follows the container across a truncation is given some
-//     messages again (Docker 20.10, measured) and may miss some the engine
-//     dropped before they were read. Each message carries its engine
-//     timestamp, so repeats are dropped: per stream, nothing older than the
-//     last message written, and of the messages with that very timestamp
-//     (the pieces of one long line) no more than were written, once a
-//     message older than its stream's last shows the engine went back.
-//     What the engine dropped unread is lost; only a flood is fast enough
-//     for that, and the cap then stops it. (Should the engine go back to
-//     exactly the last message, that one message is written twice.)
+//   - The copy counts what the engine stores for what it read
+//     (engineSize, never less than the engine's own count) and stops at
+//     half the engine's cap, leaving the other half for what the engine
+//     holds unread, so that in all but a flood read more slowly than it is
+//     written the engine's copy never starts again under the copy.
+//   - A copy writes nothing it has not seen the engine still hold from the
+//     beginning: messages wait in memory (at most flushBytes, flushEvery)
+//     until the engine's copy is seen to start with the same first message
+//     as when the copy began (engineWhole); a truncation changes that for
+//     good. When it changed, what waited is dropped and the log cut where
+//     it was last seen whole. A message older than its stream's last one,
+//     or a whole line again at that very timestamp, is a sign of it, and
+//     looked into at once: otherwise the clock went back, and it is kept.
 //   - A copy resumed after a restart cannot skip what the file holds by
-//     counting bytes from the start of the engine's copy: its start moved.
-//     So the copy keeps a checkpoint beside the log (<id>.log.ckpt: the
-//     file's size and, per stream, the last timestamp written and how many
-//     messages had it), at most a second old; a resumed copy cuts the file
-//     back to the checkpoint and drops what the checkpoint covers. When the
-//     engine's copy no longer reaches back to the checkpoint (it was
-//     truncated while no server copied), the log says, at that point, that
-//     output from then to the next message may be missing.
+//     counting bytes from the start of the engine's copy: its start may have
+//     moved. So the copy keeps a checkpoint beside the log (<id>.log.ckpt:
+//     the file's size, the engine's first message and, per stream, the last
+//     timestamp written and how many messages had it), at most a second old;
+//     a resumed copy cuts the file back to the checkpoint and drops what the
+//     checkpoint covers. When the engine's copy no longer starts where it did
+//     (it was truncated while no server copied it), the log is cut at the
+//     checkpoint with a line that says output is missing after it.
 //
 // A log without a checkpoint was begun by an earlier codex-connector, whose
 // containers never had their output truncated (max-size 1t): its copy
 // resumes by skipping the bytes the file holds, as before.
+
+// engineLogFactor is how many times limits.logMB the engine's own copy of a
+// task's output may hold.
+const engineLogFactor = 4
+
+// engineLogCap is the max-size of the engine's copy of a task's output, for
+// a log capped at limit bytes.
+func engineLogCap(limit int64) int64 { return engineLogFactor * limit }
+
+// engineSize is at least what json-file stores for a message holding line:
+// {"log":"LINE","stream":"stdout","time":"RFC3339Nano"} and a newline, with
+// the line escaped (measured on Docker 20.10: a quote, a backslash or a
+// newline takes 2 bytes, any other control character and <, >, & take 6, an
+// invalid byte becomes \ufffd, 6 bytes, which the stream gives back as the
+// 3 bytes of U+FFFD: so each byte above ASCII counts 2).
+func engineSize(line []byte) int64 {
+	n := int64(len(`{"log":"","stream":"stdout","time":"2006-01-02T15:04:05.999999999Z"}`) + 1)
+	for _, b := range line {
+		switch {
+		case b == '"' || b == '\\' || b == '\n':
+			n += 2
+		case b < 0x20 || b == '<' || b == '>' || b == '&':
+			n += 6
+		case b >= 0x80:
+			n += 2
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// What the copy holds in memory before it looks at the engine and writes:
+// bounded in size, and in time, so that a quiet task's last line is in the
+// log at once (flushEvery after the stream went quiet), a steady one's
+// within flushAge. Each look costs a call to the engine (about a
+// millisecond, measured), so not one per message.
+const (
+	flushBytes = 4 << 20
+	flushEvery = 50 * time.Millisecond
+	flushAge   = time.Second
+)
 
 // streamMark is where the copy of one stream stands: the timestamp of the
 // last message written, and how many messages with exactly it were written.
@@ -164,7 +226,11 @@ type streamMark struct {
 
 // logCheckpoint is where a copy stands, as saved beside the log.
 type logCheckpoint struct {
-	Bytes  int64      `json:"bytes"`
+	Bytes int64 `json:"bytes"`
+	// First is the timestamp of the first message of the engine's copy, as
+	// the copy that began the log saw it; zero in a checkpoint of an earlier
+	// codex-connector, or before any message.
+	First  time.Time  `json:"first,omitzero"`
 	Stdout streamMark `json:"stdout"`
 	Stderr streamMark `json:"stderr"`
 	Capped bool       `json:"capped,omitempty"`
@@ -204,10 +270,11 @@ func (ck *logCheckpoint) save(logPath string) error {
 // copyLogs follows the container's stdout and stderr, demultiplexed, into
 // the log file at path until the container stops, resuming after whatever
 // the file already holds. It returns the bytes the file holds at the end.
-// When the log reaches limit bytes (0: no limit), it ends with a line that
-// says so and the copy calls capped, which stops the task. The file and its
-// checkpoint are changed only while held reports true (nil: always); once
-// it reports false the copy ends with errLeaseLost.
+// When the log reaches limit bytes (0: no limit), or the engine's copy of
+// the output is too full to be read whole (see above), it ends with a line
+// that says so and the copy calls capped, which stops the task. The file and
+// its checkpoint are changed only while held reports true (nil: always);
+// once it reports false the copy ends with errLeaseLost.
 func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker *eventTracker, limit int64, held func() bool, capped func()) (int64, error) {
 	if held == nil {
 		held = func() bool { return true }
@@ -268,7 +335,14 @@ func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker
 		return sink.size, engineError("follow logs of container "+containerID, err)
 	}
 	defer rc.Close()
-	c := &logCopy{sink: sink, ck: ck, path: path, resumed: resumed}
+	c := &logCopy{ctx: ctx, eng: eng, containerID: containerID, sink: sink, ck: ck, marks: ck.marks, path: path, resumed: resumed}
+	c.flushAt = flushBytes
+	if limit > 0 {
+		c.engineCap = engineLogCap(limit)
+		// What waits is dropped when the engine's copy started afresh:
+		// never more than a small part of the log.
+		c.flushAt = min(flushBytes, max(limit/4, 1))
+	}
 	err = c.run(rc)
 	if errors.Is(err, errLogCapped) {
 		ck.Capped, err = true, nil
@@ -294,93 +368,195 @@ func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker
 // logCopy reads the engine's multiplexed, timestamped stream: each frame is
 // one message, "TIMESTAMP message".
 type logCopy struct {
-	sink    *logSink
-	ck      *logCheckpoint
-	path    string
-	resumed bool // the first message decides whether the engine still reaches back
+	ctx         context.Context
+	eng         engine
+	containerID string
+	sink        *logSink
+	ck          *logCheckpoint // ck.marks: what the log holds
+	path        string
+	resumed     bool // the first message decides whether the engine still reaches back
 	// replay is set per stream while messages the log already holds come
-	// again; seen counts those at the mark's very timestamp.
+	// again after a restart; seen counts those at the mark's very timestamp.
 	replay [2]bool
 	seen   [2]int
-	saved  time.Time
+	// marks is where each stream stands with what waits in pending too;
+	// last is its last message, and whole says whether it ended a line.
+	marks   [2]streamMark
+	last    [2][]byte
+	whole   [2]bool
+	pending []byte
+	// engineBytes is what the engine stores for what the copy read, against
+	// engineCap, the max-size of the engine's copy (0: none).
+	engineBytes int64
+	engineCap   int64
+	flushAt     int64 // what waits is written from this size on
+	saved       time.Time
 }
 
 // maxFrame bounds one message of the engine's stream (json-file splits
 // lines at 16 KiB).
 const maxFrame = 16 << 20
 
-func (c *logCopy) run(r io.Reader) error {
-	if c.resumed {
-		c.replay = [2]bool{true, true}
+// engineFrame is one message of the engine's stream: 1 stdout, 2 stderr.
+type engineFrame struct {
+	stream byte
+	data   []byte
+}
+
+// readFrames sends the messages of the engine's stream to out until it ends
+// (nil) or done is closed: in batches, all that one read of the stream gave
+// (up to frameBatch bytes), since a hand-over per message costs more than
+// the message.
+func readFrames(r io.Reader, out chan<- []engineFrame, done <-chan struct{}) error {
+	br := bufio.NewReaderSize(r, frameBatch)
+	var batch []engineFrame
+	var arena []byte // holds the batch's messages
+	send := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		select {
+		case out <- batch:
+			batch, arena = nil, nil
+			return true
+		case <-done:
+			return false
+		}
 	}
 	var hdr [8]byte
-	var buf []byte
 	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if br.Buffered() == 0 || len(arena) >= frameBatch {
+			if !send() {
+				return nil
+			}
+		}
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			send()
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return err
 		}
-		n := binary.BigEndian.Uint32(hdr[4:])
+		n := int(binary.BigEndian.Uint32(hdr[4:]))
 		if n > maxFrame {
+			send()
 			return fmt.Errorf("a message of %d bytes in the engine's log stream", n)
 		}
-		if cap(buf) < int(n) {
-			buf = make([]byte, n)
+		if cap(arena)-len(arena) < n {
+			if len(batch) > 0 {
+				if !send() {
+					return nil
+				}
+			}
+			arena = make([]byte, 0, max(n, frameBatch))
 		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(r, buf); err != nil {
+		buf := arena[len(arena) : len(arena)+n]
+		arena = arena[:len(arena)+n]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			send()
 			return err
 		}
 		switch hdr[0] {
 		case 1, 2:
-			if err := c.message(int(hdr[0])-1, buf); err != nil {
-				return err
-			}
+			batch = append(batch, engineFrame{hdr[0], buf})
 		case 3:
+			send()
 			return fmt.Errorf("the engine says: %s", strings.TrimSpace(string(buf)))
 		}
 	}
 }
 
-// message writes one message of stream s (0 stdout, 1 stderr) unless the
-// log already holds it.
-func (c *logCopy) message(s int, m []byte) error {
-	ts, line := splitTimestamp(m)
-	mark := &c.ck.marks[s]
+// frameBatch is about how much of the stream is handed over at once.
+const frameBatch = 64 << 10
+
+// run copies the stream until it ends; the reading goes on beside the
+// writing, so that what waits is written after flushEvery even when the
+// stream is quiet.
+func (c *logCopy) run(r io.Reader) error {
 	if c.resumed {
-		c.resumed = false
-		if last := later(c.ck.marks[0].Time, c.ck.marks[1].Time); !last.IsZero() && ts.After(last) {
-			// The engine's copy starts after what the log holds: it was
-			// truncated while nobody copied it.
-			note := fmt.Sprintf("codex-connector: output between %s and %s may be missing here: the engine's copy of it (capped by limits.logMB) was cut while no codex-connector copied it\n",
-				last.Format(time.RFC3339Nano), ts.Format(time.RFC3339Nano))
-			if !c.sink.lastNL {
-				note = "\n" + note
+		c.replay = [2]bool{true, true}
+	}
+	batches := make(chan []engineFrame, 16)
+	ended := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		ended <- readFrames(r, batches, done)
+		close(batches)
+	}()
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+	// Written on a tick when the stream went quiet, or when what waits is
+	// older than flushAge; in a flood, per flushBytes.
+	quiet, waiting := true, time.Time{}
+	for {
+		select {
+		case batch, ok := <-batches:
+			if !ok {
+				// What came before the stream broke is still written.
+				if err := c.flush(); err != nil {
+					return err
+				}
+				return <-ended
 			}
-			if _, err := c.sink.Write([]byte(note)); err != nil {
-				return err
+			quiet = false
+			if len(c.pending) == 0 {
+				waiting = time.Now()
 			}
-			c.replay = [2]bool{}
+			for _, f := range batch {
+				if err := c.message(int(f.stream)-1, f.data); err != nil {
+					return err
+				}
+			}
+		case now := <-tick.C:
+			if quiet || now.Sub(waiting) >= flushAge {
+				if err := c.flush(); err != nil {
+					return err
+				}
+			}
+			quiet = true
 		}
 	}
-	if !ts.IsZero() {
-		if !c.replay[s] && ts.Before(mark.Time) {
-			// The engine went back (its copy was truncated under the
-			// follow): what follows, up to each stream's mark, the log
-			// holds already — the other stream's messages too.
-			c.replay, c.seen = [2]bool{true, true}, [2]int{}
+}
+
+// message takes one message of stream s (0 stdout, 1 stderr) unless the log
+// already holds it; it is written at the next flush.
+func (c *logCopy) message(s int, m []byte) error {
+	ts, line := splitTimestamp(m)
+	c.engineBytes += engineSize(line)
+	mark := &c.marks[s]
+	if c.resumed {
+		c.resumed = false
+		if c.restarted(ts) {
+			// The engine's copy starts after what the log holds: it was
+			// truncated while nobody copied it.
+			return c.sink.cut("codex-connector: the log was cut here: " + c.engineCopy() + " filled and started afresh while no codex-connector copied it, so what the task printed after this point is missing; the task was stopped\n")
 		}
+	}
+	if c.ck.First.IsZero() {
+		c.ck.First = ts
+	}
+	complete := len(line) > 0 && line[len(line)-1] == '\n'
+	if !ts.IsZero() {
 		if c.replay[s] {
 			if ts.Before(mark.Time) {
+				c.whole[s], c.last[s] = complete, line
 				return nil
 			}
 			if ts.Equal(mark.Time) && c.seen[s] < mark.N {
 				c.seen[s]++
+				c.whole[s], c.last[s] = complete, line
 				return nil
 			}
 			c.replay[s] = false
+		} else if ts.Before(mark.Time) || ts.Equal(mark.Time) && (c.whole[s] || bytes.Equal(line, c.last[s])) {
+			// The pieces of one long line share a timestamp; anything
+			// else that goes back (a line ended, or the same piece again)
+			// is what the engine sends again when it started its copy
+			// afresh, or a clock set back, or pieces alike.
+			if err := c.verify(); err != nil {
+				return err
+			}
 		}
 		if ts.Equal(mark.Time) {
 			mark.N++
@@ -388,7 +564,45 @@ func (c *logCopy) message(s int, m []byte) error {
 			mark.Time, mark.N = ts, 1
 		}
 	}
-	if _, err := c.sink.Write(line); err != nil {
+	c.whole[s], c.last[s] = complete, line
+	c.pending = append(c.pending, line...)
+	if c.engineCap > 0 && c.engineBytes > c.engineCap/2 {
+		if err := c.flush(); err != nil {
+			return err
+		}
+		return c.sink.cut(fmt.Sprintf("codex-connector: the log was cut here: the engine's own copy of the output, which stores each line as JSON (%s of it for %s of output here), was half full: at %s (%d times limits.logMB) it starts afresh and loses what was not yet read; the task was stopped\n",
+			humanBytes(c.engineBytes), humanBytes(c.sink.size), humanBytes(c.engineCap), engineLogFactor))
+	}
+	if int64(len(c.pending)) >= c.flushAt {
+		return c.flush()
+	}
+	return nil
+}
+
+// restarted says whether the engine's copy, whose first message a resumed
+// copy was just given (at ts), no longer starts where the log began.
+func (c *logCopy) restarted(ts time.Time) bool {
+	if !c.ck.First.IsZero() {
+		return !ts.Equal(c.ck.First)
+	}
+	// A checkpoint of an earlier codex-connector: only a start after all
+	// the log holds tells.
+	last := later(c.ck.marks[0].Time, c.ck.marks[1].Time)
+	return !last.IsZero() && ts.After(last)
+}
+
+// flush writes what waits, once the engine is seen to hold it whole.
+func (c *logCopy) flush() error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	if err := c.verify(); err != nil {
+		return err
+	}
+	_, err := c.sink.Write(c.pending)
+	c.pending = c.pending[:0]
+	c.ck.marks = c.marks
+	if err != nil {
 		return err
 	}
 	if now := time.Now(); now.Sub(c.saved) >= checkpointEvery {
@@ -396,6 +610,58 @@ func (c *logCopy) message(s int, m []byte) error {
 		return c.checkpoint()
 	}
 	return nil
+}
+
+// verify cuts the log where it stands, dropping what waits, unless the
+// engine's copy still starts with its first message.
+func (c *logCopy) verify() error {
+	whole, err := c.engineWhole()
+	if err != nil || whole {
+		return err
+	}
+	c.pending = c.pending[:0]
+	return c.sink.cut("codex-connector: the log was cut here: " + c.engineCopy() + " filled and started afresh before this copy read all of it, so what the task printed after this point may be missing; the task was stopped\n")
+}
+
+// engineCopy names the engine's copy of the output, for a line of the log.
+func (c *logCopy) engineCopy() string {
+	if c.engineCap == 0 {
+		return "the engine's own copy of the output"
+	}
+	return fmt.Sprintf("the engine's own copy of the output (at most %s, %d times limits.logMB)", humanBytes(c.engineCap), engineLogFactor)
+}
+
+// engineWhole says whether the engine's copy of the output still starts
+// with the first message the log began with: until the engine truncates it,
+// it does. It reads one message.
+func (c *logCopy) engineWhole() (bool, error) {
+	first := c.ck.First
+	if first.IsZero() {
+		return true, nil // no timestamps: nothing to compare
+	}
+	rc, err := c.eng.ContainerLogs(c.ctx, c.containerID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true,
+		Until: fmt.Sprintf("%d.%09d", first.Unix(), first.Nanosecond())})
+	if err != nil {
+		return false, engineError("read the first message of the logs of container "+c.containerID, err)
+	}
+	defer rc.Close()
+	var hdr [8]byte
+	if _, err := io.ReadFull(rc, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			return false, nil // nothing as old as the first message
+		}
+		return false, fmt.Errorf("read the first message of the logs of container %s: %w", c.containerID, err)
+	}
+	// The timestamp is all that is needed.
+	head := make([]byte, min(binary.BigEndian.Uint32(hdr[4:]), 64))
+	if _, err := io.ReadFull(rc, head); err != nil {
+		return false, fmt.Errorf("read the first message of the logs of container %s: %w", c.containerID, err)
+	}
+	if hdr[0] == 3 {
+		return false, fmt.Errorf("read the first message of the logs of container %s: the engine says: %s", c.containerID, strings.TrimSpace(string(head)))
+	}
+	ts, _ := splitTimestamp(head)
+	return ts.Equal(first), nil
 }
 
 // checkpoint makes what the log holds durable, then says so beside it.

@@ -74,7 +74,7 @@ type Limits struct {
 	TmpBytes int64
 	// LogBytes caps the task's log: the copy ends there with a line that
 	// says so, and the task is stopped. The engine's own copy of the output
-	// is capped at the same size.
+	// is capped at engineLogFactor times it (logs.go says why).
 	LogBytes int64
 	// StateBytes caps the disk space of the task's state directory (a bind
 	// mount has no quota): the task is stopped when it holds more.
@@ -321,13 +321,14 @@ func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
 		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,exec,nosuid,nodev,size=%d,mode=1777", p.limits.TmpBytes)},
-		// json-file in one file no larger than the task's log cap: the
-		// engine's copy of a flood must not outgrow the cap either. When it
-		// fills, the engine starts it afresh; copyLogs copes (see logs.go).
-		// Said explicitly, because the engine fills unset options from
-		// daemon.json.
+		// json-file in one file a few times the task's log cap, since it
+		// stores each line as JSON: the engine's copy of a flood must not
+		// grow without bound either. When it fills, the engine starts it
+		// afresh; copyLogs stops the task first, or when it sees that
+		// happen (see logs.go). Said explicitly, because the engine fills
+		// unset options from daemon.json.
 		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
-			"max-size": strconv.FormatInt(p.limits.LogBytes, 10), "max-file": "1", "compress": "false"}},
+			"max-size": strconv.FormatInt(engineLogCap(p.limits.LogBytes), 10), "max-file": "1", "compress": "false"}},
 		Resources: container.Resources{
 			Memory:     p.limits.MemoryBytes,
 			MemorySwap: p.limits.MemoryBytes, // no swap beyond the memory limit

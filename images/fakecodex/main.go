@@ -42,6 +42,7 @@
 //	rawout TEXT         write TEXT and a newline to /proc/1/fd/1, the container's stdout
 //	kill                end at once by SIGKILL, as a task that kills Codex: no final message
 //	conns HOST:PORT N DURATION  open N CONNECT tunnels through HTTPS_PROXY and hold them for DURATION
+//	nuls N              print N numbered lines "000001" and 16 NUL bytes, each followed by an empty line
 //
 // A prompt whose first word is not a step is answered with a message. A
 // prompt of "-" is read from stdin, as Codex reads it.
@@ -474,6 +475,16 @@ func (s *state) step(verb, rest string) bool {
 		n, _ := strconv.Atoi(fields[1])
 		hold, _ := time.ParseDuration(fields[2])
 		s.command("conns "+fields[0], 0, holdTunnels(fields[0], n, hold))
+	case "nuls":
+		// What the engine's JSON log inflates most: a NUL takes 6 bytes
+		// there, an empty line some 70.
+		n, _ := strconv.Atoi(rest)
+		nuls := strings.Repeat("\x00", 16)
+		for i := 1; i <= n; i++ {
+			fmt.Fprintf(out, "%06d%s\n\n", i, nuls)
+		}
+		out.Flush()
+		s.command("nuls", 0, "")
 	case "fail":
 		emit(map[string]any{"type": "error", "message": rest})
 		emit(map[string]any{"type": "turn.failed", "error": map[string]any{"message": rest}})
