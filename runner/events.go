@@ -85,6 +85,9 @@ type eventTracker struct {
 	inFlight     map[string]bool
 	// resumed is set while lastProgress is the previous follower's.
 	resumed bool
+	// threadSeen is set by the first thread.started, even one without an
+	// id: the session is Codex's first word, and only its first.
+	threadSeen bool
 }
 
 // stalledFor says how long Codex has made no progress, at now; zero while a
@@ -165,7 +168,13 @@ func (t *eventTracker) feed(line []byte) {
 	s := &t.sum
 	switch ev.Type {
 	case "thread.started":
-		s.ThreadID = clip(ev.ThreadID)
+		// The first is Codex's own, printed before anything of the task
+		// runs; a later one is output the task forged on the container's
+		// stdout, and would point a reply at a session of its choosing.
+		if !t.threadSeen {
+			t.threadSeen = true
+			s.ThreadID = clip(ev.ThreadID)
+		}
 		t.now = "starting"
 	case "turn.started":
 		t.now = "thinking"

@@ -128,3 +128,25 @@ func TestLogSinkSkipsWhatTheFileHolds(t *testing.T) {
 		t.Fatalf("file %q, written %d", got, sink.written)
 	}
 }
+
+// The session a reply resumes is the one Codex started, printed before any
+// of the task ran; a thread.started after it was printed by the task.
+func TestTheFirstThreadStartedNamesTheSession(t *testing.T) {
+	for _, c := range []struct{ name, stream, want string }{
+		{"a later one is ignored", `{"type":"thread.started","thread_id":"codex-own"}
+{"type":"turn.started"}
+{"type":"thread.started","thread_id":"forged"}
+`, "codex-own"},
+		{"a later one does not fill a first without an id", `{"type":"thread.started","thread_id":""}
+{"type":"thread.started","thread_id":"forged"}
+`, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr := &eventTracker{}
+			(&logSink{tracker: tr}).feed([]byte(c.stream))
+			if got := tr.summary().ThreadID; got != c.want {
+				t.Errorf("thread %q, want %q", got, c.want)
+			}
+		})
+	}
+}
