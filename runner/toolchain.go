@@ -12,12 +12,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/store"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
@@ -168,6 +170,52 @@ func checkRepoChosen(file, ref string) error {
 	return nil
 }
 
+// checkRepoImage checks, once the engine resolved it, an image that a
+// repository's file names: checkRepoChosen sees only the name, and the
+// engine also resolves an image id or a prefix of one, which may be
+// another repository's task or dev container image. So the name must be
+// one the image carries (a tag or digest, not an id), and the image none
+// of codex-connector's own (by its tags or its labels). Layer then builds
+// FROM the id inspected here, so a retag afterwards changes nothing.
+func (r *Runner) checkRepoImage(ctx context.Context, file, ref string) error {
+	img, err := r.engine.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return nil // pulled by its name at the build, from a registry
+	}
+	if err != nil {
+		return engineError("inspect the image "+ref+" that "+file+" names", err)
+	}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return fmt.Errorf("%s: image: %w", file, err)
+	}
+	want := reference.TagNameOnly(named).String()
+	carried := false
+	for _, name := range append(slices.Clone(img.RepoTags), img.RepoDigests...) {
+		n, err := reference.ParseNormalizedNamed(name)
+		if err != nil {
+			continue
+		}
+		if n.String() == want || n.String() == named.String() {
+			carried = true
+		}
+		if reference.Domain(n) == "docker.io" && strings.HasPrefix(reference.Path(n), "codex-connector/") {
+			return fmt.Errorf("%s names %s, which is %s, one of codex-connector's own images; a repository may not choose those", file, ref, name)
+		}
+	}
+	if !carried {
+		return fmt.Errorf("%s names %s, which the engine resolves as an image id (%s), not a name the image carries; a repository may name an image only by repository:tag or digest — name it so", file, ref, img.ID)
+	}
+	if img.Config != nil {
+		for k := range img.Config.Labels {
+			if strings.HasPrefix(k, "codex-connector.") {
+				return fmt.Errorf("%s names %s, an image codex-connector made (label %s); a repository may not choose those", file, ref, k)
+			}
+		}
+	}
+	return nil
+}
+
 // ImageChoice is which image a repository's tasks would run on, for a
 // person's check.
 type ImageChoice struct {
@@ -258,6 +306,11 @@ func (r *Runner) taskImage(ctx context.Context, t *store.Task, cimg image.Inspec
 		unlock()
 		if err != nil {
 			return images.TaskImage{}, buildEnded(ctx, err)
+		}
+	}
+	if t.ImageBuild == nil && !strings.HasPrefix(t.ImageSource, "config.json") {
+		if err := r.checkRepoImage(ctx, t.ImageSource, base); err != nil {
+			return images.TaskImage{}, err
 		}
 	}
 	defer r.images.lock("layer " + base)()
