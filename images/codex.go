@@ -22,8 +22,15 @@ const CodexVersionLabel = "codex-connector.codex-version"
 // and tested against (see Dockerfile.codex and the Makefile).
 const DefaultCodexVersion = "0.169.0"
 
+// Repository is where `make image` puts the Codex image; its tag is the
+// Codex version the image carries.
+const Repository = "codex-connector/codex"
+
 // DefaultRef is the image `make image` builds.
-const DefaultRef = "codex-connector/codex:" + DefaultCodexVersion
+const DefaultRef = Repository + ":" + DefaultCodexVersion
+
+// RefOf is the image `make image CODEX_VERSION=version` builds.
+func RefOf(version string) string { return Repository + ":" + version }
 
 // ErrMissing is returned when the Codex image is not in the engine.
 var ErrMissing = errors.New("Codex image not found")
@@ -54,7 +61,11 @@ func (c Codex) Check(ctx context.Context, engine inspector) error {
 func (c Codex) Inspect(ctx context.Context, engine inspector) (image.InspectResponse, error) {
 	img, err := engine.ImageInspect(ctx, c.Ref)
 	if cerrdefs.IsNotFound(err) {
-		return img, fmt.Errorf("%w: %s — build it with `make image` in the codex-connector source tree, or set CODEX_CONNECTOR_IMAGE to an image you have", ErrMissing, c.Ref)
+		build := "make image"
+		if c.Version != "" && c.Version != DefaultCodexVersion {
+			build += " CODEX_VERSION=" + c.Version
+		}
+		return img, fmt.Errorf("%w: %s — build it with `%s` in the codex-connector source tree, or set CODEX_CONNECTOR_IMAGE to an image you have", ErrMissing, c.Ref, build)
 	}
 	if err != nil {
 		return img, fmt.Errorf("inspect image %s: %w", c.Ref, err)

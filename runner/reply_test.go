@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -283,6 +286,157 @@ func TestAPlantedSessionFileIsNeverFollowed(t *testing.T) {
 					t.Fatalf("a reply was recorded: %s", tk.ID)
 				}
 			}
+		})
+	}
+}
+
+// allocated is what a file takes on disk.
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	must(t, syscall.Stat(path, &st))
+	return st.Blocks * 512
+}
+
+// A session copied for a reply keeps its holes: the copy takes on disk
+// what the file holds, not what it claims, byte for byte the same, and the
+// data it may hold is capped.
+func TestASparseFileIsCopiedSparse(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	f, err := os.Create(src)
+	must(t, err)
+	const size = 64 << 20
+	head, tail := []byte(`{"type":"session_meta"}`+"\n"), []byte(`{"type":"turn"}`+"\n")
+	_, err = f.WriteAt(head, 0)
+	must(t, err)
+	_, err = f.WriteAt(make([]byte, 1<<20), 8<<20) // zeros written out: data to the file system
+	must(t, err)
+	_, err = f.WriteAt(tail, size-int64(len(tail)))
+	must(t, err)
+	must(t, f.Close())
+	copyOf := func(limit int64) (string, int64, error) {
+		in, err := os.Open(src)
+		must(t, err)
+		defer in.Close()
+		dst := filepath.Join(t.TempDir(), "dst")
+		out, err := os.Create(dst)
+		must(t, err)
+		defer out.Close()
+		n, err := copySparse(out, in, size, limit)
+		return dst, n, err
+	}
+	dst, n, err := copyOf(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := readFile(t, src), readFile(t, dst)
+	if a != b {
+		t.Fatalf("the copy differs: %d bytes, want %d", len(b), len(a))
+	}
+	if got := allocated(t, dst); got > 1<<20 || n > 1<<20 {
+		t.Fatalf("the copy of %d MiB with %d bytes of data takes %d bytes on disk (%d written)", size>>20, len(head)+len(tail), got, n)
+	}
+	t.Run("past its limit of data it stops", func(t *testing.T) {
+		if _, _, err := copyOf(int64(len(head))); !errors.Is(err, errTooMuchData) {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// The earlier task (its code is the attacker's) makes its session file a
+// 300 MiB sparse file from inside its container. A reply to it is accepted
+// with a copy that takes on disk what the file holds, not 300 MiB.
+func TestASparseSessionIsCopiedSparseForAReply(t *testing.T) {
+	h := newHarness(t, nil)
+	thread := "00000000-0000-4000-8000-000000000001" // the fake Codex's
+	day := codexHome + "/sessions/2026/12/04"
+	rollout := day + "/rollout-2026-12-04T10-00-00-" + thread + ".jsonl"
+	var steps []string
+	for _, d := range []string{codexHome + "/sessions", codexHome + "/sessions/2026", codexHome + "/sessions/2026/12", day} {
+		steps = append(steps, "mkdir "+d+" 700")
+	}
+	const size = 300 << 20
+	steps = append(steps, fmt.Sprintf("sparse %s %d", rollout, size), "append "+rollout+` {"type":"turn"}`, "say planted")
+	parent := h.startAndWait(t, Spec{Prompt: strings.Join(steps, "; "), WorkingDirectory: newRepo(t), Sandbox: WorkspaceWrite})
+	ran(t, parent, "sparse "+rollout)
+	planted := filepath.Join(h.stateDir(parent.ID), strings.TrimPrefix(rollout, stateMount+"/"))
+	if fi, err := os.Stat(planted); err != nil || fi.Size() <= size {
+		t.Fatalf("the sparse session on the host: %v, %v", fi, err)
+	}
+	reply, err := h.Start(context.Background(), Spec{Parent: parent.ID, Prompt: "say resumed"})
+	if err != nil {
+		t.Fatalf("reply: %v", err)
+	}
+	file, err := findSession(h.stateDir(reply.ID), "codex-home/sessions", thread)
+	must(t, err)
+	copied := filepath.Join(h.stateDir(reply.ID), file)
+	fi, err := os.Stat(copied)
+	must(t, err)
+	if fi.Size() != reply.ResumeFrom || fi.Size() <= size {
+		t.Errorf("the copy is %d bytes, resumed from %d", fi.Size(), reply.ResumeFrom)
+	}
+	if got := allocated(t, copied); got > 1<<20 {
+		t.Errorf("the reply's copy of a %d MiB sparse session takes %d bytes on disk", size>>20, got)
+	}
+	if ended := h.waitFinal(t, reply.ID); ended.Status != store.Completed {
+		t.Errorf("the reply: %s %q", ended.Status, ended.Error)
+	}
+}
+
+// BenchmarkCopySession copies a 300 MiB sparse session holding 1 MiB of
+// data, as a reply does, beside the full copy it replaced (io.CopyN, which
+// writes the holes out as zeros).
+func BenchmarkCopySession(b *testing.B) {
+	src := filepath.Join(b.TempDir(), "session")
+	f, err := os.Create(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const size = 300 << 20
+	line := []byte(strings.Repeat("x", 1023) + "\n")
+	for off := int64(0); off < 1<<20; off += int64(len(line)) {
+		if _, err := f.WriteAt(line, off); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	for _, c := range []struct {
+		name string
+		copy func(out, in *os.File) error
+	}{
+		{"sparse", func(out, in *os.File) error { _, err := copySparse(out, in, size, 1<<30); return err }},
+		{"full copy (before)", func(out, in *os.File) error { _, err := io.CopyN(out, in, size); return err }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			dir := b.TempDir()
+			var disk int64
+			for i := 0; b.Loop(); i++ {
+				in, err := os.Open(src)
+				if err != nil {
+					b.Fatal(err)
+				}
+				dst := filepath.Join(dir, strconv.Itoa(i))
+				out, err := os.Create(dst)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := c.copy(out, in); err != nil {
+					b.Fatal(err)
+				}
+				out.Close()
+				in.Close()
+				var st syscall.Stat_t
+				if err := syscall.Stat(dst, &st); err != nil {
+					b.Fatal(err)
+				}
+				disk = st.Blocks * 512
+				os.Remove(dst)
+			}
+			b.ReportMetric(float64(disk)/(1<<20), "MiB-on-disk")
 		})
 	}
 }

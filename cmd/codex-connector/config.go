@@ -192,7 +192,7 @@ func (ic *imagesConfig) toolchains(home string) (runner.Toolchains, error) {
 // envNames documents every variable codex-connector reads.
 var envNames = []string{
 	"CODEX_CONNECTOR_HOME           data directory and config.json (default ~/.codex-connector)",
-	"CODEX_CONNECTOR_IMAGE          Codex image (default " + images.DefaultRef + ")",
+	"CODEX_CONNECTOR_IMAGE          Codex image (default " + images.RefOf("<CODEX_CONNECTOR_CODEX_VERSION>") + ", the one `make image CODEX_VERSION=…` builds)",
 	"CODEX_CONNECTOR_CODEX_VERSION  Codex version the image must carry (default " + images.DefaultCodexVersion + "; \"any\" skips the check)",
 	"CODEX_CONNECTOR_MAX_RUNNING    tasks run at once; more wait queued (default 4)",
 	"CODEX_CONNECTOR_STOP_GRACE     time Codex gets between SIGTERM and SIGKILL (default 10s)",
@@ -238,7 +238,6 @@ func setSize(l *runner.Limits, i int, n int64) error {
 
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		Image:           images.DefaultRef,
 		CodexVersion:    images.DefaultCodexVersion,
 		MaxRunning:      4,
 		StopGrace:       10 * time.Second,
@@ -270,6 +269,18 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if err := c.applyEnv(getenv); err != nil {
 		return c, err
+	}
+	if c.Image == "" {
+		// The image `make image CODEX_VERSION=…` built: upgrading Codex is
+		// that build and this version, not a third setting to keep in step.
+		version := c.CodexVersion
+		if version == "any" {
+			version = images.DefaultCodexVersion
+		}
+		c.Image = images.RefOf(version)
+		if err := images.CheckRef(c.Image); err != nil {
+			return c, fmt.Errorf("the Codex version %q (CODEX_CONNECTOR_CODEX_VERSION or codexVersion) does not name an image (%s): give a version such as %s, or set CODEX_CONNECTOR_IMAGE", version, c.Image, images.DefaultCodexVersion)
+		}
 	}
 	if c.CodexVersion == "any" {
 		c.CodexVersion = ""

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/runner"
 )
 
@@ -76,6 +77,48 @@ func TestConfigFileThenEnvironment(t *testing.T) {
 	if !slices.Equal(c.AllowedRoots, []string{"/srv/code"}) {
 		t.Errorf("allowed roots %q", c.AllowedRoots)
 	}
+}
+
+// Upgrading Codex is `make image CODEX_VERSION=x` and the same version
+// here: the version names the default image, unless an image is given.
+func TestTheCodexVersionNamesTheDefaultImage(t *testing.T) {
+	for _, c := range []struct {
+		name, file          string
+		env                 map[string]string
+		image, codexVersion string
+	}{
+		{"nothing set: this build's", "", nil, images.DefaultRef, images.DefaultCodexVersion},
+		{"a version in the environment", "", map[string]string{"CODEX_CONNECTOR_CODEX_VERSION": "0.171.0"}, "codex-connector/codex:0.171.0", "0.171.0"},
+		{"a version in config.json", `{"codexVersion": "0.171.0"}`, nil, "codex-connector/codex:0.171.0", "0.171.0"},
+		{"the environment's version wins", `{"codexVersion": "0.170.0"}`, map[string]string{"CODEX_CONNECTOR_CODEX_VERSION": "0.171.0"}, "codex-connector/codex:0.171.0", "0.171.0"},
+		{"an image given in the environment stays", "", map[string]string{"CODEX_CONNECTOR_CODEX_VERSION": "0.171.0", "CODEX_CONNECTOR_IMAGE": "my/codex:next"}, "my/codex:next", "0.171.0"},
+		{"an image given in config.json stays", `{"image": "my/codex:1"}`, map[string]string{"CODEX_CONNECTOR_CODEX_VERSION": "0.171.0"}, "my/codex:1", "0.171.0"},
+		{"any version: this build's image, unchecked", "", map[string]string{"CODEX_CONNECTOR_CODEX_VERSION": "any"}, images.DefaultRef, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			home := t.TempDir()
+			if c.file != "" {
+				writeConfig(t, home, c.file)
+			}
+			env := map[string]string{"CODEX_CONNECTOR_HOME": home, "CODEX_CONNECTOR_ALLOWED_ROOTS": "/srv"}
+			for k, v := range c.env {
+				env[k] = v
+			}
+			cfg, err := loadConfig(envOf(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Image != c.image || cfg.CodexVersion != c.codexVersion {
+				t.Errorf("image %q with Codex %q, want %q with %q", cfg.Image, cfg.CodexVersion, c.image, c.codexVersion)
+			}
+		})
+	}
+	t.Run("a version that names no image says so", func(t *testing.T) {
+		_, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": t.TempDir(), "CODEX_CONNECTOR_CODEX_VERSION": "0.171.0 beta"}))
+		if err == nil || !strings.Contains(err.Error(), "does not name an image") || !strings.Contains(err.Error(), "CODEX_CONNECTOR_IMAGE") {
+			t.Fatalf("got %v", err)
+		}
+	})
 }
 
 func TestCodexLoginIsUsedWithoutAnAPIKey(t *testing.T) {

@@ -177,7 +177,9 @@ func openServerLog(home, name string, stderr bool) (*log.Logger, func(), error) 
 	}
 	var w io.Writer = f
 	if stderr {
-		w = io.MultiWriter(os.Stderr, f)
+		// The log quotes tasks (their reasons, their names), and stderr is
+		// often a person's terminal; the file keeps the bytes as they were.
+		w = io.MultiWriter(&termSafe{w: os.Stderr}, f)
 	}
 	logger := log.New(w, fmt.Sprintf("%s[%d] ", name, os.Getpid()), log.LstdFlags|log.Lmicroseconds)
 	return logger, func() { f.Close() }, nil

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf16"
 
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
@@ -36,9 +37,6 @@ func (e *env) tasksOf() (*runner.Runner, error) {
 	return runner.New(context.Background(), runnerConfig(e.cfg, ""), e.docker, st, func(string, ...any) {})
 }
 
-// printJSON prints v as JSON for programs. encoding/json escapes the C0
-// controls in strings but not the C1 ones (U+0080 to U+009F), which a
-// terminal may obey: those are escaped too, which JSON allows.
 // theTask reads the one task id of args and opens the home's tasks.
 func (e *env) theTask(args []string) (*runner.Runner, string, error) {
 	id, err := e.oneArg(args, "task id")
@@ -49,6 +47,11 @@ func (e *env) theTask(args []string) (*runner.Runner, string, error) {
 	return r, id, err
 }
 
+// printJSON prints v as JSON for programs, which a person may read at a
+// terminal too. encoding/json escapes the C0 controls in strings but not
+// the C1 ones, nor the other characters a person does not see (a
+// right-to-left override in a file name): all are escaped, as JSON allows,
+// so the JSON is the same and shows what is there.
 func (e *env) printJSON(v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -56,8 +59,11 @@ func (e *env) printJSON(v any) error {
 	}
 	var b strings.Builder
 	for _, r := range string(data) {
-		if r >= 0x80 && r <= 0x9f {
-			fmt.Fprintf(&b, `\u%04x`, r)
+		// Newlines are the indentation's: encoding/json escapes those in strings.
+		if invisible(r) && r != '\n' {
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, `\u%04x`, u)
+			}
 			continue
 		}
 		b.WriteRune(r)

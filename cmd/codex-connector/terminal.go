@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -68,14 +69,19 @@ func (s *statusLine) clear() {
 
 // termSafe is the writer of what a person reads. Much of what the commands
 // print comes from a task (its log, its final message, the reasons it
-// gave), and a task must not drive the person's terminal: an escape
-// sequence could retitle it, rewrite what was printed before, or write to
-// the clipboard. So control characters other than newline and tab are
-// shown as text (ESC as ^[, C1 controls as \u009b), and bytes that are not
-// UTF-8 as \x9b, since a terminal not in UTF-8 mode obeys them as C1.
+// gave, the names of the files it wrote), and a task must neither drive
+// the person's terminal nor show them something other than what is there:
+// an escape sequence could retitle the terminal, rewrite what was printed
+// before, or write to the clipboard, and a right-to-left override or a
+// zero-width character makes one file name read as another. So control
+// characters other than newline and tab are shown as text (ESC as ^[),
+// every other character that is not seen itself (see invisible) as its
+// code point (\u{202e}), and bytes that are not UTF-8 as \x9b, since a
+// terminal not in UTF-8 mode obeys them as C1.
 type termSafe struct {
 	w       io.Writer
 	pending []byte // the start of a character the last write cut
+	prev    rune   // the character before, which a variation selector modifies
 }
 
 func (s *termSafe) Write(p []byte) (int, error) {
@@ -102,10 +108,13 @@ func (s *termSafe) Write(p []byte) (int, error) {
 			out = append(out, '^', byte(r)+0x40)
 		case r == 0x7f:
 			out = append(out, '^', '?')
-		case r >= 0x80 && r <= 0x9f:
-			out = fmt.Appendf(out, `\u%04x`, r)
+		case invisible(r) && !presentation(s.prev, r):
+			out = fmt.Appendf(out, `\u{%x}`, r)
 		default:
 			out = append(out, data[i:i+size]...)
+		}
+		if size > 0 && len(s.pending) == 0 {
+			s.prev = r
 		}
 		i += size
 	}
@@ -113,6 +122,29 @@ func (s *termSafe) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// invisible says whether r is a character a person does not see as itself,
+// decided by its Unicode properties, not by a list: controls (Cc), format
+// characters (Cf: bidirectional embeddings, overrides, isolates and marks,
+// zero-width spaces and joiners, the soft hyphen, the byte order mark, tag
+// characters), line and paragraph separators (Zl, Zp), private use (Co),
+// surrogates (Cs), the other default-ignorable code points (the combining
+// grapheme joiner, Hangul fillers), variation selectors, and code points
+// this Unicode version has not assigned, whose look nobody can know.
+func invisible(r rune) bool {
+	if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Co, unicode.Cs,
+		unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) {
+		return true
+	}
+	return !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Zs)
+}
+
+// presentation says whether r is the text or emoji presentation selector
+// right after a symbol (⚠️, ❤️): there it is seen, as the glyph it chose.
+// Anywhere else, or a second one, it only hides.
+func presentation(prev, r rune) bool {
+	return (r == 0xfe0e || r == 0xfe0f) && prev >= 0x80 && unicode.In(prev, unicode.S, unicode.P)
 }
 
 // safeText is s as termSafe shows it, for text written beside the escapes
