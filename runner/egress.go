@@ -223,7 +223,10 @@ func (r *Runner) proxyImage(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("the egress proxy image %s is missing, and this engine client cannot build images", r.proxyRef)
 	}
 	if cerrdefs.IsNotFound(err) {
-		dockerfile := "FROM scratch\nCOPY codex-connector /codex-connector\nENTRYPOINT [\"/codex-connector\", \"egress-proxy\", \"--dir\", \"/egress\"]\n"
+		// Labelled with the home it was built for: housekeeping removes
+		// only its own home's images, never another user's.
+		dockerfile := "FROM scratch\nCOPY codex-connector /codex-connector\nLABEL " + LabelHome + "=" + homeLabel(r.cfg.Home) + "\n" +
+			"ENTRYPOINT [\"/codex-connector\", \"egress-proxy\", \"--dir\", \"/egress\"]\n"
 		data, err := r.proxyBinary()
 		if err != nil {
 			return "", err

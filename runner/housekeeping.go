@@ -186,12 +186,15 @@ func (r *Runner) removeOrphanProxies(ctx context.Context) {
 }
 
 // removeOldProxyImages removes egress proxy images of other binaries (left
-// by upgrades and rebuilds) that no container uses.
+// by upgrades and rebuilds) that no container uses, of this home alone: the
+// engine may be shared, and another user's server may be about to use its
+// own. An image without a home label (an earlier version's) is left alone.
 func (r *Runner) removeOldProxyImages(ctx context.Context) {
 	r.proxyMu.Lock()
 	current, _ := r.proxyRefLocked()
 	r.proxyMu.Unlock()
-	images, err := r.engine.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", proxyRepo+":*"))})
+	images, err := r.engine.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("reference", proxyRepo+":*"), filters.Arg("label", LabelHome+"="+homeLabel(r.cfg.Home)))})
 	if err != nil {
 		r.logf("housekeeping: list egress proxy images: %v", err)
 		return
@@ -206,7 +209,7 @@ func (r *Runner) removeOldProxyImages(ctx context.Context) {
 			}
 			// Not forced: the engine keeps an image a container uses.
 			if _, err := r.engine.ImageRemove(ctx, tag, image.RemoveOptions{}); err == nil {
-				r.logf("housekeeping: removed egress proxy image %s of another codex-connector binary", tag)
+				r.logf("housekeeping: removed egress proxy image %s of another codex-connector binary of this home", tag)
 			}
 		}
 	}

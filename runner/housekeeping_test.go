@@ -118,8 +118,8 @@ func TestOldProxyImagesAreRemoved(t *testing.T) {
 	if task := h.startAndWait(t, Spec{Prompt: "say via proxy", WorkingDirectory: newRepo(t), Sandbox: ReadOnly}); task.Status != store.Completed {
 		t.Fatalf("restricted task: %s %s", task.Status, task.Error)
 	}
-	old := proxyRepo + ":test-old-binary"
-	loadOldImage(t, old, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
+	old := proxyRepo + ":test-old-binary-" + homeLabel(h.home)
+	loadOldImage(t, old, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), map[string]string{LabelHome: homeLabel(h.home)})
 	h.housekeeping(context.Background())
 	if _, err := eng.ImageInspect(context.Background(), old); !cerrdefs.IsNotFound(err) {
 		t.Errorf("the old proxy image is still there: %v", err)
@@ -127,11 +127,45 @@ func TestOldProxyImagesAreRemoved(t *testing.T) {
 	if _, err := eng.ImageInspect(context.Background(), h.proxyRef); err != nil {
 		t.Errorf("the current proxy image is gone: %v", err)
 	}
+	t.Run("the proxy image built is labelled with its home", func(t *testing.T) {
+		img, err := eng.ImageInspect(context.Background(), h.proxyRef)
+		// Another home may have built it first, with this same binary.
+		if err != nil || img.Config == nil || img.Config.Labels[LabelHome] == "" {
+			t.Errorf("the proxy image %s has no home label: %v", h.proxyRef, err)
+		}
+	})
 }
 
-// loadOldImage loads a one-file image tagged ref whose creation time is
-// created: a build would date it now.
-func loadOldImage(t *testing.T, ref string, created time.Time) {
+// On a shared engine a server removes the old proxy images of its own home
+// only: home B's housekeeping leaves home A's image, and images without a
+// home label, which it cannot tell apart from another user's.
+func TestHousekeepingLeavesTheProxyImagesOfOtherHomes(t *testing.T) {
+	eng := imagestest.Engine(t)
+	a, b := newHarness(t, nil), newHarness(t, nil)
+	long := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	ofA := proxyRepo + ":test-old-binary-" + homeLabel(a.home)
+	unlabelled := proxyRepo + ":test-unlabelled-" + homeLabel(b.home)
+	loadOldImage(t, ofA, long, map[string]string{LabelHome: homeLabel(a.home)})
+	loadOldImage(t, unlabelled, long, nil)
+	b.housekeeping(context.Background())
+	for _, ref := range []string{ofA, unlabelled} {
+		if _, err := eng.ImageInspect(context.Background(), ref); err != nil {
+			t.Errorf("home B's housekeeping removed %s: %v", ref, err)
+		}
+	}
+	// The control: home A's own housekeeping removes it.
+	a.housekeeping(context.Background())
+	if _, err := eng.ImageInspect(context.Background(), ofA); !cerrdefs.IsNotFound(err) {
+		t.Errorf("home A's housekeeping left its own old image: %v", err)
+	}
+	if _, err := eng.ImageInspect(context.Background(), unlabelled); err != nil {
+		t.Errorf("home A's housekeeping removed an image of no home: %v", err)
+	}
+}
+
+// loadOldImage loads a one-file image tagged ref, with labels, whose
+// creation time is created: a build would date it now.
+func loadOldImage(t *testing.T, ref string, created time.Time, labels map[string]string) {
 	t.Helper()
 	var layer bytes.Buffer
 	lw := tar.NewWriter(&layer)
@@ -140,7 +174,7 @@ func loadOldImage(t *testing.T, ref string, created time.Time) {
 	_ = lw.Close()
 	diff := sha256.Sum256(layer.Bytes())
 	config, _ := json.Marshal(map[string]any{
-		"architecture": "amd64", "os": "linux", "created": created.Format(time.RFC3339), "config": map[string]any{},
+		"architecture": "amd64", "os": "linux", "created": created.Format(time.RFC3339), "config": map[string]any{"Labels": labels},
 		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + hex.EncodeToString(diff[:])}},
 	})
 	manifest, _ := json.Marshal([]map[string]any{{"Config": "config.json", "RepoTags": []string{ref}, "Layers": []string{"layer.tar"}}})
