@@ -224,8 +224,10 @@ func (r *Runner) proxyImage(ctx context.Context) (string, error) {
 	}
 	if cerrdefs.IsNotFound(err) {
 		// Labelled with the home it was built for: housekeeping removes
-		// only its own home's images, never another user's.
-		dockerfile := "FROM scratch\nCOPY codex-connector /codex-connector\nLABEL " + LabelHome + "=" + homeLabel(r.cfg.Home) + "\n" +
+		// only its own home's images, never another user's. Not with
+		// LabelHome: every container of the image inherits its labels, and
+		// LabelHome marks a home's task containers.
+		dockerfile := "FROM scratch\nCOPY codex-connector /codex-connector\nLABEL " + LabelProxyImageHome + "=" + homeLabel(r.cfg.Home) + "\n" +
 			"ENTRYPOINT [\"/codex-connector\", \"egress-proxy\", \"--dir\", \"/egress\"]\n"
 		data, err := r.proxyBinary()
 		if err != nil {

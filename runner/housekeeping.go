@@ -27,6 +27,10 @@ import (
 // proxy of a directory that no longer exists can be removed.
 const LabelHomePath = "codex-connector.home-path"
 
+// LabelProxyImageHome on an egress proxy image names the home it was built
+// for, as LabelHome does on task containers.
+const LabelProxyImageHome = "codex-connector.proxy-image-home"
+
 // pruneEvery is how often a server applies the retention.
 const pruneEvery = time.Hour
 
@@ -194,7 +198,7 @@ func (r *Runner) removeOldProxyImages(ctx context.Context) {
 	current, _ := r.proxyRefLocked()
 	r.proxyMu.Unlock()
 	images, err := r.engine.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("reference", proxyRepo+":*"), filters.Arg("label", LabelHome+"="+homeLabel(r.cfg.Home)))})
+		filters.Arg("reference", proxyRepo+":*"), filters.Arg("label", LabelProxyImageHome+"="+homeLabel(r.cfg.Home)))})
 	if err != nil {
 		r.logf("housekeeping: list egress proxy images: %v", err)
 		return

@@ -119,7 +119,7 @@ func TestOldProxyImagesAreRemoved(t *testing.T) {
 		t.Fatalf("restricted task: %s %s", task.Status, task.Error)
 	}
 	old := proxyRepo + ":test-old-binary-" + homeLabel(h.home)
-	loadOldImage(t, old, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), map[string]string{LabelHome: homeLabel(h.home)})
+	loadOldImage(t, old, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), map[string]string{LabelProxyImageHome: homeLabel(h.home)})
 	h.housekeeping(context.Background())
 	if _, err := eng.ImageInspect(context.Background(), old); !cerrdefs.IsNotFound(err) {
 		t.Errorf("the old proxy image is still there: %v", err)
@@ -130,7 +130,7 @@ func TestOldProxyImagesAreRemoved(t *testing.T) {
 	t.Run("the proxy image built is labelled with its home", func(t *testing.T) {
 		img, err := eng.ImageInspect(context.Background(), h.proxyRef)
 		// Another home may have built it first, with this same binary.
-		if err != nil || img.Config == nil || img.Config.Labels[LabelHome] == "" {
+		if err != nil || img.Config == nil || img.Config.Labels[LabelProxyImageHome] == "" {
 			t.Errorf("the proxy image %s has no home label: %v", h.proxyRef, err)
 		}
 	})
@@ -145,7 +145,7 @@ func TestHousekeepingLeavesTheProxyImagesOfOtherHomes(t *testing.T) {
 	long := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	ofA := proxyRepo + ":test-old-binary-" + homeLabel(a.home)
 	unlabelled := proxyRepo + ":test-unlabelled-" + homeLabel(b.home)
-	loadOldImage(t, ofA, long, map[string]string{LabelHome: homeLabel(a.home)})
+	loadOldImage(t, ofA, long, map[string]string{LabelProxyImageHome: homeLabel(a.home)})
 	loadOldImage(t, unlabelled, long, nil)
 	b.housekeeping(context.Background())
 	for _, ref := range []string{ofA, unlabelled} {

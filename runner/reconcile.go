@@ -439,4 +439,24 @@ func (r *Runner) removeStrays(ctx context.Context) {
 		r.logf("reconcile: removing container %s of task %s, which no record needs", c.ID[:12], id)
 		_ = r.remove(ctx, c.ID)
 	}
+	r.removeStrayHelpers(ctx)
+}
+
+// removeStrayHelpers removes this home's cache-readying helpers that a
+// server killed while one ran left behind: the server removes its helper
+// when it ends, so one that is not running and past orphanGrace is no one's.
+func (r *Runner) removeStrayHelpers(ctx context.Context) {
+	list, err := r.engine.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelComponent+"=cache-init"), filters.Arg("label", LabelHomePath+"="+r.cfg.Home))})
+	if err != nil {
+		r.logf("reconcile: list cache helpers: %v", err)
+		return
+	}
+	for _, c := range list {
+		if c.State == "running" || time.Since(time.Unix(c.Created, 0)) < orphanGrace {
+			continue
+		}
+		r.logf("reconcile: removing cache helper %s, which a server that ended left", c.ID[:12])
+		_ = r.remove(ctx, c.ID)
+	}
 }

@@ -818,6 +818,18 @@ func soakLeftovers(engine *client.Client, home string, tasks []*soakTask) []stri
 	for _, c := range list {
 		out = append(out, fmt.Sprintf("container %s of task %s (%s)", c.ID[:12], c.Labels[runner.LabelTask], c.State))
 	}
+	// The helpers that ready cache volumes, which a kill may strand; the
+	// proxy of the home is the one container that stays.
+	helpers, err := engine.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", runner.LabelHomePath+"="+home))})
+	if err != nil {
+		return []string{fmt.Sprintf("list containers: %v", err)}
+	}
+	for _, c := range helpers {
+		if c.Labels[runner.LabelComponent] != "egress" {
+			out = append(out, fmt.Sprintf("helper container %s (%s, %s)", c.ID[:12], c.Labels[runner.LabelComponent], c.State))
+		}
+	}
 	for _, st := range tasks {
 		for _, p := range []string{
 			filepath.Join(home, "egress", "policies", st.id+".json"),
