@@ -9,55 +9,19 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
-	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Host-run files: a task that may write the work tree can change files that
 // tools on the host run or obey without asking — make reads the Makefile,
 // direnv the .envrc, npm the scripts of package.json, an editor its
-// workspace settings, CI its workflows, git its attributes and any .git it
-// finds. The sandbox cannot tell such a change from honest work, so the
-// result lists them apart, for the caller to review before running anything.
-
-// hostRunNames are file names that some host tool runs or obeys, wherever
-// they are in the tree.
-var hostRunNames = map[string]bool{
-	"Makefile": true, "makefile": true, "GNUmakefile": true, "justfile": true, "Justfile": true,
-	"Taskfile.yml": true, "Taskfile.yaml": true,
-	".envrc": true, ".env": true,
-	"package.json": true, ".npmrc": true, ".yarnrc": true, ".yarnrc.yml": true, ".pnpmfile.cjs": true,
-	".gitattributes": true, ".gitmodules": true, ".git": true,
-	".bashrc": true, ".bash_profile": true, ".bash_login": true, ".profile": true,
-	".zshrc": true, ".zshenv": true, ".zprofile": true, ".zlogin": true,
-	".pre-commit-config.yaml": true, "lefthook.yml": true, ".lefthook.yml": true,
-	".mise.toml": true, "mise.toml": true, ".tool-versions": true,
-}
-
-// hostRunDirs are directories whose every file a host tool obeys (editor
-// tasks and settings, CI workflows, git hook managers, dev containers).
-var hostRunDirs = []string{".vscode", ".idea", ".github/workflows", ".husky", ".githooks", ".devcontainer"}
-
-// isHostRun reports whether the repository-relative path (slash-separated)
-// is a file that tools on the host run or obey.
-func isHostRun(rel string) bool {
-	rel = filepath.ToSlash(rel)
-	for _, part := range strings.Split(rel, "/") {
-		if part == ".git" {
-			return true // a nested repository or a .git file: git there obeys it
-		}
-	}
-	if hostRunNames[path.Base(rel)] || strings.HasSuffix(rel, ".mk") {
-		return true
-	}
-	for _, d := range hostRunDirs {
-		if rel == d || strings.HasPrefix(rel, d+"/") {
-			return true
-		}
-	}
-	return false
-}
+// workspace settings, CI its workflows, git its attributes and any git
+// directory it finds. The sandbox cannot tell such a change from honest
+// work, so the result lists them apart, for the caller to review before
+// running anything. Which files they are: hostrun_rules.go.
 
 // Bounds of the scan: it runs twice per task, before and after, and must
 // not make a task on a huge tree late.
@@ -77,14 +41,19 @@ type hostRunState struct {
 	// compared.
 	cut        bool
 	unreadable string
+	// gitDirs are the directories git would treat as a repository (by
+	// what is in them, whatever their name), repository-relative: fingerprinted,
+	// not entered, and read-only to a workspace-write task.
+	gitDirs map[string]bool
 }
 
 // scanHostRun walks the work tree at root without following symlinks and
 // without entering the repository's own .git, and fingerprints every
-// host-run file. A .git directory found below the root is a nested
+// host-run file. A git directory found below the root — a .git, or any
+// directory git would take for a bare repository — is a nested
 // repository: it is fingerprinted, not entered.
 func scanHostRun(root string) hostRunState {
-	st := hostRunState{files: map[string]string{}}
+	st := hostRunState{files: map[string]string{}, gitDirs: map[string]bool{}}
 	w := &hostRunWalk{root: root, st: &st, deadline: time.Now().Add(hostRunScanTime)}
 	w.dir("", 0)
 	return st
@@ -123,6 +92,12 @@ func (w *hostRunWalk) dir(rel string, depth int) {
 		return
 	}
 	defer f.Close()
+	if rel != "" && isGitDirAt(int(f.Fd())) {
+		// git run in it (or below it) takes it for a bare repository and
+		// obeys its config, whatever the directory is called.
+		w.gitDir(rel, p)
+		return
+	}
 	for {
 		entries, err := f.ReadDir(512)
 		for _, e := range entries {
@@ -153,20 +128,7 @@ func (w *hostRunWalk) entry(rel string, e fs.DirEntry, depth int) {
 		if !e.IsDir() {
 			w.st.files[rel] = lstatFingerprint(p)
 		} else {
-			// Its times change whenever git takes a lock in it: only its
-			// being there (and which directory it is) counts, and what in
-			// it git runs or obeys.
-			w.st.files[rel] = dirFingerprint(p)
-			for _, name := range []string{"config", "commondir", "info/attributes", "config.worktree"} {
-				w.st.files[rel+"/"+name] = lstatFingerprint(filepath.Join(p, name))
-			}
-			if hooks, err := os.OpenFile(filepath.Join(p, "hooks"), openDirFlags, 0); err == nil {
-				list, _ := hooks.ReadDir(256)
-				hooks.Close()
-				for _, h := range list {
-					w.st.files[rel+"/hooks/"+h.Name()] = lstatFingerprint(filepath.Join(p, "hooks", h.Name()))
-				}
-			}
+			w.gitDir(rel, p)
 		}
 		return
 	}
@@ -179,6 +141,37 @@ func (w *hostRunWalk) entry(rel string, e fs.DirEntry, depth int) {
 	if isHostRun(rel) {
 		w.st.files[rel] = lstatFingerprint(p)
 	}
+}
+
+// gitDir fingerprints the git directory at rel: its being there (and which
+// directory it is: its times change whenever git takes a lock in it), and
+// what in it git runs or obeys.
+func (w *hostRunWalk) gitDir(rel, p string) {
+	w.st.gitDirs[rel] = true
+	w.st.files[rel] = dirFingerprint(p)
+	for _, name := range []string{"config", "commondir", "info/attributes", "config.worktree"} {
+		w.st.files[rel+"/"+name] = lstatFingerprint(filepath.Join(p, name))
+	}
+	if hooks, err := os.OpenFile(filepath.Join(p, "hooks"), openDirFlags, 0); err == nil {
+		list, _ := hooks.ReadDir(256)
+		hooks.Close()
+		for _, h := range list {
+			w.st.files[rel+"/hooks/"+h.Name()] = lstatFingerprint(filepath.Join(p, "hooks", h.Name()))
+		}
+	}
+}
+
+// isGitDirAt reports whether the open directory dirfd is one git takes
+// for a git directory: a HEAD, and objects and refs (or a commondir that
+// has them). Git also checks what HEAD holds and what the others are;
+// here any entry of those names counts, so a directory that fails git's
+// check only by a detail is flagged all the same.
+func isGitDirAt(dirfd int) bool {
+	has := func(name string) bool {
+		var st unix.Stat_t
+		return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+	}
+	return has("HEAD") && (has("commondir") || has("objects") && has("refs"))
 }
 
 // unreadable notes a directory the walk cannot read (mode 000, made so by
