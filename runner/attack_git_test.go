@@ -183,7 +183,7 @@ func TestWorkspaceWriteCannotMakeHostGitRunCode(t *testing.T) {
 		}
 	})
 	t.Run("the result lists the host-run files the task changed", func(t *testing.T) {
-		if want := []string{"Makefile", "nested/.git"}; !slices.Equal(task.Summary.HostRunFiles, want) {
+		if want := []string{"Makefile", "evilgd", "evilgd/config", "nested/.git"}; !slices.Equal(task.Summary.HostRunFiles, want) {
 			t.Errorf("host-run files %q, want %q", task.Summary.HostRunFiles, want)
 		}
 	})

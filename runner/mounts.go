@@ -232,6 +232,14 @@ func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 		add(p)
 		worktrees = append(worktrees, path.Dir(p))
 	}
+	// Directories git takes for a bare repository, whatever their name
+	// (a tracked fixture, a mirror kept in the tree): git run in one obeys
+	// its config, so a task may not write it.
+	for p := range scan.gitDirs {
+		if path.Base(p) != ".git" {
+			add(p)
+		}
+	}
 	// A .git file may lead to a git directory inside the work tree (the
 	// "bare repository in .bare" layout, or a submodule's odd gitdir): that
 	// directory, and its commondir, are read-only too.
