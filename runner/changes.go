@@ -32,9 +32,10 @@ type worktreeState map[string]string
 // snapshotWorktree returns the state of the repository at root, or an
 // error that says why there is none: git status took too long, or a task
 // left something in the work tree or .git that codex-connector does not
-// read (a named pipe, a symlink where git wants a file). It leaves no work
+// read (a named pipe, a symlink where git wants a file), or .git no longer
+// leads to the git directories pin holds (gitpin.go). It leaves no work
 // behind: when the time is up, the scan stops at its next file operation.
-func snapshotWorktree(root string, timeout time.Duration) (worktreeState, error) {
+func snapshotWorktree(root string, pin *gitPin, timeout time.Duration) (worktreeState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	type scan struct {
@@ -49,7 +50,7 @@ func snapshotWorktree(root string, timeout time.Duration) (worktreeState, error)
 				done <- scan{nil, fmt.Errorf("git status failed: internal error: %v", p)}
 			}
 		}()
-		state, err := scanWorktree(ctx, root)
+		state, err := scanWorktree(ctx, root, pin)
 		done <- scan{state, err}
 	}()
 	select {
@@ -60,7 +61,7 @@ func snapshotWorktree(root string, timeout time.Duration) (worktreeState, error)
 	}
 }
 
-func scanWorktree(ctx context.Context, root string) (worktreeState, error) {
+func scanWorktree(ctx context.Context, root string, pin *gitPin) (worktreeState, error) {
 	refused := &refusal{}
 	// A refused file explains go-git's error better than go-git does, and
 	// makes a status go-git produced without it worthless.
@@ -70,7 +71,11 @@ func scanWorktree(ctx context.Context, root string) (worktreeState, error) {
 		}
 		return fmt.Errorf("git status: %w", err)
 	}
-	repo, err := openRepo(ctx, root, refused)
+	dirs, err := pinnedGitDirs(root, pin)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := openRepoAt(ctx, root, dirs, refused)
 	if err != nil {
 		return nil, failed(err)
 	}

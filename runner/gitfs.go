@@ -207,37 +207,85 @@ const maxGitFileBytes = 64 << 10
 // commondir, as git does; .git as a symlink is refused. refused collects
 // what repoFS would not read.
 func openRepo(ctx context.Context, root string, refused *refusal) (*git.Repository, error) {
+	dirs, err := gitDirsOf(root)
+	if err != nil {
+		return nil, err
+	}
+	return openRepoAt(ctx, root, dirs, refused)
+}
+
+// gitDirs are the directories git reads for a work tree: its git directory
+// and, for a linked worktree or a submodule, the common one ("" if none).
+type gitDirs struct {
+	gitDir, common string
+}
+
+// gitDirsOf finds the git directories of the work tree at root as git
+// does: .git itself, or the directory a .git file names, then its
+// commondir. The git directory must belong to the owner of root: a task
+// that may write .git can point it at any path, and the server (root, or
+// another user) must not read a repository that root's owner cannot.
+func gitDirsOf(root string) (gitDirs, error) {
 	st, err := lstatBelow(root, root, ".git")
 	if err != nil {
-		return nil, fmt.Errorf("open the git repository at %s: %w", root, err)
+		return gitDirs{}, fmt.Errorf("open the git repository at %s: %w", root, err)
 	}
-	var gitDir string
+	var d gitDirs
 	switch info := (statInfo{".git", st}); {
 	case info.IsDir():
-		gitDir = filepath.Join(root, ".git")
+		d.gitDir = filepath.Join(root, ".git")
 	case info.Mode().IsRegular():
 		data, _, err := readRegular(root, root, ".git", maxGitFileBytes)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", filepath.Join(root, ".git"), err)
+			return gitDirs{}, fmt.Errorf("read %s: %w", filepath.Join(root, ".git"), err)
 		}
 		var ok bool
-		if gitDir, ok = gitdirOf(root, data); !ok {
-			return nil, fmt.Errorf("%s has no gitdir line", filepath.Join(root, ".git"))
+		if d.gitDir, ok = gitdirOf(root, data); !ok {
+			return gitDirs{}, fmt.Errorf("%s has no gitdir line", filepath.Join(root, ".git"))
 		}
 	default:
-		return nil, &unsafeFile{filepath.Join(root, ".git"), "is " + kindOf(st.Mode) + "; codex-connector does not follow it"}
+		return gitDirs{}, &unsafeFile{filepath.Join(root, ".git"), "is " + kindOf(st.Mode) + "; codex-connector does not follow it"}
 	}
-	dot := billy.Filesystem(&repoFS{ctx: ctx, refused: refused, base: gitDir})
-	data, _, err := readRegular(gitDir, gitDir, "commondir", maxGitFileBytes)
+	data, _, err := readRegular(d.gitDir, d.gitDir, "commondir", maxGitFileBytes)
 	switch {
 	case err == nil:
-		common := strings.TrimSpace(string(data))
-		if !filepath.IsAbs(common) {
-			common = filepath.Join(gitDir, common)
+		d.common = strings.TrimSpace(string(data))
+		if !filepath.IsAbs(d.common) {
+			d.common = filepath.Join(d.gitDir, d.common)
 		}
-		dot = dotgit.NewRepositoryFilesystem(dot, &repoFS{ctx: ctx, refused: refused, base: common})
+		d.common = filepath.Clean(d.common)
 	case !errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("read %s: %w", filepath.Join(gitDir, "commondir"), err)
+		return gitDirs{}, fmt.Errorf("read %s: %w", filepath.Join(d.gitDir, "commondir"), err)
+	}
+	owner, err := lstatBelow(root, root, "")
+	if err != nil {
+		return gitDirs{}, fmt.Errorf("open the git repository at %s: %w", root, err)
+	}
+	for _, dir := range d.list() {
+		st, err := lstatBelow(dir, dir, "")
+		if err != nil {
+			return gitDirs{}, fmt.Errorf("open the git directory %s of %s: %w", dir, root, err)
+		}
+		if st.Uid != owner.Uid {
+			return gitDirs{}, &unsafeFile{dir, fmt.Sprintf("is the git directory .git leads to, but it belongs to uid %d and %s to uid %d; codex-connector does not read a git directory of another user — restore .git", st.Uid, root, owner.Uid)}
+		}
+	}
+	return d, nil
+}
+
+func (d gitDirs) list() []string {
+	if d.common == "" {
+		return []string{d.gitDir}
+	}
+	return []string{d.gitDir, d.common}
+}
+
+// openRepoAt opens the repository of the work tree root whose git
+// directories are dirs.
+func openRepoAt(ctx context.Context, root string, dirs gitDirs, refused *refusal) (*git.Repository, error) {
+	dot := billy.Filesystem(&repoFS{ctx: ctx, refused: refused, base: dirs.gitDir})
+	if dirs.common != "" {
+		dot = dotgit.NewRepositoryFilesystem(dot, &repoFS{ctx: ctx, refused: refused, base: dirs.common})
 	}
 	storage := filesystem.NewStorageWithOptions(dot, cache.NewObjectLRUDefault(), filesystem.Options{})
 	return git.Open(storage, &repoFS{ctx: ctx, refused: refused, base: root})

@@ -82,9 +82,10 @@ func TestSnapshotOfAHostileRepository(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := committedRepo(t)
+			pin := mustPin(t, dir) // as the launch does, before the task
 			tc.plant(t, dir)
 			before := runtime.NumGoroutine()
-			state, err := snapshotWorktree(dir, time.Second)
+			state, err := snapshotWorktree(dir, pin, time.Second)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, %v; want an error saying %q", state, err, tc.want)
 			}
@@ -93,12 +94,13 @@ func TestSnapshotOfAHostileRepository(t *testing.T) {
 	}
 	t.Run("a named pipe in place of a tracked file is a change, not a hang", func(t *testing.T) {
 		dir := committedRepo(t)
-		before, err := snapshotWorktree(dir, 10*time.Second)
+		pin := mustPin(t, dir)
+		before, err := snapshotWorktree(dir, pin, 10*time.Second)
 		must(t, err)
 		must(t, os.Remove(filepath.Join(dir, "tracked.txt")))
 		mustMkfifo(t, filepath.Join(dir, "tracked.txt"))
 		mustMkfifo(t, filepath.Join(dir, "new-pipe"))
-		after, err := snapshotWorktree(dir, 10*time.Second)
+		after, err := snapshotWorktree(dir, pin, 10*time.Second)
 		must(t, err)
 		if got := changedPaths(before, after); strings.Join(got, ",") != "new-pipe,tracked.txt" {
 			t.Fatalf("changed %q", got)
@@ -106,14 +108,26 @@ func TestSnapshotOfAHostileRepository(t *testing.T) {
 	})
 	t.Run("an ordinary repository still shows its changes", func(t *testing.T) {
 		dir := committedRepo(t)
-		before, err := snapshotWorktree(dir, 10*time.Second)
+		pin := mustPin(t, dir)
+		before, err := snapshotWorktree(dir, pin, 10*time.Second)
 		must(t, err)
 		must(t, os.WriteFile(filepath.Join(dir, "tracked.txt"), []byte("v2\n"), 0o644))
 		must(t, os.WriteFile(filepath.Join(dir, "new.txt"), []byte("x\n"), 0o644))
-		after, err := snapshotWorktree(dir, 10*time.Second)
+		after, err := snapshotWorktree(dir, pin, 10*time.Second)
 		must(t, err)
 		if got := changedPaths(before, after); strings.Join(got, ",") != "new.txt,tracked.txt" {
 			t.Fatalf("changed %q", got)
 		}
 	})
+}
+
+// mustPin pins the git directories of the work tree at dir, as a launch
+// does.
+func mustPin(t *testing.T, dir string) *gitPin {
+	t.Helper()
+	pin, err := pinGitDirs(dir)
+	if err != nil {
+		t.Fatalf("pin the git directories of %s: %v", dir, err)
+	}
+	return pin
 }

@@ -35,6 +35,9 @@ type preRun struct {
 	// saying why when it could not be taken.
 	Worktree    worktreeState `json:"worktree,omitempty"`
 	SnapshotErr string        `json:"snapshotErr,omitempty"`
+	// GitPin is the git directories the scans read (gitpin.go); without
+	// it an adopted task follows no .git.
+	GitPin *gitPin `json:"gitPin,omitempty"`
 	// HostRun fingerprints the host-run files before the run.
 	HostRun *preRunHostRun `json:"hostRun,omitempty"`
 	// RepoUsage is the work tree's disk use when the run began, the base
@@ -60,7 +63,7 @@ func (r *Runner) preRunPath(id string) string {
 // savePreRun writes what rn measured before the run, atomically, before
 // the container starts. A file too large to keep holds why instead.
 func (r *Runner) savePreRun(id string, rn *run) error {
-	pr := preRun{Version: preRunVersion, Worktree: rn.before, RepoUsage: rn.repoBase}
+	pr := preRun{Version: preRunVersion, Worktree: rn.before, GitPin: rn.gitPin, RepoUsage: rn.repoBase}
 	if rn.snapshotErr != nil {
 		pr.SnapshotErr = rn.snapshotErr.Error()
 	}
@@ -69,7 +72,7 @@ func (r *Runner) savePreRun(id string, rn *run) error {
 	}
 	data, err := json.Marshal(pr)
 	if err == nil && len(data) > maxPreRunBytes {
-		unkept := preRun{Version: preRunVersion, RepoUsage: rn.repoBase,
+		unkept := preRun{Version: preRunVersion, GitPin: rn.gitPin, RepoUsage: rn.repoBase,
 			Unkept: fmt.Sprintf("the state of the work tree before the run (%d changed or untracked files) is larger than the %s a server keeps of it", len(rn.before), humanBytes(maxPreRunBytes))}
 		data, err = json.Marshal(unkept)
 	}
@@ -106,7 +109,7 @@ func (r *Runner) loadPreRun(id, repoRoot string, rn *run) {
 		return
 	}
 	rn.repoBase = pr.RepoUsage
-	rn.before = pr.Worktree
+	rn.before, rn.gitPin = pr.Worktree, pr.GitPin
 	if pr.SnapshotErr != "" {
 		rn.snapshotErr = errors.New(pr.SnapshotErr)
 	}

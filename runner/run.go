@@ -84,7 +84,9 @@ func (r *Runner) execute(id string) {
 	rn.claimed(t.LeaseUntil)
 	if t.Sandbox != ReadOnly {
 		rn.repoRoot = t.RepoRoot
-		rn.before, rn.snapshotErr = snapshotWorktree(t.RepoRoot, statusTimeout)
+		if rn.gitPin, rn.snapshotErr = pinGitDirs(t.RepoRoot); rn.snapshotErr == nil {
+			rn.before, rn.snapshotErr = snapshotWorktree(t.RepoRoot, rn.gitPin, statusTimeout)
+		}
 		hostBefore := scanHostRun(t.RepoRoot)
 		rn.hostBefore = &hostBefore
 		if rn.repoBase, err = measureRepo(t.RepoRoot); err != nil {
@@ -505,7 +507,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 	turnErr := rn.tracker.failure()
 	var changesErr error
 	if rn.repoRoot != "" {
-		after, err := snapshotWorktree(rn.repoRoot, statusTimeout)
+		after, err := snapshotWorktree(rn.repoRoot, rn.gitPin, statusTimeout)
 		for _, p := range changedPaths(rn.before, after) {
 			if !contains(sum.FilesChanged, p) {
 				sum.FilesChanged = appendBounded(sum.FilesChanged, clipN(p, maxPath), maxFiles)

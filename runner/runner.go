@@ -138,6 +138,9 @@ type run struct {
 	repoRoot string
 	// snapshotErr says why before is nil.
 	snapshotErr error
+	// gitPin is the repository's git directories at launch, the only ones
+	// the scans after the run read (gitpin.go); nil when none was taken.
+	gitPin *gitPin
 	// hostBefore fingerprints the host-run files when the run began; nil
 	// when unknown or the repo is read-only.
 	hostBefore *hostRunState
