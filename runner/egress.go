@@ -289,8 +289,8 @@ func (r *Runner) proxyBinary() ([]byte, error) {
 	return data, nil
 }
 
-// prepareEgress writes the task's policy and waits for the proxy to serve
-// its socket, which must exist before the container that mounts it. A
+// prepareEgress writes the task's policy, for the proxy to serve a socket
+// for it in the task's socket directory, which the container mounts. A
 // danger-full-access task keeps its own network: its policy allows no
 // host, and holds its model routes alone.
 func (r *Runner) prepareEgress(ctx context.Context, t *store.Task, routes []egress.Route) error {
@@ -338,6 +338,16 @@ func (r *Runner) prepareEgress(ctx context.Context, t *store.Task, routes []egre
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove the old egress socket of task %s: %w", t.ID, err)
 	}
+	return nil
+}
+
+// awaitEgress waits for the proxy to serve the socket of task t. The
+// socket appears in a directory the container binds, so the wait overlaps
+// the container's creation and start (the proxy looks for new policies
+// every 50 ms); it must end before the gate opens, since Codex reaches the
+// model only through it.
+func (r *Runner) awaitEgress(ctx context.Context, t *store.Task) error {
+	sock := filepath.Join(r.socketDir(t.ID), egress.SocketName)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if fi, err := os.Lstat(sock); err == nil && fi.Mode().Type() == os.ModeSocket {

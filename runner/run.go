@@ -253,6 +253,12 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 		}
 		return "", exitWait{}, engineError("start container for task "+t.ID, err)
 	}
+	if p.socketDir != "" {
+		if err := r.awaitEgress(ctx, t); err != nil {
+			_ = r.remove(ctx, created.ID)
+			return "", exitWait{}, err
+		}
+	}
 	if p.gate != "" {
 		if err := r.confirmMounts(ctx, created.ID, p.git.bound, stateDir, p.gate); err != nil {
 			_ = r.remove(ctx, created.ID)

@@ -423,6 +423,17 @@ func (r *Runner) Tail(id string, n int) ([]string, bool, error) {
 	return tailLog(r.LogPath(id), n)
 }
 
+// Done returns a channel closed when this process has finished following
+// task id, its end recorded; nil (never ready) when this process does not
+// follow it now. A watcher of the record wakes on it instead of waiting for
+// its next look.
+func (r *Runner) Done(id string) <-chan struct{} {
+	if rn := r.local(id); rn != nil {
+		return rn.done
+	}
+	return nil
+}
+
 // Wait blocks until the task reaches a final status or ctx ends, and returns
 // the task as it is then.
 func (r *Runner) Wait(ctx context.Context, id string) (*store.Task, error) {
@@ -431,12 +442,8 @@ func (r *Runner) Wait(ctx context.Context, id string) (*store.Task, error) {
 		if err != nil || t.Status.Final() {
 			return t, err
 		}
-		var done <-chan struct{}
-		if rn := r.local(id); rn != nil {
-			done = rn.done
-		}
 		select {
-		case <-done:
+		case <-r.Done(id):
 		case <-time.After(500 * time.Millisecond):
 			// Tasks run by another process are only seen in the store.
 		case <-ctx.Done():

@@ -151,6 +151,8 @@ func watchTask(e *env, r *runner.Runner, t *store.Task) error {
 		}
 		select {
 		case <-tick.C:
+		case <-r.Done(t.ID):
+			// Its end is recorded: shown now, not at the next tick.
 		case sig := <-sigs:
 			sl.clear()
 			if !tty || sig != os.Interrupt || !isTerminal(e.stdin) {
