@@ -28,11 +28,24 @@ func BuildFiles(ctx context.Context, engine builder, tag string, files map[strin
 	return buildImage(ctx, engine, tag, buf, build.ImageBuildOptions{Tags: []string{tag}}, io.Discard)
 }
 
+// ContextBuild is how BuildContext builds: the Dockerfile inside the
+// context, its build arguments and target, the network its RUN steps get
+// ("none" keeps them off every network; "" is the engine's default, which
+// reaches the host's services and beyond) and the labels the image gets.
+type ContextBuild struct {
+	Dockerfile string
+	Args       map[string]*string
+	Target     string
+	Network    string
+	Labels     map[string]string
+}
+
 // BuildContext builds an image tagged tag from a build context the caller
-// made (a tar stream), with the Dockerfile at dockerfile inside it.
-func BuildContext(ctx context.Context, engine builder, tag string, buildContext io.Reader, dockerfile string, args map[string]*string, target string) error {
-	return buildImage(ctx, engine, tag, buildContext,
-		build.ImageBuildOptions{Tags: []string{tag}, Dockerfile: dockerfile, BuildArgs: args, Target: target}, io.Discard)
+// made (a tar stream).
+func BuildContext(ctx context.Context, engine builder, tag string, buildContext io.Reader, b ContextBuild) error {
+	return buildImage(ctx, engine, tag, buildContext, build.ImageBuildOptions{
+		Tags: []string{tag}, Dockerfile: b.Dockerfile, BuildArgs: b.Args, Target: b.Target,
+		NetworkMode: b.Network, Labels: b.Labels}, io.Discard)
 }
 
 // buildImage runs one build, named name in errors, copies its progress

@@ -26,10 +26,11 @@ import (
 // cannot be interrupted by a context.
 const buildLockPoll = 100 * time.Millisecond
 
-// lockBuild takes the machine-wide lock of building ref for this user,
+// LockBuild takes the machine-wide lock of building ref for this user,
 // waiting until it is free or ctx ends. The lock goes with the process, so
-// a build that dies leaves nothing held.
-func lockBuild(ctx context.Context, ref string) (unlock func(), err error) {
+// a build that dies leaves nothing held. Task images and dev container
+// images take it by their tag.
+func LockBuild(ctx context.Context, ref string) (unlock func(), err error) {
 	dir, err := buildLockDir()
 	if err != nil {
 		return nil, err

@@ -105,7 +105,7 @@ func Layer(ctx context.Context, engine layerEngine, base string, cimg image.Insp
 	}
 	// Another process may be building it now: wait for it, then look again,
 	// so that one image is built and every task is recorded with it.
-	unlock, err := lockBuild(ctx, ti.Ref)
+	unlock, err := LockBuild(ctx, ti.Ref)
 	if err != nil {
 		return TaskImage{}, err
 	}

@@ -1,16 +1,11 @@
 package runner
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,8 +18,6 @@ import (
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
-	"github.com/moby/patternmatcher"
-	"github.com/moby/patternmatcher/ignorefile"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,6 +50,10 @@ type ToolchainRule struct {
 	// Devcontainer is how far the repository's dev container file is
 	// followed; DevcontainerInherit takes Toolchains.Devcontainer.
 	Devcontainer DevcontainerUse
+	// BuildNetwork gives the RUN steps of a dev container build the
+	// engine's default network (the host's services, the internet), to
+	// install packages; without it they have no network at all.
+	BuildNetwork bool
 }
 
 // DevcontainerUse is how far a user lets a repository's dev container file
@@ -68,8 +65,9 @@ const (
 	DevcontainerOff
 	// DevcontainerImage uses the file's image.
 	DevcontainerImage
-	// DevcontainerBuild also builds its build.dockerfile: the Dockerfile's
-	// steps run, with the network, as `docker build` would run them.
+	// DevcontainerBuild also builds its build.dockerfile, as committed at
+	// HEAD: the Dockerfile's steps run as `docker build` would run them,
+	// without a network unless the rule's BuildNetwork says so.
 	DevcontainerBuild
 )
 
@@ -98,7 +96,7 @@ const maxDevcontainerFile = 1 << 20
 // the user opted into that cannot be read is the caller's to fix.
 func (tc Toolchains) choose(root string) (imageChoice, error) {
 	c := imageChoice{base: tc.Default, source: "config.json images.default"}
-	use, perRepo := DevcontainerOff, false
+	use, perRepo, network := DevcontainerOff, false, false
 	if tc.Devcontainer {
 		use = DevcontainerImage
 	}
@@ -112,12 +110,23 @@ func (tc Toolchains) choose(root string) (imageChoice, error) {
 		if rule.Devcontainer != DevcontainerInherit {
 			use, perRepo = rule.Devcontainer, true
 		}
+		network = rule.BuildNetwork
 		break
 	}
 	if use == DevcontainerOff {
 		return c.orCodex(), nil
 	}
-	d, file, err := readDevcontainer(root)
+	var d images.Devcontainer
+	var file, commit string
+	var err error
+	if use == DevcontainerBuild {
+		// What a task wrote must not decide what a build runs.
+		var notes []string
+		d, file, commit, notes, err = committedDevcontainer(root)
+		c.notes = append(c.notes, notes...)
+	} else {
+		d, file, err = readDevcontainer(root)
+	}
 	if err == nil && d.Image != "" {
 		err = checkRepoChosen(file, d.Image)
 	}
@@ -133,8 +142,12 @@ func (tc Toolchains) choose(root string) (imageChoice, error) {
 		c.notes = append(c.notes, fmt.Sprintf("the dev container file was not used: %v", err))
 		return c.orCodex(), nil
 	case d.Dockerfile != "" && use == DevcontainerBuild:
-		c.base, c.source = "", file+" (build.dockerfile, built)"
-		c.build = &store.ImageBuild{File: file, Context: d.Context, Dockerfile: d.Dockerfile, Target: d.Target, Args: d.Args}
+		reach := "no network"
+		if network {
+			reach = "the engine's default network"
+		}
+		c.base, c.source = "", fmt.Sprintf("%s (build.dockerfile of commit %.12s, built with %s)", file, commit, reach)
+		c.build = &store.ImageBuild{File: file, Context: d.Context, Dockerfile: d.Dockerfile, Target: d.Target, Args: d.Args, Commit: commit, Network: network}
 	case d.Image != "":
 		c.base, c.source = d.Image, file
 	default:
@@ -365,13 +378,16 @@ type layerEngine struct {
 	imageBuilder
 }
 
-// buildDevcontainer builds the repository's dev container Dockerfile and
-// returns the image. The context is read from the repository as the
-// server reads any file a task may have made: through a descriptor of the
-// root checked to be the repository accepted with the task, nothing
-// followed out of it, a symlink sent as a symlink, a pipe or device or
-// another file system left out.
+// buildDevcontainer builds the repository's dev container Dockerfile as
+// committed (see devcontainer_commit.go) and returns the image. The
+// repository is read through a descriptor of the root checked to be the
+// repository accepted with the task. Builds of one image are serialised
+// across processes, and the image is checked after its build to be the
+// one built from this content.
 func (r *Runner) buildDevcontainer(ctx context.Context, t *store.Task, b *store.ImageBuild) (string, error) {
+	if b.Commit == "" {
+		return "", fmt.Errorf("the task's dev container build names no commit (it was accepted by an older codex-connector) — run the task again")
+	}
 	fd, err := unix.Open(t.RepoRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", fmt.Errorf("open the repository %s for the build: %w", t.RepoRoot, err)
@@ -384,25 +400,59 @@ func (r *Runner) buildDevcontainer(ctx context.Context, t *store.Task, b *store.
 	if t.RepoDev != 0 && (st.Dev != t.RepoDev || st.Ino != t.RepoIno) {
 		return "", fmt.Errorf("%s is no longer the repository the task was given (was it moved, or replaced with a symlink?) — nothing was built; run the task again", t.RepoRoot)
 	}
-	// The descriptor, not the path: a swap of the path during the walk
-	// changes nothing of what is read.
-	root := fmt.Sprintf("/proc/self/fd/%d", fd)
-	sum := sha256.Sum256([]byte(t.RepoRoot + "\x00" + b.File))
-	tag := "codex-connector/devcontainer:" + hex.EncodeToString(sum[:8])
+	// The descriptor, not the path: a swap of the path changes nothing of
+	// what is read.
+	repo, err := openRepo(ctx, fmt.Sprintf("/proc/self/fd/%d", fd), &refusal{})
+	if err != nil {
+		return "", fmt.Errorf("open the git repository %s for the dev container build: %w", t.RepoRoot, err)
+	}
+	cc, err := openCommittedContext(repo, b)
+	if err != nil {
+		return "", err
+	}
+	tag := cc.tag()
+	unlock, err := images.LockBuild(ctx, tag)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	pr, pw := io.Pipe()
-	go func() {
-		pw.CloseWithError(tarContext(ctx, pw, contextDir{root: root, display: t.RepoRoot, rel: b.Context, dev: st.Dev, dockerfile: b.Dockerfile}))
-	}()
+	go func() { pw.CloseWithError(cc.write(ctx, pw)) }()
 	args := map[string]*string{}
 	for k, v := range b.Args {
 		args[k] = &v
 	}
-	err = images.BuildContext(ctx, r.imageBuilder, tag, pr, b.Dockerfile, args, b.Target)
+	spec := images.ContextBuild{Dockerfile: b.Dockerfile, Args: args, Target: b.Target, Network: "none",
+		Labels: map[string]string{devcontainerLabel: tag}}
+	if b.Network {
+		spec.Network = ""
+	}
+	err = images.BuildContext(ctx, r.imageBuilder, tag, pr, spec)
 	pr.CloseWithError(err)
 	if err != nil {
-		return "", fmt.Errorf("build the image of %s (%s in %s), as you opted in for this repository: %w — fix the Dockerfile, or set \"devcontainer\": true (the image only) or false in config.json", b.File, b.Dockerfile, b.Context, err)
+		return "", fmt.Errorf("build the image of %s (%s in %s, commit %.12s), as you opted in for this repository: %w — fix and commit the Dockerfile (its RUN steps have %s), or set \"devcontainer\": true (the image only) or false in config.json", b.File, b.Dockerfile, b.Context, b.Commit, err, buildReach(b.Network))
+	}
+	img, err := r.engine.ImageInspect(ctx, tag)
+	if err != nil {
+		return "", engineError("inspect the dev container image "+tag+" just built", err)
+	}
+	if img.Config == nil || img.Config.Labels[devcontainerLabel] != tag {
+		return "", fmt.Errorf("the dev container image %s is not the one just built (its label %s is missing or another) — run the task again", tag, devcontainerLabel)
 	}
 	return tag, nil
+}
+
+// devcontainerLabel carries a dev container image's own tag, the hash of
+// what it was built of, so that the image under the tag after the build is
+// known to be this build's.
+const devcontainerLabel = "codex-connector.devcontainer"
+
+// buildReach says what a dev container build's RUN steps may reach.
+func buildReach(network bool) string {
+	if network {
+		return "the engine's default network, as you opted in (buildNetwork)"
+	}
+	return "no network; set \"buildNetwork\": true in the repository's images.repos entry to let them install packages"
 }
 
 // Bounds of a dev container build context.
@@ -411,116 +461,6 @@ const (
 	maxContextFiles = 200_000
 	maxContextDepth = 64
 )
-
-// contextDir is a build context: the directory rel below root, on the
-// file system dev, with the Dockerfile at dockerfile inside it.
-type contextDir struct {
-	root, display, rel string
-	dev                uint64
-	dockerfile         string
-}
-
-// tarContext writes a build context, leaving out what its .dockerignore
-// names, as `docker build` would (the Dockerfile and .dockerignore always
-// go). .git is left out too: a build has no use for the repository's
-// history, and it can be large.
-func tarContext(ctx context.Context, w io.Writer, c contextDir) error {
-	var patterns []string
-	data, size, err := readRegular(c.root, c.display, path.Join(c.rel, ".dockerignore"), 1<<20)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return err
-	case size > 1<<20:
-		return fmt.Errorf("%s/.dockerignore is larger than 1 MiB", c.rel)
-	default:
-		if patterns, err = ignorefile.ReadAll(bytes.NewReader(data)); err != nil {
-			return fmt.Errorf("read %s/.dockerignore: %w", c.rel, err)
-		}
-	}
-	ignore, err := patternmatcher.New(patterns)
-	if err != nil {
-		return fmt.Errorf("read %s/.dockerignore: %w", c.rel, err)
-	}
-	tw := tar.NewWriter(w)
-	var total, files int64
-	var walk func(dir, inTar string, depth int) error
-	walk = func(dir, inTar string, depth int) error {
-		if depth > maxContextDepth {
-			return fmt.Errorf("the build context %s is deeper than %d directories", c.rel, maxContextDepth)
-		}
-		entries, err := readDirBelow(c.root, c.display, dir, ctx.Err)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			name := e.Name()
-			if name == "." || name == ".." || (depth == 0 && name == ".git") {
-				continue
-			}
-			if files++; files > maxContextFiles {
-				return fmt.Errorf("the build context %s holds more than %d files (add a .dockerignore)", c.rel, maxContextFiles)
-			}
-			full, rel := path.Join(dir, name), path.Join(inTar, name)
-			st := e.Sys().(*unix.Stat_t)
-			isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-			if st.Dev != c.dev {
-				continue // another file system mounted below the repository
-			}
-			if rel != c.dockerfile && rel != ".dockerignore" {
-				skip, err := ignore.MatchesOrParentMatches(rel)
-				if err != nil {
-					return fmt.Errorf("apply %s/.dockerignore to %s: %w", c.rel, rel, err)
-				}
-				if skip && !(isDir && ignore.Exclusions()) {
-					continue
-				}
-			}
-			hdr := &tar.Header{Name: rel, Mode: int64(st.Mode & 0o7777), ModTime: e.ModTime()}
-			switch st.Mode & unix.S_IFMT {
-			case unix.S_IFDIR:
-				hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
-				if err := tw.WriteHeader(hdr); err != nil {
-					return err
-				}
-				if err := walk(full, rel, depth+1); err != nil {
-					return err
-				}
-			case unix.S_IFLNK:
-				target, err := readlinkBelow(c.root, c.display, full)
-				if err != nil {
-					return err
-				}
-				hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
-				if err := tw.WriteHeader(hdr); err != nil {
-					return err
-				}
-			case unix.S_IFREG:
-				if total += st.Size; total > maxContextBytes {
-					return fmt.Errorf("the build context %s holds more than %d bytes (add a .dockerignore)", c.rel, maxContextBytes)
-				}
-				f, fst, err := openRegular(c.root, c.display, full)
-				if err != nil {
-					return err
-				}
-				hdr.Typeflag, hdr.Size = tar.TypeReg, fst.Size
-				err = tw.WriteHeader(hdr)
-				if err == nil {
-					_, err = io.CopyN(tw, f, fst.Size)
-				}
-				f.Close()
-				if err != nil {
-					return fmt.Errorf("add %s to the build context: %w", full, err)
-				}
-			}
-		}
-		return nil
-	}
-	if err := walk(c.rel, "", 0); err != nil {
-		return err
-	}
-	return tw.Close()
-}
 
 // LackNotes says what a task's image lacks, and what that costs the task.
 func LackNotes(t *store.Task) []string {

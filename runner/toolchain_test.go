@@ -455,8 +455,8 @@ func TestADevcontainerChoosesTheImageOnlyWhereTheUserOptedIn(t *testing.T) {
 
 // TestADevcontainerBuildRunsOnlyWhereTheUserOptedInForIt: the Dockerfile
 // builds only with "build" for the repository. Its context is the
-// repository's, and a symlink in it to a file on the host does not bring
-// the file into the image.
+// repository's as committed, and a committed symlink in it to a file on
+// the host does not bring the file into the image.
 func TestADevcontainerBuildRunsOnlyWhereTheUserOptedInForIt(t *testing.T) {
 	base := "codex-connector/debian:bookworm"
 	needImage(t, base)
@@ -466,6 +466,7 @@ func TestADevcontainerBuildRunsOnlyWhereTheUserOptedInForIt(t *testing.T) {
 		".devcontainer/devcontainer.json": `{"build": {"dockerfile": "Dockerfile", "context": "..", "args": {"GREETING": "built from the repository"}}}`,
 		".devcontainer/Dockerfile":        dockerfile,
 	})
+	commitAll(t, repo)
 	prompt := "read /etc/codex-connector-marker; read /etc/readme-from-context; say done"
 	t.Run("the image opt-in alone does not build", func(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.Toolchains = Toolchains{Devcontainer: true} })
@@ -476,9 +477,7 @@ func TestADevcontainerBuildRunsOnlyWhereTheUserOptedInForIt(t *testing.T) {
 			t.Fatalf("build %+v, notes %q, log:\n%s", task.ImageBuild, task.ImageNotes, log)
 		}
 	})
-	buildOptIn := func(c *Config) {
-		c.Toolchains = Toolchains{Rules: []ToolchainRule{{Path: repo, Devcontainer: DevcontainerBuild}}}
-	}
+	buildOptIn := buildOptIn(repo, false)
 	t.Run("with the build opt-in, the Dockerfile builds from the repository", func(t *testing.T) {
 		h := newHarness(t, buildOptIn)
 		task := h.startAndWait(t, Spec{Prompt: prompt, WorkingDirectory: repo, Sandbox: WorkspaceWrite})
@@ -505,6 +504,7 @@ func TestADevcontainerBuildRunsOnlyWhereTheUserOptedInForIt(t *testing.T) {
 		if err := os.Symlink(secret, filepath.Join(repo, "leak")); err != nil {
 			t.Fatal(err)
 		}
+		commitAll(t, repo) // a build runs what is committed
 		h := newHarness(t, buildOptIn)
 		task := h.startAndWait(t, Spec{Prompt: prompt + "; read /etc/leak", WorkingDirectory: repo, Sandbox: WorkspaceWrite})
 		log := readLog(h.LogPath(task.ID)) // none when the build failed

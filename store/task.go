@@ -164,6 +164,12 @@ type ImageBuild struct {
 	Dockerfile string            `json:"dockerfile"`
 	Args       map[string]string `json:"args,omitempty"`
 	Target     string            `json:"target,omitempty"`
+	// Commit is the commit (HEAD when the task was accepted) whose files
+	// are built: never the work tree, which a task may have changed.
+	Commit string `json:"commit,omitempty"`
+	// Network gives the build's RUN steps the engine's default network,
+	// as the user opted in for the repository; without it they get none.
+	Network bool `json:"network,omitempty"`
 }
 
 // Summary is what Codex did during a task, parsed from its event stream.

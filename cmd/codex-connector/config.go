@@ -134,6 +134,9 @@ type imagesConfig struct {
 		Path         string          `json:"path"`
 		Image        string          `json:"image"`
 		Devcontainer json.RawMessage `json:"devcontainer"`
+		// BuildNetwork lets the RUN steps of a dev container build reach
+		// the engine's default network; they have none without it.
+		BuildNetwork bool `json:"buildNetwork"`
 	} `json:"repos"`
 }
 
@@ -180,6 +183,9 @@ func (ic *imagesConfig) toolchains(home string) (runner.Toolchains, error) {
 			rule.Devcontainer = runner.DevcontainerBuild
 		default:
 			return tc, fmt.Errorf("%s.devcontainer: want true (its image), \"build\" (also build its Dockerfile) or false, got %s", field, v)
+		}
+		if rule.BuildNetwork = e.BuildNetwork; rule.BuildNetwork && rule.Devcontainer != runner.DevcontainerBuild {
+			return tc, fmt.Errorf("%s.buildNetwork: it is for dev container builds; set \"devcontainer\": \"build\" too, or drop it", field)
 		}
 		if rule.Image == "" && rule.Devcontainer == runner.DevcontainerInherit {
 			return tc, fmt.Errorf("%s: give an image, or devcontainer", field)

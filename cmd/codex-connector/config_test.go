@@ -445,6 +445,7 @@ func TestToolchainImagesAndCaches(t *testing.T) {
   "images": {"default": "golang:1.23", "devcontainer": true, "repos": [
     {"path": "~/src/ml-*", "image": "python:3.12-slim"},
     {"path": "`+link+`", "devcontainer": "build"},
+    {"path": "/srv/apt", "devcontainer": "build", "buildNetwork": true},
     {"path": "/srv/plain", "image": "node:22", "devcontainer": false}
   ]},
   "caches": ["go", "npm", "go"]
@@ -457,6 +458,7 @@ func TestToolchainImagesAndCaches(t *testing.T) {
 		{Path: filepath.Join(userHome, "src/ml-*"), Image: "python:3.12-slim"},
 		// A directory is taken through its symlinks, as repositories are.
 		{Path: repo, Devcontainer: runner.DevcontainerBuild},
+		{Path: "/srv/apt", Devcontainer: runner.DevcontainerBuild, BuildNetwork: true},
 		{Path: "/srv/plain", Image: "node:22", Devcontainer: runner.DevcontainerOff},
 	}}
 	if !reflect.DeepEqual(c.Toolchains, want) {
@@ -476,10 +478,11 @@ func TestToolchainImagesAndCaches(t *testing.T) {
 		}
 	})
 	for body, wantErr := range map[string]string{
-		`{"images": {"repos": [{"path": "src/x", "image": "a"}]}}`:                "images.repos[0].path: want an absolute path",
-		`{"images": {"repos": [{"path": "/x"}]}}`:                                 "images.repos[0]: give an image, or devcontainer",
-		`{"images": {"repos": [{"path": "/x", "devcontainer": "yes"}]}}`:          `images.repos[0].devcontainer: want true (its image), "build"`,
-		`{"images": {"repos": [{"path": "/x[", "image": "a"}]}}`:                  "is not a valid pattern",
+		`{"images": {"repos": [{"path": "src/x", "image": "a"}]}}`:                    "images.repos[0].path: want an absolute path",
+		`{"images": {"repos": [{"path": "/x"}]}}`:                                     "images.repos[0]: give an image, or devcontainer",
+		`{"images": {"repos": [{"path": "/x", "devcontainer": "yes"}]}}`:              `images.repos[0].devcontainer: want true (its image), "build"`,
+		`{"images": {"repos": [{"path": "/x", "image": "a", "buildNetwork": true}]}}`: "images.repos[0].buildNetwork: it is for dev container builds",
+		`{"images": {"repos": [{"path": "/x[", "image": "a"}]}}`:                      "is not a valid pattern",
 		`{"caches": ["maven"]}`:                                                   `caches: "maven" is not a cache codex-connector keeps`,
 		`{"images": {"default": "golang:1.23\nRUN curl x"}}`:                      "images.default: not an image reference",
 		`{"images": {"repos": [{"path": "/x", "image": "Bad Name"}]}}`:            "images.repos[0].image: not an image reference",

@@ -83,7 +83,8 @@ func checkImages(ctx context.Context, w io.Writer, cfg config, docker *client.Cl
 		case runner.DevcontainerImage:
 			fmt.Fprintf(w, "images: %s: or the image their dev container file names\n", what)
 		case runner.DevcontainerBuild:
-			fmt.Fprintf(w, "images: %s: or the image their dev container file names or builds\n", what)
+			fmt.Fprintf(w, "images: %s: or the image their committed dev container file names or builds (its RUN steps with %s)\n", what,
+				map[bool]string{false: "no network", true: "the engine's default network (buildNetwork)"}[rule.BuildNetwork])
 		}
 	}
 	if len(cfg.Caches) == 0 {
