@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -189,4 +190,38 @@ func portOf(t *testing.T, ln net.Listener) string {
 	_, port, err := net.SplitHostPort(ln.Addr().String())
 	must(t, err)
 	return port
+}
+
+// TestAnUncommittedDevcontainerBuildIsRefused: with the build opt-in, a
+// dev container file only in the work tree (a task could have made it)
+// builds nothing, and the error says to commit it; a committed symlink in
+// its place is not followed.
+func TestAnUncommittedDevcontainerBuildIsRefused(t *testing.T) {
+	repo := newRepo(t)
+	writeRepoFiles(t, repo, map[string]string{
+		".devcontainer/devcontainer.json": `{"build": {"dockerfile": "Dockerfile"}}`,
+		".devcontainer/Dockerfile":        "FROM scratch\n",
+	})
+	tc := Toolchains{Rules: []ToolchainRule{{Path: repo, Devcontainer: DevcontainerBuild}}}
+	t.Run("no commit yet", func(t *testing.T) {
+		if c, err := tc.choose(repo); err == nil || c.build != nil || !strings.Contains(err.Error(), ".devcontainer/devcontainer.json is not committed") {
+			t.Fatalf("build %+v, error %v", c.build, err)
+		}
+	})
+	t.Run("a commit without it", func(t *testing.T) {
+		must(t, os.Rename(filepath.Join(repo, ".devcontainer"), filepath.Join(repo, "later")))
+		commitAll(t, repo)
+		must(t, os.Rename(filepath.Join(repo, "later"), filepath.Join(repo, ".devcontainer")))
+		if c, err := tc.choose(repo); err == nil || c.build != nil || !strings.Contains(err.Error(), "is not committed") {
+			t.Fatalf("build %+v, error %v", c.build, err)
+		}
+	})
+	t.Run("committed as a symlink", func(t *testing.T) {
+		must(t, os.RemoveAll(filepath.Join(repo, ".devcontainer")))
+		must(t, os.Symlink("later/.devcontainer/devcontainer.json", filepath.Join(repo, ".devcontainer.json")))
+		commitAll(t, repo)
+		if c, err := tc.choose(repo); err == nil || c.build != nil || !strings.Contains(err.Error(), "not a file") {
+			t.Fatalf("build %+v, error %v", c.build, err)
+		}
+	})
 }
