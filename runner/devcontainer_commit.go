@@ -71,7 +71,7 @@ func committedDevcontainer(root string) (d images.Devcontainer, file, commit str
 	commit = c.Hash.String()
 	for _, f := range images.DevcontainerFiles {
 		data, err := committedFile(repo, tree, f, maxDevcontainerFile)
-		if errors.Is(err, object.ErrFileNotFound) || errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound) {
+		if notInTree(err) {
 			continue
 		}
 		if err != nil {
@@ -119,6 +119,11 @@ func committedFile(repo *git.Repository, tree *object.Tree, name string, limit i
 	return committedBlob(repo, e.Hash, name, limit)
 }
 
+// notInTree says that err is go-git's for a path a tree does not hold.
+func notInTree(err error) bool {
+	return errors.Is(err, object.ErrFileNotFound) || errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound)
+}
+
 // committedContext is a dev container build context in a commit.
 type committedContext struct {
 	repo *git.Repository
@@ -163,7 +168,7 @@ func (c committedContext) write(ctx context.Context, w io.Writer) error {
 	var patterns []string
 	data, err := committedFile(c.repo, c.tree, ".dockerignore", 1<<20)
 	switch {
-	case errors.Is(err, object.ErrFileNotFound) || errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound):
+	case notInTree(err):
 	case err != nil:
 		return err
 	default:

@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
+	"golang.org/x/sys/unix"
 )
 
 // go-git reads the work tree and .git through the plain filesystem, and a
@@ -218,6 +219,9 @@ func openRepo(ctx context.Context, root string, refused *refusal) (*git.Reposito
 // and, for a linked worktree or a submodule, the common one ("" if none).
 type gitDirs struct {
 	gitDir, common string
+	// stats are list()'s directories as gitDirsOf found them: what
+	// identifies each (gitpin.go).
+	stats []unix.Stat_t
 }
 
 // gitDirsOf finds the git directories of the work tree at root as git
@@ -269,6 +273,7 @@ func gitDirsOf(root string) (gitDirs, error) {
 		if st.Uid != owner.Uid {
 			return gitDirs{}, &unsafeFile{dir, fmt.Sprintf("is the git directory .git leads to, but it belongs to uid %d and %s to uid %d; codex-connector does not read a git directory of another user — restore .git", st.Uid, root, owner.Uid)}
 		}
+		d.stats = append(d.stats, st)
 	}
 	return d, nil
 }

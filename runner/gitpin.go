@@ -36,12 +36,8 @@ func pinGitDirs(root string) (*gitPin, error) {
 		return nil, err
 	}
 	pin := &gitPin{}
-	for _, d := range dirs.list() {
-		st, err := lstatBelow(d, d, "")
-		if err != nil {
-			return nil, fmt.Errorf("pin the git directory %s of %s: %w", d, root, err)
-		}
-		pin.Dirs = append(pin.Dirs, pinnedDir{Path: d, Dev: uint64(st.Dev), Ino: st.Ino})
+	for i, d := range dirs.list() {
+		pin.Dirs = append(pin.Dirs, pinnedDir{Path: d, Dev: uint64(dirs.stats[i].Dev), Ino: dirs.stats[i].Ino})
 	}
 	return pin, nil
 }
@@ -63,8 +59,7 @@ func pinnedGitDirs(root string, pin *gitPin) (gitDirs, error) {
 		if i >= len(pin.Dirs) {
 			return gitDirs{}, &unsafeFile{filepath.Join(root, ".git"), fmt.Sprintf("now leads to the git directory %s as well, which it did not when the task was launched; codex-connector did not read it — the task rewrote .git: restore it before running git there", d)}
 		}
-		st, err := lstatBelow(d, d, "")
-		if err != nil || uint64(st.Dev) != pin.Dirs[i].Dev || st.Ino != pin.Dirs[i].Ino {
+		if st := dirs.stats[i]; uint64(st.Dev) != pin.Dirs[i].Dev || st.Ino != pin.Dirs[i].Ino {
 			return gitDirs{}, &unsafeFile{filepath.Join(root, ".git"), fmt.Sprintf("now leads to %s, not to the git directory %s it led to when the task was launched; codex-connector did not read it — the task rewrote .git: restore it before running git there", d, pin.Dirs[i].Path)}
 		}
 	}
