@@ -233,6 +233,16 @@ func (r *Runner) proxyImage(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		// Two servers of this user starting on a new engine would build
+		// it twice, leaving one image untagged under a running proxy.
+		unlock, err := images.LockBuild(ctx, r.proxyRef)
+		if err != nil {
+			return "", err
+		}
+		defer unlock()
+		if _, err := r.engine.ImageInspect(ctx, r.proxyRef); err == nil {
+			return r.proxyRef, nil
+		}
 		err = images.BuildFiles(ctx, r.imageBuilder, r.proxyRef, map[string][]byte{"Dockerfile": []byte(dockerfile), "codex-connector": data}, map[string]int64{"codex-connector": 0o755})
 		return r.proxyRef, err
 	}

@@ -88,6 +88,18 @@ func buildFake(engine *client.Client) (string, error) {
 	if _, err := engine.ImageInspect(ctx, ref); err == nil {
 		return ref, nil
 	}
+	// Test binaries of several packages (and their helper processes) start
+	// at once on a new engine: two builds of the tag make two images, and a
+	// process that inspected the first then makes task images of another
+	// Codex than one that inspected the second.
+	unlock, err := images.LockBuild(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, err := engine.ImageInspect(ctx, ref); err == nil {
+		return ref, nil
+	}
 	err = images.BuildFiles(ctx, engine, ref,
 		map[string][]byte{"Dockerfile": []byte(dockerfile), "codex": data, "ca.crt": ca},
 		map[string]int64{"codex": 0o755})
