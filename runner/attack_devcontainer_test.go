@@ -216,6 +216,47 @@ func TestAnUncommittedDevcontainerBuildIsRefused(t *testing.T) {
 			t.Fatalf("build %+v, error %v", c.build, err)
 		}
 	})
+	t.Run("its object in .git swapped for a symlink", func(t *testing.T) {
+		commitAll(t, repo)
+		out, err := runGit(repo, "rev-parse", "HEAD:.devcontainer/devcontainer.json")
+		must(t, err)
+		blob := strings.TrimSpace(out)
+		obj := filepath.Join(repo, ".git", "objects", blob[:2], blob[2:])
+		elsewhere := filepath.Join(t.TempDir(), "object")
+		must(t, os.Rename(obj, elsewhere))
+		must(t, os.Symlink(elsewhere, obj))
+		// git itself follows it: the build would read it, but for the check.
+		if got, err := runGit(repo, "cat-file", "-p", blob); err != nil || !strings.Contains(got, "dockerfile") {
+			t.Fatalf("git does not read the swapped object: %q, %v", got, err)
+		}
+		c, err := tc.choose(repo)
+		if err == nil || c.build != nil || !strings.Contains(err.Error(), "objects/"+blob[:2]+"/"+blob[2:]+" is a symbolic link, not a regular file") {
+			t.Fatalf("build %+v, error %v", c.build, err)
+		}
+		must(t, os.Remove(obj))
+		must(t, os.Rename(elsewhere, obj))
+	})
+	t.Run("its pack in .git swapped for a symlink", func(t *testing.T) {
+		if out, err := runGit(repo, "repack", "-a", "-d", "-q"); err != nil {
+			t.Fatalf("git repack: %v\n%s", err, out)
+		}
+		packs, _ := filepath.Glob(filepath.Join(repo, ".git", "objects", "pack", "*.pack"))
+		if len(packs) != 1 {
+			t.Fatalf("packs after repack: %v", packs)
+		}
+		elsewhere := filepath.Join(t.TempDir(), "pack")
+		must(t, os.Rename(packs[0], elsewhere))
+		must(t, os.Symlink(elsewhere, packs[0]))
+		if got, err := runGit(repo, "cat-file", "-p", "HEAD:.devcontainer/devcontainer.json"); err != nil || !strings.Contains(got, "dockerfile") {
+			t.Fatalf("git does not read the swapped pack: %q, %v", got, err)
+		}
+		c, err := tc.choose(repo)
+		if err == nil || c.build != nil || !strings.Contains(err.Error(), filepath.Base(packs[0])+" is a symbolic link") {
+			t.Fatalf("build %+v, error %v", c.build, err)
+		}
+		must(t, os.Remove(packs[0]))
+		must(t, os.Rename(elsewhere, packs[0]))
+	})
 	t.Run("committed as a symlink", func(t *testing.T) {
 		must(t, os.RemoveAll(filepath.Join(repo, ".devcontainer")))
 		must(t, os.Symlink("later/.devcontainer/devcontainer.json", filepath.Join(repo, ".devcontainer.json")))

@@ -46,7 +46,15 @@ const gitReadTime = 30 * time.Second
 func committedDevcontainer(root string) (d images.Devcontainer, file, commit string, notes []string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), gitReadTime)
 	defer cancel()
-	repo, err := openRepo(ctx, root, &refusal{})
+	// A file of .git that is unsafe to read makes go-git fail with its own,
+	// vaguer error (an object not found): the refusal is the reason.
+	refused := &refusal{}
+	defer func() {
+		if rerr := refused.first(); rerr != nil && err != nil {
+			err = fmt.Errorf("read the committed dev container file: %w", rerr)
+		}
+	}()
+	repo, err := openRepo(ctx, root, refused)
 	if err != nil {
 		return d, "", "", nil, fmt.Errorf("read the committed dev container file: %w", err)
 	}
