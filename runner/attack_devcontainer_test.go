@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
@@ -27,12 +28,12 @@ import (
 func commitAll(t *testing.T, repo string) string {
 	t.Helper()
 	r, err := git.PlainOpen(repo)
-	must(t, err)
+	hostfstest.Must(t, err)
 	wt, err := r.Worktree()
-	must(t, err)
-	must(t, wt.AddWithOptions(&git.AddOptions{All: true}))
+	hostfstest.Must(t, err)
+	hostfstest.Must(t, wt.AddWithOptions(&git.AddOptions{All: true}))
 	h, err := wt.Commit("dev container", &git.CommitOptions{Author: &object.Signature{Name: "t", Email: "t@example.com", When: time.Now()}})
-	must(t, err)
+	hostfstest.Must(t, err)
 	imagestest.Chown(t, repo)
 	return h.String()
 }
@@ -41,7 +42,7 @@ func nonce(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 6)
 	_, err := rand.Read(b)
-	must(t, err)
+	hostfstest.Must(t, err)
 	return hex.EncodeToString(b)
 }
 
@@ -108,7 +109,7 @@ func TestADevcontainerBuildReachesNoHostService(t *testing.T) {
 	needImage(t, base)
 	gw := imagestest.BridgeGateway(t, imagestest.Engine(t))
 	ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
-	must(t, err)
+	hostfstest.Must(t, err)
 	defer ln.Close()
 	var mu sync.Mutex
 	var got []string
@@ -147,9 +148,9 @@ func TestADevcontainerBuildReachesNoHostService(t *testing.T) {
 	}
 	// The listener works: the host reaches it.
 	c, err := net.Dial("tcp", ln.Addr().String())
-	must(t, err)
+	hostfstest.Must(t, err)
 	_, err = c.Write([]byte("from-the-host\n"))
-	must(t, err)
+	hostfstest.Must(t, err)
 	c.Close()
 	if !waitHeard("from-the-host") {
 		t.Fatal("the listener did not hear the host")
@@ -188,7 +189,7 @@ func TestADevcontainerBuildReachesNoHostService(t *testing.T) {
 func portOf(t *testing.T, ln net.Listener) string {
 	t.Helper()
 	_, port, err := net.SplitHostPort(ln.Addr().String())
-	must(t, err)
+	hostfstest.Must(t, err)
 	return port
 }
 
@@ -209,9 +210,9 @@ func TestAnUncommittedDevcontainerBuildIsRefused(t *testing.T) {
 		}
 	})
 	t.Run("a commit without it", func(t *testing.T) {
-		must(t, os.Rename(filepath.Join(repo, ".devcontainer"), filepath.Join(repo, "later")))
+		hostfstest.Must(t, os.Rename(filepath.Join(repo, ".devcontainer"), filepath.Join(repo, "later")))
 		commitAll(t, repo)
-		must(t, os.Rename(filepath.Join(repo, "later"), filepath.Join(repo, ".devcontainer")))
+		hostfstest.Must(t, os.Rename(filepath.Join(repo, "later"), filepath.Join(repo, ".devcontainer")))
 		if c, err := tc.choose(repo); err == nil || c.build != nil || !strings.Contains(err.Error(), "is not committed") {
 			t.Fatalf("build %+v, error %v", c.build, err)
 		}
@@ -219,12 +220,12 @@ func TestAnUncommittedDevcontainerBuildIsRefused(t *testing.T) {
 	t.Run("its object in .git swapped for a symlink", func(t *testing.T) {
 		commitAll(t, repo)
 		out, err := runGit(repo, "rev-parse", "HEAD:.devcontainer/devcontainer.json")
-		must(t, err)
+		hostfstest.Must(t, err)
 		blob := strings.TrimSpace(out)
 		obj := filepath.Join(repo, ".git", "objects", blob[:2], blob[2:])
 		elsewhere := filepath.Join(t.TempDir(), "object")
-		must(t, os.Rename(obj, elsewhere))
-		must(t, os.Symlink(elsewhere, obj))
+		hostfstest.Must(t, os.Rename(obj, elsewhere))
+		hostfstest.Must(t, os.Symlink(elsewhere, obj))
 		// git itself follows it: the build would read it, but for the check.
 		if got, err := runGit(repo, "cat-file", "-p", blob); err != nil || !strings.Contains(got, "dockerfile") {
 			t.Fatalf("git does not read the swapped object: %q, %v", got, err)
@@ -233,8 +234,8 @@ func TestAnUncommittedDevcontainerBuildIsRefused(t *testing.T) {
 		if err == nil || c.build != nil || !strings.Contains(err.Error(), "objects/"+blob[:2]+"/"+blob[2:]+" is a symbolic link, not a regular file") {
 			t.Fatalf("build %+v, error %v", c.build, err)
 		}
-		must(t, os.Remove(obj))
-		must(t, os.Rename(elsewhere, obj))
+		hostfstest.Must(t, os.Remove(obj))
+		hostfstest.Must(t, os.Rename(elsewhere, obj))
 	})
 	t.Run("its pack in .git swapped for a symlink", func(t *testing.T) {
 		if out, err := runGit(repo, "repack", "-a", "-d", "-q"); err != nil {
@@ -245,8 +246,8 @@ func TestAnUncommittedDevcontainerBuildIsRefused(t *testing.T) {
 			t.Fatalf("packs after repack: %v", packs)
 		}
 		elsewhere := filepath.Join(t.TempDir(), "pack")
-		must(t, os.Rename(packs[0], elsewhere))
-		must(t, os.Symlink(elsewhere, packs[0]))
+		hostfstest.Must(t, os.Rename(packs[0], elsewhere))
+		hostfstest.Must(t, os.Symlink(elsewhere, packs[0]))
 		if got, err := runGit(repo, "cat-file", "-p", "HEAD:.devcontainer/devcontainer.json"); err != nil || !strings.Contains(got, "dockerfile") {
 			t.Fatalf("git does not read the swapped pack: %q, %v", got, err)
 		}
@@ -254,12 +255,12 @@ func TestAnUncommittedDevcontainerBuildIsRefused(t *testing.T) {
 		if err == nil || c.build != nil || !strings.Contains(err.Error(), filepath.Base(packs[0])+" is a symbolic link") {
 			t.Fatalf("build %+v, error %v", c.build, err)
 		}
-		must(t, os.Remove(packs[0]))
-		must(t, os.Rename(elsewhere, packs[0]))
+		hostfstest.Must(t, os.Remove(packs[0]))
+		hostfstest.Must(t, os.Rename(elsewhere, packs[0]))
 	})
 	t.Run("committed as a symlink", func(t *testing.T) {
-		must(t, os.RemoveAll(filepath.Join(repo, ".devcontainer")))
-		must(t, os.Symlink("later/.devcontainer/devcontainer.json", filepath.Join(repo, ".devcontainer.json")))
+		hostfstest.Must(t, os.RemoveAll(filepath.Join(repo, ".devcontainer")))
+		hostfstest.Must(t, os.Symlink("later/.devcontainer/devcontainer.json", filepath.Join(repo, ".devcontainer.json")))
 		commitAll(t, repo)
 		if c, err := tc.choose(repo); err == nil || c.build != nil || !strings.Contains(err.Error(), "not a file") {
 			t.Fatalf("build %+v, error %v", c.build, err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -26,9 +27,9 @@ func hostSecret(t *testing.T) (dir, file string) {
 		t.Fatal("this test makes a file only root can read and checks the server does not read it for a task; it needs root")
 	}
 	dir = filepath.Join(t.TempDir(), "root-only")
-	must(t, os.Mkdir(dir, 0o700))
+	hostfstest.Must(t, os.Mkdir(dir, 0o700))
 	file = filepath.Join(dir, "last-message.txt")
-	must(t, os.WriteFile(file, []byte("TOP-SECRET-HOST-FILE root:$6$hash\n"), 0o600))
+	hostfstest.Must(t, os.WriteFile(file, []byte("TOP-SECRET-HOST-FILE root:$6$hash\n"), 0o600))
 	return dir, file
 }
 
@@ -43,7 +44,7 @@ func ran(t *testing.T, task *store.Task, step string) {
 func lstatMode(t *testing.T, path string) os.FileMode {
 	t.Helper()
 	fi, err := os.Lstat(path)
-	must(t, err)
+	hostfstest.Must(t, err)
 	return fi.Mode()
 }
 
@@ -94,7 +95,7 @@ func TestTaskCannotReadHostFilesThroughItsStateDirectory(t *testing.T) {
 				t.Fatal(err)
 			}
 			fi, err := os.Stat(secretDir)
-			must(t, err)
+			hostfstest.Must(t, err)
 			if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || fi.Mode().Perm() != 0o700 {
 				t.Errorf("the symlink's target was handed to uid %d, mode %v", st.Uid, fi.Mode().Perm())
 			}
@@ -133,8 +134,7 @@ func TestTaskCannotReadHostFilesThroughItsStateDirectory(t *testing.T) {
 // other tasks are removed all the same.
 func TestPruneCopesWithWhatTasksLeft(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Retention = 24 * time.Hour })
-	outside := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(outside, "keep"), []byte("keep me"), 0o600))
+	outside := hostfstest.Outside(t)
 	script := strings.Join([]string{
 		"mkdir /codex-connector/locked 755", "write /codex-connector/locked/f x", "mkdir /codex-connector/locked/inner 000",
 		"chmod /codex-connector/locked 000", "mkfifo /codex-connector/pipe", "symlink " + outside + " /codex-connector/link",
@@ -148,8 +148,8 @@ func TestPruneCopesWithWhatTasksLeft(t *testing.T) {
 	plain := h.startAndWait(t, Spec{Prompt: "say plain", WorkingDirectory: newRepo(t)})
 	// A mount point in a task's directory: not even root removes it.
 	mnt := filepath.Join(h.stateDir(stuck.ID), "codex-home", "mnt")
-	must(t, os.Mkdir(mnt, 0o755))
-	must(t, syscall.Mount(t.TempDir(), mnt, "", syscall.MS_BIND, ""))
+	hostfstest.Must(t, os.Mkdir(mnt, 0o755))
+	hostfstest.Must(t, syscall.Mount(t.TempDir(), mnt, "", syscall.MS_BIND, ""))
 	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
 	longAgo := time.Now().Add(-48 * time.Hour)
 	for _, task := range []*store.Task{hostile, stuck, plain} {
@@ -161,18 +161,18 @@ func TestPruneCopesWithWhatTasksLeft(t *testing.T) {
 		t.Fatalf("pruned %d, %v; want 2 and an error naming %s", n, err, stuck.ID)
 	}
 	for _, task := range []*store.Task{hostile, plain} {
-		if _, err := h.store.Get(task.ID); err == nil || exists(h.stateDir(task.ID)) || exists(h.LogPath(task.ID)) {
+		if _, err := h.store.Get(task.ID); err == nil || hostfstest.Exists(h.stateDir(task.ID)) || hostfstest.Exists(h.LogPath(task.ID)) {
 			t.Errorf("task %s was not removed: %v", task.ID, err)
 		}
 	}
-	checkOutsideIntact(t, outside)
+	hostfstest.OutsideIntact(t, outside)
 	kept, err := h.store.Get(stuck.ID)
 	if err != nil || !strings.Contains(kept.Error, "retention could not remove all its files") || !strings.Contains(kept.Error, "device or resource busy") {
 		t.Fatalf("the task that could not be removed: %v %q", err, kept.Error)
 	}
 
 	t.Run("once it can be removed, the next prune removes it", func(t *testing.T) {
-		must(t, syscall.Unmount(mnt, syscall.MNT_DETACH))
+		hostfstest.Must(t, syscall.Unmount(mnt, syscall.MNT_DETACH))
 		if n, err := h.Prune(time.Now().Add(-24 * time.Hour)); n != 1 || err != nil {
 			t.Fatalf("pruned %d, %v", n, err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -231,7 +232,7 @@ const cachesReadyMax = 4 << 20
 // damaged file means none, which costs a helper container, nothing else.
 func (r *Runner) readCachesReady() map[string]string {
 	ready := map[string]string{}
-	data, _, err := readRegular(r.cfg.Home, r.cfg.Home, cachesReadyFile, cachesReadyMax)
+	data, _, err := hostfs.ReadRegular(r.cfg.Home, r.cfg.Home, cachesReadyFile, cachesReadyMax)
 	if err == nil {
 		_ = json.Unmarshal(data, &ready)
 	}
@@ -245,7 +246,7 @@ func (r *Runner) readCachesReady() map[string]string {
 func (r *Runner) writeCachesReady(ready map[string]string) {
 	data, err := json.Marshal(ready)
 	if err == nil && len(data) < cachesReadyMax {
-		err = writeFileAtomic(filepath.Join(r.cfg.Home, cachesReadyFile), data)
+		err = hostfs.WriteFileAtomic(filepath.Join(r.cfg.Home, cachesReadyFile), data)
 	}
 	if err != nil {
 		r.logf("keep which cache volumes are ready: %v (the next process readies them again)", err)

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,11 +63,11 @@ func snapshotWorktree(root string, pin *gitPin, timeout time.Duration) (worktree
 }
 
 func scanWorktree(ctx context.Context, root string, pin *gitPin) (worktreeState, error) {
-	refused := &refusal{}
+	refused := &hostfs.Refusal{}
 	// A refused file explains go-git's error better than go-git does, and
 	// makes a status go-git produced without it worthless.
 	failed := func(err error) error {
-		if r := refused.first(); r != nil {
+		if r := refused.First(); r != nil {
 			return r
 		}
 		return fmt.Errorf("git status: %w", err)
@@ -75,7 +76,7 @@ func scanWorktree(ctx context.Context, root string, pin *gitPin) (worktreeState,
 	if err != nil {
 		return nil, err
 	}
-	repo, err := openRepoAt(ctx, root, dirs, refused)
+	repo, err := hostfs.OpenRepoAt(ctx, root, dirs, refused)
 	if err != nil {
 		return nil, failed(err)
 	}
@@ -87,7 +88,7 @@ func scanWorktree(ctx context.Context, root string, pin *gitPin) (worktreeState,
 	if err != nil {
 		return nil, failed(err)
 	}
-	if err := refused.first(); err != nil {
+	if err := refused.First(); err != nil {
 		return nil, err
 	}
 	state := worktreeState{}
@@ -101,20 +102,20 @@ func scanWorktree(ctx context.Context, root string, pin *gitPin) (worktreeState,
 // regular file's content, else what it is, its size and time. Nothing is
 // followed and nothing but a regular file is opened.
 func fingerprint(ctx context.Context, root, rel string) string {
-	st, err := lstatBelow(root, root, rel)
+	st, err := hostfs.LstatBelow(root, root, rel)
 	if err != nil {
 		return "gone"
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > maxHashBytes {
 		return fmt.Sprintf("%o:%d:%d", st.Mode, st.Size, st.Mtim.Nano())
 	}
-	f, _, err := openRegular(root, root, rel)
+	f, _, err := hostfs.OpenRegular(root, root, rel)
 	if err != nil {
 		return "unreadable"
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, &repoFile{f: f, ctx: ctx}); err != nil {
+	if _, err := io.Copy(h, hostfs.ReaderOf(ctx, f)); err != nil {
 		return "unreadable"
 	}
 	return hex.EncodeToString(h.Sum(nil))

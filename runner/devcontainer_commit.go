@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -48,13 +49,13 @@ func committedDevcontainer(root string) (d images.Devcontainer, file, commit str
 	defer cancel()
 	// A file of .git that is unsafe to read makes go-git fail with its own,
 	// vaguer error (an object not found): the refusal is the reason.
-	refused := &refusal{}
+	refused := &hostfs.Refusal{}
 	defer func() {
-		if rerr := refused.first(); rerr != nil && err != nil {
+		if rerr := refused.First(); rerr != nil && err != nil {
 			err = fmt.Errorf("read the committed dev container file: %w", rerr)
 		}
 	}()
-	repo, err := openRepo(ctx, root, refused)
+	repo, err := hostfs.OpenRepo(ctx, root, refused)
 	if err != nil {
 		return d, "", "", nil, fmt.Errorf("read the committed dev container file: %w", err)
 	}
@@ -104,7 +105,7 @@ func committedDevcontainer(root string) (d images.Devcontainer, file, commit str
 	var differ []string
 	for _, f := range used {
 		committed, cerr := committedFile(repo, tree, f, maxDevcontainerFile)
-		current, _, werr := readRegular(root, root, f, maxDevcontainerFile)
+		current, _, werr := hostfs.ReadRegular(root, root, f, maxDevcontainerFile)
 		if (cerr == nil) != (werr == nil) || (cerr == nil && !bytes.Equal(committed, current)) {
 			differ = append(differ, f)
 		}

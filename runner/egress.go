@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
@@ -339,7 +340,7 @@ func (r *Runner) prepareEgress(ctx context.Context, t *store.Task, routes []egre
 		return fmt.Errorf("the egress policy of task %s: %w — see Credentials in the README", t.ID, err)
 	}
 	data, _ := json.Marshal(pol)
-	if err := writeFileAtomic(r.policyPath(t.ID), data); err != nil {
+	if err := hostfs.WriteFileAtomic(r.policyPath(t.ID), data); err != nil {
 		return fmt.Errorf("write egress policy of task %s: %w", t.ID, err)
 	}
 	// A socket left from an earlier launch of this task goes, so that the
@@ -414,7 +415,7 @@ func (r *Runner) removeEgress(id string) error {
 		errs = append(errs, fmt.Errorf("remove egress policy: %w", err))
 	}
 	// And one half-written by a process killed as it wrote the policy.
-	if err := removeTempsOf(r.policyPath(id)); err != nil {
+	if err := hostfs.RemoveTemps(r.policyPath(id)); err != nil {
 		errs = append(errs, err)
 	}
 	// RemoveAll does not follow symlinks; the socket directory is the

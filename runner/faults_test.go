@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -391,7 +392,7 @@ func TestLeasesAreRenewedWhileAnEngineCallHangs(t *testing.T) {
 	if stuck.calls.Load() != 1 {
 		t.Fatalf("the engine was listed %d times: the hung call did not hold the reconcile", stuck.calls.Load())
 	}
-	must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
 	if final := h.waitFinal(t, task.ID); final.Status != store.Completed || final.Result != "renewed" {
 		t.Fatalf("the task ended %s %q", final.Status, final.Error)
 	}
@@ -413,9 +414,9 @@ func TestAnEndedTaskLeavesNoTemporaryFiles(t *testing.T) {
 	left := []string{checkpointPath(h.LogPath(task.ID)) + ".tmp-1", h.ResultPath(task.ID) + ".tmp-2", h.policyPath(task.ID) + ".tmp-3"}
 	kept := checkpointPath(h.LogPath(other)) + ".tmp-4"
 	for _, p := range append(left, kept) {
-		must(t, os.WriteFile(p, []byte("half"), 0o600))
+		hostfstest.Must(t, os.WriteFile(p, []byte("half"), 0o600))
 	}
-	must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
 	if final := h.waitFinal(t, task.ID); final.Status != store.Completed {
 		t.Fatalf("the task ended %s %q", final.Status, final.Error)
 	}

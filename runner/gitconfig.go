@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/go-git/go-git/v5/plumbing/format/config"
 )
 
@@ -62,7 +63,7 @@ func configFiles(root, dir, home string) []string {
 	gitDir := filepath.Join(dir, ".git")
 	if fi, err := os.Lstat(gitDir); err == nil && fi.Mode().IsRegular() {
 		if data, err := readConfig(root, gitDir); err == nil {
-			if target, ok := gitdirOf(dir, data); ok {
+			if target, ok := hostfs.GitdirOf(dir, data); ok {
 				gitDir = target
 			}
 		}
@@ -276,7 +277,7 @@ func inside(root, p string) bool {
 // device can have effects of its own, and a named pipe would hang.
 func readConfig(root, path string) ([]byte, error) {
 	if rel, err := filepath.Rel(root, path); err == nil && inside(root, path) && rel != "." {
-		data, size, err := readRegular(root, path, rel, maxConfigBytes)
+		data, size, err := hostfs.ReadRegular(root, path, rel, maxConfigBytes)
 		if err == nil && size > maxConfigBytes {
 			err = fmt.Errorf("%s is larger than %d bytes", path, maxConfigBytes)
 		}

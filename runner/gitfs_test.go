@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
@@ -17,14 +18,14 @@ func committedRepo(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	repo, err := git.PlainInit(dir, false)
-	must(t, err)
-	must(t, os.WriteFile(filepath.Join(dir, "tracked.txt"), []byte("v1\n"), 0o644))
+	hostfstest.Must(t, err)
+	hostfstest.Must(t, os.WriteFile(filepath.Join(dir, "tracked.txt"), []byte("v1\n"), 0o644))
 	wt, err := repo.Worktree()
-	must(t, err)
+	hostfstest.Must(t, err)
 	_, err = wt.Add("tracked.txt")
-	must(t, err)
+	hostfstest.Must(t, err)
 	_, err = wt.Commit("first", &git.CommitOptions{Author: &object.Signature{Name: "t", Email: "t@example.com", When: time.Now()}})
-	must(t, err)
+	hostfstest.Must(t, err)
 	return dir
 }
 
@@ -52,32 +53,32 @@ func TestSnapshotOfAHostileRepository(t *testing.T) {
 		want  string
 	}{
 		{"a named pipe as .git/HEAD", func(t *testing.T, dir string) {
-			must(t, os.Remove(filepath.Join(dir, ".git", "HEAD")))
-			mustMkfifo(t, filepath.Join(dir, ".git", "HEAD"))
+			hostfstest.Must(t, os.Remove(filepath.Join(dir, ".git", "HEAD")))
+			hostfstest.Mkfifo(t, filepath.Join(dir, ".git", "HEAD"))
 		}, "HEAD is a named pipe"},
 		{"a named pipe as .git/config", func(t *testing.T, dir string) {
-			must(t, os.Remove(filepath.Join(dir, ".git", "config")))
-			mustMkfifo(t, filepath.Join(dir, ".git", "config"))
+			hostfstest.Must(t, os.Remove(filepath.Join(dir, ".git", "config")))
+			hostfstest.Mkfifo(t, filepath.Join(dir, ".git", "config"))
 		}, "config is a named pipe"},
 		{"a named pipe as .git/index", func(t *testing.T, dir string) {
-			must(t, os.Remove(filepath.Join(dir, ".git", "index")))
-			mustMkfifo(t, filepath.Join(dir, ".git", "index"))
+			hostfstest.Must(t, os.Remove(filepath.Join(dir, ".git", "index")))
+			hostfstest.Mkfifo(t, filepath.Join(dir, ".git", "index"))
 		}, "index is a named pipe"},
 		{"a named pipe as .git", func(t *testing.T, dir string) {
-			must(t, os.RemoveAll(filepath.Join(dir, ".git")))
-			mustMkfifo(t, filepath.Join(dir, ".git"))
+			hostfstest.Must(t, os.RemoveAll(filepath.Join(dir, ".git")))
+			hostfstest.Mkfifo(t, filepath.Join(dir, ".git"))
 		}, ".git is a named pipe"},
 		{"a symlink as .git/index, to an endless device", func(t *testing.T, dir string) {
-			must(t, os.Remove(filepath.Join(dir, ".git", "index")))
-			mustSymlink(t, "/dev/zero", filepath.Join(dir, ".git", "index"))
+			hostfstest.Must(t, os.Remove(filepath.Join(dir, ".git", "index")))
+			hostfstest.Symlink(t, "/dev/zero", filepath.Join(dir, ".git", "index"))
 		}, "index is a symbolic link"},
 		{"a symlink as .git/refs, to another repository", func(t *testing.T, dir string) {
 			other := committedRepo(t)
-			must(t, os.RemoveAll(filepath.Join(dir, ".git", "refs")))
-			mustSymlink(t, filepath.Join(other, ".git", "refs"), filepath.Join(dir, ".git", "refs"))
+			hostfstest.Must(t, os.RemoveAll(filepath.Join(dir, ".git", "refs")))
+			hostfstest.Symlink(t, filepath.Join(other, ".git", "refs"), filepath.Join(dir, ".git", "refs"))
 		}, "refs is a symbolic link"},
 		{"a huge file in place of a tracked one", func(t *testing.T, dir string) {
-			must(t, os.Truncate(filepath.Join(dir, "tracked.txt"), 1<<40))
+			hostfstest.Must(t, os.Truncate(filepath.Join(dir, "tracked.txt"), 1<<40))
 		}, "took longer than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,12 +97,12 @@ func TestSnapshotOfAHostileRepository(t *testing.T) {
 		dir := committedRepo(t)
 		pin := mustPin(t, dir)
 		before, err := snapshotWorktree(dir, pin, 10*time.Second)
-		must(t, err)
-		must(t, os.Remove(filepath.Join(dir, "tracked.txt")))
-		mustMkfifo(t, filepath.Join(dir, "tracked.txt"))
-		mustMkfifo(t, filepath.Join(dir, "new-pipe"))
+		hostfstest.Must(t, err)
+		hostfstest.Must(t, os.Remove(filepath.Join(dir, "tracked.txt")))
+		hostfstest.Mkfifo(t, filepath.Join(dir, "tracked.txt"))
+		hostfstest.Mkfifo(t, filepath.Join(dir, "new-pipe"))
 		after, err := snapshotWorktree(dir, pin, 10*time.Second)
-		must(t, err)
+		hostfstest.Must(t, err)
 		if got := changedPaths(before, after); strings.Join(got, ",") != "new-pipe,tracked.txt" {
 			t.Fatalf("changed %q", got)
 		}
@@ -110,11 +111,11 @@ func TestSnapshotOfAHostileRepository(t *testing.T) {
 		dir := committedRepo(t)
 		pin := mustPin(t, dir)
 		before, err := snapshotWorktree(dir, pin, 10*time.Second)
-		must(t, err)
-		must(t, os.WriteFile(filepath.Join(dir, "tracked.txt"), []byte("v2\n"), 0o644))
-		must(t, os.WriteFile(filepath.Join(dir, "new.txt"), []byte("x\n"), 0o644))
+		hostfstest.Must(t, err)
+		hostfstest.Must(t, os.WriteFile(filepath.Join(dir, "tracked.txt"), []byte("v2\n"), 0o644))
+		hostfstest.Must(t, os.WriteFile(filepath.Join(dir, "new.txt"), []byte("x\n"), 0o644))
 		after, err := snapshotWorktree(dir, pin, 10*time.Second)
-		must(t, err)
+		hostfstest.Must(t, err)
 		if got := changedPaths(before, after); strings.Join(got, ",") != "new.txt,tracked.txt" {
 			t.Fatalf("changed %q", got)
 		}

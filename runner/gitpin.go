@@ -3,6 +3,8 @@ package runner
 import (
 	"fmt"
 	"path/filepath"
+
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 )
 
 // A task at danger-full-access may write .git, and so make it a "gitdir:"
@@ -31,13 +33,13 @@ type pinnedDir struct {
 
 // pinGitDirs pins the git directories of the work tree at root.
 func pinGitDirs(root string) (*gitPin, error) {
-	dirs, err := gitDirsOf(root)
+	dirs, err := hostfs.GitDirsOf(root)
 	if err != nil {
 		return nil, err
 	}
 	pin := &gitPin{}
-	for i, d := range dirs.list() {
-		pin.Dirs = append(pin.Dirs, pinnedDir{Path: d, Dev: uint64(dirs.stats[i].Dev), Ino: dirs.stats[i].Ino})
+	for i, d := range dirs.List() {
+		pin.Dirs = append(pin.Dirs, pinnedDir{Path: d, Dev: uint64(dirs.Stats[i].Dev), Ino: dirs.Stats[i].Ino})
 	}
 	return pin, nil
 }
@@ -46,25 +48,25 @@ func pinGitDirs(root string) (*gitPin, error) {
 // they are still those pin holds, or an error that says where .git leads
 // now and that it was not followed. A nil pin (none could be taken at
 // launch) follows nothing.
-func pinnedGitDirs(root string, pin *gitPin) (gitDirs, error) {
+func pinnedGitDirs(root string, pin *gitPin) (hostfs.GitDirs, error) {
 	if pin == nil || len(pin.Dirs) == 0 {
-		return gitDirs{}, fmt.Errorf("the git directory of %s was not pinned when the task was launched, so codex-connector does not follow .git now — review .git and the work tree before running git there", root)
+		return hostfs.GitDirs{}, fmt.Errorf("the git directory of %s was not pinned when the task was launched, so codex-connector does not follow .git now — review .git and the work tree before running git there", root)
 	}
-	dirs, err := gitDirsOf(root)
+	dirs, err := hostfs.GitDirsOf(root)
 	if err != nil {
-		return gitDirs{}, err
+		return hostfs.GitDirs{}, err
 	}
-	now := dirs.list()
+	now := dirs.List()
 	for i, d := range now {
 		if i >= len(pin.Dirs) {
-			return gitDirs{}, &unsafeFile{filepath.Join(root, ".git"), fmt.Sprintf("now leads to the git directory %s as well, which it did not when the task was launched; codex-connector did not read it — the task rewrote .git: restore it before running git there", d)}
+			return hostfs.GitDirs{}, &hostfs.UnsafeFile{Path: filepath.Join(root, ".git"), Why: fmt.Sprintf("now leads to the git directory %s as well, which it did not when the task was launched; codex-connector did not read it — the task rewrote .git: restore it before running git there", d)}
 		}
-		if st := dirs.stats[i]; uint64(st.Dev) != pin.Dirs[i].Dev || st.Ino != pin.Dirs[i].Ino {
-			return gitDirs{}, &unsafeFile{filepath.Join(root, ".git"), fmt.Sprintf("now leads to %s, not to the git directory %s it led to when the task was launched; codex-connector did not read it — the task rewrote .git: restore it before running git there", d, pin.Dirs[i].Path)}
+		if st := dirs.Stats[i]; uint64(st.Dev) != pin.Dirs[i].Dev || st.Ino != pin.Dirs[i].Ino {
+			return hostfs.GitDirs{}, &hostfs.UnsafeFile{Path: filepath.Join(root, ".git"), Why: fmt.Sprintf("now leads to %s, not to the git directory %s it led to when the task was launched; codex-connector did not read it — the task rewrote .git: restore it before running git there", d, pin.Dirs[i].Path)}
 		}
 	}
 	if len(now) < len(pin.Dirs) {
-		return gitDirs{}, &unsafeFile{filepath.Join(root, ".git"), fmt.Sprintf("no longer leads to the git directory %s it led to when the task was launched — the task rewrote .git: restore it before running git there", pin.Dirs[len(now)].Path)}
+		return hostfs.GitDirs{}, &hostfs.UnsafeFile{Path: filepath.Join(root, ".git"), Why: fmt.Sprintf("no longer leads to the git directory %s it led to when the task was launched — the task rewrote .git: restore it before running git there", pin.Dirs[len(now)].Path)}
 	}
 	return dirs, nil
 }

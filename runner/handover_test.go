@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -17,7 +18,7 @@ func TestTheStallClockSurvivesHandovers(t *testing.T) {
 	mod := func(c *Config) { c.StallTimeout = stall }
 	first := newHarness(t, mod)
 	task, err := first.Start(context.Background(), Spec{Prompt: "cmd 0 ls; reconnect 0 300ms", WorkingDirectory: newRepo(t)})
-	must(t, err)
+	hostfstest.Must(t, err)
 	first.waitRunning(t, task.ID)
 	cur, handovers := first, 0
 	for ; handovers < 8; handovers++ {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
@@ -35,11 +36,11 @@ func (p panicky) ContainerInspect(ctx context.Context, id string) (container.Ins
 func putRaw(t *testing.T, h *harness, key string, record any) {
 	t.Helper()
 	data, err := json.Marshal(record)
-	must(t, err)
+	hostfstest.Must(t, err)
 	db, err := bolt.Open(h.store.Path(), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	must(t, err)
+	hostfstest.Must(t, err)
 	defer db.Close()
-	must(t, db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("tasks")).Put([]byte(key), data) }))
+	hostfstest.Must(t, db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("tasks")).Put([]byte(key), data) }))
 }
 
 // adoptable fills in what a running task's record holds, followed by a
@@ -48,7 +49,7 @@ func adoptable(t *testing.T, h *harness, repo string, task *store.Task) *store.T
 	t.Helper()
 	now := time.Now().UTC()
 	user, err := containerUser(repo)
-	must(t, err)
+	hostfstest.Must(t, err)
 	task.WorkingDirectory, task.RepoRoot, task.Sandbox, task.Image = repo, repo, DangerFullAccess, h.cfg.Image.Ref
 	task.Status, task.CreatedAt, task.StartedAt = store.Running, now, now
 	task.ContainerName, task.User, task.Follower, task.LeaseUntil = containerName(task.ID), user, deadFollower(t), now.Add(time.Hour)
@@ -66,24 +67,24 @@ func TestHostileRecordsDoNotCrashTheServer(t *testing.T) {
 	repo := newRepo(t)
 
 	// A running record whose container makes the runner panic.
-	must(t, h.store.Create(adoptable(t, h, repo, &store.Task{ID: explosive, Prompt: "say never"})))
+	hostfstest.Must(t, h.store.Create(adoptable(t, h, repo, &store.Task{ID: explosive, Prompt: "say never"})))
 	// A running record with odd fields and no container.
 	odd := adoptable(t, h, repo, &store.Task{ID: store.NewID(time.Now().Add(time.Second)), Prompt: "say odd"})
 	odd.ContainerID, odd.TimeoutMs, odd.Deadline = "deadbeef", math.MaxInt64, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 	odd.User, odd.LogBytes, odd.StopReason = "not:a:user", -1, strings.Repeat("r", 1<<20)
 	odd.Summary = &store.Summary{ThreadID: strings.Repeat("t", 1<<20), FilesChanged: make([]string, 100000)}
-	must(t, h.store.Create(odd))
+	hostfstest.Must(t, h.store.Create(odd))
 	// A record whose key and id differ, and one whose id climbs out of the
 	// data directory: both would make paths elsewhere.
 	victim := filepath.Join(filepath.Dir(h.home), "victim.log")
-	must(t, os.WriteFile(victim, []byte("keep"), 0o600))
+	hostfstest.Must(t, os.WriteFile(victim, []byte("keep"), 0o600))
 	mismatched := store.NewID(time.Now().Add(2 * time.Second))
 	putRaw(t, h, mismatched, map[string]any{"v": 1, "id": "../../victim", "status": "running", "createdAt": time.Now()})
 	putRaw(t, h, "../../victim", map[string]any{"v": 1, "id": "../../victim", "status": "queued", "createdAt": time.Now()})
 	putRaw(t, h, "../../victim2", map[string]any{"v": 1, "id": "../../victim2", "status": "failed", "createdAt": time.Now().Add(-48 * time.Hour)})
 	// Written past the store, as an older server would: the hourly rebuild
 	// of the index of live tasks brings them to the reconcile.
-	must(t, h.store.RebuildLive())
+	hostfstest.Must(t, h.store.RebuildLive())
 
 	h.reconcile(context.Background())
 
@@ -104,7 +105,7 @@ func TestHostileRecordsDoNotCrashTheServer(t *testing.T) {
 	})
 	t.Run("a record naming another id is corrupt and left alone", func(t *testing.T) {
 		_, corrupt, err := h.store.List(store.Filter{})
-		must(t, err)
+		hostfstest.Must(t, err)
 		if !contains(corrupt, mismatched) {
 			t.Fatalf("corrupt records %q", corrupt)
 		}
@@ -147,16 +148,16 @@ func TestAdoptedTaskWithAHugeLogLine(t *testing.T) {
 	huge := strings.Repeat("x", 16<<20)
 	fake, _ := json.Marshal(map[string]any{"type": "item.completed", "item": map[string]any{"type": "command_execution", "command": strings.Repeat("c", 2<<20), "exit_code": 0}})
 	thread, _ := json.Marshal(map[string]any{"type": "thread.started", "thread_id": strings.Repeat("t", 2<<20)})
-	must(t, os.WriteFile(h.LogPath(task.ID), []byte(huge+"\n"+string(fake)+"\n"+string(thread)+"\n"+huge), 0o600))
+	hostfstest.Must(t, os.WriteFile(h.LogPath(task.ID), []byte(huge+"\n"+string(fake)+"\n"+string(thread)+"\n"+huge), 0o600))
 	// The task's container, as a server that died left it, running.
-	must(t, os.MkdirAll(h.stateDir(task.ID), 0o700))
+	hostfstest.Must(t, os.MkdirAll(h.stateDir(task.ID), 0o700))
 	created, err := h.engine.ContainerCreate(context.Background(), &container.Config{Image: h.cfg.Image.Ref,
 		Cmd: []string{"codex", "exec", "--", "sleep 1s; say adopted"}, Labels: map[string]string{LabelTask: task.ID, LabelHome: homeLabel(h.home)}},
 		nil, nil, nil, task.ContainerName)
-	must(t, err)
-	must(t, h.engine.ContainerStart(context.Background(), created.ID, container.StartOptions{}))
+	hostfstest.Must(t, err)
+	hostfstest.Must(t, h.engine.ContainerStart(context.Background(), created.ID, container.StartOptions{}))
 	task.ContainerID = created.ID
-	must(t, h.store.Create(task))
+	hostfstest.Must(t, h.store.Create(task))
 	h.reconcile(context.Background())
 	final := h.waitFinal(t, task.ID)
 	if final.Status != store.Completed {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
@@ -96,11 +97,11 @@ func (r *Runner) pruneTask(id string) (err error) {
 	}
 	var errs []error
 	for _, p := range []string{r.LogPath(id), checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id), r.stateDir(id)} {
-		if err := removeTree(p); err != nil {
+		if err := hostfs.RemoveTree(p); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := removeTempsOf(checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id)); err != nil {
+	if err := hostfs.RemoveTemps(checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := r.removeEgress(id); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
@@ -31,11 +32,6 @@ func (h *harness) backdate(t *testing.T, id string, when time.Time) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return !errors.Is(err, os.ErrNotExist)
 }
 
 func TestRetentionRemovesOnlyTasksThatEndedLongAgo(t *testing.T) {
@@ -58,7 +54,7 @@ func TestRetentionRemovesOnlyTasksThatEndedLongAgo(t *testing.T) {
 		t.Errorf("the old task's record is still there: %v", err)
 	}
 	for _, p := range []string{h.LogPath(old.ID), h.ResultPath(old.ID), h.stateDir(old.ID)} {
-		if exists(p) {
+		if hostfstest.Exists(p) {
 			t.Errorf("left of the old task: %s", p)
 		}
 	}
@@ -66,11 +62,11 @@ func TestRetentionRemovesOnlyTasksThatEndedLongAgo(t *testing.T) {
 		if _, err := h.store.Get(id); err != nil {
 			t.Errorf("task %s was removed: %v", id, err)
 		}
-		if !exists(h.stateDir(id)) {
+		if !hostfstest.Exists(h.stateDir(id)) {
 			t.Errorf("the state of task %s was removed", id)
 		}
 	}
-	if !exists(h.LogPath(recent.ID)) || !exists(h.ResultPath(recent.ID)) {
+	if !hostfstest.Exists(h.LogPath(recent.ID)) || !hostfstest.Exists(h.ResultPath(recent.ID)) {
 		t.Errorf("the log or result of the recent task was removed")
 	}
 	if _, err := h.Cancel(context.Background(), running.ID); err != nil {
@@ -83,7 +79,7 @@ func TestNoRetentionKeepsEverything(t *testing.T) {
 	task := h.startAndWait(t, Spec{Prompt: "say kept", WorkingDirectory: newRepo(t)})
 	h.backdate(t, task.ID, time.Now().Add(-10*365*24*time.Hour))
 	h.housekeeping(context.Background())
-	if _, err := h.store.Get(task.ID); err != nil || !exists(h.LogPath(task.ID)) || !exists(h.ResultPath(task.ID)) {
+	if _, err := h.store.Get(task.ID); err != nil || !hostfstest.Exists(h.LogPath(task.ID)) || !hostfstest.Exists(h.ResultPath(task.ID)) {
 		t.Fatalf("without a retention a task was removed: %v", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -19,7 +21,7 @@ func (h *harness) waitRunning(t *testing.T, id string) string {
 	t.Helper()
 	h.waitStatus(t, id, store.Running)
 	task, err := h.Get(id)
-	must(t, err)
+	hostfstest.Must(t, err)
 	return task.ContainerID
 }
 
@@ -28,7 +30,7 @@ func (h *harness) waitRunning(t *testing.T, id string) string {
 func numberedLines(t *testing.T, path string) (nums []int, other []string) {
 	t.Helper()
 	f, err := os.Open(path)
-	must(t, err)
+	hostfstest.Must(t, err)
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -40,7 +42,7 @@ func numberedLines(t *testing.T, path string) (nums []int, other []string) {
 			other = append(other, sc.Text())
 		}
 	}
-	must(t, sc.Err())
+	hostfstest.Must(t, sc.Err())
 	return nums, other
 }
 
@@ -62,7 +64,7 @@ func nulLines(t *testing.T, log string) []int {
 	for i, l := range lines {
 		if n, ok := strings.CutSuffix(l, strings.Repeat("\x00", 16)); ok && len(n) == 6 {
 			num, err := strconv.Atoi(n)
-			must(t, err)
+			hostfstest.Must(t, err)
 			if i+1 < len(lines) && lines[i+1] != "" {
 				t.Fatalf("line %d of the flood is followed by %q, not its empty line", num, lines[i+1])
 			}
@@ -89,9 +91,9 @@ func TestLogCap(t *testing.T) {
 
 	t.Run("a flood past the cap is cut there, and the task stopped with the reason", func(t *testing.T) {
 		task, err := h.Start(context.Background(), Spec{Prompt: "flood 5000000; sleep 1h", WorkingDirectory: newRepo(t)})
-		must(t, err)
+		hostfstest.Must(t, err)
 		info, err := h.engine.ContainerInspect(context.Background(), h.waitRunning(t, task.ID))
-		must(t, err)
+		hostfstest.Must(t, err)
 		if lc := info.HostConfig.LogConfig; lc.Type != "json-file" || lc.Config["max-size"] != fmt.Sprint(engineLogFactor*limit) || lc.Config["max-file"] != "1" {
 			t.Errorf("the engine keeps the output as %+v", lc)
 		}
@@ -129,9 +131,9 @@ func TestLogCap(t *testing.T) {
 		// each as a JSON line several times as long, 6 MB, more than its
 		// copy holds.
 		task, err := h.Start(context.Background(), Spec{Prompt: "lines 80000; sleep 1h", WorkingDirectory: newRepo(t)})
-		must(t, err)
+		hostfstest.Must(t, err)
 		info, err := h.engine.ContainerInspect(context.Background(), h.waitRunning(t, task.ID))
-		must(t, err)
+		hostfstest.Must(t, err)
 		// Until the task ends (and its container goes), the engine's copy
 		// stays within its cap, and the one message that made it full.
 		var most int64
@@ -238,7 +240,7 @@ func TestLogResumesAfterTheEngineCutItsCopy(t *testing.T) {
 	// 300 lines while the first server copies; then, once it is gone, 6,000
 	// more, 450 KB in the engine's copy, which holds 256 KiB.
 	task, err := first.Start(context.Background(), Spec{Prompt: "lines 300; await go-on; lines 6000; say counted", WorkingDirectory: repo})
-	must(t, err)
+	hostfstest.Must(t, err)
 	containerID := first.waitRunning(t, task.ID)
 	for i := 0; !strings.Contains(readLog(first.LogPath(task.ID)), "line 000300\n"); i++ {
 		if i > 3000 {
@@ -247,10 +249,10 @@ func TestLogResumesAfterTheEngineCutItsCopy(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	first.stop()
-	must(t, os.WriteFile(filepath.Join(repo, "go-on"), nil, 0o644))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(repo, "go-on"), nil, 0o644))
 	for i := 0; ; i++ {
 		info, err := first.engine.ContainerInspect(context.Background(), containerID)
-		must(t, err)
+		hostfstest.Must(t, err)
 		if !info.State.Running {
 			break
 		}
@@ -301,7 +303,7 @@ func TestStateDirectoryCap(t *testing.T) {
 	t.Run("a directory too deep to measure stops the task", func(t *testing.T) {
 		var script strings.Builder
 		dir := "/codex-connector/codex-home/d"
-		for i := 0; i <= maxWalkDepth; i++ {
+		for i := 0; i <= hostfs.MaxWalkDepth; i++ {
 			fmt.Fprintf(&script, "mkdir %s 755;", dir)
 			dir += "/d"
 		}

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
-	"golang.org/x/sys/unix"
 )
 
 // A ChatGPT login cannot be routed through the proxy with Codex 0.169 (see
@@ -111,60 +111,6 @@ func LoginAPIKey(path string) (string, error) {
 	return *key, nil
 }
 
-// writeNewBelow writes data as the file rel below the trusted directory
-// base, replacing whatever a task left there (a symlink, a pipe, a
-// directory) without following it: the file is made anew, exclusively.
-func writeNewBelow(base, rel string, data []byte, perm uint32, chown bool, uid, gid int) error {
-	f, err := createBelow(base, rel, perm, chown, uid, gid)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-// createBelow creates rel below base afresh for writing: whatever is in its
-// place is removed first, never followed, and nothing on the way is
-// followed either.
-func createBelow(base, rel string, perm uint32, chown bool, uid, gid int) (*os.File, error) {
-	parts, err := splitRel(rel)
-	if err != nil || len(parts) == 0 {
-		return nil, fmt.Errorf("write %s below %s: not a file's path", rel, base)
-	}
-	display := filepath.Join(base, rel)
-	root, err := openBase(base)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(root)
-	dir, err := walkDirs(root, base, parts[:len(parts)-1])
-	if err != nil {
-		return nil, err
-	}
-	if dir != root {
-		defer unix.Close(dir)
-	}
-	name := parts[len(parts)-1]
-	if err := removeAt(dir, name, display); err != nil {
-		return nil, err
-	}
-	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
-	if err != nil {
-		return nil, &os.PathError{Op: "create", Path: display, Err: err}
-	}
-	f := os.NewFile(uintptr(fd), display)
-	if chown {
-		if err := f.Chown(uid, gid); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return f, nil
-}
-
 // placeLogin puts the task's copy of the user's login in its Codex home.
 func (r *Runner) placeLogin(t *store.Task) error {
 	data, err := taskLogin(r.cfg.AuthFile)
@@ -172,7 +118,7 @@ func (r *Runner) placeLogin(t *store.Task) error {
 		return err
 	}
 	uid, gid := splitUser(t.User)
-	if err := writeNewBelow(filepath.Join(r.cfg.Home, "runs"), filepath.Join(t.ID, "codex-home", "auth.json"), data, 0o600, os.Geteuid() == 0, uid, gid); err != nil {
+	if err := hostfs.WriteNewBelow(filepath.Join(r.cfg.Home, "runs"), filepath.Join(t.ID, "codex-home", "auth.json"), data, 0o600, os.Geteuid() == 0, uid, gid); err != nil {
 		return fmt.Errorf("give task %s its copy of your Codex login: %w", t.ID, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/client"
 )
@@ -67,7 +68,7 @@ func TestLoginCopyReplacesWhatATaskPlanted(t *testing.T) {
 		if err := plant(path); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeNewBelow(base, "task/codex-home/auth.json", []byte("new"), 0o600, false, 0, 0); err != nil {
+		if err := hostfs.WriteNewBelow(base, "task/codex-home/auth.json", []byte("new"), 0o600, false, 0, 0); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		fi, err := os.Lstat(path)
@@ -81,7 +82,7 @@ func TestLoginCopyReplacesWhatATaskPlanted(t *testing.T) {
 	// A directory on the way that a task made a symlink is refused.
 	os.RemoveAll(dir)
 	os.Symlink(t.TempDir(), dir)
-	if err := writeNewBelow(base, "task/codex-home/auth.json", []byte("new"), 0o600, false, 0, 0); err == nil {
+	if err := hostfs.WriteNewBelow(base, "task/codex-home/auth.json", []byte("new"), 0o600, false, 0, 0); err == nil {
 		t.Error("wrote through a symlinked directory")
 	}
 }

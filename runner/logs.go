@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/docker/docker/api/types/container"
 )
 
@@ -264,7 +265,7 @@ func readCheckpoint(logPath string) (*logCheckpoint, error) {
 func (ck *logCheckpoint) save(logPath string) error {
 	ck.Stdout, ck.Stderr = ck.marks[0], ck.marks[1]
 	data, _ := json.Marshal(ck)
-	return writeFileAtomic(checkpointPath(logPath), data)
+	return hostfs.WriteFileAtomic(checkpointPath(logPath), data)
 }
 
 // copyLogs follows the container's stdout and stderr, demultiplexed, into

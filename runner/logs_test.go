@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/docker/docker/api/types/container"
 )
 
@@ -181,16 +182,16 @@ func TestLogCopyResumesAtItsCheckpoint(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "task.log")
 		copyStream(t, path, 0, frame1{1, 1, "one\n"}, frame1{1, 2, "two\n"})
 		ck, err := readCheckpoint(path)
-		must(t, err)
+		hostfstest.Must(t, err)
 		ck.First = time.Time{}
-		must(t, ck.save(path))
+		hostfstest.Must(t, ck.save(path))
 		if _, capped := copyStream(t, path, 0, frame1{1, 7, "seven\n"}); !capped || !strings.HasPrefix(readFile(t, path), "one\ntwo\ncodex-connector: the log was cut here") {
 			t.Fatalf("capped %v, log %q", capped, readFile(t, path))
 		}
 	})
 	t.Run("a log of an earlier version without a checkpoint skips what it holds", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "task.log")
-		must(t, os.WriteFile(path, []byte("one\ntw"), 0o600))
+		hostfstest.Must(t, os.WriteFile(path, []byte("one\ntw"), 0o600))
 		copyStream(t, path, 0, frame1{1, 1, "one\n"}, frame1{1, 2, "two\n"}, frame1{1, 3, "three\n"})
 		if got := readFile(t, path); got != "one\ntwo\nthree\n" {
 			t.Fatalf("log %q", got)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/format/index"
@@ -295,13 +296,13 @@ func gitlinks(root, prefix string, depth int) ([]string, error) {
 	// go-git reads, and a launch must neither hang nor follow it.
 	ctx, cancel := context.WithTimeout(context.Background(), gitOpenTimeout)
 	defer cancel()
-	refused := &refusal{}
-	repo, err := openRepo(ctx, filepath.Join(root, prefix), refused)
+	refused := &hostfs.Refusal{}
+	repo, err := hostfs.OpenRepo(ctx, filepath.Join(root, prefix), refused)
 	var idx *index.Index
 	if err == nil {
 		idx, err = repo.Storer.Index()
 	}
-	if rerr := refused.first(); rerr != nil {
+	if rerr := refused.First(); rerr != nil {
 		err = rerr // go-git may have read a refused file as missing: the list would be wrong
 	}
 	if err != nil {
@@ -359,7 +360,7 @@ func linkedGitDir(root string) string {
 	if err != nil {
 		return ""
 	}
-	target, ok := gitdirOf(root, data)
+	target, ok := hostfs.GitdirOf(root, data)
 	if !ok {
 		return ""
 	}
@@ -401,7 +402,7 @@ func gitDirsInside(root, rel string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %v — restore it (git submodule update, or git worktree repair)", dotGit, err)
 	}
-	gitDir, ok := gitdirOf(filepath.Dir(dotGit), data)
+	gitDir, ok := hostfs.GitdirOf(filepath.Dir(dotGit), data)
 	if !ok {
 		return nil, nil
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 )
 
 // What a run measures of the repository before its container starts — the
@@ -77,7 +79,7 @@ func (r *Runner) savePreRun(id string, rn *run) error {
 		data, err = json.Marshal(unkept)
 	}
 	if err == nil {
-		err = writeFileAtomic(r.preRunPath(id), data)
+		err = hostfs.WriteFileAtomic(r.preRunPath(id), data)
 	}
 	if err != nil {
 		return fmt.Errorf("keep the state of the repository before the run, for a server that takes the task over: %w", err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -36,7 +37,7 @@ func handedOver(t *testing.T, spoil func(first *harness, id string)) *store.Task
 	first := newHarness(t, nil)
 	repo := newRepo(t)
 	task, err := first.Start(context.Background(), Spec{Prompt: changesScript(repo), WorkingDirectory: repo, Sandbox: DangerFullAccess})
-	must(t, err)
+	hostfstest.Must(t, err)
 	first.waitRunning(t, task.ID)
 	// Codex runs (past its gate) before the first server stops: a launch
 	// cut short is started afresh, which is no handover.
@@ -49,7 +50,7 @@ func handedOver(t *testing.T, spoil func(first *harness, id string)) *store.Task
 		spoil(first, task.ID)
 	}
 	second := newHarness(t, func(c *Config) { c.Home = first.home })
-	must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
 	final := second.waitFinal(t, task.ID)
 	if final.Follower != second.instance {
 		t.Fatalf("the task ended with follower %q, not the second server: it was not handed over", final.Follower)
@@ -80,7 +81,7 @@ func waitLogHas(t *testing.T, path, text string) {
 func TestAnAdoptedTaskReportsTheFilesItChangedAsAFollowedOneDoes(t *testing.T) {
 	h := newHarness(t, nil)
 	repo := newRepo(t)
-	must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
 	followed := h.startAndWait(t, Spec{Prompt: changesScript(repo), WorkingDirectory: repo, Sandbox: DangerFullAccess})
 	if followed.Status != store.Completed {
 		t.Fatalf("status %s: %s", followed.Status, followed.Error)
@@ -117,12 +118,12 @@ func TestAnAdoptedTaskReportsTheFilesItChangedAsAFollowedOneDoes(t *testing.T) {
 // not scan, rather than report that nothing changed.
 func TestAnAdoptedTaskWithoutItsStateBeforeTheRunSaysItCouldNotScan(t *testing.T) {
 	for name, spoil := range map[string]func(h *harness, id string){
-		"removed": func(h *harness, id string) { must(t, os.Remove(h.preRunPath(id))) },
+		"removed": func(h *harness, id string) { hostfstest.Must(t, os.Remove(h.preRunPath(id))) },
 		"damaged": func(h *harness, id string) {
-			must(t, os.WriteFile(h.preRunPath(id), []byte(`{"version":1,"worktree":{"REA`), 0o600))
+			hostfstest.Must(t, os.WriteFile(h.preRunPath(id), []byte(`{"version":1,"worktree":{"REA`), 0o600))
 		},
 		"of a version this server does not read": func(h *harness, id string) {
-			must(t, os.WriteFile(h.preRunPath(id), []byte(`{"version":99}`), 0o600))
+			hostfstest.Must(t, os.WriteFile(h.preRunPath(id), []byte(`{"version":99}`), 0o600))
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

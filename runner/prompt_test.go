@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -79,7 +80,7 @@ func TestThePromptIsInNoProcesssArguments(t *testing.T) {
 			repo := newRepo(t)
 			secret := uniquePrompt(t)
 			task, err := h.Start(context.Background(), Spec{Prompt: "await " + filepath.Join(repo, "go") + "; say " + secret, WorkingDirectory: repo, Sandbox: level})
-			must(t, err)
+			hostfstest.Must(t, err)
 			h.waitStatus(t, task.ID, store.Running)
 			// The task runs until the test lets it go: its processes are
 			// there to be read.
@@ -87,7 +88,7 @@ func TestThePromptIsInNoProcesssArguments(t *testing.T) {
 			deadline := time.Now().Add(time.Minute)
 			for len(codex) == 0 && time.Now().Before(deadline) {
 				info, err := h.engine.ContainerInspect(context.Background(), containerName(task.ID))
-				must(t, err)
+				hostfstest.Must(t, err)
 				if slices.Contains(info.Config.Cmd, secret) || strings.Contains(strings.Join(info.Args, " "), secret) {
 					t.Fatalf("the container's command holds the prompt: %q", info.Config.Cmd)
 				}
@@ -110,7 +111,7 @@ func TestThePromptIsInNoProcesssArguments(t *testing.T) {
 			if found := processesHolding(secret); len(found) > 0 {
 				t.Fatalf("the prompt is in the arguments of processes every user can read: %q (Codex runs as %q)", found, codex)
 			}
-			must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
+			hostfstest.Must(t, os.WriteFile(filepath.Join(repo, "go"), nil, 0o644))
 			final := h.waitFinal(t, task.ID)
 			if final.Status != store.Completed || final.Result != secret {
 				t.Fatalf("Codex did not get the prompt: %s %q, result %q; log:\n%s", final.Status, final.Error, final.Result, readLog(h.LogPath(task.ID)))

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -37,7 +38,7 @@ func promptText(t *store.Task) string {
 // attempt's container left in its place is removed, never followed.
 func (r *Runner) writePrompt(t *store.Task) error {
 	uid, gid := splitUser(t.User)
-	err := writeNewBelow(filepath.Join(r.cfg.Home, "runs"), filepath.Join(t.ID, promptFile), []byte(promptText(t)), 0o600, os.Geteuid() == 0, uid, gid)
+	err := hostfs.WriteNewBelow(filepath.Join(r.cfg.Home, "runs"), filepath.Join(t.ID, promptFile), []byte(promptText(t)), 0o600, os.Geteuid() == 0, uid, gid)
 	if err != nil {
 		return fmt.Errorf("write the prompt of task %s into its state directory: %w", t.ID, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -36,7 +37,7 @@ func (r *Runner) readRan(id, thread string, from int64) store.Ran {
 	if err != nil {
 		return ran
 	}
-	f, _, err := openRegular(base, base, file)
+	f, _, err := hostfs.OpenRegular(base, base, file)
 	if err != nil {
 		return ran
 	}
@@ -104,7 +105,7 @@ func findSession(base, dir, thread string) (string, error) {
 	seen := 0
 	var find func(dir string, depth int) (string, error)
 	find = func(dir string, depth int) (string, error) {
-		entries, err := readDirBelow(base, base, dir, func() error {
+		entries, err := hostfs.ReadDirBelow(base, base, dir, func() error {
 			if seen += 1000; seen > maxSessionEntries {
 				return fmt.Errorf("more than %d entries below %s", maxSessionEntries, dir)
 			}

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -10,8 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
-	"golang.org/x/sys/unix"
 )
 
 // A reply continues the Codex session of an earlier task with a new
@@ -94,7 +93,7 @@ func (r *Runner) copySession(parent *store.Task, id, user string, limit int64) (
 	if err != nil {
 		return 0, err
 	}
-	in, st, err := openRegular(src, src, file)
+	in, st, err := hostfs.OpenRegular(src, src, file)
 	if err != nil {
 		return 0, fmt.Errorf("read the session of task %s: %w", parent.ID, err)
 	}
@@ -114,17 +113,17 @@ func (r *Runner) copySession(parent *store.Task, id, user string, limit int64) (
 		dirs = append(dirs, filepath.Join(dirs[len(dirs)-1], part))
 	}
 	for _, d := range dirs {
-		if err := ensureDir(runs, d, 0o700, chown, uid, gid); err != nil {
+		if err := hostfs.EnsureDir(runs, d, 0o700, chown, uid, gid); err != nil {
 			return 0, fmt.Errorf("prepare the state of the reply: %w", err)
 		}
 	}
 	final := filepath.Join(id, file)
 	partial := final + ".partial"
-	out, err := createBelow(runs, partial, 0o600, chown, uid, gid)
+	out, err := hostfs.CreateBelow(runs, partial, 0o600, chown, uid, gid)
 	if err != nil {
 		return 0, fmt.Errorf("copy the session of task %s: %w", parent.ID, err)
 	}
-	_, err = copySparse(out, in, st.Size, limit)
+	_, err = hostfs.CopySparse(out, in, st.Size, limit)
 	if err == nil {
 		err = out.Close()
 	} else {
@@ -133,72 +132,13 @@ func (r *Runner) copySession(parent *store.Task, id, user string, limit int64) (
 	if err == nil {
 		err = os.Rename(filepath.Join(runs, partial), filepath.Join(runs, final))
 	}
-	if errors.Is(err, errTooMuchData) {
-		_ = removeBelow(runs, id)
+	if errors.Is(err, hostfs.ErrTooMuchData) {
+		_ = hostfs.RemoveBelow(runs, id)
 		return 0, tooLarge
 	}
 	if err != nil {
-		_ = removeBelow(runs, id)
+		_ = hostfs.RemoveBelow(runs, id)
 		return 0, fmt.Errorf("copy the session of task %s: %w%s", parent.ID, err, r.diskHint(err))
 	}
 	return st.Size, nil
-}
-
-// errTooMuchData is copySparse's: the file holds more data than its limit.
-var errTooMuchData = errors.New("more data than the limit")
-
-// sparseChunk is what copySparse reads at once, and zeroBlock the unit it
-// leaves unwritten when all zero: a file system block, or a few.
-const (
-	sparseChunk = 1 << 20
-	zeroBlock   = 64 << 10
-)
-
-// copySparse copies the first size bytes of in to out, a new empty file,
-// and returns how many bytes of data it wrote. Only the data is read: the
-// holes of in (SEEK_DATA, SEEK_HOLE) are skipped, as are blocks of zeros
-// within the data (a file system that reports no holes, or zeros that
-// were written), and out is extended to size over them, so that what is
-// sparse stays sparse and the copy costs what the file holds, not what it
-// claims. Past limit bytes of data it stops with errTooMuchData.
-func copySparse(out, in *os.File, size, limit int64) (int64, error) {
-	fd := int(in.Fd())
-	buf := make([]byte, sparseChunk)
-	zeros := make([]byte, zeroBlock)
-	var written int64
-	for off := int64(0); off < size; {
-		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			break // a hole from off to the end
-		}
-		if err != nil {
-			return written, fmt.Errorf("find the data of %s: %w", in.Name(), err)
-		}
-		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
-		if err != nil {
-			return written, fmt.Errorf("find the holes of %s: %w", in.Name(), err)
-		}
-		end = min(end, size)
-		for start < end {
-			n, err := in.ReadAt(buf[:min(int64(len(buf)), end-start)], start)
-			if n == 0 && err != nil {
-				return written, fmt.Errorf("read %s: %w", in.Name(), err)
-			}
-			for b := 0; b < n; b += zeroBlock {
-				block := buf[b:min(b+zeroBlock, n)]
-				if bytes.Equal(block, zeros[:len(block)]) {
-					continue
-				}
-				if written += int64(len(block)); written > limit {
-					return written, errTooMuchData
-				}
-				if _, err := out.WriteAt(block, start+int64(b)); err != nil {
-					return written, err
-				}
-			}
-			start += int64(n)
-		}
-		off = end
-	}
-	return written, out.Truncate(size)
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/internal/hostfs"
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -249,7 +251,7 @@ func TestAPlantedSessionFileIsNeverFollowed(t *testing.T) {
 	h := newHarness(t, nil)
 	secret := filepath.Join(t.TempDir(), "host-secret")
 	needle := "host-secret-" + strings.Repeat("5", 12)
-	must(t, os.WriteFile(secret, []byte(needle+"\n"), 0o644))
+	hostfstest.Must(t, os.WriteFile(secret, []byte(needle+"\n"), 0o644))
 	thread := "00000000-0000-4000-8000-000000000001" // the fake Codex's
 	day := codexHome + "/sessions/2026/12/04"
 	rollout := day + "/rollout-2026-12-04T10-00-00-" + thread + ".jsonl"
@@ -280,7 +282,7 @@ func TestAPlantedSessionFileIsNeverFollowed(t *testing.T) {
 				t.Fatalf("the parent's record read the planted file: %+v", parent.Ran)
 			}
 			tasks, _, err := h.List(store.Filter{})
-			must(t, err)
+			hostfstest.Must(t, err)
 			for _, tk := range tasks {
 				if tk.Parent == parent.ID {
 					t.Fatalf("a reply was recorded: %s", tk.ID)
@@ -294,7 +296,7 @@ func TestAPlantedSessionFileIsNeverFollowed(t *testing.T) {
 func allocated(t *testing.T, path string) int64 {
 	t.Helper()
 	var st syscall.Stat_t
-	must(t, syscall.Stat(path, &st))
+	hostfstest.Must(t, syscall.Stat(path, &st))
 	return st.Blocks * 512
 }
 
@@ -305,25 +307,25 @@ func TestASparseFileIsCopiedSparse(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	f, err := os.Create(src)
-	must(t, err)
+	hostfstest.Must(t, err)
 	const size = 64 << 20
 	head, tail := []byte(`{"type":"session_meta"}`+"\n"), []byte(`{"type":"turn"}`+"\n")
 	_, err = f.WriteAt(head, 0)
-	must(t, err)
+	hostfstest.Must(t, err)
 	_, err = f.WriteAt(make([]byte, 1<<20), 8<<20) // zeros written out: data to the file system
-	must(t, err)
+	hostfstest.Must(t, err)
 	_, err = f.WriteAt(tail, size-int64(len(tail)))
-	must(t, err)
-	must(t, f.Close())
+	hostfstest.Must(t, err)
+	hostfstest.Must(t, f.Close())
 	copyOf := func(limit int64) (string, int64, error) {
 		in, err := os.Open(src)
-		must(t, err)
+		hostfstest.Must(t, err)
 		defer in.Close()
 		dst := filepath.Join(t.TempDir(), "dst")
 		out, err := os.Create(dst)
-		must(t, err)
+		hostfstest.Must(t, err)
 		defer out.Close()
-		n, err := copySparse(out, in, size, limit)
+		n, err := hostfs.CopySparse(out, in, size, limit)
 		return dst, n, err
 	}
 	dst, n, err := copyOf(1 << 20)
@@ -338,7 +340,7 @@ func TestASparseFileIsCopiedSparse(t *testing.T) {
 		t.Fatalf("the copy of %d MiB with %d bytes of data takes %d bytes on disk (%d written)", size>>20, len(head)+len(tail), got, n)
 	}
 	t.Run("past its limit of data it stops", func(t *testing.T) {
-		if _, _, err := copyOf(int64(len(head))); !errors.Is(err, errTooMuchData) {
+		if _, _, err := copyOf(int64(len(head))); !errors.Is(err, hostfs.ErrTooMuchData) {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -369,10 +371,10 @@ func TestASparseSessionIsCopiedSparseForAReply(t *testing.T) {
 		t.Fatalf("reply: %v", err)
 	}
 	file, err := findSession(h.stateDir(reply.ID), "codex-home/sessions", thread)
-	must(t, err)
+	hostfstest.Must(t, err)
 	copied := filepath.Join(h.stateDir(reply.ID), file)
 	fi, err := os.Stat(copied)
-	must(t, err)
+	hostfstest.Must(t, err)
 	if fi.Size() != reply.ResumeFrom || fi.Size() <= size {
 		t.Errorf("the copy is %d bytes, resumed from %d", fi.Size(), reply.ResumeFrom)
 	}
@@ -408,7 +410,7 @@ func BenchmarkCopySession(b *testing.B) {
 		name string
 		copy func(out, in *os.File) error
 	}{
-		{"sparse", func(out, in *os.File) error { _, err := copySparse(out, in, size, 1<<30); return err }},
+		{"sparse", func(out, in *os.File) error { _, err := hostfs.CopySparse(out, in, size, 1<<30); return err }},
 		{"full copy (before)", func(out, in *os.File) error { _, err := io.CopyN(out, in, size); return err }},
 	} {
 		b.Run(c.name, func(b *testing.B) {

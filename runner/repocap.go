@@ -3,12 +3,14 @@ package runner
 import (
 	"fmt"
 	"time"
+
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 )
 
 // The work tree is a bind mount: no quota holds what a task writes there,
 // and a task that fills it fills the user's disk. So what a task adds to
 // it is capped as the state directory is (limits.repoMB), counted from
-// its disk use when the run began. Disk use is allocated blocks (treeUsage):
+// its disk use when the run began. Disk use is allocated blocks (TreeUsage):
 // a sparse file counts what it really holds, since that is what fills a
 // disk; a 50 GB hole uses nothing until it is written.
 
@@ -21,7 +23,7 @@ const repoCheckShare = 9
 // measureRepo returns the work tree's disk use for the base of the cap,
 // or an error that says why it cannot be capped.
 func measureRepo(root string) (int64, error) {
-	used, err := treeUsage(root, 0)
+	used, err := hostfs.TreeUsage(root, 0)
 	if err != nil {
 		return -1, fmt.Errorf("the work tree cannot be measured against limits.repoMB: %w — make it readable to codex-connector, or run the task read-only", err)
 	}
@@ -43,7 +45,7 @@ func (r *Runner) watchRepo(rn *run, id, containerID, root string, base int64) fu
 		if base < 0 {
 			cut = 0 // measured whole, to be the base
 		}
-		used, err := treeUsage(root, cut)
+		used, err := hostfs.TreeUsage(root, cut)
 		next = time.Now().Add(time.Since(now) * repoCheckShare)
 		switch {
 		case err != nil:

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -18,7 +20,7 @@ func TestATaskThatFillsTheWorkTreeIsStoppedAtTheCap(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Limits.RepoBytes = limit })
 	repo := newRepo(t)
 	// What is there before the run does not count against the cap.
-	must(t, os.WriteFile(filepath.Join(repo, "before.bin"), make([]byte, 2*limit), 0o644))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(repo, "before.bin"), make([]byte, 2*limit), 0o644))
 	const fill = 64 << 20
 	task := h.startAndWait(t, Spec{Prompt: fmt.Sprintf("sparse hole.img %d; fill blob.bin %d; await %s; say never stopped",
 		int64(50)<<30, fill, filepath.Join(repo, "never")), WorkingDirectory: repo, Sandbox: WorkspaceWrite})
@@ -62,7 +64,7 @@ func BenchmarkMeasureAWorkTreeOf3000Files(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := treeUsage(root, 0); err != nil {
+		if _, err := hostfs.TreeUsage(root, 0); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -319,13 +320,13 @@ func (r *Runner) prepareStateDir(t *store.Task) (string, error) {
 	uid, gid := splitUser(t.User)
 	chown := os.Geteuid() == 0
 	for _, rel := range []string{t.ID, filepath.Join(t.ID, "codex-home"), filepath.Join(t.ID, "out")} {
-		if err := ensureDir(runs, rel, 0o700, chown, uid, gid); err != nil {
+		if err := hostfs.EnsureDir(runs, rel, 0o700, chown, uid, gid); err != nil {
 			return "", fmt.Errorf("prepare the state directory of task %s (as %s): %w", t.ID, t.User, err)
 		}
 	}
 	// A stale last message from an earlier attempt must not become this
 	// attempt's result.
-	if err := removeBelow(runs, filepath.Join(t.ID, "out", "last-message.txt")); err != nil {
+	if err := hostfs.RemoveBelow(runs, filepath.Join(t.ID, "out", "last-message.txt")); err != nil {
 		return "", fmt.Errorf("prepare the state directory of task %s: %w", t.ID, err)
 	}
 	// Gates of earlier launches: each launch has its own name, so they
@@ -333,7 +334,7 @@ func (r *Runner) prepareStateDir(t *store.Task) (string, error) {
 	entries, _ := os.ReadDir(r.stateDir(t.ID))
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "gate-") {
-			if err := removeBelow(runs, filepath.Join(t.ID, e.Name())); err != nil {
+			if err := hostfs.RemoveBelow(runs, filepath.Join(t.ID, e.Name())); err != nil {
 				return "", fmt.Errorf("prepare the state directory of task %s: %w", t.ID, err)
 			}
 		}
@@ -667,7 +668,7 @@ const stateCheckEvery = 2 * time.Second
 func (r *Runner) watchState(ctx context.Context, id, containerID string) func() {
 	limit := r.cfg.Limits.StateBytes
 	return r.watch(ctx, id, containerID, "state", stateCheckEvery, func(time.Time) string {
-		used, err := treeUsage(r.stateDir(id), limit)
+		used, err := hostfs.TreeUsage(r.stateDir(id), limit)
 		switch {
 		case err != nil:
 			return fmt.Sprintf("stopped: its state directory (%s) cannot be measured against limits.stateMB: %v", stateMount, err)
@@ -705,12 +706,12 @@ func (r *Runner) stopFor(ctx context.Context, id, containerID, reason string) {
 
 // copyResult copies Codex's last message from the task's state directory to
 // the result file, atomically: a reader never sees half a result. The task
-// can write that file, so it is read as readRegular reads: a symlink, a
+// can write that file, so it is read as hostfs.ReadRegular reads: a symlink, a
 // pipe or anything but a regular file is refused, and a huge one is cut.
 // The error says what went wrong, as a reason for the record.
 func (r *Runner) copyResult(id string) (string, error) {
-	data, size, err := readRegular(r.stateDir(id), stateMount, "out/last-message.txt", maxResultBytes)
-	var unsafe *unsafeFile
+	data, size, err := hostfs.ReadRegular(r.stateDir(id), stateMount, "out/last-message.txt", maxResultBytes)
+	var unsafe *hostfs.UnsafeFile
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return "", nil // Codex ended before it had a last message
@@ -719,7 +720,7 @@ func (r *Runner) copyResult(id string) (string, error) {
 	case err != nil:
 		return "", fmt.Errorf("the result could not be saved: %w", err)
 	}
-	if err := writeFileAtomic(r.ResultPath(id), data); err != nil {
+	if err := hostfs.WriteFileAtomic(r.ResultPath(id), data); err != nil {
 		return string(data), fmt.Errorf("the result could not be saved: %w", err)
 	}
 	if size > int64(len(data)) {
@@ -728,28 +729,7 @@ func (r *Runner) copyResult(id string) (string, error) {
 	return string(data), nil
 }
 
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if closeErr := tmp.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
-}
-
-// removeTemps removes what writeFileAtomic left of an ended task's log
+// removeTemps removes what WriteFileAtomic left of an ended task's log
 // checkpoint and result: a process killed between making its temporary
 // file and renaming it leaves the file, and no later write of the task
 // renames it away. Nobody writes an ended task's files any more.
@@ -757,39 +737,12 @@ func writeFileAtomic(path string, data []byte) error {
 // The state before the run goes too: only a follower of a task that has
 // not ended reads it.
 func (r *Runner) removeTemps(id string) {
-	if err := removeTempsOf(checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id)); err != nil {
+	if err := hostfs.RemoveTemps(checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id)); err != nil {
 		r.logf("task %s: %v", id, err)
 	}
 	if err := os.Remove(r.preRunPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		r.logf("task %s: remove the state of the repository before the run: %v", id, err)
 	}
-}
-
-// removeTempsOf removes the temporary files writeFileAtomic makes beside
-// each of paths (PATH.tmp-*), which must all be in one directory.
-func removeTempsOf(paths ...string) error {
-	if len(paths) == 0 {
-		return nil
-	}
-	dir := filepath.Dir(paths[0])
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("remove temporary files: %w", err)
-	}
-	var errs []error
-	for _, e := range entries {
-		for _, p := range paths {
-			if e.Type().IsRegular() && strings.HasPrefix(e.Name(), filepath.Base(p)+".tmp-") {
-				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-					errs = append(errs, fmt.Errorf("remove temporary file: %w", err))
-				}
-			}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // fail records that a task could not run to its end, with the reason. A

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/client"
 )
@@ -277,7 +278,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	}
 	if err := r.store.Create(t); err != nil {
 		if parent != nil {
-			_ = removeBelow(filepath.Join(r.cfg.Home, "runs"), id) // its copy of the session
+			_ = hostfs.RemoveBelow(filepath.Join(r.cfg.Home, "runs"), id) // its copy of the session
 		}
 		return nil, err
 	}

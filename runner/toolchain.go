@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
@@ -249,7 +250,7 @@ func (tc Toolchains) Choose(root string) (ImageChoice, error) {
 // through a symlink, a pipe or a device the repository holds there.
 func readDevcontainer(root string) (images.Devcontainer, string, error) {
 	for _, file := range images.DevcontainerFiles {
-		data, size, err := readRegular(root, root, file, maxDevcontainerFile)
+		data, size, err := hostfs.ReadRegular(root, root, file, maxDevcontainerFile)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -402,7 +403,7 @@ func (r *Runner) buildDevcontainer(ctx context.Context, t *store.Task, b *store.
 	}
 	// The descriptor, not the path: a swap of the path changes nothing of
 	// what is read.
-	repo, err := openRepo(ctx, fmt.Sprintf("/proc/self/fd/%d", fd), &refusal{})
+	repo, err := hostfs.OpenRepo(ctx, fmt.Sprintf("/proc/self/fd/%d", fd), &hostfs.Refusal{})
 	if err != nil {
 		return "", fmt.Errorf("open the git repository %s for the dev container build: %w", t.RepoRoot, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
@@ -52,15 +53,15 @@ func resolveWorkdir(dir string, allowedRoots []string) (workdir, root string, er
 	// where go-git reads (.git/HEAD, commondir), which would hang this call.
 	ctx, cancel := context.WithTimeout(context.Background(), gitOpenTimeout)
 	defer cancel()
-	refused := &refusal{}
-	repo, err := openRepo(ctx, gitRoot, refused)
+	refused := &hostfs.Refusal{}
+	repo, err := hostfs.OpenRepo(ctx, gitRoot, refused)
 	if err == nil {
 		_, err = repo.Head()
 		if errors.Is(err, plumbing.ErrReferenceNotFound) {
 			err = nil // a repository with no commit yet
 		}
 	}
-	if rerr := refused.first(); rerr != nil {
+	if rerr := refused.First(); rerr != nil {
 		err = rerr
 	}
 	if err != nil {

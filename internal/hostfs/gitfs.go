@@ -1,9 +1,10 @@
-package runner
+package hostfs
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,7 @@ type repoFS struct {
 	// refused keeps the first file refused, shared by all views of one
 	// repository: go-git may take it for a missing file and carry on with a
 	// wrong status, which is then reported as no status, with why.
-	refused *refusal
+	refused *Refusal
 	base    string // trusted: the repository root, or a git directory
 	// prefix is below base, after Chroot; its components are walked
 	// without following symlinks like any other.
@@ -44,13 +45,13 @@ func (fs *repoFS) rel(name string) string {
 
 var errRepoFSReadOnly = errors.New("codex-connector reads repositories only")
 
-type refusal struct {
+type Refusal struct {
 	mu  sync.Mutex
 	err error
 }
 
-func (r *refusal) note(err error) error {
-	var unsafe *unsafeFile
+func (r *Refusal) Note(err error) error {
+	var unsafe *UnsafeFile
 	if errors.As(err, &unsafe) {
 		r.mu.Lock()
 		if r.err == nil {
@@ -61,7 +62,7 @@ func (r *refusal) note(err error) error {
 	return err
 }
 
-func (r *refusal) first() error {
+func (r *Refusal) First() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.err
@@ -76,9 +77,9 @@ func (fs *repoFS) OpenFile(name string, flag int, _ os.FileMode) (billy.File, er
 	if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND) != 0 {
 		return nil, &os.PathError{Op: "open", Path: name, Err: errRepoFSReadOnly}
 	}
-	f, _, err := openRegular(fs.base, fs.base, fs.rel(name))
+	f, _, err := OpenRegular(fs.base, fs.base, fs.rel(name))
 	if err != nil {
-		return nil, fs.refused.note(err)
+		return nil, fs.refused.Note(err)
 	}
 	return &repoFile{f: f, ctx: fs.ctx, name: name}, nil
 }
@@ -115,9 +116,9 @@ func (fs *repoFS) Lstat(name string) (os.FileInfo, error) {
 	if err := fs.ctx.Err(); err != nil {
 		return nil, err
 	}
-	st, err := lstatBelow(fs.base, fs.base, fs.rel(name))
+	st, err := LstatBelow(fs.base, fs.base, fs.rel(name))
 	if err != nil {
-		return nil, fs.refused.note(err)
+		return nil, fs.refused.Note(err)
 	}
 	return statInfo{filepath.Base(filepath.Join("/", name)), st}, nil
 }
@@ -126,8 +127,8 @@ func (fs *repoFS) ReadDir(name string) ([]os.FileInfo, error) {
 	if err := fs.ctx.Err(); err != nil {
 		return nil, err
 	}
-	infos, err := readDirBelow(fs.base, fs.base, fs.rel(name), fs.ctx.Err)
-	return infos, fs.refused.note(err)
+	infos, err := ReadDirBelow(fs.base, fs.base, fs.rel(name), fs.ctx.Err)
+	return infos, fs.refused.Note(err)
 }
 
 func (fs *repoFS) Readlink(name string) (string, error) {
@@ -135,7 +136,7 @@ func (fs *repoFS) Readlink(name string) (string, error) {
 		return "", err
 	}
 	s, err := readlinkBelow(fs.base, fs.base, fs.rel(name))
-	return s, fs.refused.note(err)
+	return s, fs.refused.Note(err)
 }
 
 func (fs *repoFS) Join(elem ...string) string { return filepath.Join(elem...) }
@@ -185,9 +186,9 @@ func (f *repoFile) Truncate(int64) error      { return errRepoFSReadOnly }
 func (f *repoFile) Lock() error               { return nil }
 func (f *repoFile) Unlock() error             { return nil }
 
-// gitdirOf reads a .git file of the work tree at dir: the git directory
+// GitdirOf reads a .git file of the work tree at dir: the git directory
 // its first line names, made absolute. git itself takes one line.
-func gitdirOf(dir string, data []byte) (string, bool) {
+func GitdirOf(dir string, data []byte) (string, bool) {
 	line, _, _ := strings.Cut(string(data), "\n")
 	target, ok := strings.CutPrefix(strings.TrimSpace(line), "gitdir:")
 	target = strings.TrimSpace(target)
@@ -203,95 +204,101 @@ func gitdirOf(dir string, data []byte) (string, bool) {
 // maxGitFileBytes bounds a .git file (the gitdir pointer) and commondir.
 const maxGitFileBytes = 64 << 10
 
-// openRepo opens the repository whose work tree is root with go-git, every
+// OpenRepo opens the repository whose work tree is root with go-git, every
 // file of it read through repoFS. It follows .git as a file ("gitdir:") and
 // commondir, as git does; .git as a symlink is refused. refused collects
 // what repoFS would not read.
-func openRepo(ctx context.Context, root string, refused *refusal) (*git.Repository, error) {
-	dirs, err := gitDirsOf(root)
+func OpenRepo(ctx context.Context, root string, refused *Refusal) (*git.Repository, error) {
+	dirs, err := GitDirsOf(root)
 	if err != nil {
 		return nil, err
 	}
-	return openRepoAt(ctx, root, dirs, refused)
+	return OpenRepoAt(ctx, root, dirs, refused)
 }
 
-// gitDirs are the directories git reads for a work tree: its git directory
+// GitDirs are the directories git reads for a work tree: its git directory
 // and, for a linked worktree or a submodule, the common one ("" if none).
-type gitDirs struct {
-	gitDir, common string
-	// stats are list()'s directories as gitDirsOf found them: what
+type GitDirs struct {
+	GitDir, Common string
+	// Stats are List()'s directories as GitDirsOf found them: what
 	// identifies each (gitpin.go).
-	stats []unix.Stat_t
+	Stats []unix.Stat_t
 }
 
-// gitDirsOf finds the git directories of the work tree at root as git
+// GitDirsOf finds the git directories of the work tree at root as git
 // does: .git itself, or the directory a .git file names, then its
 // commondir. The git directory must belong to the owner of root: a task
 // that may write .git can point it at any path, and the server (root, or
 // another user) must not read a repository that root's owner cannot.
-func gitDirsOf(root string) (gitDirs, error) {
-	st, err := lstatBelow(root, root, ".git")
+func GitDirsOf(root string) (GitDirs, error) {
+	st, err := LstatBelow(root, root, ".git")
 	if err != nil {
-		return gitDirs{}, fmt.Errorf("open the git repository at %s: %w", root, err)
+		return GitDirs{}, fmt.Errorf("open the git repository at %s: %w", root, err)
 	}
-	var d gitDirs
+	var d GitDirs
 	switch info := (statInfo{".git", st}); {
 	case info.IsDir():
-		d.gitDir = filepath.Join(root, ".git")
+		d.GitDir = filepath.Join(root, ".git")
 	case info.Mode().IsRegular():
-		data, _, err := readRegular(root, root, ".git", maxGitFileBytes)
+		data, _, err := ReadRegular(root, root, ".git", maxGitFileBytes)
 		if err != nil {
-			return gitDirs{}, fmt.Errorf("read %s: %w", filepath.Join(root, ".git"), err)
+			return GitDirs{}, fmt.Errorf("read %s: %w", filepath.Join(root, ".git"), err)
 		}
 		var ok bool
-		if d.gitDir, ok = gitdirOf(root, data); !ok {
-			return gitDirs{}, fmt.Errorf("%s has no gitdir line", filepath.Join(root, ".git"))
+		if d.GitDir, ok = GitdirOf(root, data); !ok {
+			return GitDirs{}, fmt.Errorf("%s has no gitdir line", filepath.Join(root, ".git"))
 		}
 	default:
-		return gitDirs{}, &unsafeFile{filepath.Join(root, ".git"), "is " + kindOf(st.Mode) + "; codex-connector does not follow it"}
+		return GitDirs{}, &UnsafeFile{filepath.Join(root, ".git"), "is " + kindOf(st.Mode) + "; codex-connector does not follow it"}
 	}
-	data, _, err := readRegular(d.gitDir, d.gitDir, "commondir", maxGitFileBytes)
+	data, _, err := ReadRegular(d.GitDir, d.GitDir, "commondir", maxGitFileBytes)
 	switch {
 	case err == nil:
-		d.common = strings.TrimSpace(string(data))
-		if !filepath.IsAbs(d.common) {
-			d.common = filepath.Join(d.gitDir, d.common)
+		d.Common = strings.TrimSpace(string(data))
+		if !filepath.IsAbs(d.Common) {
+			d.Common = filepath.Join(d.GitDir, d.Common)
 		}
-		d.common = filepath.Clean(d.common)
+		d.Common = filepath.Clean(d.Common)
 	case !errors.Is(err, os.ErrNotExist):
-		return gitDirs{}, fmt.Errorf("read %s: %w", filepath.Join(d.gitDir, "commondir"), err)
+		return GitDirs{}, fmt.Errorf("read %s: %w", filepath.Join(d.GitDir, "commondir"), err)
 	}
-	owner, err := lstatBelow(root, root, "")
+	owner, err := LstatBelow(root, root, "")
 	if err != nil {
-		return gitDirs{}, fmt.Errorf("open the git repository at %s: %w", root, err)
+		return GitDirs{}, fmt.Errorf("open the git repository at %s: %w", root, err)
 	}
-	for _, dir := range d.list() {
-		st, err := lstatBelow(dir, dir, "")
+	for _, dir := range d.List() {
+		st, err := LstatBelow(dir, dir, "")
 		if err != nil {
-			return gitDirs{}, fmt.Errorf("open the git directory %s of %s: %w", dir, root, err)
+			return GitDirs{}, fmt.Errorf("open the git directory %s of %s: %w", dir, root, err)
 		}
 		if st.Uid != owner.Uid {
-			return gitDirs{}, &unsafeFile{dir, fmt.Sprintf("is the git directory .git leads to, but it belongs to uid %d and %s to uid %d; codex-connector does not read a git directory of another user — restore .git", st.Uid, root, owner.Uid)}
+			return GitDirs{}, &UnsafeFile{dir, fmt.Sprintf("is the git directory .git leads to, but it belongs to uid %d and %s to uid %d; codex-connector does not read a git directory of another user — restore .git", st.Uid, root, owner.Uid)}
 		}
-		d.stats = append(d.stats, st)
+		d.Stats = append(d.Stats, st)
 	}
 	return d, nil
 }
 
-func (d gitDirs) list() []string {
-	if d.common == "" {
-		return []string{d.gitDir}
+func (d GitDirs) List() []string {
+	if d.Common == "" {
+		return []string{d.GitDir}
 	}
-	return []string{d.gitDir, d.common}
+	return []string{d.GitDir, d.Common}
 }
 
-// openRepoAt opens the repository of the work tree root whose git
+// OpenRepoAt opens the repository of the work tree root whose git
 // directories are dirs.
-func openRepoAt(ctx context.Context, root string, dirs gitDirs, refused *refusal) (*git.Repository, error) {
-	dot := billy.Filesystem(&repoFS{ctx: ctx, refused: refused, base: dirs.gitDir})
-	if dirs.common != "" {
-		dot = dotgit.NewRepositoryFilesystem(dot, &repoFS{ctx: ctx, refused: refused, base: dirs.common})
+func OpenRepoAt(ctx context.Context, root string, dirs GitDirs, refused *Refusal) (*git.Repository, error) {
+	dot := billy.Filesystem(&repoFS{ctx: ctx, refused: refused, base: dirs.GitDir})
+	if dirs.Common != "" {
+		dot = dotgit.NewRepositoryFilesystem(dot, &repoFS{ctx: ctx, refused: refused, base: dirs.Common})
 	}
 	storage := filesystem.NewStorageWithOptions(dot, cache.NewObjectLRUDefault(), filesystem.Options{})
 	return git.Open(storage, &repoFS{ctx: ctx, refused: refused, base: root})
+}
+
+// ReaderOf reads f until ctx ends: a hash of a huge file a task left stops
+// with the scan that asked for it.
+func ReaderOf(ctx context.Context, f *os.File) io.Reader {
+	return &repoFile{f: f, ctx: ctx, name: f.Name()}
 }

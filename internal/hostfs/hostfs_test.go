@@ -1,4 +1,4 @@
-package runner
+package hostfs
 
 import (
 	"errors"
@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,32 +29,18 @@ func secretFile(t *testing.T) (dir, path string) {
 	return dir, path
 }
 
-func mustSymlink(t *testing.T, target, link string) {
-	t.Helper()
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func mustMkfifo(t *testing.T, path string) {
-	t.Helper()
-	if err := syscall.Mkfifo(path, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestReadRegularRefusesWhatATaskMade(t *testing.T) {
 	_, secret := secretFile(t)
 	base := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(base, "out"), 0o755))
-	must(t, os.WriteFile(filepath.Join(base, "out", "plain.txt"), []byte("hello"), 0o644))
-	mustSymlink(t, secret, filepath.Join(base, "out", "link.txt"))
-	mustSymlink(t, filepath.Dir(secret), filepath.Join(base, "linkdir"))
-	mustMkfifo(t, filepath.Join(base, "out", "fifo.txt"))
-	must(t, os.Mkdir(filepath.Join(base, "out", "dir.txt"), 0o755))
+	hostfstest.Must(t, os.MkdirAll(filepath.Join(base, "out"), 0o755))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(base, "out", "plain.txt"), []byte("hello"), 0o644))
+	hostfstest.Symlink(t, secret, filepath.Join(base, "out", "link.txt"))
+	hostfstest.Symlink(t, filepath.Dir(secret), filepath.Join(base, "linkdir"))
+	hostfstest.Mkfifo(t, filepath.Join(base, "out", "fifo.txt"))
+	hostfstest.Must(t, os.Mkdir(filepath.Join(base, "out", "dir.txt"), 0o755))
 	big, err := os.Create(filepath.Join(base, "out", "big.txt"))
-	must(t, err)
-	must(t, big.Truncate(10<<30)) // sparse: 10 GiB that take no room
+	hostfstest.Must(t, err)
+	hostfstest.Must(t, big.Truncate(10<<30)) // sparse: 10 GiB that take no room
 	big.Close()
 
 	for _, tc := range []struct{ name, rel, want string }{
@@ -63,8 +50,8 @@ func TestReadRegularRefusesWhatATaskMade(t *testing.T) {
 		{"a directory", "out/dir.txt", "is a directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			data, _, err := readRegular(base, "state", tc.rel, 1<<20)
-			var unsafe *unsafeFile
+			data, _, err := ReadRegular(base, "state", tc.rel, 1<<20)
+			var unsafe *UnsafeFile
 			if !errors.As(err, &unsafe) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %q, %v; want an unsafeFile error saying %q", data, err, tc.want)
 			}
@@ -74,45 +61,38 @@ func TestReadRegularRefusesWhatATaskMade(t *testing.T) {
 		})
 	}
 	t.Run("a huge file is read up to the cap, and its size told", func(t *testing.T) {
-		data, size, err := readRegular(base, "state", "out/big.txt", 4096)
+		data, size, err := ReadRegular(base, "state", "out/big.txt", 4096)
 		if err != nil || len(data) != 4096 || size != 10<<30 {
 			t.Fatalf("got %d bytes, size %d, %v", len(data), size, err)
 		}
 	})
 	t.Run("a regular file is read", func(t *testing.T) {
-		data, size, err := readRegular(base, "state", "out/plain.txt", 4096)
+		data, size, err := ReadRegular(base, "state", "out/plain.txt", 4096)
 		if err != nil || string(data) != "hello" || size != 5 {
 			t.Fatalf("got %q, %d, %v", data, size, err)
 		}
 	})
 	t.Run("a missing file is os.ErrNotExist", func(t *testing.T) {
-		if _, _, err := readRegular(base, "state", "out/none.txt", 4096); !errors.Is(err, os.ErrNotExist) {
+		if _, _, err := ReadRegular(base, "state", "out/none.txt", 4096); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("got %v", err)
 		}
 	})
 }
 
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// ensureDir replaces what a task planted in the server's layout and never
+// EnsureDir replaces what a task planted in the server's layout and never
 // touches what the plants point at.
 func TestEnsureDirReplacesPlantsWithoutFollowingThem(t *testing.T) {
 	outside := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(outside, "keep"), []byte("x"), 0o600))
-	must(t, os.Chmod(outside, 0o751))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(outside, "keep"), []byte("x"), 0o600))
+	hostfstest.Must(t, os.Chmod(outside, 0o751))
 	base := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(base, "id"), 0o700))
-	mustSymlink(t, outside, filepath.Join(base, "id", "out"))
-	mustMkfifo(t, filepath.Join(base, "id", "home"))
-	must(t, os.Mkdir(filepath.Join(base, "id", "locked"), 0o700))
-	must(t, os.Chmod(filepath.Join(base, "id", "locked"), 0))
+	hostfstest.Must(t, os.MkdirAll(filepath.Join(base, "id"), 0o700))
+	hostfstest.Symlink(t, outside, filepath.Join(base, "id", "out"))
+	hostfstest.Mkfifo(t, filepath.Join(base, "id", "home"))
+	hostfstest.Must(t, os.Mkdir(filepath.Join(base, "id", "locked"), 0o700))
+	hostfstest.Must(t, os.Chmod(filepath.Join(base, "id", "locked"), 0))
 	for _, rel := range []string{"id/out", "id/home", "id/locked"} {
-		if err := ensureDir(base, rel, 0o700, false, 0, 0); err != nil {
+		if err := EnsureDir(base, rel, 0o700, false, 0, 0); err != nil {
 			t.Fatalf("%s: %v", rel, err)
 		}
 		fi, err := os.Lstat(filepath.Join(base, rel))
@@ -123,7 +103,7 @@ func TestEnsureDirReplacesPlantsWithoutFollowingThem(t *testing.T) {
 	if fi, err := os.Stat(outside); err != nil || fi.Mode().Perm() != 0o751 {
 		t.Fatalf("the symlink's target changed: %v %v", fi.Mode(), err)
 	}
-	if !exists(filepath.Join(outside, "keep")) {
+	if !hostfstest.Exists(filepath.Join(outside, "keep")) {
 		t.Fatal("the symlink's target lost its content")
 	}
 }
@@ -133,52 +113,44 @@ func TestEnsureDirReplacesPlantsWithoutFollowingThem(t *testing.T) {
 // a directory without write permission, and a deep nest.
 func buildHostileTree(t testing.TB, dir, outside string, depth int) {
 	t.Helper()
-	must(t, os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755))
-	must(t, os.WriteFile(filepath.Join(dir, "a", "b", "f"), []byte("x"), 0o644))
-	must(t, os.Symlink(outside, filepath.Join(dir, "a", "to-outside")))
-	must(t, os.Symlink(filepath.Join(outside, "keep"), filepath.Join(dir, "a", "b", "to-file")))
-	must(t, syscall.Mkfifo(filepath.Join(dir, "a", "fifo"), 0o644))
-	must(t, os.MkdirAll(filepath.Join(dir, "locked", "inner"), 0o755))
-	must(t, os.WriteFile(filepath.Join(dir, "locked", "inner", "f"), []byte("x"), 0o644))
-	must(t, os.Chmod(filepath.Join(dir, "locked", "inner"), 0))
-	must(t, os.Chmod(filepath.Join(dir, "locked"), 0))
-	must(t, os.MkdirAll(filepath.Join(dir, "readonly"), 0o755))
-	must(t, os.WriteFile(filepath.Join(dir, "readonly", "f"), []byte("x"), 0o644))
-	must(t, os.Chmod(filepath.Join(dir, "readonly"), 0o555))
+	hostfstest.Must(t, os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(dir, "a", "b", "f"), []byte("x"), 0o644))
+	hostfstest.Must(t, os.Symlink(outside, filepath.Join(dir, "a", "to-outside")))
+	hostfstest.Must(t, os.Symlink(filepath.Join(outside, "keep"), filepath.Join(dir, "a", "b", "to-file")))
+	hostfstest.Must(t, syscall.Mkfifo(filepath.Join(dir, "a", "fifo"), 0o644))
+	hostfstest.Must(t, os.MkdirAll(filepath.Join(dir, "locked", "inner"), 0o755))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(dir, "locked", "inner", "f"), []byte("x"), 0o644))
+	hostfstest.Must(t, os.Chmod(filepath.Join(dir, "locked", "inner"), 0))
+	hostfstest.Must(t, os.Chmod(filepath.Join(dir, "locked"), 0))
+	hostfstest.Must(t, os.MkdirAll(filepath.Join(dir, "readonly"), 0o755))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(dir, "readonly", "f"), []byte("x"), 0o644))
+	hostfstest.Must(t, os.Chmod(filepath.Join(dir, "readonly"), 0o555))
 	// Deeper than PATH_MAX allows in one path: made one level at a time.
 	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
-	must(t, err)
+	hostfstest.Must(t, err)
 	for i := 0; i < depth; i++ {
-		must(t, syscall.Mkdirat(fd, "nest-of-directories", 0o755))
+		hostfstest.Must(t, syscall.Mkdirat(fd, "nest-of-directories", 0o755))
 		next, err := syscall.Openat(fd, "nest-of-directories", syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
-		must(t, err)
+		hostfstest.Must(t, err)
 		syscall.Close(fd)
 		fd = next
 	}
 	syscall.Close(fd)
 }
 
-func checkOutsideIntact(t testing.TB, outside string) {
-	t.Helper()
-	if data, err := os.ReadFile(filepath.Join(outside, "keep")); err != nil || string(data) != "keep me" {
-		t.Fatalf("the target of a task's symlink was touched: %q %v", data, err)
-	}
-}
-
 func TestRemoveTreeNeverFollowsAndCopesWithLockedDirectories(t *testing.T) {
-	outside := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(outside, "keep"), []byte("keep me"), 0o600))
+	outside := hostfstest.Outside(t)
 	dir := filepath.Join(t.TempDir(), "task")
-	must(t, os.Mkdir(dir, 0o700))
+	hostfstest.Must(t, os.Mkdir(dir, 0o700))
 	buildHostileTree(t, dir, outside, 2000)
-	if err := removeTree(dir); err != nil {
+	if err := RemoveTree(dir); err != nil {
 		t.Fatal(err)
 	}
-	if exists(dir) {
+	if hostfstest.Exists(dir) {
 		t.Fatal("the tree is still there")
 	}
-	checkOutsideIntact(t, outside)
-	if err := removeTree(dir); err != nil {
+	hostfstest.OutsideIntact(t, outside)
+	if err := RemoveTree(dir); err != nil {
 		t.Fatalf("removing what is gone: %v", err)
 	}
 }
@@ -197,24 +169,24 @@ func TestRemoveTreeAsAUser(t *testing.T) {
 	// Here as imagestest.RepoUID, in a directory the parent made for it.
 	dir, outside := os.Getenv("HOSTFS_DIR"), os.Getenv("HOSTFS_OUTSIDE")
 	mine := filepath.Join(dir, "mine")
-	must(t, os.Mkdir(mine, 0o700))
+	hostfstest.Must(t, os.Mkdir(mine, 0o700))
 	buildHostileTree(t, mine, outside, 300)
-	if err := removeTree(mine); err != nil {
+	if err := RemoveTree(mine); err != nil {
 		t.Fatal(err)
 	}
-	if exists(mine) {
+	if hostfstest.Exists(mine) {
 		t.Fatal("the tree is still there")
 	}
 	// The parent checks that outside, which only root reads, is intact.
 
 	// The parent planted a directory of root's in "theirs".
 	theirs := filepath.Join(dir, "theirs")
-	err := removeTree(theirs)
+	err := RemoveTree(theirs)
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(theirs, "roots", "f")+": permission denied") || !strings.Contains(err.Error(), "remove it by hand") {
 		t.Fatalf("got %v; want the root-owned file named, with why and what to do", err)
 	}
 	t.Logf("what could not be removed: %v", err)
-	if exists(filepath.Join(theirs, "other")) {
+	if hostfstest.Exists(filepath.Join(theirs, "other")) {
 		t.Fatal("what could be removed was left")
 	}
 }
@@ -227,27 +199,27 @@ func runAsUser(t *testing.T, name string) {
 	// The test binary and everything the user needs must be reachable: the
 	// go build cache and t.TempDir are private to root.
 	shared, err := os.MkdirTemp("", "hostfs-as-user-")
-	must(t, err)
-	t.Cleanup(func() { _ = removeTree(shared) })
-	must(t, os.Chmod(shared, 0o755))
+	hostfstest.Must(t, err)
+	t.Cleanup(func() { _ = RemoveTree(shared) })
+	hostfstest.Must(t, os.Chmod(shared, 0o755))
 	self, err := os.Executable()
-	must(t, err)
+	hostfstest.Must(t, err)
 	bin := filepath.Join(shared, "runner.test")
 	copyFile(t, self, bin, 0o755)
 	dir := filepath.Join(shared, "dir")
-	must(t, os.Mkdir(dir, 0o755))
-	must(t, os.Chown(dir, imagestest.RepoUID, imagestest.RepoGID))
+	hostfstest.Must(t, os.Mkdir(dir, 0o755))
+	hostfstest.Must(t, os.Chown(dir, imagestest.RepoUID, imagestest.RepoGID))
 	outside := filepath.Join(shared, "outside")
-	must(t, os.Mkdir(outside, 0o700))
-	must(t, os.WriteFile(filepath.Join(outside, "keep"), []byte("keep me"), 0o600))
+	hostfstest.Must(t, os.Mkdir(outside, 0o700))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(outside, "keep"), []byte("keep me"), 0o600))
 	// A directory of the user's holding one of root's that the user cannot
 	// empty, beside things the user can remove.
 	theirs := filepath.Join(dir, "theirs")
-	must(t, os.MkdirAll(filepath.Join(theirs, "roots"), 0o755))
-	must(t, os.WriteFile(filepath.Join(theirs, "roots", "f"), []byte("x"), 0o644))
-	must(t, os.WriteFile(filepath.Join(theirs, "other"), []byte("x"), 0o644))
-	must(t, os.Chown(theirs, imagestest.RepoUID, imagestest.RepoGID))
-	must(t, os.Chown(filepath.Join(theirs, "other"), imagestest.RepoUID, imagestest.RepoGID))
+	hostfstest.Must(t, os.MkdirAll(filepath.Join(theirs, "roots"), 0o755))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(theirs, "roots", "f"), []byte("x"), 0o644))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(theirs, "other"), []byte("x"), 0o644))
+	hostfstest.Must(t, os.Chown(theirs, imagestest.RepoUID, imagestest.RepoGID))
+	hostfstest.Must(t, os.Chown(filepath.Join(theirs, "other"), imagestest.RepoUID, imagestest.RepoGID))
 
 	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), "HOSTFS_AS_USER=1", "HOSTFS_DIR="+dir, "HOSTFS_OUTSIDE="+outside, "HOME="+dir)
@@ -258,63 +230,63 @@ func runAsUser(t *testing.T, name string) {
 		t.Fatalf("as uid %d: %v\n%s", imagestest.RepoUID, err, out)
 	}
 	t.Logf("as uid %d:\n%s", imagestest.RepoUID, out)
-	checkOutsideIntact(t, outside)
+	hostfstest.OutsideIntact(t, outside)
 }
 
 func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	t.Helper()
 	in, err := os.Open(from)
-	must(t, err)
+	hostfstest.Must(t, err)
 	defer in.Close()
 	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	must(t, err)
+	hostfstest.Must(t, err)
 	_, err = io.Copy(out, in)
-	must(t, err)
-	must(t, out.Close())
+	hostfstest.Must(t, err)
+	hostfstest.Must(t, out.Close())
 }
 
 func TestTreeUsageCountsBlocksNotSymlinksOrHoles(t *testing.T) {
 	outside := t.TempDir()
 	big := make([]byte, 8<<20)
-	must(t, os.WriteFile(filepath.Join(outside, "big"), big, 0o644))
+	hostfstest.Must(t, os.WriteFile(filepath.Join(outside, "big"), big, 0o644))
 	dir := t.TempDir()
 	sparse, err := os.Create(filepath.Join(dir, "sparse"))
-	must(t, err)
-	must(t, sparse.Truncate(100<<30))
+	hostfstest.Must(t, err)
+	hostfstest.Must(t, sparse.Truncate(100<<30))
 	sparse.Close()
-	mustSymlink(t, filepath.Join(outside, "big"), filepath.Join(dir, "link"))
-	mustSymlink(t, outside, filepath.Join(dir, "linkdir"))
-	mustMkfifo(t, filepath.Join(dir, "fifo"))
-	used, err := treeUsage(dir, 0)
+	hostfstest.Symlink(t, filepath.Join(outside, "big"), filepath.Join(dir, "link"))
+	hostfstest.Symlink(t, outside, filepath.Join(dir, "linkdir"))
+	hostfstest.Mkfifo(t, filepath.Join(dir, "fifo"))
+	used, err := TreeUsage(dir, 0)
 	if err != nil || used > 1<<20 {
 		t.Fatalf("a sparse file, symlinks and a pipe use %d bytes (%v); want little", used, err)
 	}
-	must(t, os.WriteFile(filepath.Join(dir, "real"), big, 0o644))
-	used, err = treeUsage(dir, 0)
+	hostfstest.Must(t, os.WriteFile(filepath.Join(dir, "real"), big, 0o644))
+	used, err = TreeUsage(dir, 0)
 	if err != nil || used < 8<<20 {
 		t.Fatalf("8 MiB written count %d bytes (%v)", used, err)
 	}
 	t.Run("it stops early past the limit", func(t *testing.T) {
 		for i := 0; i < 100; i++ {
-			must(t, os.WriteFile(filepath.Join(dir, fmt.Sprint("f", i)), big[:64<<10], 0o644))
+			hostfstest.Must(t, os.WriteFile(filepath.Join(dir, fmt.Sprint("f", i)), big[:64<<10], 0o644))
 		}
-		used, err := treeUsage(dir, 1<<20)
+		used, err := TreeUsage(dir, 1<<20)
 		if err != nil || used <= 1<<20 || used >= 8<<20+100*64<<10 {
 			t.Fatalf("used %d, %v", used, err)
 		}
 	})
 	t.Run("a nest too deep to measure says so", func(t *testing.T) {
 		deep := t.TempDir()
-		buildHostileTree(t, deep, outside, maxWalkDepth+10)
+		buildHostileTree(t, deep, outside, MaxWalkDepth+10)
 		if os.Geteuid() == 0 {
 			// Root reads locked directories; the depth is what stops it.
-			_, err := treeUsage(deep, 0)
-			var unsafe *unsafeFile
-			if !errors.As(err, &unsafe) || !strings.Contains(err.Error(), "nested more than "+strconv.Itoa(maxWalkDepth)) {
+			_, err := TreeUsage(deep, 0)
+			var unsafe *UnsafeFile
+			if !errors.As(err, &unsafe) || !strings.Contains(err.Error(), "nested more than "+strconv.Itoa(MaxWalkDepth)) {
 				t.Fatalf("got %v", err)
 			}
 		}
-		must(t, removeTree(deep))
+		hostfstest.Must(t, RemoveTree(deep))
 	})
 }
 
