@@ -555,27 +555,14 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		t.Summary = &sum
 		t.LogBytes = logBytes
 		t.Result = clipN(result, maxResultInRecord)
-		switch {
-		case t.CancelRequested:
-			t.Status, t.Error = store.Cancelled, "cancelled by request"
-		case t.StopReason != "":
-			t.Status, t.Error = store.Failed, t.StopReason
-		case !t.Deadline.IsZero() && !now.Before(t.Deadline):
-			t.Status, t.Error = store.TimedOut, fmt.Sprintf("timed out after %s", time.Duration(t.TimeoutMs)*time.Millisecond)
-		case oom:
-			t.Status, t.Error = store.Failed, fmt.Sprintf("killed: out of memory (limit %s) — raise the memory limit in the configuration, or give Codex a smaller task", humanBytes(r.cfg.Limits.MemoryBytes))
-		case code == 0:
-			t.Status = store.Completed
-		case rn.engineLost && code != 0:
-			t.Status, t.Error = store.Failed, fmt.Sprintf("stopped by a restart of the Docker engine (exit %d): run the task again — Docker's live-restore option keeps tasks running across engine restarts", code)
-		case code == 143:
-			t.Status, t.Error = store.Failed, "stopped from outside codex-connector with SIGTERM (exit 143): by `docker stop`, or by a stop or restart of the Docker engine — run the task again; Docker's live-restore option keeps tasks running across engine restarts"
-		case code == 137:
-			t.Status, t.Error = store.Failed, "killed (exit 137) by something other than codex-connector: probably out of memory, or a `docker kill`"
-		case turnErr != "":
-			t.Status, t.Error = store.Failed, turnFailure(code, turnErr)
-		default:
-			t.Status, t.Error = store.Failed, fmt.Sprintf("codex exited with code %d; see the log", code)
+		status, reason := outcome(ending{
+			Code: code, OOMKilled: oom, EngineLost: rn.engineLost,
+			Cancelled: t.CancelRequested, StopReason: t.StopReason,
+			Deadline: t.Deadline, Timeout: time.Duration(t.TimeoutMs) * time.Millisecond, Now: now,
+			MemoryLimit: r.cfg.Limits.MemoryBytes, TurnFailure: turnErr,
+		})
+		if t.Status = status; status != store.Completed {
+			t.Error = reason
 		}
 		if logErr != nil {
 			t.Error = joinReason(t.Error, fmt.Sprintf("the log is incomplete: %v", logErr)+r.diskHint(logErr))
