@@ -30,9 +30,6 @@ import (
 // workspace-write): no network in their containers, and the egress proxy as
 // the only way out.
 type Egress struct {
-	// Binary is a static codex-connector binary: it runs the proxy (in its
-	// own FROM scratch container) and the bridge inside task containers.
-	Binary string
 	// ModelHosts (host:port) are reachable at every restricted level, by
 	// CONNECT: the hosts of a ChatGPT login. Model providers with a route
 	// (Config.Routes) are reached through the route, never this way.
@@ -263,7 +260,7 @@ func (r *Runner) proxyRefLocked() (string, error) {
 	if r.proxyRef != "" {
 		return r.proxyRef, nil
 	}
-	bin := r.cfg.Egress.Binary
+	bin := r.cfg.HelperBinary
 	if bin == "" {
 		return "", errors.New("tasks need the codex-connector binary (it holds each container's gate and runs the egress proxy), and none is configured")
 	}
@@ -290,12 +287,12 @@ func proxyRefOf(sum []byte) string { return proxyRepo + ":" + hex.EncodeToString
 // proxyBinary reads the binary to build the proxy image from, and checks
 // that it is still the one whose hash names the image.
 func (r *Runner) proxyBinary() ([]byte, error) {
-	data, err := os.ReadFile(r.cfg.Egress.Binary)
+	data, err := os.ReadFile(r.cfg.HelperBinary)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", r.cfg.Egress.Binary, err)
+		return nil, fmt.Errorf("read %s: %w", r.cfg.HelperBinary, err)
 	}
 	if sum := sha256.Sum256(data); proxyRefOf(sum[:]) != r.proxyRef {
-		return nil, fmt.Errorf("the codex-connector binary %s changed since this process started (reinstalled?) — restart Claude Code (and `codex-connector run`s) so that they run the new one", r.cfg.Egress.Binary)
+		return nil, fmt.Errorf("the codex-connector binary %s changed since this process started (reinstalled?) — restart Claude Code (and `codex-connector run`s) so that they run the new one", r.cfg.HelperBinary)
 	}
 	return data, nil
 }

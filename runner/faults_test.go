@@ -200,7 +200,7 @@ func gatedLeftover(t *testing.T, h *harness, repo string) (id, containerID strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := policy{task: task, stateDir: stateDir, limits: h.cfg.Limits, version: "test", home: homeLabel(h.home), bridge: h.cfg.Egress.Binary, gate: newGate()}
+	p := policy{task: task, stateDir: stateDir, limits: h.cfg.Limits, version: "test", home: homeLabel(h.home), bridge: h.cfg.HelperBinary, gate: newGate()}
 	cfg, host := p.containerConfig()
 	created, err := h.engine.ContainerCreate(context.Background(), cfg, host, nil, nil, task.ContainerName)
 	if err != nil {

@@ -89,7 +89,7 @@ func (r *Runner) gateBinary() (string, error) {
 	if _, err := r.proxyRefLocked(); err != nil {
 		return "", err
 	}
-	return r.cfg.Egress.Binary, nil
+	return r.cfg.HelperBinary, nil
 }
 
 // gateOpened says whether a container's gate, if it has one, was opened:

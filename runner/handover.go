@@ -61,22 +61,22 @@ func (r *Runner) woken(last time.Time) (bool, time.Time) {
 	return !info.ModTime().Equal(last), info.ModTime()
 }
 
-// Release ends the leases this runner still holds, once its lifetime has
+// HandOver ends the leases this runner still holds, once its lifetime has
 // ended and Drain has returned, and wakes the home's other processes. It
 // returns how many tasks it handed over.
-func (r *Runner) Release() (int, error) {
+func (r *Runner) HandOver() (int, error) {
 	if r.lifetime.Err() == nil {
-		return 0, fmt.Errorf("release the leases: the runner still follows its tasks")
+		return 0, fmt.Errorf("hand over the leases: the runner still follows its tasks")
 	}
-	released, err := r.store.Release(r.instance)
+	handed, err := r.store.HandOver(r.instance)
 	if err != nil {
-		return 0, fmt.Errorf("release the leases: %w", err)
+		return 0, fmt.Errorf("hand over the leases: %w", err)
 	}
-	if len(released) > 0 {
-		r.logf("handed over %d tasks: %s", len(released), strings.Join(released, " "))
+	if len(handed) > 0 {
+		r.logf("handed over %d tasks: %s", len(handed), strings.Join(handed, " "))
 		r.Wake()
 	}
-	return len(released), nil
+	return len(handed), nil
 }
 
 // Live counts the home's tasks that have not ended: queued or running,

@@ -28,7 +28,7 @@ func TestTheStallClockSurvivesHandovers(t *testing.T) {
 			break
 		}
 		cur.stop()
-		if _, err := cur.Release(); err != nil {
+		if _, err := cur.HandOver(); err != nil {
 			t.Fatal(err)
 		}
 		cur = newHarness(t, func(c *Config) { mod(c); c.Home = first.home })

@@ -46,7 +46,7 @@ func newHarnessOn(t testing.TB, mod func(*Config), wrap func(*client.Client) eng
 		Version:    "test",
 		// Test repositories live in temporary directories.
 		AllowedRoots: []string{os.TempDir()},
-		Egress:       Egress{Binary: imagestest.StaticBinary(t)},
+		HelperBinary: imagestest.StaticBinary(t),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -60,7 +60,7 @@ func newHarnessOn(t testing.TB, mod func(*Config), wrap func(*client.Client) eng
 	if err != nil {
 		t.Fatal(err)
 	}
-	go r.Run()
+	go r.Supervise()
 	h := &harness{Runner: r, store: st, home: cfg.Home}
 	var once sync.Once
 	h.stop = func() {

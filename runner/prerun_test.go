@@ -43,7 +43,7 @@ func handedOver(t *testing.T, spoil func(first *harness, id string)) *store.Task
 	// cut short is started afresh, which is no handover.
 	waitLogHas(t, first.LogPath(task.ID), "thread.started")
 	first.stop()
-	if _, err := first.Release(); err != nil {
+	if _, err := first.HandOver(); err != nil {
 		t.Fatal(err)
 	}
 	if spoil != nil {

@@ -81,11 +81,11 @@ func followerGone(follower string) bool {
 	return len(fields) > 0 && fields[0] == "Z"
 }
 
-// Run keeps this server's leases, reconciles and keeps house until the
+// Supervise keeps this server's leases, reconciles and keeps house until the
 // lifetime ends. Leases are renewed on their own goroutine and clock: a
 // reconcile or a housekeeping pass stuck on the engine must not let them
 // lapse while this server still follows its tasks.
-func (r *Runner) Run() error {
+func (r *Runner) Supervise() error {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -170,7 +170,9 @@ func (r *Runner) renewLeases() {
 		return
 	}
 	for _, id := range lost {
-		r.lose(id, runs[id])
+		if r.drop(id, runs[id]) {
+			r.logf("task %s: this server no longer holds its lease (another server took it over, or it ended); no longer following it", id)
+		}
 		delete(runs, id)
 	}
 	for _, rn := range runs {
@@ -178,33 +180,7 @@ func (r *Runner) renewLeases() {
 	}
 }
 
-// lose stops following a task whose lease this server no longer holds: its
-// log copy and engine calls end, and nothing more is written for it.
-func (r *Runner) lose(id string, rn *run) {
-	r.mu.Lock()
-	if r.runs[id] != rn {
-		r.mu.Unlock()
-		return // it ended here, or was given up, in the meantime
-	}
-	delete(r.runs, id)
-	r.mu.Unlock()
-	rn.cancel()
-	close(rn.done)
-	r.logf("task %s: this server no longer holds its lease (another server took it over, or it ended); no longer following it", id)
-}
 
-// letGo forgets a run that stopped because its lease was lost or lapsed,
-// writing nothing; a later sweep (of any server) takes the task up again if
-// nobody holds it.
-func (r *Runner) letGo(id string, rn *run) {
-	rn.cancel()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.runs[id] == rn {
-		delete(r.runs, id)
-		close(rn.done)
-	}
-}
 
 // reconcile takes over the tasks no live server follows, and removes
 // containers no task needs. Errors are logged; the next sweep tries again.
@@ -255,7 +231,7 @@ func (r *Runner) reconcile(ctx context.Context) {
 		r.mu.Unlock()
 		r.wg.Add(1)
 		go func() {
-			defer r.release()
+			defer r.freeSlot()
 			defer r.recoverTask(taken.ID)
 			r.adopt(taken)
 		}()
@@ -284,7 +260,7 @@ func (r *Runner) refuseRecord(id string) {
 func (r *Runner) takeOver(id string) (*store.Task, error) {
 	t, err := r.update(id, func(t *store.Task) error {
 		// This process's own lapsed lease counts too: it gave the task up
-		// (release1) and may take it again.
+		// (giveUp) and may take it again.
 		if t.Status.Final() || (time.Now().Before(t.LeaseUntil) && !followerGone(t.Follower)) {
 			return errNotRunnable
 		}
@@ -324,7 +300,7 @@ func (r *Runner) adopt(t *store.Task) {
 		rn.tracker.note("waiting for the Docker engine to come back")
 		r.logf("task %s: the Docker engine does not answer; adopting the task when it does", t.ID)
 		if info, err = r.awaitEngine(ctx, t.ContainerName); ctx.Err() != nil {
-			r.letGo(t.ID, rn)
+			r.drop(t.ID, rn)
 			return
 		}
 	}
@@ -334,14 +310,14 @@ func (r *Runner) adopt(t *store.Task) {
 		r.requeue(t.ID)
 		return
 	case ctx.Err() != nil:
-		r.letGo(t.ID, rn)
+		r.drop(t.ID, rn)
 		return
 	case cerrdefs.IsNotFound(err):
 		r.fail(t.ID, errors.New("its container is gone: it was removed while no codex-connector followed it; the log holds what it printed until then"))
 		return
 	case err != nil:
 		r.logf("task %s: inspect container to adopt: %v", t.ID, err)
-		r.release1(t.ID)
+		r.giveUp(t.ID)
 		return
 	}
 	if info.State != nil && info.State.Status == "created" || !r.gateOpened(t.ID, info) {
@@ -378,7 +354,7 @@ func (r *Runner) requeueThen(id string, cleanup func()) {
 	if err == nil && cleanup != nil {
 		cleanup()
 	}
-	r.forget(id)
+	r.drop(id, nil)
 	if errors.Is(err, errNotHolder) {
 		return
 	}
@@ -389,10 +365,10 @@ func (r *Runner) requeueThen(id string, cleanup func()) {
 	r.enqueueFirst(id)
 }
 
-// release1 gives up following a task for now; its lease lapses and a later
+// giveUp gives up following a task for now; its lease lapses and a later
 // sweep (of any server) takes it up again.
-func (r *Runner) release1(id string) {
-	r.forget(id)
+func (r *Runner) giveUp(id string) {
+	r.drop(id, nil)
 	// End the lease now rather than when it lapses.
 	if _, err := r.update(id, func(t *store.Task) error {
 		if t.Follower == r.instance {
@@ -404,16 +380,6 @@ func (r *Runner) release1(id string) {
 	}
 }
 
-// forget drops the task's run, ending what still runs under it.
-func (r *Runner) forget(id string) {
-	r.mu.Lock()
-	rn := r.runs[id]
-	delete(r.runs, id)
-	r.mu.Unlock()
-	if rn != nil {
-		rn.cancel()
-	}
-}
 
 // removeStrays removes this home's task containers whose record is final
 // or missing (left by a crash between recording and removing, or by a

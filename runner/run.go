@@ -73,7 +73,7 @@ func (r *Runner) execute(id string) {
 		return nil
 	})
 	if errors.Is(err, errNotRunnable) {
-		r.ended(id)
+		r.drop(id, nil)
 		return
 	}
 	if err != nil {
@@ -127,7 +127,7 @@ func (r *Runner) execute(id string) {
 		if rn.ctx.Err() != nil {
 			// Its lease was lost while it launched: the holder takes it
 			// from here, from its record and container.
-			r.letGo(id, rn)
+			r.drop(id, rn)
 			return
 		}
 		r.logf("task %s: %v", id, err)
@@ -361,14 +361,14 @@ func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitW
 		if ctx.Err() != nil {
 			// The lifetime ended (the container runs on), or the lease
 			// was lost: nothing more is written for the task here.
-			r.letGo(t.ID, rn)
+			r.drop(t.ID, rn)
 			return
 		}
 		if !lost {
 			info, err := r.engine.ContainerInspect(ctx, containerID)
 			switch {
 			case ctx.Err() != nil:
-				r.letGo(t.ID, rn)
+				r.drop(t.ID, rn)
 				return
 			case err == nil:
 				r.finish(t.ID, info, rn, logs.size, logs.err)
@@ -384,7 +384,7 @@ func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitW
 		info, err := r.awaitEngine(ctx, containerID)
 		switch {
 		case ctx.Err() != nil:
-			r.letGo(t.ID, rn)
+			r.drop(t.ID, rn)
 			return
 		case cerrdefs.IsNotFound(err):
 			r.fail(t.ID, errors.New("its container is gone: it was removed while the Docker engine was away; the log holds what it printed until then"))
@@ -503,7 +503,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		// The result file is written before the record: not by a
 		// follower whose lease may be another's by now.
 		r.logf("task %s: not recording its end: its lease lapsed; no longer following it", id)
-		r.letGo(id, rn)
+		r.drop(id, rn)
 		return
 	}
 	containerID := info.ID
@@ -577,7 +577,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 	})
 	if errors.Is(err, errNotHolder) {
 		r.logf("task %s: not recording its end: this server no longer follows it", id)
-		r.letGo(id, rn)
+		r.drop(id, rn)
 		return
 	}
 	if err != nil {
@@ -592,7 +592,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 	}
 	r.endEgress(id)
 	r.removeTemps(id)
-	r.ended(id)
+	r.drop(id, nil)
 }
 
 // watch calls check every period while the task runs, and stops the task
@@ -756,7 +756,7 @@ func (r *Runner) fail(id string, cause error) {
 		return nil
 	})
 	if errors.Is(err, errNotHolder) {
-		r.ended(id)
+		r.drop(id, nil)
 		return
 	}
 	if err != nil {
@@ -764,7 +764,7 @@ func (r *Runner) fail(id string, cause error) {
 	}
 	r.endEgress(id)
 	r.removeTemps(id)
-	r.ended(id)
+	r.drop(id, nil)
 }
 
 // stop asks the container to stop: SIGTERM, then SIGKILL after the grace.

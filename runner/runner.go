@@ -57,6 +57,11 @@ type Config struct {
 	Version string
 	// Egress is the network of restricted sandboxes.
 	Egress Egress
+	// HelperBinary is a static codex-connector binary, the program of
+	// every helper that runs inside a container: the egress proxy (in its
+	// own FROM scratch container), and the bridge and the gate inside task
+	// containers.
+	HelperBinary string
 	// AllowedRoots are the directories tasks may run under (resolved
 	// through symlinks); the roots themselves and / are refused.
 	AllowedRoots []string
@@ -312,14 +317,14 @@ func (r *Runner) dispatchLocked() {
 		r.running++
 		r.wg.Add(1)
 		go func() {
-			defer r.release()
+			defer r.freeSlot()
 			defer r.recoverTask(id)
 			r.execute(id)
 		}()
 	}
 }
 
-func (r *Runner) release() {
+func (r *Runner) freeSlot() {
 	r.mu.Lock()
 	r.running--
 	r.dispatchLocked()
@@ -352,7 +357,7 @@ func (r *Runner) recoverTask(id string) {
 	defer func() {
 		if p := recover(); p != nil {
 			r.logf("task %s: record the internal error: %v", id, p)
-			r.ended(id)
+			r.drop(id, nil)
 		}
 	}()
 	if t, err := r.store.Get(id); err == nil && !t.Status.Final() && t.Follower == r.instance && t.ContainerName != "" {
@@ -376,15 +381,30 @@ func (r *Runner) safely(what string, fn func()) {
 	fn()
 }
 
-// ended tells waiters in this process that the task reached a final status.
-func (r *Runner) ended(id string) {
+// drop ends this process's following of a task, however it ends: the
+// task reached a final status, this server lost or gave up its lease, or
+// the run is to be queued again. What runs under the run stops (its log
+// copy, its engine calls), the run leaves the table, and waiters in this
+// process wake to read the record. rn is the run to drop, nil for whatever
+// run the task has here; a run that is no longer the task's is only
+// cancelled, so a late drop never ends the next run of the task. It says
+// whether the run dropped was the task's.
+func (r *Runner) drop(id string, rn *run) bool {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if rn, ok := r.runs[id]; ok {
-		close(rn.done)
+	cur := r.runs[id]
+	if rn == nil {
+		rn = cur
+	}
+	mine := rn != nil && rn == cur
+	if mine {
 		delete(r.runs, id)
+		close(rn.done)
+	}
+	r.mu.Unlock()
+	if rn != nil {
 		rn.cancel()
 	}
+	return mine
 }
 
 func (r *Runner) local(id string) *run {
@@ -477,7 +497,7 @@ func (r *Runner) Cancel(ctx context.Context, id string) (*store.Task, error) {
 	}
 	if t.Status == store.Cancelled {
 		r.dequeue(id)
-		r.ended(id)
+		r.drop(id, nil)
 		return t, nil
 	}
 	if t.Status.Final() {

@@ -454,14 +454,14 @@ func (s *Store) Renew(owner string, ids []string, until time.Time) (lost []strin
 	return lost, nil
 }
 
-// Release ends the leases owner holds on tasks that have not ended, in one
+// HandOver ends the leases owner holds on tasks that have not ended, in one
 // transaction, so that another process may take them over at once rather
-// than when they lapse. It returns the ids released. The records name no
+// than when they lapse. It returns the ids handed. The records name no
 // follower after it, so that a write owner still makes for them fails its
 // check, and a renewal of owner's cannot extend them again.
-func (s *Store) Release(owner string) (released []string, err error) {
+func (s *Store) HandOver(owner string) (handed []string, err error) {
 	err = s.update(func(tx *bolt.Tx) error {
-		released = released[:0]
+		handed = handed[:0]
 		b := tx.Bucket(tasksBucket)
 		// bolt forbids changing a bucket inside its ForEach: find, then write.
 		var held []*Task
@@ -487,14 +487,14 @@ func (s *Store) Release(owner string) (released []string, err error) {
 			if err := b.Put([]byte(t.ID), data); err != nil {
 				return err
 			}
-			released = append(released, t.ID)
+			handed = append(handed, t.ID)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return released, nil
+	return handed, nil
 }
 
 // ErrNotFinished is returned when deleting a task that has not ended.

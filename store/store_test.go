@@ -305,7 +305,7 @@ func TestReleaseEndsOnlyTheOwnersLiveLeases(t *testing.T) {
 	queued := mk(1, Queued, "me")
 	other := mk(2, Running, "other")
 	ended := mk(3, Completed, "me")
-	released, err := s.Release("me")
+	released, err := s.HandOver("me")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func TestReleaseEndsOnlyTheOwnersLiveLeases(t *testing.T) {
 			t.Errorf("task %s: a lease not to release was changed to %s", id, got.LeaseUntil)
 		}
 	}
-	if again, err := s.Release("me"); err != nil || len(again) != 0 {
+	if again, err := s.HandOver("me"); err != nil || len(again) != 0 {
 		t.Errorf("a second release: %v, %v", again, err)
 	}
 }

@@ -363,7 +363,7 @@ func (f *follower) look() (done bool) {
 		f.logf("no server runs on %s and %d tasks are live: following them", f.home, live)
 		go func() {
 			defer close(f.runDone)
-			if err := f.r.Run(); err != nil {
+			if err := f.r.Supervise(); err != nil {
 				f.logf("%v", err)
 			}
 		}()
@@ -431,7 +431,7 @@ func (f *follower) handOver() {
 		f.r.Wake()
 		return
 	}
-	if _, err := f.r.Release(); err != nil {
+	if _, err := f.r.HandOver(); err != nil {
 		f.logf("%v; the tasks are taken over when the leases lapse", err)
 	}
 }

@@ -127,10 +127,10 @@ func (h *host) close() {
 	if h.runner != nil {
 		h.endLifetime()
 		if h.leases != nil {
-			<-h.leases // no renewal after the release
+			<-h.leases // no renewal after the handover
 		}
 		h.runner.Drain()
-		if _, err := h.runner.Release(); err != nil {
+		if _, err := h.runner.HandOver(); err != nil {
 			h.logger.Printf("%v; the tasks are taken over when the leases lapse", err)
 		}
 		h.logger.Printf("stopped")

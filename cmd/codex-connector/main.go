@@ -220,7 +220,7 @@ func serve(cfg config, docker *client.Client) error {
 		if h.lifetime.Err() != nil {
 			return nil // stopped while it prepared: nothing to take over
 		}
-		return h.runner.Run()
+		return h.runner.Supervise()
 	}, func(error) { h.endLifetime() })
 	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
 	err = g.Run()
@@ -317,7 +317,8 @@ func runnerConfig(cfg config, self string) runner.Config {
 		Retention:    cfg.Retention,
 		Toolchains:   cfg.Toolchains,
 		Caches:       cfg.Caches,
-		Egress:       runner.Egress{Binary: self, ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts, CABundle: cfg.CABundle},
+		Egress:       runner.Egress{ModelHosts: cfg.ModelHosts, AllowedHosts: cfg.AllowedHosts, CABundle: cfg.CABundle},
+		HelperBinary: self,
 	}
 }
 
