@@ -227,9 +227,8 @@ func TestDeeplyNestedSubmodulesAreProtected(t *testing.T) {
 	if !lexists(filepath.Join(repo, deep, ".git")) {
 		t.Fatalf("the deepest submodule is not checked out:\n%s", gitCLI(t, repo, "submodule", "status", "--recursive"))
 	}
-	scan := scanHostRun(repo)
-	m, err := protectGit(repo, &scan)
-	t.Logf("protectGit: read-only %q, err %v", m.readOnly, err)
+	m, err := protectGitOf(t, repo)
+	t.Logf("protectGit: read-only %q, err %v", m.ReadOnly, err)
 	gd := filepath.Join(repo, "evilgd")
 	steps := append(evilGitDirSteps(gd, filepath.Join(marks, "deep")), "write "+deep+"/.git gitdir: "+gd)
 	task := h.startAndWait(t, Spec{Prompt: strings.Join(steps, "; "), WorkingDirectory: repo, Sandbox: WorkspaceWrite})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/workspace"
 )
 
 // ownerDir is a temporary directory that the repo owner may reach and
@@ -234,35 +235,32 @@ func TestRealCodexCannotMakeHostGitRunCode(t *testing.T) {
 func TestProtectGitOfWorktreesAndOddRepositories(t *testing.T) {
 	repo := repoWithSubmodules(t)
 	t.Run("submodules", func(t *testing.T) {
-		scan := scanHostRun(repo)
-		m, err := protectGit(repo, &scan)
+		m, err := protectGitOf(t, repo)
 		if err != nil {
 			t.Fatal(err)
 		}
 		wantRO := []string{repo + "/.git", repo + "/lib/sub/.git", repo + "/vendor/other"}
 		wantPinned := []string{repo + "/lib", repo + "/lib/sub", repo + "/vendor"}
-		if !slices.Equal(m.readOnly, wantRO) || !slices.Equal(m.pinned, wantPinned) {
-			t.Fatalf("read-only %q pinned %q, want %q and %q", m.readOnly, m.pinned, wantRO, wantPinned)
+		if !slices.Equal(m.ReadOnly, wantRO) || !slices.Equal(m.Pinned, wantPinned) {
+			t.Fatalf("read-only %q pinned %q, want %q and %q", m.ReadOnly, m.Pinned, wantRO, wantPinned)
 		}
 	})
 	t.Run("a linked worktree's .git file", func(t *testing.T) {
 		wt := filepath.Join(filepath.Dir(repo), "wt")
 		gitCLI(t, repo, "worktree", "add", "-q", wt)
-		scan := scanHostRun(wt)
-		m, err := protectGit(wt, &scan)
+		m, err := protectGitOf(t, wt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(m.readOnly) == 0 || m.readOnly[0] != wt+"/.git" {
-			t.Fatalf("read-only %q", m.readOnly)
+		if len(m.ReadOnly) == 0 || m.ReadOnly[0] != wt+"/.git" {
+			t.Fatalf("read-only %q", m.ReadOnly)
 		}
 	})
 	t.Run("a missing submodule directory is refused with what to do", func(t *testing.T) {
 		if err := os.RemoveAll(filepath.Join(repo, "vendor")); err != nil {
 			t.Fatal(err)
 		}
-		scan := scanHostRun(repo)
-		_, err := protectGit(repo, &scan)
+		_, err := protectGitOf(t, repo)
 		if err == nil || !strings.Contains(err.Error(), "git submodule update --init") {
 			t.Fatalf("got %v", err)
 		}
@@ -277,7 +275,7 @@ func TestLinkedGitDirLeadsBack(t *testing.T) {
 	repo := repoWithSubmodules(t)
 	wt := filepath.Join(filepath.Dir(repo), "wt")
 	gitCLI(t, repo, "worktree", "add", "-q", wt)
-	if got := linkedGitDir(wt); got != filepath.Join(repo, ".git") {
+	if got := workspace.LinkedGitDir(wt); got != filepath.Join(repo, ".git") {
 		t.Fatalf("linked git dir of a worktree: %q", got)
 	}
 	other := repoWithSubmodules(t)
@@ -288,16 +286,16 @@ func TestLinkedGitDirLeadsBack(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(wt, ".git"), []byte("gitdir: "+filepath.Join(other, ".git", "worktrees", "wt")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got := linkedGitDir(wt); got != "" {
+	if got := workspace.LinkedGitDir(wt); got != "" {
 		t.Fatalf("a .git file pointing at another repository's worktree gave %q", got)
 	}
 	if err := os.WriteFile(filepath.Join(wt, ".git"), []byte("gitdir: /etc\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got := linkedGitDir(wt); got != "" {
+	if got := workspace.LinkedGitDir(wt); got != "" {
 		t.Fatalf("a .git file pointing at /etc gave %q", got)
 	}
-	if got := linkedGitDir(repo); got != "" {
+	if got := workspace.LinkedGitDir(repo); got != "" {
 		t.Fatalf("a repository with a .git directory gave %q", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/codex-connector/codex-connector/workspace"
 	"github.com/docker/docker/api/types/container"
 )
 
@@ -24,13 +25,6 @@ import (
 // engine really bound at each target, compared device and inode with what
 // it checked, and then made the gate file. A mismatch removes the container
 // before anything of the task ran.
-
-// boundPath is a bind target whose source was checked, and the identity
-// the source had then.
-type boundPath struct {
-	target   string
-	dev, ino uint64
-}
 
 // errMountChanged marks a launch whose mounts were not what was checked.
 var errMountChanged = errors.New("a mount source changed between the check and the start")
@@ -45,7 +39,7 @@ func newGate() string {
 
 // confirmMounts compares what is bound in the started container with what
 // was checked, and opens the gate when they agree.
-func (r *Runner) confirmMounts(ctx context.Context, containerID string, bound []boundPath, stateDir, gate string) error {
+func (r *Runner) confirmMounts(ctx context.Context, containerID string, bound []workspace.Bound, stateDir, gate string) error {
 	info, err := r.engine.ContainerInspect(ctx, containerID)
 	if err != nil {
 		return engineError("inspect the started container", err)
@@ -62,15 +56,15 @@ func (r *Runner) confirmMounts(ctx context.Context, containerID string, bound []
 		// The engine resolves a target through symlinks it finds inside
 		// the container: a target swapped for one is bound elsewhere, and
 		// its path is then no mount point at all.
-		if !points[b.target] {
-			return fmt.Errorf("%w: nothing is bound at %s in the container (a symlink on its path sent the bind elsewhere: did another task on this repository make one?) — nothing of the task ran; run it again", errMountChanged, b.target)
+		if !points[b.Path] {
+			return fmt.Errorf("%w: nothing is bound at %s in the container (a symlink on its path sent the bind elsewhere: did another task on this repository make one?) — nothing of the task ran; run it again", errMountChanged, b.Path)
 		}
 		var st syscall.Stat_t
-		if err := syscall.Lstat(root+b.target, &st); err != nil {
-			return fmt.Errorf("%w: %s cannot be looked at inside the container (%v) — run the task again; if it fails again, run codex-connector as root or as the repository's owner", errMountChanged, b.target, err)
+		if err := syscall.Lstat(root+b.Path, &st); err != nil {
+			return fmt.Errorf("%w: %s cannot be looked at inside the container (%v) — run the task again; if it fails again, run codex-connector as root or as the repository's owner", errMountChanged, b.Path, err)
 		}
-		if uint64(st.Dev) != b.dev || st.Ino != b.ino {
-			return fmt.Errorf("%w: what the engine bound at %s is not what was checked (did another task on this repository move it, or make it a symlink?) — nothing of the task ran; run it again", errMountChanged, b.target)
+		if uint64(st.Dev) != b.Dev || st.Ino != b.Ino {
+			return fmt.Errorf("%w: what the engine bound at %s is not what was checked (did another task on this repository move it, or make it a symlink?) — nothing of the task ran; run it again", errMountChanged, b.Path)
 		}
 	}
 	// O_EXCL: never through something already there.

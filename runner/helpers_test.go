@@ -11,6 +11,7 @@ import (
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/workspace"
 	"github.com/docker/docker/client"
 )
 
@@ -161,4 +162,16 @@ func codexConfig(t testing.TB, model *imagestest.ModelServer) func(*Config) {
 		c.Routes = []ModelRoute{mockRoute(model)}
 		c.Limits.MemoryBytes = 2 << 30
 	}
+}
+
+// protectGitOf works out the binds that protect git for a workspace-write
+// task in the work tree at root, from a scan before the run as a launch
+// takes it.
+func protectGitOf(t *testing.T, root string) (workspace.GitMounts, error) {
+	t.Helper()
+	ws, err := workspace.Begin(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return workspace.ProtectGit(root, ws)
 }

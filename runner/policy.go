@@ -10,6 +10,7 @@ import (
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/workspace"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 )
@@ -151,7 +152,7 @@ type policy struct {
 	prompt string
 	// git is what a workspace-write task binds over its repository to keep
 	// git on the host out of its reach (protectGit, at launch).
-	git gitMounts
+	git workspace.GitMounts
 	// caches are the user's package cache volumes (caches.go).
 	caches []mount.Mount
 }
@@ -267,16 +268,16 @@ func (p policy) mounts() []mount.Mount {
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.bridge, Target: bridgeBinary, ReadOnly: true})
 	}
 	ms = append(ms, p.caches...)
-	if p.git.linked != "" {
-		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.git.linked, Target: p.git.linked,
+	if p.git.Linked != "" {
+		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.git.Linked, Target: p.git.Linked,
 			ReadOnly: true, BindOptions: &mount.BindOptions{NonRecursive: true}})
 	}
 	// Read-only binds over a writable repository, and the directories
 	// pinned as mount points so that they cannot be renamed.
-	for _, d := range p.git.pinned {
+	for _, d := range p.git.Pinned {
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: d, Target: d, BindOptions: &mount.BindOptions{NonRecursive: true}})
 	}
-	for _, src := range p.git.readOnly {
+	for _, src := range p.git.ReadOnly {
 		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: src, Target: src, ReadOnly: true, BindOptions: &mount.BindOptions{NonRecursive: true}})
 	}
 	return ms

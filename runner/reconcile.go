@@ -180,8 +180,6 @@ func (r *Runner) renewLeases() {
 	}
 }
 
-
-
 // reconcile takes over the tasks no live server follows, and removes
 // containers no task needs. Errors are logged; the next sweep tries again.
 func (r *Runner) reconcile(ctx context.Context) {
@@ -379,7 +377,6 @@ func (r *Runner) giveUp(id string) {
 		r.logf("task %s: give up the lease: %v", id, err)
 	}
 }
-
 
 // removeStrays removes this home's task containers whose record is final
 // or missing (left by a crash between recording and removing, or by a

@@ -20,16 +20,6 @@ import (
 // measured every stateCheckEvery.
 const repoCheckShare = 9
 
-// measureRepo returns the work tree's disk use for the base of the cap,
-// or an error that says why it cannot be capped.
-func measureRepo(root string) (int64, error) {
-	used, err := hostfs.TreeUsage(root, 0)
-	if err != nil {
-		return -1, fmt.Errorf("the work tree cannot be measured against limits.repoMB: %w — make it readable to codex-connector, or run the task read-only", err)
-	}
-	return used, nil
-}
-
 // watchRepo stops the task when it has added more than RepoBytes on disk
 // to the work tree at root over base (its use when the run began). A base
 // below 0 is unknown (a task adopted with no record of it): the first

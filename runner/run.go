@@ -16,6 +16,7 @@ import (
 
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/workspace"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
@@ -84,13 +85,7 @@ func (r *Runner) execute(id string) {
 	rn := r.track(id)
 	rn.claimed(t.LeaseUntil)
 	if t.Sandbox != ReadOnly {
-		rn.repoRoot = t.RepoRoot
-		if rn.gitPin, rn.snapshotErr = pinGitDirs(t.RepoRoot); rn.snapshotErr == nil {
-			rn.before, rn.snapshotErr = snapshotWorktree(t.RepoRoot, rn.gitPin, statusTimeout)
-		}
-		hostBefore := scanHostRun(t.RepoRoot)
-		rn.hostBefore = &hostBefore
-		if rn.repoBase, err = measureRepo(t.RepoRoot); err != nil {
+		if rn.ws, err = workspace.Begin(t.RepoRoot); err != nil {
 			r.fail(id, fmt.Errorf("could not start: %w", err))
 			return
 		}
@@ -110,11 +105,10 @@ func (r *Runner) execute(id string) {
 		if rn.ctx.Err() != nil {
 			break
 		}
-		if rn.hostBefore != nil {
+		if rn.ws != nil {
 			// The work tree may have changed while the engine was away: the
 			// repositories to protect are found anew.
-			hostBefore := scanHostRun(t.RepoRoot)
-			rn.hostBefore = &hostBefore
+			rn.ws.Rescan()
 			r.keepPreRun(id, rn)
 		}
 		containerID, exited, err = r.launch(t, rn)
@@ -179,7 +173,7 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 		return "", exitWait{}, err
 	}
 	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home)}
-	if p.git, err = r.checkMountSources(t, rn.hostBefore); err != nil {
+	if p.git, err = r.checkMountSources(t, rn.ws); err != nil {
 		return "", exitWait{}, err
 	}
 	mounted, caches, err := r.cacheMounts(ctx, t)
@@ -261,7 +255,7 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 		}
 	}
 	if p.gate != "" {
-		if err := r.confirmMounts(ctx, created.ID, p.git.bound, stateDir, p.gate); err != nil {
+		if err := r.confirmMounts(ctx, created.ID, p.git.Bound, stateDir, p.gate); err != nil {
 			_ = r.remove(ctx, created.ID)
 			return "", exitWait{}, err
 		}
@@ -448,8 +442,8 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 		defer stopWatchdog()
 	}
 	defer r.watchState(ctx, t.ID, containerID)()
-	if rn.repoRoot != "" {
-		defer r.watchRepo(rn, t.ID, containerID, rn.repoRoot, rn.repoBase)()
+	if rn.ws != nil {
+		defer r.watchRepo(rn, t.ID, containerID, rn.ws.Root(), rn.ws.Usage())()
 	}
 	if !t.Deadline.IsZero() {
 		timer := time.AfterFunc(time.Until(t.Deadline), func() {
@@ -513,23 +507,20 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 	sum := rn.tracker.summary()
 	turnErr := rn.tracker.failure()
 	var changesErr error
-	if rn.repoRoot != "" {
-		after, err := snapshotWorktree(rn.repoRoot, rn.gitPin, statusTimeout)
-		for _, p := range changedPaths(rn.before, after) {
+	if rn.ws != nil {
+		var changed []string
+		changed, changesErr = rn.ws.Changed()
+		for _, p := range changed {
 			if !contains(sum.FilesChanged, p) {
 				sum.FilesChanged = appendBounded(sum.FilesChanged, clipN(p, maxPath), maxFiles)
 			}
 		}
-		if changesErr = rn.snapshotErr; changesErr == nil {
-			changesErr = err
-		}
 	}
-	var hostAfter *hostRunState
-	if rn.hostBefore != nil {
-		after := scanHostRun(rn.repoRoot)
-		hostAfter = &after
+	hostRun := rn.ws.HostRunChanged(sum.FilesChanged)
+	for i, p := range hostRun {
+		hostRun[i] = clip(p)
 	}
-	sum.HostRunFiles = hostRunFiles(rn.hostBefore, hostAfter, sum.FilesChanged)
+	sum.HostRunFiles = hostRun[:min(len(hostRun), maxFiles)]
 	var ran store.Ran
 	var findings []store.Finding
 	if t, err := r.store.Get(id); err == nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/workspace"
 	"github.com/docker/docker/client"
 )
 
@@ -138,22 +139,10 @@ type run struct {
 	// belong to the follower happen only before it: another server takes
 	// the task over only after it.
 	heldUntil atomic.Int64
-	// before is the repository's git state when the run began, to tell
-	// which files it changed; nil when unknown or the repo is read-only.
-	before   worktreeState
-	repoRoot string
-	// snapshotErr says why before is nil.
-	snapshotErr error
-	// gitPin is the repository's git directories at launch, the only ones
-	// the scans after the run read (gitpin.go); nil when none was taken.
-	gitPin *gitPin
-	// hostBefore fingerprints the host-run files when the run began; nil
-	// when unknown or the repo is read-only.
-	hostBefore *hostRunState
-	// repoBase is the work tree's disk use when the run began, the base
-	// of limits.repoMB (repocap.go); below 0 when unknown. All of these
-	// are kept on disk for a process that takes the task over (prerun.go).
-	repoBase int64
+	// ws is the task's workspace as measured before the run, kept on disk
+	// for a process that takes the task over (prerun.go); nil when the
+	// task may not write the repository.
+	ws *workspace.Shared
 	// engineLost is set when the engine went away while this process
 	// followed the task, to explain an exit the restart caused.
 	engineLost bool
@@ -248,7 +237,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, ino, err := repoIdentity(root)
+	dev, ino, err := workspace.Identity(root)
 	if err != nil {
 		return nil, fmt.Errorf("stat the repository %s: %w", root, err)
 	}

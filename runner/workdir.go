@@ -7,9 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/codex-connector/codex-connector/internal/hostfs"
+	"github.com/codex-connector/codex-connector/workspace"
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
@@ -51,7 +51,7 @@ func resolveWorkdir(dir string, allowedRoots []string) (workdir, root string, er
 	}
 	// Through gitfs: a danger-full-access task may have left a named pipe
 	// where go-git reads (.git/HEAD, commondir), which would hang this call.
-	ctx, cancel := context.WithTimeout(context.Background(), gitOpenTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), workspace.GitOpenTimeout)
 	defer cancel()
 	refused := &hostfs.Refusal{}
 	repo, err := hostfs.OpenRepo(ctx, gitRoot, refused)
@@ -114,6 +114,3 @@ func findGitRoot(dir string) (string, error) {
 		}
 	}
 }
-
-// gitOpenTimeout bounds reading a repository at accept and launch.
-const gitOpenTimeout = 10 * time.Second

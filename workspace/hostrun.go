@@ -1,4 +1,4 @@
-package runner
+package workspace
 
 import (
 	"errors"
@@ -208,7 +208,7 @@ func lstatFingerprint(p string) string {
 
 // hostRunFiles lists the host-run files a run changed, created or removed:
 // those the scans tell apart, and those among the files changed that the
-// scans did not reach. Sorted, at most maxFiles.
+// scans did not reach. Sorted, never nil.
 func hostRunFiles(before, after *hostRunState, changed []string) []string {
 	set := map[string]bool{}
 	if before != nil && after != nil {
@@ -230,8 +230,8 @@ func hostRunFiles(before, after *hostRunState, changed []string) []string {
 	}
 	out := make([]string, 0, len(set))
 	for p := range set {
-		out = append(out, clip(p))
+		out = append(out, p)
 	}
 	sort.Strings(out)
-	return out[:min(len(out), maxFiles)]
+	return out
 }

@@ -1,4 +1,4 @@
-package runner
+package workspace
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -238,7 +239,7 @@ func (w *configWalk) named(file, name, p string, mustExist bool) error {
 	_, err = below(w.root, rel)
 	switch {
 	case err == nil:
-		if !contains(w.protect, rel) {
+		if !slices.Contains(w.protect, rel) {
 			w.protect = append(w.protect, rel)
 		}
 		return nil

@@ -1,4 +1,4 @@
-package runner
+package workspace
 
 import (
 	"context"
@@ -7,23 +7,19 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/codex-connector/codex-connector/internal/hostfs"
-	"github.com/codex-connector/codex-connector/store"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/format/index"
 )
 
-// Mount sources are checked at launch, not only when the task is accepted:
-// a task that ran before (or runs beside) this one can have swapped a path
-// for a symlink, and the engine binds whatever a path leads to when the
-// container starts. Every bind source is the repository root itself (the
-// same directory, by device and inode, that was accepted), a real file or
-// directory below it with no symlink on the way, or a path codex-connector
-// made.
+// GitOpenTimeout bounds reading a repository at accept and launch.
+const GitOpenTimeout = 10 * time.Second
 
 // Limits of the submodule walk: a hostile index must not make a launch
 // mount thousands of paths or recurse without end.
@@ -32,64 +28,46 @@ const (
 	maxGitlinkDepth = 16
 )
 
-// gitMounts is what a workspace-write task binds over its writable
-// repository so that nothing it writes steers git on the host.
-type gitMounts struct {
-	// readOnly are bound read-only over themselves: the repository's .git
+// GitMounts is what a task binds of the repository beside its work tree:
+// for a workspace-write task, what keeps anything it writes from steering
+// git on the host.
+type GitMounts struct {
+	// ReadOnly are bound read-only over themselves: the repository's .git
 	// (directory or file), every submodule's .git, and submodule
 	// directories that are not checked out (so no .git appears in them).
-	readOnly []string
-	// pinned are directories bound over themselves, read-write: a mount
+	ReadOnly []string
+	// Pinned are directories bound over themselves, read-write: a mount
 	// point cannot be renamed, so a task cannot move a protected .git away
 	// and put its own in its place.
-	pinned []string
-	// linked is the common git directory of a linked worktree, outside
+	Pinned []string
+	// Linked is the common git directory of a linked worktree, outside
 	// the repository: bound read-only at its own path (restricted levels),
 	// so that git inside the task works.
-	linked string
-	// bound are the checked sources below and at the repository root, with
-	// their identities, for the look at what the engine bound (gate.go).
-	bound []boundPath
+	Linked string
+	// Bound are the checked sources below and at the repository root, with
+	// their identities, for the look at what the engine bound.
+	Bound []Bound
 }
 
-// checkMountSources is the launch step that checks what the container will
-// bind of the repository, and the ceiling, which may have been lowered
-// since the task was accepted. Its errors end the task: they are not the
-// engine's trouble, and trying again would not help.
-func (r *Runner) checkMountSources(t *store.Task, scan *hostRunState) (gitMounts, error) {
-	if err := r.underCeiling(t.Sandbox); err != nil {
-		return gitMounts{}, err
-	}
-	if err := checkRepoRoot(t); err != nil {
-		return gitMounts{}, err
-	}
-	var m gitMounts
-	if t.Sandbox == WorkspaceWrite {
-		var err error
-		if m, err = protectGit(t.RepoRoot, scan); err != nil {
-			return m, err
-		}
-	}
-	// Only where the launch is gated: the common directory's parent is
-	// another work tree, which a task beside this one may write.
-	if restricted(t.Sandbox) {
-		m.linked = linkedGitDir(t.RepoRoot)
-	}
-	for _, p := range []string{t.RepoRoot, m.linked} {
-		if p == "" {
-			continue
-		}
-		dev, ino, err := repoIdentity(p)
-		if err != nil {
-			return m, fmt.Errorf("stat %s to bind it: %w — check that it still exists, then run the task again", p, err)
-		}
-		m.bound = append(m.bound, boundPath{target: p, dev: dev, ino: ino})
-	}
-	return m, nil
+// Bound is a bind source that was checked, and the identity it had then:
+// the engine binds whatever a path leads to when the container starts, so
+// what it bound is compared with this before anything of the task runs.
+type Bound struct {
+	Path     string
+	Dev, Ino uint64
 }
 
-// repoIdentity returns the device and inode of a directory.
-func repoIdentity(path string) (dev, ino uint64, err error) {
+// Identify returns the identity of the bind source at path.
+func Identify(path string) (Bound, error) {
+	dev, ino, err := Identity(path)
+	if err != nil {
+		return Bound{}, fmt.Errorf("stat %s to bind it: %w — check that it still exists, then run the task again", path, err)
+	}
+	return Bound{Path: path, Dev: dev, Ino: ino}, nil
+}
+
+// Identity returns the device and inode of a directory.
+func Identity(path string) (dev, ino uint64, err error) {
 	fi, err := os.Lstat(path)
 	if err != nil {
 		return 0, 0, err
@@ -101,29 +79,30 @@ func repoIdentity(path string) (dev, ino uint64, err error) {
 	return uint64(st.Dev), st.Ino, nil
 }
 
-// checkRepoRoot makes sure the repository root is still the directory that
-// was accepted: no symlink on its path, and the same device and inode.
-func checkRepoRoot(t *store.Task) error {
-	resolved, err := filepath.EvalSymlinks(t.RepoRoot)
+// CheckRoot makes sure the repository root is still the directory that
+// was accepted: no symlink on its path, and the same device and inode (0
+// for both: a record from before identities were kept).
+func CheckRoot(root string, dev, ino uint64) error {
+	resolved, err := filepath.EvalSymlinks(root)
 	if err != nil {
-		return fmt.Errorf("the repository %s cannot be reached any more: %v — check that it still exists, then run the task again", t.RepoRoot, err)
+		return fmt.Errorf("the repository %s cannot be reached any more: %v — check that it still exists, then run the task again", root, err)
 	}
-	if resolved != t.RepoRoot {
-		return fmt.Errorf("the repository path %s now leads to %s through a symlink; it is not the directory that was accepted, so it is not mounted — restore the directory and run the task again", t.RepoRoot, resolved)
+	if resolved != root {
+		return fmt.Errorf("the repository path %s now leads to %s through a symlink; it is not the directory that was accepted, so it is not mounted — restore the directory and run the task again", root, resolved)
 	}
-	fi, err := os.Lstat(t.RepoRoot)
+	fi, err := os.Lstat(root)
 	if err != nil || !fi.IsDir() {
-		return fmt.Errorf("the repository %s is no longer a directory — restore it and run the task again", t.RepoRoot)
+		return fmt.Errorf("the repository %s is no longer a directory — restore it and run the task again", root)
 	}
-	if t.RepoIno == 0 {
+	if ino == 0 {
 		return nil // a record from before identities were kept
 	}
-	dev, ino, err := repoIdentity(t.RepoRoot)
+	gotDev, gotIno, err := Identity(root)
 	if err != nil {
-		return fmt.Errorf("stat the repository %s: %w", t.RepoRoot, err)
+		return fmt.Errorf("stat the repository %s: %w", root, err)
 	}
-	if dev != t.RepoDev || ino != t.RepoIno {
-		return fmt.Errorf("the repository %s was replaced by another directory after the task was accepted (it was moved or swapped); it is not mounted — run the task again on the repository you mean", t.RepoRoot)
+	if gotDev != dev || gotIno != ino {
+		return fmt.Errorf("the repository %s was replaced by another directory after the task was accepted (it was moved or swapped); it is not mounted — run the task again on the repository you mean", root)
 	}
 	return nil
 }
@@ -158,16 +137,17 @@ func below(root, rel string) (os.FileInfo, error) {
 	return nil, os.ErrNotExist
 }
 
-// protectGit works out the binds that keep a workspace-write task's hands
+// ProtectGit works out the binds that keep a workspace-write task's hands
 // off git: the repository's .git as a whole, read-only (as Codex's own
 // workspace-write treats git); the same for every submodule, found from the
 // index, whose gitlinks the task cannot change (the index is under .git),
 // and for every other repository in the work tree (nested, found by the
-// scan before the run: git run inside one obeys its .git); and every file
+// scan of ws before the run: git run inside one obeys its .git); and every file
 // their configurations name in the work tree. Every directory above a
 // read-only bind, up to the root, is pinned as a mount point.
-func protectGit(root string, scan *hostRunState) (gitMounts, error) {
-	var m gitMounts
+func ProtectGit(root string, ws *Shared) (GitMounts, error) {
+	scan := ws.hostRun()
+	var m GitMounts
 	fi, err := below(root, ".git")
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -186,7 +166,7 @@ func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 	readOnly := []string{".git"}
 	worktrees := []string{"."}
 	add := func(rel string) {
-		if !contains(readOnly, rel) {
+		if !slices.Contains(readOnly, rel) {
 			readOnly = append(readOnly, rel)
 		}
 	}
@@ -220,7 +200,7 @@ func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 	// Other repositories in the work tree: an ignored clone, a linked
 	// worktree kept inside the repository.
 	for p := range scan.files {
-		if path.Base(p) != ".git" || p == ".git" || contains(readOnly, p) {
+		if path.Base(p) != ".git" || p == ".git" || slices.Contains(readOnly, p) {
 			continue
 		}
 		fi, err := below(root, p)
@@ -265,7 +245,7 @@ func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 	}
 	pinned := map[string]bool{}
 	for _, rel := range readOnly {
-		m.readOnly = append(m.readOnly, filepath.Join(root, rel))
+		m.ReadOnly = append(m.ReadOnly, filepath.Join(root, rel))
 		// Every directory above it up to the root becomes a mount point:
 		// none can be renamed to put another file in its place.
 		for d := path.Dir(rel); d != "." && d != "/"; d = path.Dir(d) {
@@ -273,18 +253,18 @@ func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 		}
 	}
 	for d := range pinned {
-		if !contains(readOnly, d) {
-			m.pinned = append(m.pinned, filepath.Join(root, d))
+		if !slices.Contains(readOnly, d) {
+			m.Pinned = append(m.Pinned, filepath.Join(root, d))
 		}
 	}
-	sort.Strings(m.readOnly)
-	sort.Strings(m.pinned)
-	for _, p := range append(append([]string(nil), m.readOnly...), m.pinned...) {
-		dev, ino, err := repoIdentity(p)
+	sort.Strings(m.ReadOnly)
+	sort.Strings(m.Pinned)
+	for _, p := range append(append([]string(nil), m.ReadOnly...), m.Pinned...) {
+		dev, ino, err := Identity(p)
 		if err != nil {
 			return m, fmt.Errorf("stat %s to bind it: %w — run the task again", p, err)
 		}
-		m.bound = append(m.bound, boundPath{target: p, dev: dev, ino: ino})
+		m.Bound = append(m.Bound, Bound{Path: p, Dev: dev, Ino: ino})
 	}
 	return m, nil
 }
@@ -294,7 +274,7 @@ func protectGit(root string, scan *hostRunState) (gitMounts, error) {
 func gitlinks(root, prefix string, depth int) ([]string, error) {
 	// Through gitfs: a task may have left a named pipe or a symlink where
 	// go-git reads, and a launch must neither hang nor follow it.
-	ctx, cancel := context.WithTimeout(context.Background(), gitOpenTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), GitOpenTimeout)
 	defer cancel()
 	refused := &hostfs.Refusal{}
 	repo, err := hostfs.OpenRepo(ctx, filepath.Join(root, prefix), refused)
@@ -340,7 +320,7 @@ func errOr(err error, s string) string {
 	return s
 }
 
-// linkedGitDir returns the common git directory of a linked worktree (`git
+// LinkedGitDir returns the common git directory of a linked worktree (`git
 // worktree add`) whose root is outside the repository, so that it can be
 // bound at its own path and git inside the task works. It must be a real
 // linked worktree of this very work tree: the .git file leads to
@@ -350,7 +330,7 @@ func errOr(err error, s string) string {
 // task is given. Anything else — a git directory made with
 // --separate-git-dir, which nothing leads back from — returns "": git inside
 // the task then does not see the repository.
-func linkedGitDir(root string) string {
+func LinkedGitDir(root string) string {
 	dotGit := filepath.Join(root, ".git")
 	fi, err := os.Lstat(dotGit)
 	if err != nil || !fi.Mode().IsRegular() {

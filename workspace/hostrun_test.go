@@ -1,4 +1,4 @@
-package runner
+package workspace
 
 import (
 	"os"
@@ -85,5 +85,34 @@ func TestGitAtWorkInItsDirectoryIsNoHostRunChange(t *testing.T) {
 	after := scanHostRun(root)
 	if got := hostRunFiles(&before, &after, nil); len(got) != 0 {
 		t.Fatalf("git's own bookkeeping listed as host-run changes: %q", got)
+	}
+}
+
+// TestTheScanRecognisesGitDirectoriesAsGitDoes: by what is in a directory,
+// not by its name; a directory that only looks like one in part is not.
+func TestTheScanRecognisesGitDirectoriesAsGitDoes(t *testing.T) {
+	root := t.TempDir()
+	mk := func(dirs []string, files ...string) {
+		for _, d := range dirs {
+			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range files {
+			if err := os.WriteFile(filepath.Join(root, f), []byte("x\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mk([]string{".git/objects", ".git/refs", "a/b/objects", "a/b/refs", "linked", "half/objects", "plain"},
+		".git/HEAD", "a/b/HEAD", "a/b/config", "linked/HEAD", "linked/commondir", "half/HEAD", "plain/HEAD")
+	st := scanHostRun(root)
+	for rel, want := range map[string]bool{".git": true, "a/b": true, "linked": true, "half": false, "plain": false, "a": false} {
+		if st.gitDirs[rel] != want {
+			t.Errorf("%s: a git directory %v, want %v", rel, st.gitDirs[rel], want)
+		}
+	}
+	if _, ok := st.files["a/b/config"]; !ok {
+		t.Errorf("the config of a/b is not fingerprinted: %v", st.files)
 	}
 }

@@ -1,0 +1,13 @@
+// Package workspace owns where a task's files come from and how its
+// changes are told back. Today's kind is Shared: the user's own work tree,
+// bound into the task's container. For it the package works out the binds
+// that keep a workspace-write task's hands off git (gitprotect.go), checks
+// that the repository is still the directory that was accepted, pins the
+// git directories at launch (gitpin.go), and scans the work tree before and
+// after the run for the files it changed (changes.go) and the changed files
+// that host tools run (hostrun.go). What it measured before the run is kept
+// for a server that takes the task over (kept.go).
+//
+// It reads the work tree only through hostfs: a task may have left
+// symlinks, named pipes and huge files there.
+package workspace

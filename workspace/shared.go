@@ -1,0 +1,87 @@
+package workspace
+
+// Shared is the workspace of a task that runs in the user's own work tree:
+// what the server measured of it before the run, to tell afterwards which
+// files the run changed and which of those host tools run. A nil *Shared is
+// a task that may not write the work tree (read-only): it measured nothing,
+// and reports only the host-run files among those Codex reported.
+type Shared struct {
+	root string
+	// before is the git state when the run began; nil with beforeErr
+	// saying why the scans cannot be done.
+	before    worktreeState
+	beforeErr error
+	// pin is the git directories at launch, the only ones the scans
+	// after the run read (gitpin.go); nil follows none.
+	pin *gitPin
+	// hostBefore fingerprints the host-run files when the run began; nil
+	// when unknown (a task taken over with no record of them).
+	hostBefore *hostRunState
+	// usage is the work tree's disk use when the run began, the base of
+	// limits.repoMB; below 0 when unknown.
+	usage int64
+}
+
+// Begin measures the work tree at root before a run. A git state that
+// cannot be taken is no error: the run goes ahead, and its end says that
+// the files changed are only those Codex reported. A work tree that cannot
+// be measured for its cap is one.
+func Begin(root string) (*Shared, error) {
+	s := &Shared{root: root}
+	if s.pin, s.beforeErr = pinGitDirs(root); s.beforeErr == nil {
+		s.before, s.beforeErr = snapshotWorktree(root, s.pin, statusTimeout)
+	}
+	s.Rescan()
+	var err error
+	if s.usage, err = measureRepo(root); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Rescan takes the host-run files anew, for a launch tried again: the work
+// tree may have changed meanwhile, and the repositories to protect are
+// found from this scan.
+func (s *Shared) Rescan() {
+	h := scanHostRun(s.root)
+	s.hostBefore = &h
+}
+
+// Root is the work tree.
+func (s *Shared) Root() string { return s.root }
+
+// Usage is the work tree's disk use when the run began; below 0 when
+// unknown.
+func (s *Shared) Usage() int64 { return s.usage }
+
+// Changed scans the work tree after the run and lists the paths whose git
+// state differs from before, sorted. The error says why the list may be
+// short: the state before or after could not be taken.
+func (s *Shared) Changed() ([]string, error) {
+	after, err := snapshotWorktree(s.root, s.pin, statusTimeout)
+	if s.beforeErr != nil {
+		err = s.beforeErr
+	}
+	return changedPaths(s.before, after), err
+}
+
+// HostRunChanged scans the work tree after the run and lists the host-run
+// files it changed, created or removed, and those among changed (the files
+// changed, as reported) that the scans did not tell apart. Sorted.
+func (s *Shared) HostRunChanged(changed []string) []string {
+	var before, after *hostRunState
+	if s != nil && s.hostBefore != nil {
+		h := scanHostRun(s.root)
+		before, after = s.hostBefore, &h
+	}
+	return hostRunFiles(before, after, changed)
+}
+
+// hostRun is the scan of the host-run files before the run, nil when none
+// was taken.
+func (s *Shared) hostRun() *hostRunState {
+	if s == nil {
+		return nil
+	}
+	return s.hostBefore
+}
