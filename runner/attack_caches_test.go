@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
@@ -91,7 +92,7 @@ func TestACacheVolumeIsReadiedOnceInItsLife(t *testing.T) {
 	home := t.TempDir()
 	runOn := func() int32 {
 		count := &countHelpers{}
-		h := newHarnessOn(t, func(c *Config) { c.Home, c.Caches = home, []string{"go", "pip"} }, func(cli *client.Client) engine {
+		h := newHarnessOn(t, func(c *Config) { c.Home, c.Caches = home, []string{"go", "pip"} }, func(cli *client.Client) docker.Engine {
 			count.Client = cli
 			return count
 		})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
@@ -122,7 +123,7 @@ func TestCredentialsNeverEnterTheSandbox(t *testing.T) {
 				c.CodexArgs = append(c.CodexArgs, "-c", `model_providers.mock.env_http_headers.X-Api-Key="HEADER_KEY"`)
 				c.Routes[0].Secrets = append(c.Routes[0].Secrets, RouteSecret{Env: "HEADER_KEY", Value: headerKey, Header: "X-Api-Key"})
 				c.Egress.AllowedHosts = []string{target.Addr}
-			}, func(cli *client.Client) engine { rec = &createRecorder{Client: cli}; return rec })
+			}, func(cli *client.Client) docker.Engine { rec = &createRecorder{Client: cli}; return rec })
 			task := h.startAndWait(t, Spec{Prompt: "look around", WorkingDirectory: newRepo(t), Sandbox: level, Model: "gpt-5-codex", Timeout: 2 * time.Minute})
 			log := readFile(t, h.LogPath(task.ID))
 			if task.Status != store.Completed {

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 
+	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 )
@@ -130,7 +131,7 @@ func cacheEnv(configured, mounted []string) []string {
 }
 
 // cacheMounts are the cache volumes of a task, made ready for its user.
-func (r *Runner) cacheMounts(ctx context.Context, t *store.Task) ([]string, []mount.Mount, error) {
+func (r *Runner) cacheMounts(ctx context.Context, t *store.Task) ([]string, []backend.Mount, error) {
 	if t.Sandbox == ReadOnly || len(r.cfg.Caches) == 0 {
 		return nil, nil, nil
 	}
@@ -138,9 +139,10 @@ func (r *Runner) cacheMounts(ctx context.Context, t *store.Task) ([]string, []mo
 	if err := r.readyCaches(ctx, t.User, d); err != nil {
 		return nil, nil, err
 	}
-	var ms []mount.Mount
+	var ms []backend.Mount
 	for _, name := range r.cfg.Caches {
-		ms = append(ms, cacheVolumeMount(CacheVolume(name, d), KnownCaches[name].mount))
+		// A volume mount has no copy-up of the image's content.
+		ms = append(ms, backend.Mount{Kind: backend.Volume, Source: CacheVolume(name, d), Target: KnownCaches[name].mount})
 	}
 	return r.cfg.Caches, ms, nil
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend"
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
@@ -201,19 +203,15 @@ func gatedLeftover(t *testing.T, h *harness, repo string) (id, containerID strin
 		t.Fatal(err)
 	}
 	p := policy{task: task, stateDir: stateDir, limits: h.cfg.Limits, version: "test", home: homeLabel(h.home), bridge: h.cfg.HelperBinary, gate: newGate()}
-	cfg, host := p.containerConfig()
-	created, err := h.engine.ContainerCreate(context.Background(), cfg, host, nil, nil, task.ContainerName)
+	run, err := h.backend.Launch(context.Background(), p.spec(), func(backend.Ref) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.engine.ContainerStart(context.Background(), created.ID, container.StartOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	task.ContainerID = created.ID
+	task.ContainerID = run.Ref().ID
 	if err := h.store.Create(task); err != nil {
 		t.Fatal(err)
 	}
-	return id, created.ID
+	return id, task.ContainerID
 }
 
 // hangAfterRemove is an engine on which the removal of one container
@@ -242,7 +240,7 @@ func TestKillAfterRemovingAGatedContainerRunsTheTaskOnce(t *testing.T) {
 	hang := &hangAfterRemove{removed: make(chan struct{}), release: make(chan struct{})}
 	// A lease of an hour: this server makes no sweep or renewal of its own
 	// while the test runs.
-	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Hour }, func(cli *client.Client) engine {
+	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Hour }, func(cli *client.Client) docker.Engine {
 		hang.Client = cli
 		return hang
 	})
@@ -298,7 +296,7 @@ func (e *slowRemove) results() []error {
 // the container all the same, rather than leave it to a sweep.
 func TestTheContainerGoesWhenARenewalSeesTheEndFirst(t *testing.T) {
 	slow := &slowRemove{}
-	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Second }, func(cli *client.Client) engine {
+	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Second }, func(cli *client.Client) docker.Engine {
 		slow.Client = cli
 		return slow
 	})
@@ -347,7 +345,7 @@ func (s *stuckList) ContainerList(ctx context.Context, opts container.ListOption
 // it over while this one follows it.
 func TestLeasesAreRenewedWhileAnEngineCallHangs(t *testing.T) {
 	stuck := &stuckList{entered: make(chan struct{}), release: make(chan struct{})}
-	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Second }, func(cli *client.Client) engine {
+	h := newHarnessOn(t, func(c *Config) { c.Lease = time.Second }, func(cli *client.Client) docker.Engine {
 		stuck.Client = cli
 		return stuck
 	})
@@ -474,7 +472,7 @@ func (e *removalUnderWay) ContainerRemove(ctx context.Context, id string, opts c
 // removing, and must not fail for it.
 func TestARemovalAlreadyUnderWayIsWaitedFor(t *testing.T) {
 	under := &removalUnderWay{}
-	h := newHarnessOn(t, nil, func(cli *client.Client) engine {
+	h := newHarnessOn(t, nil, func(cli *client.Client) docker.Engine {
 		under.Client = cli
 		return under
 	})

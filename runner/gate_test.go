@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/store"
-	"github.com/docker/docker/api/types/container"
 )
 
 func TestGateOpenedReadsTheGateFromTheCommand(t *testing.T) {
@@ -16,7 +16,7 @@ func TestGateOpenedReadsTheGateFromTheCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := policy{task: &store.Task{ID: id, Prompt: "say hi", Sandbox: ReadOnly}, gate: newGate()}
-	held := container.InspectResponse{Config: &container.Config{Cmd: p.command()}}
+	held := backend.State{Command: p.command()}
 	if r.gateOpened(id, held) {
 		t.Fatal("a gate whose file does not exist counts as opened")
 	}
@@ -27,12 +27,12 @@ func TestGateOpenedReadsTheGateFromTheCommand(t *testing.T) {
 		t.Fatal("an opened gate counts as closed")
 	}
 	ungated := policy{task: &store.Task{ID: id, Prompt: "say hi", Sandbox: DangerFullAccess}}
-	if !r.gateOpened(id, container.InspectResponse{Config: &container.Config{Cmd: ungated.command()}}) {
+	if !r.gateOpened(id, backend.State{Command: ungated.command()}) {
 		t.Fatal("a container without a gate counts as held")
 	}
 	// A prompt that mentions --gate is Codex's argument, not the bridge's.
 	ungated.task.Prompt = "--gate gate-0000"
-	if !r.gateOpened(id, container.InspectResponse{Config: &container.Config{Cmd: ungated.command()}}) {
+	if !r.gateOpened(id, backend.State{Command: ungated.command()}) {
 		t.Fatal("the prompt was read as the bridge's flag")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
@@ -30,10 +31,10 @@ func newHarness(t testing.TB, mod func(*Config)) *harness { return newHarnessOn(
 // newHarnessOn is newHarness with the engine wrapped by wrap (nil: as it
 // is), for faults a real engine cannot produce on demand. A mod that sets
 // Home makes a second server of that home.
-func newHarnessOn(t testing.TB, mod func(*Config), wrap func(*client.Client) engine) *harness {
+func newHarnessOn(t testing.TB, mod func(*Config), wrap func(*client.Client) docker.Engine) *harness {
 	t.Helper()
 	cli := imagestest.Engine(t)
-	var eng engine = cli
+	var eng docker.Engine = cli
 	if wrap != nil {
 		eng = wrap(cli)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/api/types/container"
@@ -61,7 +62,7 @@ func adoptable(t *testing.T, h *harness, repo string, task *store.Task) *store.T
 // the server goes on running tasks.
 func TestHostileRecordsDoNotCrashTheServer(t *testing.T) {
 	explosive := store.NewID(time.Now())
-	h := newHarnessOn(t, func(c *Config) { c.Retention = 24 * time.Hour }, func(cli *client.Client) engine {
+	h := newHarnessOn(t, func(c *Config) { c.Retention = 24 * time.Hour }, func(cli *client.Client) docker.Engine {
 		return panicky{cli, containerName(explosive)}
 	})
 	repo := newRepo(t)
@@ -123,7 +124,7 @@ func TestHostileRecordsDoNotCrashTheServer(t *testing.T) {
 		}
 	})
 	t.Run("another server adopting the same records does not panic", func(t *testing.T) {
-		other := newHarnessOn(t, func(c *Config) { c.Home = h.home }, func(cli *client.Client) engine {
+		other := newHarnessOn(t, func(c *Config) { c.Home = h.home }, func(cli *client.Client) docker.Engine {
 			return panicky{cli, containerName(explosive)}
 		})
 		other.reconcile(context.Background())

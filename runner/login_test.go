@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/client"
@@ -24,7 +25,7 @@ func TestChatGPTLoginReachesTasksWithoutItsRefreshToken(t *testing.T) {
 	}
 	var rec *createRecorder
 	h := newHarnessOn(t, func(c *Config) { c.AuthFile = login },
-		func(cli *client.Client) engine { rec = &createRecorder{Client: cli}; return rec })
+		func(cli *client.Client) docker.Engine { rec = &createRecorder{Client: cli}; return rec })
 	for _, level := range SandboxLevels {
 		task := h.startAndWait(t, Spec{Prompt: "read /codex-connector/codex-home/auth.json; say done", WorkingDirectory: newRepo(t), Sandbox: level, Timeout: time.Minute})
 		log := readFile(t, h.LogPath(task.ID))

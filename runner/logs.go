@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
-	"github.com/docker/docker/api/types/container"
 )
 
 // maxLineBuffer bounds how much of one unterminated line is held for event
@@ -268,6 +268,13 @@ func (ck *logCheckpoint) save(logPath string) error {
 	return hostfs.WriteFileAtomic(checkpointPath(logPath), data)
 }
 
+// logSource is where a run's output comes from: its handle, framed as
+// backend.LogStream says.
+type logSource interface {
+	Ref() backend.Ref
+	Logs(ctx context.Context, opts backend.LogOptions) (io.ReadCloser, error)
+}
+
 // copyLogs follows the container's stdout and stderr, demultiplexed, into
 // the log file at path until the container stops, resuming after whatever
 // the file already holds. It returns the bytes the file holds at the end.
@@ -276,7 +283,7 @@ func (ck *logCheckpoint) save(logPath string) error {
 // that says so and the copy calls capped, which stops the task. The file and
 // its checkpoint are changed only while held reports true (nil: always);
 // once it reports false the copy ends with errLeaseLost.
-func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker *eventTracker, limit int64, held func() bool, capped func()) (int64, error) {
+func copyLogs(ctx context.Context, run logSource, path string, tracker *eventTracker, limit int64, held func() bool, capped func()) (int64, error) {
 	if held == nil {
 		held = func() bool { return true }
 	}
@@ -331,12 +338,13 @@ func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker
 		capped()
 		return sink.size, ck.save(path)
 	}
-	rc, err := eng.ContainerLogs(ctx, containerID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true})
+	containerID := run.Ref().Key()
+	rc, err := run.Logs(ctx, backend.LogOptions{Follow: true})
 	if err != nil {
 		return sink.size, engineError("follow logs of container "+containerID, err)
 	}
 	defer rc.Close()
-	c := &logCopy{ctx: ctx, eng: eng, containerID: containerID, sink: sink, ck: ck, marks: ck.marks, path: path, resumed: resumed}
+	c := &logCopy{ctx: ctx, src: run, containerID: containerID, sink: sink, ck: ck, marks: ck.marks, path: path, resumed: resumed}
 	c.flushAt = flushBytes
 	if limit > 0 {
 		c.engineCap = engineLogCap(limit)
@@ -370,7 +378,7 @@ func copyLogs(ctx context.Context, eng engine, containerID, path string, tracker
 // one message, "TIMESTAMP message".
 type logCopy struct {
 	ctx         context.Context
-	eng         engine
+	src         logSource
 	containerID string
 	sink        *logSink
 	ck          *logCheckpoint // ck.marks: what the log holds
@@ -640,8 +648,7 @@ func (c *logCopy) engineWhole() (bool, error) {
 	if first.IsZero() {
 		return true, nil // no timestamps: nothing to compare
 	}
-	rc, err := c.eng.ContainerLogs(c.ctx, c.containerID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true,
-		Until: fmt.Sprintf("%d.%09d", first.Unix(), first.Nanosecond())})
+	rc, err := c.src.Logs(c.ctx, backend.LogOptions{Until: first})
 	if err != nil {
 		return false, engineError("read the first message of the logs of container "+c.containerID, err)
 	}

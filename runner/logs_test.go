@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
-	"github.com/docker/docker/api/types/container"
 )
 
 // frames renders messages as the engine streams them with timestamps on:
@@ -41,18 +41,19 @@ func frames(msgs ...frame1) []byte {
 	return b.Bytes()
 }
 
-// streamEngine answers ContainerLogs with a fixed stream. Asked for the
-// start of its copy (no follow), it answers with the stream from its first
+// streamEngine is a run whose logs are a fixed stream. Asked for the start
+// of its copy (no follow), it answers with the stream from its first
 // message, or from the message at rotateAt once the copy has read that far:
 // the engine's copy was started afresh there.
 type streamEngine struct {
-	engine
 	stream   []byte
 	rotateAt int // a byte offset of the stream; 0: never
 	read     *atomic.Int64
 }
 
-func (e streamEngine) ContainerLogs(_ context.Context, _ string, opts container.LogsOptions) (io.ReadCloser, error) {
+func (e streamEngine) Ref() backend.Ref { return backend.Ref{ID: "c"} }
+
+func (e streamEngine) Logs(_ context.Context, opts backend.LogOptions) (io.ReadCloser, error) {
 	if !opts.Follow {
 		if e.rotateAt > 0 && e.read.Load() > int64(e.rotateAt) {
 			return io.NopCloser(bytes.NewReader(e.stream[e.rotateAt:])), nil
@@ -87,7 +88,7 @@ func copyRotated(t *testing.T, path string, limit int64, rotated int, msgs ...fr
 		e.rotateAt = len(frames(msgs[:rotated]...))
 	}
 	capped := false
-	n, err := copyLogs(context.Background(), e, "c", path, &eventTracker{}, limit, nil, func() { capped = true })
+	n, err := copyLogs(context.Background(), e, path, &eventTracker{}, limit, nil, func() { capped = true })
 	if err != nil {
 		t.Fatal(err)
 	}

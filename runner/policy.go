@@ -3,16 +3,16 @@ package runner
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/codex-connector/codex-connector/workspace"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
 )
 
 // Sandbox levels, as the MCP contract names them.
@@ -154,7 +154,7 @@ type policy struct {
 	// git on the host out of its reach (protectGit, at launch).
 	git workspace.GitMounts
 	// caches are the user's package cache volumes (caches.go).
-	caches []mount.Mount
+	caches []backend.Mount
 }
 
 // containerUser picks the uid:gid the container runs as. Files Codex writes
@@ -247,43 +247,41 @@ func (p policy) wrapperFlags() []string {
 	return flags
 }
 
-func (p policy) mounts() []mount.Mount {
+func (p policy) mounts() []backend.Mount {
 	t := p.task
 	// Non-recursive: a mount below the repo on the host is not carried in,
 	// and on engines before 25 a read-only recursive bind would leave such
 	// sub-mounts writable.
-	repo := mount.Mount{Type: mount.TypeBind, Source: t.RepoRoot, Target: t.RepoRoot,
-		ReadOnly: t.Sandbox == ReadOnly, BindOptions: &mount.BindOptions{NonRecursive: true}}
-	ms := []mount.Mount{
-		repo,
-		{Type: mount.TypeBind, Source: p.stateDir, Target: stateMount},
+	ms := []backend.Mount{
+		{Source: t.RepoRoot, Target: t.RepoRoot, ReadOnly: t.Sandbox == ReadOnly, NonRecursive: true},
+		{Source: p.stateDir, Target: stateMount},
 	}
 	if p.socketDir != "" {
 		// Read-only: a socket connects on a read-only mount, and the task
 		// can neither replace its socket nor leave anything beside it.
-		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.socketDir, Target: egressMount, ReadOnly: true})
+		ms = append(ms, backend.Mount{Source: p.socketDir, Target: egressMount, ReadOnly: true})
 	}
 	if p.bridge != "" {
 		// The bridge, and the gate at every level.
-		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.bridge, Target: bridgeBinary, ReadOnly: true})
+		ms = append(ms, backend.Mount{Source: p.bridge, Target: bridgeBinary, ReadOnly: true})
 	}
 	ms = append(ms, p.caches...)
 	if p.git.Linked != "" {
-		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: p.git.Linked, Target: p.git.Linked,
-			ReadOnly: true, BindOptions: &mount.BindOptions{NonRecursive: true}})
+		ms = append(ms, backend.Mount{Source: p.git.Linked, Target: p.git.Linked, ReadOnly: true, NonRecursive: true})
 	}
 	// Read-only binds over a writable repository, and the directories
 	// pinned as mount points so that they cannot be renamed.
 	for _, d := range p.git.Pinned {
-		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: d, Target: d, BindOptions: &mount.BindOptions{NonRecursive: true}})
+		ms = append(ms, backend.Mount{Source: d, Target: d, NonRecursive: true})
 	}
 	for _, src := range p.git.ReadOnly {
-		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: src, Target: src, ReadOnly: true, BindOptions: &mount.BindOptions{NonRecursive: true}})
+		ms = append(ms, backend.Mount{Source: src, Target: src, ReadOnly: true, NonRecursive: true})
 	}
 	return ms
 }
 
-func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
+// spec is the run of the task as the policy allows it.
+func (p policy) spec() backend.Spec {
 	t := p.task
 	env := append([]string{
 		"HOME=/tmp",
@@ -293,14 +291,14 @@ func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
 	if t.ImageID != "" {
 		image = t.ImageID // what was recorded, even if the tag moved since
 	}
-	cfg := &container.Config{
-		Image:      image,
-		Cmd:        p.command(),
-		Env:        env,
-		User:       t.User,
-		WorkingDir: t.WorkingDirectory,
-		// Set, not inherited: the image's own labels are merged in, and a
-		// toolchain image must not pass for a helper container.
+	s := backend.Spec{
+		Task:    t.ID,
+		Name:    t.ContainerName,
+		Image:   image,
+		Command: p.command(),
+		Env:     env,
+		User:    t.User,
+		WorkDir: t.WorkingDirectory,
 		Labels: map[string]string{
 			LabelComponent: "task",
 			LabelTask:      t.ID,
@@ -308,40 +306,24 @@ func (p policy) containerConfig() (*container.Config, *container.HostConfig) {
 			LabelVersion:   p.version,
 			LabelHome:      p.home,
 		},
-		// No stdin from the engine: Codex reads stdin when it is not a
-		// terminal, and an open pipe would make it wait forever. Its prompt
-		// comes from a file the wrapper opens as its stdin (promptfile.go).
-		OpenStdin: false,
-	}
-	init := true
-	pids := p.limits.Pids
-	host := &container.HostConfig{
-		Mounts:         p.mounts(),
-		Init:           &init,
-		ReadonlyRootfs: true,
-		CapDrop:        []string{"ALL"},
-		SecurityOpt:    []string{"no-new-privileges"},
-		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,exec,nosuid,nodev,size=%d,mode=1777", p.limits.TmpBytes)},
-		// json-file in one file a few times the task's log cap, since it
-		// stores each line as JSON: the engine's copy of a flood must not
-		// grow without bound either. When it fills, the engine starts it
-		// afresh; copyLogs stops the task first, or when it sees that
-		// happen (see logs.go). Said explicitly, because the engine fills
-		// unset options from daemon.json.
-		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
-			"max-size": strconv.FormatInt(engineLogCap(p.limits.LogBytes), 10), "max-file": "1", "compress": "false"}},
-		Resources: container.Resources{
-			Memory:     p.limits.MemoryBytes,
-			MemorySwap: p.limits.MemoryBytes, // no swap beyond the memory limit
-			NanoCPUs:   p.limits.NanoCPUs,
-			PidsLimit:  &pids,
-		},
-		NetworkMode: "bridge",
+		Mounts: p.mounts(),
+		// The engine's own copy of the output is a few times the task's
+		// log cap, since it stores each line as JSON (logs.go says why).
+		Limits: backend.Limits{MemoryBytes: p.limits.MemoryBytes, NanoCPUs: p.limits.NanoCPUs, Pids: p.limits.Pids,
+			TmpBytes: p.limits.TmpBytes, LogBytes: engineLogCap(p.limits.LogBytes)},
+		Network: backend.Bridged,
 	}
 	if restricted(t.Sandbox) {
 		// No interface but loopback, no DNS, no route: the egress proxy,
 		// through a socket, is the only way out.
-		host.NetworkMode = "none"
+		s.Network = backend.NoNetwork
 	}
-	return cfg, host
+	if p.gate != "" {
+		g := &backend.Gate{File: filepath.Join(p.stateDir, p.gate)}
+		for _, b := range p.git.Bound {
+			g.Bound = append(g.Bound, backend.Bound{Path: b.Path, Dev: b.Dev, Ino: b.Ino})
+		}
+		s.Gate = g
+	}
+	return s
 }

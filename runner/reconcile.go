@@ -15,11 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/store"
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
 )
 
 // Tasks outlive the server that started them: containers keep running when
@@ -290,27 +289,34 @@ func (r *Runner) adopt(t *store.Task) {
 		return // lost before it began
 	}
 	ctx := rn.ctx
-	info, err := r.engine.ContainerInspect(ctx, t.ContainerName)
-	if client.IsErrConnectionFailed(err) {
+	var h backend.Handle
+	find := func() (backend.State, error) {
+		var st backend.State
+		var err error
+		h, st, err = r.backend.Recover(ctx, backend.Ref{Name: t.ContainerName})
+		return st, err
+	}
+	st, err := find()
+	if errors.Is(err, backend.ErrUnreachable) {
 		// The engine is down (or restarting): this server holds the task
 		// and picks it up when the engine answers.
 		rn.engineLost = true
 		rn.tracker.note("waiting for the Docker engine to come back")
 		r.logf("task %s: the Docker engine does not answer; adopting the task when it does", t.ID)
-		if info, err = r.awaitEngine(ctx, t.ContainerName); ctx.Err() != nil {
+		if st, err = r.awaitEngine(ctx, find); ctx.Err() != nil {
 			r.drop(t.ID, rn)
 			return
 		}
 	}
 	switch {
-	case cerrdefs.IsNotFound(err) && t.ContainerID == "":
+	case errors.Is(err, backend.ErrNotFound) && t.ContainerID == "":
 		// Claimed, but the server died before it made a container.
 		r.requeue(t.ID)
 		return
 	case ctx.Err() != nil:
 		r.drop(t.ID, rn)
 		return
-	case cerrdefs.IsNotFound(err):
+	case errors.Is(err, backend.ErrNotFound):
 		r.fail(t.ID, errors.New("its container is gone: it was removed while no codex-connector followed it; the log holds what it printed until then"))
 		return
 	case err != nil:
@@ -318,14 +324,14 @@ func (r *Runner) adopt(t *store.Task) {
 		r.giveUp(t.ID)
 		return
 	}
-	if info.State != nil && info.State.Status == "created" || !r.gateOpened(t.ID, info) {
+	if st.Created || !r.gateOpened(t.ID, st) {
 		// Made but never started, or started but held at its gate by a
 		// server that died before it confirmed the mounts: nothing of the
 		// task ran. Start it afresh: the record says so before the
 		// container goes, so that a server that dies in between leaves a
 		// queued task (whose launch replaces the container left of its
 		// name), not a running one whose container is gone.
-		r.requeueThen(t.ID, func() { _ = r.remove(ctx, info.ID) })
+		r.requeueThen(t.ID, func() { _ = h.Remove(ctx) })
 		return
 	}
 	if err := replayLog(r.LogPath(t.ID), rn.tracker); err != nil {
@@ -336,9 +342,7 @@ func (r *Runner) adopt(t *store.Task) {
 		// is told as it would have told it (prerun.go).
 		r.loadPreRun(t.ID, t.RepoRoot, rn)
 	}
-	var exited exitWait
-	exited.result, exited.err = r.engine.ContainerWait(ctx, info.ID, container.WaitConditionNotRunning)
-	r.follow(t, info.ID, rn, exited)
+	r.follow(t, h, rn)
 }
 
 // requeue puts a task that never started back in the queue.

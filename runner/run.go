@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -14,12 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/codex-connector/codex-connector/workspace"
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
 )
 
 // maxResultInRecord bounds the result text kept in the record; the whole
@@ -91,7 +88,7 @@ func (r *Runner) execute(id string) {
 		}
 		r.keepPreRun(id, rn)
 	}
-	containerID, exited, err := r.launch(t, rn)
+	h, err := r.launch(t, rn)
 	for tries := 1; err != nil && rn.ctx.Err() == nil && engineTrouble(err, tries); tries++ {
 		// The engine went away (or is shutting down) after the task was
 		// accepted: it starts when the engine answers, rather than failing
@@ -101,7 +98,9 @@ func (r *Runner) execute(id string) {
 		if !r.sleep(time.Duration(tries) * time.Second) {
 			break
 		}
-		r.awaitEngine(rn.ctx, t.ContainerName)
+		r.awaitEngine(rn.ctx, func() (backend.State, error) {
+			return r.backend.Inspect(rn.ctx, backend.Ref{Name: t.ContainerName})
+		})
 		if rn.ctx.Err() != nil {
 			break
 		}
@@ -111,7 +110,7 @@ func (r *Runner) execute(id string) {
 			rn.ws.Rescan()
 			r.keepPreRun(id, rn)
 		}
-		containerID, exited, err = r.launch(t, rn)
+		h, err = r.launch(t, rn)
 	}
 	if err != nil {
 		if r.lifetime.Err() != nil {
@@ -128,28 +127,20 @@ func (r *Runner) execute(id string) {
 		r.fail(id, err)
 		return
 	}
-	r.follow(t, containerID, rn, exited)
+	r.follow(t, h, rn)
 }
 
-// exitWait is a registered wait for a container's exit.
-type exitWait struct {
-	result <-chan container.WaitResponse
-	err    <-chan error
-}
-
-// launch prepares the task's state directory and creates and starts its
-// container, returning the container id and a wait for its exit that was
-// registered before the start: a wait registered after it misses an exit
-// that comes first.
-func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
+// launch prepares the task's state directory and launches its run, which
+// the backend starts with the wait for its exit registered.
+func (r *Runner) launch(t *store.Task, rn *run) (backend.Handle, error) {
 	ctx := rn.ctx
 	cimg, err := r.cfg.Image.Inspect(ctx, r.engine)
 	if err != nil {
-		return "", exitWait{}, engineError("check the Codex image", err)
+		return nil, engineError("check the Codex image", err)
 	}
 	img, err := r.taskImage(ctx, t, cimg)
 	if err != nil {
-		return "", exitWait{}, err
+		return nil, err
 	}
 	if t.Image != img.Ref || t.ImageID != img.ID || !slices.Equal(t.ImageLacks, img.Lacks) || t.Ran == nil || t.Ran.CodexVersion != img.CodexVersion {
 		t, err = r.update(t.ID, func(t *store.Task) error {
@@ -165,32 +156,32 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 			return nil
 		})
 		if err != nil {
-			return "", exitWait{}, fmt.Errorf("record the image of task: %w", err)
+			return nil, fmt.Errorf("record the image of task: %w", err)
 		}
 	}
 	stateDir, err := r.prepareStateDir(t)
 	if err != nil {
-		return "", exitWait{}, err
+		return nil, err
 	}
 	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home)}
 	if p.git, err = r.checkMountSources(t, rn.ws); err != nil {
-		return "", exitWait{}, err
+		return nil, err
 	}
 	mounted, caches, err := r.cacheMounts(ctx, t)
 	if err != nil {
-		return "", exitWait{}, err
+		return nil, err
 	}
 	p.caches = caches
 	p.env = withDefaults(cacheEnv(r.cfg.Caches, mounted), p.env)
 	if r.cfg.AuthFile != "" {
 		if err := r.placeLogin(t); err != nil {
-			return "", exitWait{}, err
+			return nil, err
 		}
 	}
 	if r.needsEgress(t) {
 		creds := credentialsFor(r.cfg.Routes)
 		if err := r.prepareEgress(ctx, t, creds.routes); err != nil {
-			return "", exitWait{}, err
+			return nil, err
 		}
 		p.socketDir = r.socketDir(t.ID)
 		p.env = append(append([]string(nil), p.env...), creds.env...)
@@ -199,73 +190,55 @@ func (r *Runner) launch(t *store.Task, rn *run) (string, exitWait, error) {
 	// Every launch is gated (gate.go), so every container gets the static
 	// binary that holds the gate.
 	if p.bridge, err = r.gateBinary(); err != nil {
-		return "", exitWait{}, err
+		return nil, err
 	}
 	p.gate = newGate()
 	if promptText(t) != "" {
 		if err := r.writePrompt(t); err != nil {
-			return "", exitWait{}, err
+			return nil, err
 		}
 		p.prompt = promptFile
 	}
-	cfg, host := p.containerConfig()
-	if err := checkImageVolumes(img, host); err != nil {
-		return "", exitWait{}, err
+	spec := p.spec()
+	if err := checkImageVolumes(img, spec); err != nil {
+		return nil, err
 	}
-	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, t.ContainerName)
-	if cerrdefs.IsConflict(err) {
-		// A container of this name is left from an attempt that died before
-		// it was recorded; it never ran for this claim, so replace it.
-		if rmErr := r.remove(ctx, t.ContainerName); rmErr != nil {
-			return "", exitWait{}, rmErr
+	h, err := r.backend.Launch(ctx, spec, func(ref backend.Ref) error {
+		var err error
+		t, err = r.update(t.ID, func(t *store.Task) error {
+			if !r.holds(t, rn) {
+				return errNotHolder // the run is not the task's: removed
+			}
+			t.ContainerID = ref.ID
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("record container of task: %w", err)
 		}
-		created, err = r.engine.ContainerCreate(ctx, cfg, host, nil, nil, t.ContainerName)
-	}
-	if err != nil {
-		return "", exitWait{}, engineError("create container for task "+t.ID, err)
-	}
-	t, err = r.update(t.ID, func(t *store.Task) error {
-		if !r.holds(t, rn) {
-			return errNotHolder // the container is not the task's: removed below
+		if t.CancelRequested {
+			return errCancelledBeforeStart
 		}
-		t.ContainerID = created.ID
 		return nil
 	})
 	if err != nil {
-		_ = r.remove(ctx, created.ID)
-		return "", exitWait{}, fmt.Errorf("record container of task: %w", err)
-	}
-	if t.CancelRequested {
-		_ = r.remove(ctx, created.ID)
-		return "", exitWait{}, errCancelledBeforeStart
-	}
-	var exited exitWait
-	exited.result, exited.err = r.engine.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
-	if err := r.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		_ = r.remove(ctx, created.ID)
-		if mountRefused(err) {
-			return "", exitWait{}, fmt.Errorf("%w: the engine could not bind a path as the container started (did another task on this repository make it a symlink?): %v", errMountChanged, err)
-		}
-		return "", exitWait{}, engineError("start container for task "+t.ID, err)
+		return nil, err
 	}
 	if p.socketDir != "" {
 		if err := r.awaitEgress(ctx, t); err != nil {
-			_ = r.remove(ctx, created.ID)
-			return "", exitWait{}, err
+			_ = h.Remove(ctx)
+			return nil, err
 		}
 	}
-	if p.gate != "" {
-		if err := r.confirmMounts(ctx, created.ID, p.git.Bound, stateDir, p.gate); err != nil {
-			_ = r.remove(ctx, created.ID)
-			return "", exitWait{}, err
-		}
+	if err := h.OpenGate(ctx); err != nil {
+		_ = h.Remove(ctx)
+		return nil, err
 	}
 	// A cancel that came between the check above and the start found nothing
 	// running to stop; look once more now that something runs.
 	if now, err := r.store.Get(t.ID); err == nil && now.CancelRequested {
-		_ = r.stop(ctx, created.ID)
+		_ = h.Stop(ctx, r.cfg.StopGrace)
 	}
-	return created.ID, exited, nil
+	return h, nil
 }
 
 var errCancelledBeforeStart = errors.New("cancelled before it started")
@@ -279,7 +252,7 @@ func (r *Runner) unclaim(t *store.Task) {
 	if now, err := r.store.Get(t.ID); err != nil || now.Follower != r.instance || now.Status != store.Running {
 		return // another server holds it now, or it ended: not ours to touch
 	}
-	if info, err := r.engine.ContainerInspect(ctx, t.ContainerName); err == nil && info.State != nil && info.State.Running {
+	if st, err := r.backend.Inspect(ctx, backend.Ref{Name: t.ContainerName}); err == nil && st.Running {
 		return // it started after all: the next server adopts it
 	}
 	if err := r.remove(ctx, t.ContainerName); err != nil {
@@ -348,10 +321,11 @@ func splitUser(user string) (int, int) {
 // restart), it waits for the engine to come back and follows the container
 // again from where the log file ends: with live-restore the task goes on,
 // without it the task ends with the reason.
-func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitWait) {
+func (r *Runner) follow(t *store.Task, h backend.Handle, rn *run) {
 	ctx := rn.ctx
+	containerID := h.Ref().ID
 	for {
-		logs, lost := r.followOnce(t, containerID, rn, exited)
+		logs, lost := r.followOnce(t, h, rn)
 		if ctx.Err() != nil {
 			// The lifetime ended (the container runs on), or the lease
 			// was lost: nothing more is written for the task here.
@@ -359,15 +333,15 @@ func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitW
 			return
 		}
 		if !lost {
-			info, err := r.engine.ContainerInspect(ctx, containerID)
+			st, err := h.State(ctx)
 			switch {
 			case ctx.Err() != nil:
 				r.drop(t.ID, rn)
 				return
 			case err == nil:
-				r.finish(t.ID, info, rn, logs.size, logs.err)
+				r.finish(t.ID, h, st, rn, logs.size, logs.err)
 				return
-			case !client.IsErrConnectionFailed(err):
+			case !errors.Is(err, backend.ErrUnreachable):
 				r.fail(t.ID, engineError("inspect exited container", err))
 				return
 			}
@@ -375,20 +349,19 @@ func (r *Runner) follow(t *store.Task, containerID string, rn *run, exited exitW
 		rn.engineLost = true
 		rn.tracker.note("waiting for the Docker engine to come back")
 		r.logf("task %s: lost the Docker engine while following container %s; following it again when the engine answers", t.ID, shortID(containerID))
-		info, err := r.awaitEngine(ctx, containerID)
+		st, err := r.awaitEngine(ctx, func() (backend.State, error) { return h.Reattach(ctx) })
 		switch {
 		case ctx.Err() != nil:
 			r.drop(t.ID, rn)
 			return
-		case cerrdefs.IsNotFound(err):
+		case errors.Is(err, backend.ErrNotFound):
 			r.fail(t.ID, errors.New("its container is gone: it was removed while the Docker engine was away; the log holds what it printed until then"))
 			return
 		case err != nil:
 			r.fail(t.ID, engineError("inspect container after the engine came back", err))
 			return
 		}
-		r.logf("task %s: the Docker engine answers again; the container is %s", t.ID, info.State.Status)
-		exited.result, exited.err = r.engine.ContainerWait(ctx, containerID, container.WaitConditionNotRunning)
+		r.logf("task %s: the Docker engine answers again; the container is %s", t.ID, st.Status)
 	}
 }
 
@@ -399,8 +372,9 @@ type copiedLog struct {
 
 // followOnce follows the container until it exits, the engine stops
 // answering (lost), or the lifetime ends.
-func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited exitWait) (logs copiedLog, lost bool) {
+func (r *Runner) followOnce(t *store.Task, h backend.Handle, rn *run) (logs copiedLog, lost bool) {
 	ctx := rn.ctx
+	containerID := h.Ref().ID
 	// A cancel that could not reach the engine (it was down, or no server
 	// followed the task) is in the record: carry it out now.
 	if now, err := r.store.Get(t.ID); err == nil && now.CancelRequested {
@@ -424,7 +398,7 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 				logDone <- copiedLog{size, err}
 			}
 		}()
-		size, err := copyLogs(ctx, r.engine, containerID, r.LogPath(t.ID), rn.tracker, r.cfg.Limits.LogBytes, rn.held, func() {
+		size, err := copyLogs(ctx, h, r.LogPath(t.ID), rn.tracker, r.cfg.Limits.LogBytes, rn.held, func() {
 			r.stopFor(ctx, t.ID, containerID, fmt.Sprintf("stopped: its output passed the log cap of %s (limits.logMB); the log ends where it was cut — raise limits.logMB, or ask for less output", humanBytes(r.cfg.Limits.LogBytes)))
 		})
 		if errors.Is(err, errLeaseLost) {
@@ -458,11 +432,8 @@ func (r *Runner) followOnce(t *store.Task, containerID string, rn *run, exited e
 		})
 		defer timer.Stop()
 	}
-	var waitErr error
-	select {
-	case <-exited.result:
-	case waitErr = <-exited.err:
-	case <-ctx.Done():
+	waitErr := h.Wait(ctx)
+	if ctx.Err() != nil {
 		// The copy ends with the context; it is waited for, so that no
 		// write of this process lands after it handed the task over.
 		<-logDone
@@ -491,7 +462,7 @@ func shortID(id string) string { return id[:min(12, len(id))] }
 //
 // Finishing is the holder's: a task another server took over, or one that
 // already ended, is left as its record says, and its container too.
-func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logBytes int64, logErr error) {
+func (r *Runner) finish(id string, h backend.Handle, st backend.State, rn *run, logBytes int64, logErr error) {
 	ctx := rn.ctx
 	if !rn.held() {
 		// The result file is written before the record: not by a
@@ -500,9 +471,8 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 		r.drop(id, rn)
 		return
 	}
-	containerID := info.ID
-	code := info.State.ExitCode
-	oom := info.State.OOMKilled
+	code := st.Exit.Code
+	oom := st.Exit.OOMKilled
 	result, resultErr := r.copyResult(id)
 	sum := rn.tracker.summary()
 	turnErr := rn.tracker.failure()
@@ -578,7 +548,7 @@ func (r *Runner) finish(id string, info container.InspectResponse, rn *run, logB
 	}
 	// The end is recorded, so the container goes, even if the run is let
 	// go meanwhile: a lease renewal that finds the task ended cancels it.
-	if err := r.remove(context.WithoutCancel(ctx), containerID); err != nil {
+	if err := h.Remove(context.WithoutCancel(ctx)); err != nil {
 		r.logf("task %s: %v", id, err)
 	}
 	r.endEgress(id)
@@ -758,43 +728,17 @@ func (r *Runner) fail(id string, cause error) {
 	r.drop(id, nil)
 }
 
-// stop asks the container to stop: SIGTERM, then SIGKILL after the grace.
-// A container that is gone or already stopped is not an error.
+// stop asks the run named or numbered nameOrID to stop: SIGTERM, then
+// SIGKILL after the grace. One that is gone or stopped is no error.
 func (r *Runner) stop(ctx context.Context, nameOrID string) error {
-	secs := int(math.Ceil(r.cfg.StopGrace.Seconds()))
-	err := r.engine.ContainerStop(ctx, nameOrID, container.StopOptions{Timeout: &secs})
-	if err == nil || cerrdefs.IsNotFound(err) {
-		return nil
-	}
-	return engineError("stop container "+nameOrID, err)
+	return r.backend.Stop(ctx, backend.Ref{Name: nameOrID}, r.cfg.StopGrace)
 }
 
-// remove removes the container; one that is already gone is success. So
-// is one whose removal is already under way ("removal … is already in
-// progress", a conflict: a server killed while it removed the container
-// leaves its request to the engine): it waits for that removal to end.
+// remove removes the run or helper container named or numbered nameOrID;
+// one that is already gone is success.
 func (r *Runner) remove(ctx context.Context, nameOrID string) error {
-	err := r.engine.ContainerRemove(ctx, nameOrID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	for tries := 0; cerrdefs.IsConflict(err) && tries < removalWaits; tries++ {
-		select {
-		case <-ctx.Done():
-			return engineError("remove container "+nameOrID, err)
-		case <-time.After(removalPause):
-		}
-		err = r.engine.ContainerRemove(ctx, nameOrID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	}
-	if err == nil || cerrdefs.IsNotFound(err) {
-		return nil
-	}
-	return engineError("remove container "+nameOrID, err)
+	return r.backend.Remove(ctx, backend.Ref{Name: nameOrID})
 }
-
-// How long remove waits for a removal already under way: a removal takes
-// well under a second on a healthy engine, and seconds on a busy one.
-const (
-	removalPause = 200 * time.Millisecond
-	removalWaits = 150
-)
 
 // diskHint says what to do about a full disk.
 func (r *Runner) diskHint(err error) string {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend"
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
@@ -100,9 +102,13 @@ type Spec struct {
 // was made with — the server's, never an MCP request's — and when that ends
 // the containers keep running, to be picked up by the next server.
 type Runner struct {
-	cfg          Config
-	engine       engine
-	imageBuilder imageBuilder
+	cfg Config
+	// backend runs the tasks' runs; engine is the Docker engine beside it,
+	// for what has not moved behind the backend yet (the egress proxy,
+	// caches, task images, housekeeping).
+	backend      backend.Backend
+	engine       docker.Engine
+	imageBuilder docker.ImageBuilder
 	// proxyMu guards the egress proxy's container and the image reference
 	// of the binary it is built from.
 	proxyMu  sync.Mutex
@@ -150,7 +156,7 @@ type run struct {
 
 // New makes a runner whose tasks live within lifetime. logf receives
 // diagnostics; it must not write to stdout (stdout is the MCP protocol).
-func New(lifetime context.Context, cfg Config, eng engine, st *store.Store, logf func(string, ...any)) (*Runner, error) {
+func New(lifetime context.Context, cfg Config, eng docker.Engine, st *store.Store, logf func(string, ...any)) (*Runner, error) {
 	if cfg.MaxRunning < 1 {
 		cfg.MaxRunning = 1
 	}
@@ -172,8 +178,8 @@ func New(lifetime context.Context, cfg Config, eng engine, st *store.Store, logf
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
-	r := &Runner{cfg: cfg, engine: withDeadlines(eng), store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
-	if b, ok := eng.(imageBuilder); ok {
+	r := &Runner{cfg: cfg, backend: docker.New(eng), engine: docker.WithDeadlines(eng), store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
+	if b, ok := eng.(docker.ImageBuilder); ok {
 		r.imageBuilder = b
 	}
 	return r, nil

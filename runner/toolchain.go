@@ -12,12 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend"
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"golang.org/x/sys/unix"
 )
@@ -375,8 +376,8 @@ var errTimedOutBeforeStart = errors.New("its timeout passed while its image was 
 
 // layerEngine is the engine with the builder, as images.Layer wants them.
 type layerEngine struct {
-	engine
-	imageBuilder
+	docker.Engine
+	docker.ImageBuilder
 }
 
 // buildDevcontainer builds the repository's dev container Dockerfile as
@@ -487,13 +488,10 @@ func LackNotes(t *store.Task) []string {
 // one of the container's own mounts: the engine would put an empty
 // anonymous volume over it (the state directory, where Codex's last
 // message goes, or the repository).
-func checkImageVolumes(img images.TaskImage, host *container.HostConfig) error {
-	var targets []string
-	for _, m := range host.Mounts {
+func checkImageVolumes(img images.TaskImage, spec backend.Spec) error {
+	targets := []string{"/tmp"} // every run's tmpfs
+	for _, m := range spec.Mounts {
 		targets = append(targets, m.Target)
-	}
-	for t := range host.Tmpfs {
-		targets = append(targets, t)
 	}
 	for _, v := range img.Volumes {
 		v = filepath.Clean(v)

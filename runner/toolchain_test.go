@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
@@ -402,7 +403,7 @@ func TestADevcontainerChoosesTheImageOnlyWhereTheUserOptedIn(t *testing.T) {
 	run := func(t *testing.T, tc Toolchains) (*store.Task, string) {
 		t.Helper()
 		var rec *createRecorder
-		h := newHarnessOn(t, func(c *Config) { c.Toolchains = tc }, func(c *client.Client) engine {
+		h := newHarnessOn(t, func(c *Config) { c.Toolchains = tc }, func(c *client.Client) docker.Engine {
 			rec = &createRecorder{Client: c}
 			return rec
 		})

@@ -1,4 +1,4 @@
-package runner
+package docker
 
 import (
 	"context"
@@ -28,10 +28,10 @@ const (
 // deadlineEngine gives every engine call of the runner a deadline, after
 // Nomad's dockerAPIQueryContext. Following logs and waiting for an exit
 // last as long as the task: they have none, and end with their context.
-type deadlineEngine struct{ engine }
+type deadlineEngine struct{ Engine }
 
-// withDeadlines wraps eng, once.
-func withDeadlines(eng engine) engine {
+// WithDeadlines wraps eng, once.
+func WithDeadlines(eng Engine) Engine {
 	if d, ok := eng.(deadlineEngine); ok {
 		return d
 	}
@@ -46,19 +46,19 @@ func bounded[T any](ctx context.Context, d time.Duration, call func(context.Cont
 
 func (e deadlineEngine) ImageInspect(ctx context.Context, ref string, opts ...client.ImageInspectOption) (image.InspectResponse, error) {
 	return bounded(ctx, askDeadline, func(ctx context.Context) (image.InspectResponse, error) {
-		return e.engine.ImageInspect(ctx, ref, opts...)
+		return e.Engine.ImageInspect(ctx, ref, opts...)
 	})
 }
 
 func (e deadlineEngine) ContainerCreate(ctx context.Context, config *container.Config, host *container.HostConfig, net *network.NetworkingConfig, platform *ocispec.Platform, name string) (container.CreateResponse, error) {
 	return bounded(ctx, changeDeadline, func(ctx context.Context) (container.CreateResponse, error) {
-		return e.engine.ContainerCreate(ctx, config, host, net, platform, name)
+		return e.Engine.ContainerCreate(ctx, config, host, net, platform, name)
 	})
 }
 
 func (e deadlineEngine) ContainerStart(ctx context.Context, id string, opts container.StartOptions) error {
 	_, err := bounded(ctx, changeDeadline, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, e.engine.ContainerStart(ctx, id, opts)
+		return struct{}{}, e.Engine.ContainerStart(ctx, id, opts)
 	})
 	return err
 }
@@ -71,50 +71,50 @@ func (e deadlineEngine) ContainerStop(ctx context.Context, id string, opts conta
 		d += 10 * time.Second // the engine's default grace
 	}
 	_, err := bounded(ctx, d, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, e.engine.ContainerStop(ctx, id, opts)
+		return struct{}{}, e.Engine.ContainerStop(ctx, id, opts)
 	})
 	return err
 }
 
 func (e deadlineEngine) ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error) {
 	return bounded(ctx, askDeadline, func(ctx context.Context) (container.InspectResponse, error) {
-		return e.engine.ContainerInspect(ctx, id)
+		return e.Engine.ContainerInspect(ctx, id)
 	})
 }
 
 func (e deadlineEngine) ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error {
 	_, err := bounded(ctx, changeDeadline, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, e.engine.ContainerRemove(ctx, id, opts)
+		return struct{}{}, e.Engine.ContainerRemove(ctx, id, opts)
 	})
 	return err
 }
 
 func (e deadlineEngine) ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error) {
 	return bounded(ctx, askDeadline, func(ctx context.Context) ([]container.Summary, error) {
-		return e.engine.ContainerList(ctx, opts)
+		return e.Engine.ContainerList(ctx, opts)
 	})
 }
 
 func (e deadlineEngine) ImageList(ctx context.Context, opts image.ListOptions) ([]image.Summary, error) {
 	return bounded(ctx, askDeadline, func(ctx context.Context) ([]image.Summary, error) {
-		return e.engine.ImageList(ctx, opts)
+		return e.Engine.ImageList(ctx, opts)
 	})
 }
 
 func (e deadlineEngine) ImageRemove(ctx context.Context, ref string, opts image.RemoveOptions) ([]image.DeleteResponse, error) {
 	return bounded(ctx, changeDeadline, func(ctx context.Context) ([]image.DeleteResponse, error) {
-		return e.engine.ImageRemove(ctx, ref, opts)
+		return e.Engine.ImageRemove(ctx, ref, opts)
 	})
 }
 
 func (e deadlineEngine) NetworkList(ctx context.Context, opts network.ListOptions) ([]network.Summary, error) {
 	return bounded(ctx, askDeadline, func(ctx context.Context) ([]network.Summary, error) {
-		return e.engine.NetworkList(ctx, opts)
+		return e.Engine.NetworkList(ctx, opts)
 	})
 }
 
 func (e deadlineEngine) VolumeCreate(ctx context.Context, opts volume.CreateOptions) (volume.Volume, error) {
 	return bounded(ctx, changeDeadline, func(ctx context.Context) (volume.Volume, error) {
-		return e.engine.VolumeCreate(ctx, opts)
+		return e.Engine.VolumeCreate(ctx, opts)
 	})
 }

@@ -1,4 +1,4 @@
-package runner
+package docker
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 // deadlineSeen records, per call, how long the context it was given had
 // left (0: no deadline).
 type deadlineSeen struct {
-	engine // nil: only the overridden calls are made
+	Engine // nil: only the overridden calls are made
 	left   map[string]time.Duration
 }
 
@@ -82,8 +82,8 @@ func (d *deadlineSeen) NetworkList(ctx context.Context, _ network.ListOptions) (
 // task; a stop's deadline covers its grace.
 func TestEveryEngineCallHasADeadline(t *testing.T) {
 	seen := &deadlineSeen{left: map[string]time.Duration{}}
-	eng := withDeadlines(seen)
-	if withDeadlines(eng) != eng {
+	eng := WithDeadlines(seen)
+	if WithDeadlines(eng) != eng {
 		t.Error("wrapping twice nests the deadlines")
 	}
 	ctx := context.Background()
