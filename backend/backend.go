@@ -29,6 +29,9 @@ type Backend interface {
 	// Remove removes the run of ref, whatever its state; one already gone
 	// is success.
 	Remove(ctx context.Context, ref Ref) error
+	// List lists the runs that carry every label of match, whatever their
+	// state; a label whose value is "" matches any value.
+	List(ctx context.Context, match map[string]string) ([]Listed, error)
 	// Capabilities says what the backend's runs can do.
 	Capabilities() Capabilities
 }

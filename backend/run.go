@@ -1,5 +1,7 @@
 package backend
 
+import "time"
+
 // Ref finds a run again: Name is chosen by the scheduler and unique per
 // task, ID is the backend's own (empty until the run exists).
 type Ref struct {
@@ -28,6 +30,14 @@ type State struct {
 	Exit Exit
 	// Command is the command the run was made with, which names its gate.
 	Command []string
+}
+
+// Listed is a run as List finds it.
+type Listed struct {
+	Ref     Ref
+	Labels  map[string]string
+	Created time.Time
+	Running bool
 }
 
 // Exit is how a run ended.

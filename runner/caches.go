@@ -16,12 +16,11 @@ import (
 	"syscall"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 
 	"github.com/codex-connector/codex-connector/backend"
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 )
@@ -158,8 +157,7 @@ func (r *Runner) readyCaches(ctx context.Context, user string, d CacheDomain) er
 	defer r.cachesMu.Unlock()
 	uid, gid, _ := strings.Cut(user, ":")
 	ready := r.readCachesReady()
-	var ms []mount.Mount
-	var dirs []string
+	var vols []docker.VolumeDir
 	made := map[string]string{}
 	for _, name := range r.cfg.Caches {
 		vol := CacheVolume(name, d)
@@ -167,54 +165,25 @@ func (r *Runner) readyCaches(ctx context.Context, user string, d CacheDomain) er
 		// labels it was made with: its life is its LabelCacheLife. (Not its
 		// CreatedAt: the local driver reports the directory's change time,
 		// which readying it changes.)
-		v, err := r.engine.VolumeCreate(ctx, volume.CreateOptions{Name: vol,
-			Labels: map[string]string{LabelCache: name, LabelCacheUser: d.UID, LabelCacheRepo: d.Repo,
-				LabelCacheLevel: d.Level, LabelCacheLife: newLife(), LabelHomePath: r.cfg.Home, LabelVersion: r.cfg.Version}})
+		labels, err := r.docker.CreateVolume(ctx, vol,
+			map[string]string{LabelCache: name, LabelCacheUser: d.UID, LabelCacheRepo: d.Repo,
+				LabelCacheLevel: d.Level, LabelCacheLife: newLife(), LabelHomePath: r.cfg.Home, LabelVersion: r.cfg.Version})
 		if err != nil {
-			return engineError("create the cache volume "+vol, err)
+			return err
 		}
-		life := v.Labels[LabelCacheLife]
+		life := labels[LabelCacheLife]
 		made[vol] = life
 		if life == "" || ready[user+" "+vol] != life {
-			ms = append(ms, cacheVolumeMount(vol, cacheMount+"/"+name))
-			dirs = append(dirs, cacheMount+"/"+name)
+			vols = append(vols, docker.VolumeDir{Volume: vol, Dir: cacheMount + "/" + name})
 		}
 	}
-	if len(dirs) == 0 {
+	if len(vols) == 0 {
 		return nil
 	}
-	r.proxyMu.Lock()
-	ref, err := r.proxyImage(ctx)
-	r.proxyMu.Unlock()
-	if err != nil {
+	// The helper image holds nothing but this binary.
+	if err := r.helpers.ReadyVolumes(ctx, uid, gid, vols,
+		map[string]string{LabelComponent: "cache-init", LabelVersion: r.cfg.Version, LabelHomePath: r.cfg.Home}); err != nil {
 		return err
-	}
-	// The proxy image holds nothing but this binary; as root with no
-	// capability but CHOWN and FOWNER (to chmod what it no longer owns),
-	// and no network, it only hands the volumes' top directories to the
-	// user.
-	cfg := &container.Config{Image: ref, User: "0:0", Entrypoint: []string{"/codex-connector", "cache-init", uid, gid},
-		Cmd: dirs, Labels: map[string]string{LabelComponent: "cache-init", LabelVersion: r.cfg.Version, LabelHomePath: r.cfg.Home}}
-	host := &container.HostConfig{Mounts: ms, NetworkMode: "none", ReadonlyRootfs: true,
-		CapDrop: []string{"ALL"}, CapAdd: []string{"CHOWN", "FOWNER"}, SecurityOpt: []string{"no-new-privileges"}}
-	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, "")
-	if err != nil {
-		return engineError("create the container that readies the caches", err)
-	}
-	defer func() { _ = r.remove(context.WithoutCancel(ctx), created.ID) }()
-	waitC, errC := r.engine.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
-	if err := r.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		return engineError("start the container that readies the caches", err)
-	}
-	select {
-	case w := <-waitC:
-		if w.StatusCode != 0 {
-			return fmt.Errorf("ready the cache volumes of user %s: the helper exited with %d — remove them with `codex-connector caches remove` and run the task again", uid, w.StatusCode)
-		}
-	case err := <-errC:
-		return engineError("wait for the container that readies the caches", err)
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 	for vol, created := range made {
 		ready[user+" "+vol] = created
@@ -332,13 +301,6 @@ func withDefaults(defaults, env []string) []string {
 		}
 	}
 	return append(out, env...)
-}
-
-// cacheVolumeMount mounts a cache volume without the engine's copy-up: an
-// image with files where the volume goes must not seed the user's cache
-// (nor give its top directory the image's owner).
-func cacheVolumeMount(vol, target string) mount.Mount {
-	return mount.Mount{Type: mount.TypeVolume, Source: vol, Target: target, VolumeOptions: &mount.VolumeOptions{NoCopy: true}}
 }
 
 // removeOrphanCaches removes the cache volumes this home made for

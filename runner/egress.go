@@ -3,27 +3,20 @@ package runner
 import (
 	"context"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
-	"github.com/codex-connector/codex-connector/images"
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/api/types/network"
 )
 
 // Egress configures the network of restricted tasks (read-only and
@@ -91,99 +84,14 @@ func ProxyName(home string) string {
 	return "codex-connector-egress-" + hex.EncodeToString(sum[:4])
 }
 
-// checkStatic refuses a dynamically linked binary: it could not run in the
-// FROM scratch proxy image nor in every Codex image.
-func checkStatic(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked; tasks need a static build: `make install` (CGO_ENABLED=0)", path)
-		}
-	}
-	return nil
-}
-
 // ensureProxy makes sure the egress proxy container of this home runs the
-// current binary. Replacing it is safe while tasks run: their sockets live
-// in directories the new proxy serves again.
+// current binary, in the egress directory it serves.
 func (r *Runner) ensureProxy(ctx context.Context) error {
-	r.proxyMu.Lock()
-	defer r.proxyMu.Unlock()
-	ref, err := r.proxyImage(ctx)
-	if err != nil {
-		return err
-	}
-	name := r.proxyName()
-	info, err := r.engine.ContainerInspect(ctx, name)
-	switch {
-	case err == nil && info.Config != nil && info.Config.Image == ref && info.State != nil && info.State.Running:
-		return nil
-	case err == nil:
-		if err := r.remove(ctx, name); err != nil {
-			return err
-		}
-	case !cerrdefs.IsNotFound(err):
-		return engineError("inspect the egress proxy", err)
-	}
 	if err := r.makeEgressDirs(); err != nil {
 		return err
 	}
-	// The proxy runs as the server's user, so the sockets it makes in the
-	// user's data directory need no capability. Its memory and pids are
-	// capped, and GOMEMLIMIT keeps the Go heap under the cap, so that a
-	// flood makes it collect garbage sooner rather than be killed.
-	pids := int64(proxyPids)
-	cfg := &container.Config{Image: ref, User: fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid()),
-		Env:    []string{fmt.Sprintf("GOMEMLIMIT=%dMiB", proxyMemory*3/4>>20)},
-		Labels: map[string]string{LabelComponent: "egress", LabelVersion: r.cfg.Version, LabelHomePath: r.cfg.Home}}
-	root := r.egressRoot()
-	host := &container.HostConfig{
-		// The policies are read-only to the proxy as well: it only reads
-		// them; the sockets directory is where it makes sockets.
-		Mounts: []mount.Mount{
-			{Type: mount.TypeBind, Source: filepath.Join(root, egress.PoliciesDir), Target: "/egress/" + egress.PoliciesDir, ReadOnly: true},
-			{Type: mount.TypeBind, Source: filepath.Join(root, egress.SocketsDir), Target: "/egress/" + egress.SocketsDir},
-		},
-		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
-		ReadonlyRootfs: true,
-		CapDrop:        []string{"ALL"},
-		SecurityOpt:    []string{"no-new-privileges"},
-		NetworkMode:    "bridge",
-		LogConfig:      container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
-		Resources: container.Resources{
-			Memory:     proxyMemory,
-			MemorySwap: proxyMemory,
-			PidsLimit:  &pids,
-		},
-	}
-	if ca := r.cfg.Egress.CABundle; ca != "" {
-		// Where Go looks first on Linux.
-		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: ca, Target: "/etc/ssl/certs/ca-certificates.crt", ReadOnly: true})
-	}
-	created, err := r.engine.ContainerCreate(ctx, cfg, host, nil, nil, name)
-	if cerrdefs.IsConflict(err) {
-		return nil // another server created it at the same moment
-	}
-	if err != nil {
-		return engineError("create the egress proxy", err)
-	}
-	if err := r.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		return engineError("start the egress proxy", err)
-	}
-	return nil
+	return r.helpers.EnsureProxy(ctx)
 }
-
-// Limits of the egress proxy's container. Each connection costs it about
-// 100 KiB (buffers and goroutines), and each task holds at most
-// Egress.MaxConns of them.
-const (
-	proxyMemory = 512 << 20
-	proxyPids   = 256
-)
 
 // makeEgressDirs makes the egress directory and its two halves, owner-only:
 // the tasks reach their sockets through their own mounts, not through
@@ -209,94 +117,6 @@ func (r *Runner) makeEgressDirs() error {
 	return nil
 }
 
-// proxyImage returns the egress proxy image of this binary, building it if
-// the engine lacks it. The binary cannot change under a running process, so
-// it is checked and hashed once, not on every task's start.
-func (r *Runner) proxyImage(ctx context.Context) (string, error) {
-	if _, err := r.proxyRefLocked(); err != nil {
-		return "", err
-	}
-	_, err := r.engine.ImageInspect(ctx, r.proxyRef)
-	if cerrdefs.IsNotFound(err) && r.imageBuilder == nil {
-		return "", fmt.Errorf("the egress proxy image %s is missing, and this engine client cannot build images", r.proxyRef)
-	}
-	if cerrdefs.IsNotFound(err) {
-		// Labelled with the home it was built for: housekeeping removes
-		// only its own home's images, never another user's. Not with
-		// LabelHome: every container of the image inherits its labels, and
-		// LabelHome marks a home's task containers.
-		dockerfile := "FROM scratch\nCOPY codex-connector /codex-connector\nLABEL " + LabelProxyImageHome + "=" + homeLabel(r.cfg.Home) + "\n" +
-			"ENTRYPOINT [\"/codex-connector\", \"egress-proxy\", \"--dir\", \"/egress\"]\n"
-		data, err := r.proxyBinary()
-		if err != nil {
-			return "", err
-		}
-		// Two servers of this user starting on a new engine would build
-		// it twice, leaving one image untagged under a running proxy.
-		unlock, err := images.LockBuild(ctx, r.proxyRef)
-		if err != nil {
-			return "", err
-		}
-		defer unlock()
-		if _, err := r.engine.ImageInspect(ctx, r.proxyRef); err == nil {
-			return r.proxyRef, nil
-		}
-		err = images.BuildFiles(ctx, r.imageBuilder, r.proxyRef, map[string][]byte{"Dockerfile": []byte(dockerfile), "codex-connector": data}, map[string]int64{"codex-connector": 0o755})
-		return r.proxyRef, err
-	}
-	if err != nil {
-		return "", engineError("inspect the egress proxy image", err)
-	}
-	return r.proxyRef, nil
-}
-
-// proxyRepo is the repository of egress proxy images; the tag is the hash
-// of the binary.
-const proxyRepo = "codex-connector/egress"
-
-// proxyRefLocked reads and hashes the binary once and returns the proxy
-// image reference of it. proxyMu must be held.
-func (r *Runner) proxyRefLocked() (string, error) {
-	if r.proxyRef != "" {
-		return r.proxyRef, nil
-	}
-	bin := r.cfg.HelperBinary
-	if bin == "" {
-		return "", errors.New("tasks need the codex-connector binary (it holds each container's gate and runs the egress proxy), and none is configured")
-	}
-	if err := checkStatic(bin); err != nil {
-		return "", err
-	}
-	// Hashed as it is read, not held: the binary is some 17 MB, which a
-	// server kept for its life only to build an image it seldom builds.
-	f, err := os.Open(bin)
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", bin, err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", bin, err)
-	}
-	r.proxyRef = proxyRefOf(h.Sum(nil))
-	return r.proxyRef, nil
-}
-
-func proxyRefOf(sum []byte) string { return proxyRepo + ":" + hex.EncodeToString(sum[:6]) }
-
-// proxyBinary reads the binary to build the proxy image from, and checks
-// that it is still the one whose hash names the image.
-func (r *Runner) proxyBinary() ([]byte, error) {
-	data, err := os.ReadFile(r.cfg.HelperBinary)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", r.cfg.HelperBinary, err)
-	}
-	if sum := sha256.Sum256(data); proxyRefOf(sum[:]) != r.proxyRef {
-		return nil, fmt.Errorf("the codex-connector binary %s changed since this process started (reinstalled?) — restart Claude Code (and `codex-connector run`s) so that they run the new one", r.cfg.HelperBinary)
-	}
-	return data, nil
-}
-
 // prepareEgress writes the task's policy, for the proxy to serve a socket
 // for it in the task's socket directory, which the container mounts. A
 // danger-full-access task keeps its own network: its policy allows no
@@ -315,7 +135,7 @@ func (r *Runner) prepareEgress(ctx context.Context, t *store.Task, routes []egre
 	if t.Sandbox == WorkspaceWrite {
 		allow = append(allow, r.cfg.Egress.AllowedHosts...)
 	}
-	deny, err := r.dockerSubnets(ctx)
+	deny, err := r.helpers.Subnets(ctx)
 	if err != nil {
 		return err
 	}
@@ -372,26 +192,6 @@ func (r *Runner) awaitEgress(ctx context.Context, t *store.Task) error {
 	}
 }
 
-// dockerSubnets lists the subnets of the engine's networks, which the proxy
-// refuses besides the private ranges: a user may have given Docker
-// addresses outside them. The proxy's own network is among them.
-func (r *Runner) dockerSubnets(ctx context.Context) ([]string, error) {
-	nets, err := r.engine.NetworkList(ctx, network.ListOptions{})
-	if err != nil {
-		return nil, engineError("list the Docker networks for the egress policy", err)
-	}
-	var out []string
-	for _, n := range nets {
-		for _, c := range n.IPAM.Config {
-			if pfx, err := netip.ParsePrefix(c.Subnet); err == nil {
-				out = append(out, pfx.Masked().String())
-			}
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
-}
-
 // endEgress stops the proxy serving the task: the policy first (the proxy
 // drops the task and closes its connections), then its socket directory.
 func (r *Runner) endEgress(id string) {
@@ -434,53 +234,10 @@ func (r *Runner) removeEgress(id string) error {
 }
 
 // EgressStatus says how the egress proxy of the home stands, changing
-// nothing: whether binary, which would run it, can (a dynamically linked
-// one cannot run FROM scratch), and whether the proxy runs or keeps
-// failing. A proxy not running is no fault: the first restricted task
-// starts it.
+// nothing: whether binary, which would run it, can, and whether the proxy
+// runs or keeps failing (docker.ProxyStatus).
 func EgressStatus(ctx context.Context, eng interface {
 	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 }, home, binary, version string) (string, error) {
-	if err := checkStatic(binary); err != nil {
-		return "", err
-	}
-	name := ProxyName(home)
-	info, err := eng.ContainerInspect(ctx, name)
-	if cerrdefs.IsNotFound(err) {
-		return name + " is not running; the first read-only or workspace-write task starts it", nil
-	}
-	if err != nil {
-		return "", engineError("inspect the egress proxy", err)
-	}
-	st := info.State
-	if st == nil {
-		return "", fmt.Errorf("the egress proxy %s has no state — `docker rm -f %s` lets the next task start it afresh", name, name)
-	}
-	// Stopped or being removed (a follower that exits removes it) is no
-	// fault; restarting, dead or out of memory is.
-	failing := st.Restarting || st.Dead || st.OOMKilled || st.Status == "exited" && info.RestartCount > 0
-	if !st.Running && !failing {
-		return fmt.Sprintf("%s is %s; the first read-only or workspace-write task starts it", name, st.Status), nil
-	}
-	if failing {
-		status := fmt.Sprintf("%s (exit code %d", st.Status, st.ExitCode)
-		if st.OOMKilled {
-			status += ", out of memory"
-		}
-		status += ")"
-		return "", fmt.Errorf("the egress proxy %s is %s after %d restarts — see `docker logs %s`; `docker rm -f %s` lets the next task start it afresh", name, status, info.RestartCount, name, name)
-	}
-	since := st.StartedAt
-	if t, err := time.Parse(time.RFC3339Nano, since); err == nil {
-		since = t.Local().Format("2006-01-02 15:04")
-	}
-	out := fmt.Sprintf("%s runs (since %s", name, since)
-	if info.RestartCount > 0 {
-		out += fmt.Sprintf(", after %d restarts", info.RestartCount)
-	}
-	out += ")"
-	if info.Config != nil && info.Config.Labels[LabelVersion] != version {
-		out += fmt.Sprintf("; codex-connector %s started it, and the next task replaces it with this one's", info.Config.Labels[LabelVersion])
-	}
-	return out, nil
+	return docker.ProxyStatus(ctx, eng, ProxyName(home), binary, LabelVersion, version)
 }

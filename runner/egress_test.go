@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
@@ -592,7 +593,7 @@ func TestEgressProxyContainerIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	hc := info.HostConfig
-	if hc.Memory != proxyMemory || hc.MemorySwap != proxyMemory || hc.PidsLimit == nil || *hc.PidsLimit != proxyPids ||
+	if hc.Memory != docker.ProxyMemory || hc.MemorySwap != docker.ProxyMemory || hc.PidsLimit == nil || *hc.PidsLimit != docker.ProxyPids ||
 		!hc.ReadonlyRootfs || !slices.Equal(hc.CapDrop, []string{"ALL"}) || hc.RestartPolicy.Name != container.RestartPolicyUnlessStopped {
 		t.Errorf("host config %+v", hc)
 	}

@@ -21,9 +21,7 @@ func newGate() string {
 // gateBinary is the static codex-connector binary that holds the gate (and
 // bridges a restricted task's egress) inside a task's container.
 func (r *Runner) gateBinary() (string, error) {
-	r.proxyMu.Lock()
-	defer r.proxyMu.Unlock()
-	if _, err := r.proxyRefLocked(); err != nil {
+	if _, err := r.helpers.ImageRef(); err != nil {
 		return "", err
 	}
 	return r.cfg.HelperBinary, nil

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/codex-connector/codex-connector/store"
-	cerrdefs "github.com/containerd/errdefs"
 )
 
 // Handover between the processes of one home. A process that stops
@@ -93,21 +92,12 @@ func (r *Runner) Live() (int, error) {
 // task is live and no server runs: any runner starts it again when a
 // restricted task needs it.
 func (r *Runner) RemoveProxy(ctx context.Context) error {
-	r.proxyMu.Lock()
-	defer r.proxyMu.Unlock()
-	return r.remove(ctx, r.proxyName())
+	return r.helpers.RemoveProxy(ctx)
 }
 
 // ProxyRunning says whether the home's egress proxy container runs.
 func (r *Runner) ProxyRunning(ctx context.Context) (bool, error) {
-	c, err := r.engine.ContainerInspect(ctx, r.proxyName())
-	if cerrdefs.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, engineError("inspect the egress proxy", err)
-	}
-	return c.State != nil && c.State.Running, nil
+	return r.helpers.ProxyRunning(ctx)
 }
 
 // Idle says whether this runner follows, runs and queues nothing: no task's

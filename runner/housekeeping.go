@@ -13,9 +13,6 @@ import (
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 )
 
 // Housekeeping: what a crash, an upgrade or a deleted data directory leaves
@@ -172,8 +169,7 @@ func (r *Runner) removeStaleEgress() {
 // removeOrphanProxies removes egress proxies whose data directory is gone:
 // no server can use them again.
 func (r *Runner) removeOrphanProxies(ctx context.Context) {
-	list, err := r.engine.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", LabelComponent+"=egress"), filters.Arg("label", LabelHomePath))})
+	list, err := r.backend.List(ctx, map[string]string{LabelComponent: "egress", LabelHomePath: ""})
 	if err != nil {
 		r.logf("housekeeping: list egress proxies: %v", err)
 		return
@@ -183,8 +179,8 @@ func (r *Runner) removeOrphanProxies(ctx context.Context) {
 		if _, err := os.Stat(home); !errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		r.logf("housekeeping: removing egress proxy %s of %s, which no longer exists", strings.TrimPrefix(firstName(c.Names), "/"), home)
-		if err := r.remove(ctx, c.ID); err != nil {
+		r.logf("housekeeping: removing egress proxy %s of %s, which no longer exists", c.Ref.Name, home)
+		if err := r.backend.Remove(ctx, c.Ref); err != nil {
 			r.logf("housekeeping: %v", err)
 		}
 	}
@@ -195,34 +191,11 @@ func (r *Runner) removeOrphanProxies(ctx context.Context) {
 // engine may be shared, and another user's server may be about to use its
 // own. An image without a home label (an earlier version's) is left alone.
 func (r *Runner) removeOldProxyImages(ctx context.Context) {
-	r.proxyMu.Lock()
-	current, _ := r.proxyRefLocked()
-	r.proxyMu.Unlock()
-	images, err := r.engine.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("reference", proxyRepo+":*"), filters.Arg("label", LabelProxyImageHome+"="+homeLabel(r.cfg.Home)))})
+	removed, err := r.helpers.RemoveOldImages(ctx, oldImageAge)
 	if err != nil {
-		r.logf("housekeeping: list egress proxy images: %v", err)
-		return
+		r.logf("housekeeping: %v", err)
 	}
-	for _, img := range images {
-		if time.Since(time.Unix(img.Created, 0)) < oldImageAge {
-			continue
-		}
-		for _, tag := range img.RepoTags {
-			if tag == current {
-				continue
-			}
-			// Not forced: the engine keeps an image a container uses.
-			if _, err := r.engine.ImageRemove(ctx, tag, image.RemoveOptions{}); err == nil {
-				r.logf("housekeeping: removed egress proxy image %s of another codex-connector binary of this home", tag)
-			}
-		}
+	for _, tag := range removed {
+		r.logf("housekeeping: removed egress proxy image %s of another codex-connector binary of this home", tag)
 	}
-}
-
-func firstName(names []string) string {
-	if len(names) == 0 {
-		return ""
-	}
-	return names[0]
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/codex-connector/codex-connector/store"
@@ -114,20 +115,21 @@ func TestOldProxyImagesAreRemoved(t *testing.T) {
 	if task := h.startAndWait(t, Spec{Prompt: "say via proxy", WorkingDirectory: newRepo(t), Sandbox: ReadOnly}); task.Status != store.Completed {
 		t.Fatalf("restricted task: %s %s", task.Status, task.Error)
 	}
-	old := proxyRepo + ":test-old-binary-" + homeLabel(h.home)
+	old := docker.HelperRepo + ":test-old-binary-" + homeLabel(h.home)
 	loadOldImage(t, old, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), map[string]string{LabelProxyImageHome: homeLabel(h.home)})
 	h.housekeeping(context.Background())
 	if _, err := eng.ImageInspect(context.Background(), old); !cerrdefs.IsNotFound(err) {
 		t.Errorf("the old proxy image is still there: %v", err)
 	}
-	if _, err := eng.ImageInspect(context.Background(), h.proxyRef); err != nil {
+	proxyRef, _ := h.helpers.ImageRef()
+	if _, err := eng.ImageInspect(context.Background(), proxyRef); err != nil {
 		t.Errorf("the current proxy image is gone: %v", err)
 	}
 	t.Run("the proxy image built is labelled with its home", func(t *testing.T) {
-		img, err := eng.ImageInspect(context.Background(), h.proxyRef)
+		img, err := eng.ImageInspect(context.Background(), proxyRef)
 		// Another home may have built it first, with this same binary.
 		if err != nil || img.Config == nil || img.Config.Labels[LabelProxyImageHome] == "" {
-			t.Errorf("the proxy image %s has no home label: %v", h.proxyRef, err)
+			t.Errorf("the proxy image %s has no home label: %v", proxyRef, err)
 		}
 	})
 }
@@ -139,8 +141,8 @@ func TestHousekeepingLeavesTheProxyImagesOfOtherHomes(t *testing.T) {
 	eng := imagestest.Engine(t)
 	a, b := newHarness(t, nil), newHarness(t, nil)
 	long := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	ofA := proxyRepo + ":test-old-binary-" + homeLabel(a.home)
-	unlabelled := proxyRepo + ":test-unlabelled-" + homeLabel(b.home)
+	ofA := docker.HelperRepo + ":test-old-binary-" + homeLabel(a.home)
+	unlabelled := docker.HelperRepo + ":test-unlabelled-" + homeLabel(b.home)
 	loadOldImage(t, ofA, long, map[string]string{LabelProxyImageHome: homeLabel(a.home)})
 	loadOldImage(t, unlabelled, long, nil)
 	b.housekeeping(context.Background())

@@ -17,8 +17,6 @@ import (
 
 	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/store"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 )
 
 // Tasks outlive the server that started them: containers keep running when
@@ -386,8 +384,7 @@ func (r *Runner) giveUp(id string) {
 // or missing (left by a crash between recording and removing, or by a
 // deleted record).
 func (r *Runner) removeStrays(ctx context.Context) {
-	list, err := r.engine.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", LabelHome+"="+homeLabel(r.cfg.Home)), filters.Arg("label", LabelTask))})
+	list, err := r.backend.List(ctx, map[string]string{LabelHome: homeLabel(r.cfg.Home), LabelTask: ""})
 	if err != nil {
 		r.logf("reconcile: list containers: %v", err)
 		return
@@ -400,11 +397,11 @@ func (r *Runner) removeStrays(ctx context.Context) {
 			continue
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			continue // unreadable record or locked database: leave it
-		case time.Since(time.Unix(c.Created, 0)) < orphanGrace:
+		case time.Since(c.Created) < orphanGrace:
 			continue
 		}
-		r.logf("reconcile: removing container %s of task %s, which no record needs", c.ID[:12], id)
-		_ = r.remove(ctx, c.ID)
+		r.logf("reconcile: removing container %s of task %s, which no record needs", shortID(c.Ref.ID), id)
+		_ = r.backend.Remove(ctx, c.Ref)
 	}
 	r.removeStrayHelpers(ctx)
 }
@@ -413,17 +410,16 @@ func (r *Runner) removeStrays(ctx context.Context) {
 // server killed while one ran left behind: the server removes its helper
 // when it ends, so one that is not running and past orphanGrace is no one's.
 func (r *Runner) removeStrayHelpers(ctx context.Context) {
-	list, err := r.engine.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", LabelComponent+"=cache-init"), filters.Arg("label", LabelHomePath+"="+r.cfg.Home))})
+	list, err := r.backend.List(ctx, map[string]string{LabelComponent: "cache-init", LabelHomePath: r.cfg.Home})
 	if err != nil {
 		r.logf("reconcile: list cache helpers: %v", err)
 		return
 	}
 	for _, c := range list {
-		if c.State == "running" || time.Since(time.Unix(c.Created, 0)) < orphanGrace {
+		if c.Running || time.Since(c.Created) < orphanGrace {
 			continue
 		}
-		r.logf("reconcile: removing cache helper %s, which a server that ended left", c.ID[:12])
-		_ = r.remove(ctx, c.ID)
+		r.logf("reconcile: removing cache helper %s, which a server that ended left", shortID(c.Ref.ID))
+		_ = r.backend.Remove(ctx, c.Ref)
 	}
 }

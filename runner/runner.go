@@ -18,7 +18,6 @@ import (
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/codex-connector/codex-connector/workspace"
-	"github.com/docker/docker/client"
 )
 
 // Config is what the runner needs to know; cmd builds it from flags, the
@@ -109,10 +108,11 @@ type Runner struct {
 	backend      backend.Backend
 	engine       docker.Engine
 	imageBuilder docker.ImageBuilder
-	// proxyMu guards the egress proxy's container and the image reference
-	// of the binary it is built from.
-	proxyMu  sync.Mutex
-	proxyRef string
+	// helpers are the containers of this binary beside the tasks: the
+	// egress proxy, and the helper that readies cache volumes; docker is
+	// the backend's engine-side rest (cache volumes).
+	helpers *docker.Helpers
+	docker  *docker.Backend
 	// images keeps launches from building one toolchain image twice.
 	images imageLocks
 	// cachesMu serialises readying cache volumes (caches.go).
@@ -178,10 +178,23 @@ func New(lifetime context.Context, cfg Config, eng docker.Engine, st *store.Stor
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
-	r := &Runner{cfg: cfg, backend: docker.New(eng), engine: docker.WithDeadlines(eng), store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
+	be := docker.New(eng)
+	r := &Runner{cfg: cfg, backend: be, docker: be, engine: docker.WithDeadlines(eng), store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
 	if b, ok := eng.(docker.ImageBuilder); ok {
 		r.imageBuilder = b
 	}
+	r.helpers = be.Helpers(docker.HelperConfig{
+		Binary: cfg.HelperBinary,
+		// Housekeeping removes only its own home's images, never another
+		// user's. Not LabelHome: every container of the image inherits its
+		// labels, and LabelHome marks a home's task containers.
+		ImageLabels: map[string]string{LabelProxyImageHome: homeLabel(cfg.Home)},
+		ProxyName:   ProxyName(cfg.Home),
+		ProxyDir:    r.egressRoot(),
+		ProxyUser:   fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid()),
+		ProxyLabels: map[string]string{LabelComponent: "egress", LabelVersion: cfg.Version, LabelHomePath: cfg.Home},
+		CABundle:    cfg.Egress.CABundle,
+	})
 	return r, nil
 }
 
@@ -501,7 +514,7 @@ func (r *Runner) Cancel(ctx context.Context, id string) (*store.Task, error) {
 	// Running: stop the container. If it is not created yet, the executing
 	// goroutine sees CancelRequested before it starts one.
 	if err := r.stop(ctx, t.ContainerName); err != nil {
-		if client.IsErrConnectionFailed(err) {
+		if errors.Is(err, backend.ErrUnreachable) {
 			return t, fmt.Errorf("%w; the cancel is recorded, and the task stops as soon as the engine answers", err)
 		}
 		return t, err

@@ -7,18 +7,29 @@ package docker
 
 import (
 	"context"
+	"net/netip"
+	"slices"
 
 	"github.com/codex-connector/codex-connector/backend"
+	"github.com/docker/docker/api/types/network"
 )
 
 // Backend runs tasks' runs as containers of one Docker engine.
 type Backend struct {
 	eng Engine
+	// builder builds the helper image; nil when eng cannot build.
+	builder ImageBuilder
 }
 
 // New is the backend of the engine eng, each of whose calls gets a
 // deadline (deadlines.go).
-func New(eng Engine) *Backend { return &Backend{eng: WithDeadlines(eng)} }
+func New(eng Engine) *Backend {
+	b := &Backend{eng: WithDeadlines(eng)}
+	if ib, ok := eng.(ImageBuilder); ok {
+		b.builder = ib
+	}
+	return b
+}
 
 // Capabilities of a local engine: it binds the server's own paths.
 // Whether its runs' uids are mapped, and which runtime they use, are not
@@ -37,3 +48,23 @@ func (b *Backend) Inspect(ctx context.Context, ref backend.Ref) (backend.State, 
 }
 
 var _ backend.Backend = (*Backend)(nil)
+
+// Subnets lists the subnets of the engine's networks, which the egress
+// proxy refuses besides the private ranges: a user may have given Docker
+// addresses outside them. The proxy's own network is among them.
+func (h *Helpers) Subnets(ctx context.Context) ([]string, error) {
+	nets, err := h.b.eng.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		return nil, Error("list the Docker networks for the egress policy", err)
+	}
+	var out []string
+	for _, n := range nets {
+		for _, c := range n.IPAM.Config {
+			if pfx, err := netip.ParsePrefix(c.Subnet); err == nil {
+				out = append(out, pfx.Masked().String())
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
