@@ -1,7 +1,3 @@
-// Package runner owns the life of a task: where it may run, the container
-// that executes it (its mounts, user, limits and network), copying its logs,
-// reading Codex's event stream, timeouts, cancellation and the concurrency
-// limit. It knows nothing of MCP.
 package runner
 
 import (
