@@ -130,80 +130,17 @@ func (r *Runner) execute(id string) {
 	r.follow(t, h, rn)
 }
 
-// launch prepares the task's state directory and launches its run, which
-// the backend starts with the wait for its exit registered.
+// launch prepares the task's run and launches it: the backend starts it
+// with the wait for its exit registered, the record names it before it
+// starts, and the gate opens once the egress proxy serves the task and the
+// mounts are what was checked.
 func (r *Runner) launch(t *store.Task, rn *run) (backend.Handle, error) {
 	ctx := rn.ctx
-	cimg, err := r.cfg.Image.Inspect(ctx, r.engine)
-	if err != nil {
-		return nil, engineError("check the Codex image", err)
-	}
-	img, err := r.taskImage(ctx, t, cimg)
+	t, p, err := r.prepare(t, rn)
 	if err != nil {
 		return nil, err
 	}
-	if t.Image != img.Ref || t.ImageID != img.ID || !slices.Equal(t.ImageLacks, img.Lacks) || t.Ran == nil || t.Ran.CodexVersion != img.CodexVersion {
-		t, err = r.update(t.ID, func(t *store.Task) error {
-			if !r.holds(t, rn) {
-				return errNotHolder
-			}
-			t.Image, t.ImageID = img.Ref, img.ID
-			t.ImageLacks = img.Lacks
-			if t.Ran == nil {
-				t.Ran = &store.Ran{}
-			}
-			t.Ran.CodexVersion = img.CodexVersion
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("record the image of task: %w", err)
-		}
-	}
-	stateDir, err := r.prepareStateDir(t)
-	if err != nil {
-		return nil, err
-	}
-	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home)}
-	if p.git, err = r.checkMountSources(t, rn.ws); err != nil {
-		return nil, err
-	}
-	mounted, caches, err := r.cacheMounts(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	p.caches = caches
-	p.env = withDefaults(cacheEnv(r.cfg.Caches, mounted), p.env)
-	if r.cfg.AuthFile != "" {
-		if err := r.placeLogin(t); err != nil {
-			return nil, err
-		}
-	}
-	if r.needsEgress(t) {
-		creds := credentialsFor(r.cfg.Routes)
-		if err := r.prepareEgress(ctx, t, creds.routes); err != nil {
-			return nil, err
-		}
-		p.socketDir = r.socketDir(t.ID)
-		p.env = append(append([]string(nil), p.env...), creds.env...)
-		p.args = append(append([]string(nil), p.args...), creds.args...)
-	}
-	// Every launch is gated (gate.go), so every container gets the static
-	// binary that holds the gate.
-	if p.bridge, err = r.gateBinary(); err != nil {
-		return nil, err
-	}
-	p.gate = newGate()
-	if promptText(t) != "" {
-		if err := r.writePrompt(t); err != nil {
-			return nil, err
-		}
-		p.prompt = promptFile
-	}
-	spec := p.spec()
-	if err := checkImageVolumes(img, spec); err != nil {
-		return nil, err
-	}
-	h, err := r.backend.Launch(ctx, spec, func(ref backend.Ref) error {
+	h, err := r.backend.Launch(ctx, p.spec(), func(ref backend.Ref) error {
 		var err error
 		t, err = r.update(t.ID, func(t *store.Task) error {
 			if !r.holds(t, rn) {
@@ -239,6 +176,84 @@ func (r *Runner) launch(t *store.Task, rn *run) (backend.Handle, error) {
 		_ = h.Stop(ctx, r.cfg.StopGrace)
 	}
 	return h, nil
+}
+
+// prepare readies everything a task's run needs, as its level allows: its
+// image (recorded), its state directory, the checked mount sources, its
+// caches, its login, its egress policy, the binary of its gate and its
+// prompt. It returns the task as recorded then, and the policy that makes
+// its run spec.
+func (r *Runner) prepare(t *store.Task, rn *run) (*store.Task, policy, error) {
+	ctx := rn.ctx
+	cimg, err := r.cfg.Image.Inspect(ctx, r.engine)
+	if err != nil {
+		return t, policy{}, engineError("check the Codex image", err)
+	}
+	img, err := r.taskImage(ctx, t, cimg)
+	if err != nil {
+		return t, policy{}, err
+	}
+	if t.Image != img.Ref || t.ImageID != img.ID || !slices.Equal(t.ImageLacks, img.Lacks) || t.Ran == nil || t.Ran.CodexVersion != img.CodexVersion {
+		t, err = r.update(t.ID, func(t *store.Task) error {
+			if !r.holds(t, rn) {
+				return errNotHolder
+			}
+			t.Image, t.ImageID = img.Ref, img.ID
+			t.ImageLacks = img.Lacks
+			if t.Ran == nil {
+				t.Ran = &store.Ran{}
+			}
+			t.Ran.CodexVersion = img.CodexVersion
+			return nil
+		})
+		if err != nil {
+			return t, policy{}, fmt.Errorf("record the image of task: %w", err)
+		}
+	}
+	stateDir, err := r.prepareStateDir(t)
+	if err != nil {
+		return t, policy{}, err
+	}
+	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home)}
+	if p.git, err = r.checkMountSources(t, rn.ws); err != nil {
+		return t, policy{}, err
+	}
+	mounted, caches, err := r.cacheMounts(ctx, t)
+	if err != nil {
+		return t, policy{}, err
+	}
+	p.caches = caches
+	p.env = withDefaults(cacheEnv(r.cfg.Caches, mounted), p.env)
+	if r.cfg.AuthFile != "" {
+		if err := r.placeLogin(t); err != nil {
+			return t, policy{}, err
+		}
+	}
+	if r.needsEgress(t) {
+		creds := credentialsFor(r.cfg.Routes)
+		if err := r.prepareEgress(ctx, t, creds.routes); err != nil {
+			return t, policy{}, err
+		}
+		p.socketDir = r.socketDir(t.ID)
+		p.env = append(append([]string(nil), p.env...), creds.env...)
+		p.args = append(append([]string(nil), p.args...), creds.args...)
+	}
+	// Every launch is gated (gate.go), so every container gets the static
+	// binary that holds the gate.
+	if p.bridge, err = r.gateBinary(); err != nil {
+		return t, policy{}, err
+	}
+	p.gate = newGate()
+	if promptText(t) != "" {
+		if err := r.writePrompt(t); err != nil {
+			return t, policy{}, err
+		}
+		p.prompt = promptFile
+	}
+	if err := checkImageVolumes(img, p.spec()); err != nil {
+		return t, policy{}, err
+	}
+	return t, p, nil
 }
 
 var errCancelledBeforeStart = errors.New("cancelled before it started")
