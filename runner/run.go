@@ -491,21 +491,7 @@ func (r *Runner) finish(id string, h backend.Handle, st backend.State, rn *run, 
 	result, resultErr := r.copyResult(id)
 	sum := rn.tracker.summary()
 	turnErr := rn.tracker.failure()
-	var changesErr error
-	if rn.ws != nil {
-		var changed []string
-		changed, changesErr = rn.ws.Changed()
-		for _, p := range changed {
-			if !contains(sum.FilesChanged, p) {
-				sum.FilesChanged = appendBounded(sum.FilesChanged, clipN(p, maxPath), maxFiles)
-			}
-		}
-	}
-	hostRun := rn.ws.HostRunChanged(sum.FilesChanged)
-	for i, p := range hostRun {
-		hostRun[i] = clip(p)
-	}
-	sum.HostRunFiles = hostRun[:min(len(hostRun), maxFiles)]
+	changesErr := collectChanges(rn.ws, &sum)
 	var ran store.Ran
 	var findings []store.Finding
 	if t, err := r.store.Get(id); err == nil {
@@ -569,6 +555,29 @@ func (r *Runner) finish(id string, h backend.Handle, st backend.State, rn *run, 
 	r.endEgress(id)
 	r.removeTemps(id)
 	r.drop(id, nil)
+}
+
+// collectChanges adds to sum the files the run changed in its workspace
+// (ws; nil for a task that may not write it) beyond those Codex reported,
+// and the host-run files among them, within the record's bounds. The error
+// says why the files changed may be only those Codex reported.
+func collectChanges(ws *workspace.Shared, sum *store.Summary) error {
+	var err error
+	if ws != nil {
+		var changed []string
+		changed, err = ws.Changed()
+		for _, p := range changed {
+			if !contains(sum.FilesChanged, p) {
+				sum.FilesChanged = appendBounded(sum.FilesChanged, clipN(p, maxPath), maxFiles)
+			}
+		}
+	}
+	hostRun := ws.HostRunChanged(sum.FilesChanged)
+	for i, p := range hostRun {
+		hostRun[i] = clip(p)
+	}
+	sum.HostRunFiles = hostRun[:min(len(hostRun), maxFiles)]
+	return err
 }
 
 // watch calls check every period while the task runs, and stops the task
