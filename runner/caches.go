@@ -15,10 +15,6 @@ import (
 	"strings"
 	"syscall"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/volume"
-
 	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
@@ -255,35 +251,19 @@ func InitCaches(uid, gid string, dirs []string) error {
 }
 
 // CacheVolumes lists the cache volumes of the user uid ("" for every
-// user's).
-func CacheVolumes(ctx context.Context, eng interface {
-	VolumeList(context.Context, volume.ListOptions) (volume.ListResponse, error)
-}, uid string) ([]*volume.Volume, error) {
-	f := filters.NewArgs(filters.Arg("label", LabelCache))
+// user's) on the engine eng, by name.
+func CacheVolumes(ctx context.Context, eng docker.Engine, uid string) ([]docker.Volume, error) {
+	match := map[string]string{LabelCache: ""}
 	if uid != "" {
-		f.Add("label", LabelCacheUser+"="+uid)
+		match[LabelCacheUser] = uid
 	}
-	resp, err := eng.VolumeList(ctx, volume.ListOptions{Filters: f})
-	if err != nil {
-		return nil, engineError("list the cache volumes", err)
-	}
-	slices.SortFunc(resp.Volumes, func(a, b *volume.Volume) int { return strings.Compare(a.Name, b.Name) })
-	return resp.Volumes, nil
+	return docker.New(eng).Volumes(ctx, match)
 }
 
 // RemoveCacheVolume removes a cache volume; one in use by a running task
 // is left, and the error says so.
-func RemoveCacheVolume(ctx context.Context, eng interface {
-	VolumeRemove(context.Context, string, bool) error
-}, name string) error {
-	err := eng.VolumeRemove(ctx, name, false)
-	switch {
-	case err == nil, cerrdefs.IsNotFound(err):
-		return nil
-	case cerrdefs.IsConflict(err):
-		return fmt.Errorf("%s is in use by a running task: cancel it or wait for its end, then remove the cache again", name)
-	}
-	return engineError("remove the cache volume "+name, err)
+func RemoveCacheVolume(ctx context.Context, eng docker.Engine, name string) error {
+	return docker.New(eng).RemoveVolume(ctx, name)
 }
 
 // withDefaults is env with the variables of defaults it does not set
@@ -309,13 +289,12 @@ func withDefaults(defaults, env []string) []string {
 // path is gone (a repository this process may not read is left); a volume
 // in use is left for the next round.
 func (r *Runner) removeOrphanCaches(ctx context.Context) {
-	resp, err := r.engine.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", LabelCache), filters.Arg("label", LabelHomePath+"="+r.cfg.Home))})
+	vols, err := r.docker.Volumes(ctx, map[string]string{LabelCache: "", LabelHomePath: r.cfg.Home})
 	if err != nil {
-		r.logf("housekeeping: list the cache volumes: %v", err)
+		r.logf("housekeeping: %v", err)
 		return
 	}
-	for _, v := range resp.Volumes {
+	for _, v := range vols {
 		repo := v.Labels[LabelCacheRepo]
 		if repo == "" {
 			continue
@@ -323,7 +302,7 @@ func (r *Runner) removeOrphanCaches(ctx context.Context) {
 		if _, err := os.Lstat(repo); !errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		if err := RemoveCacheVolume(ctx, r.engine, v.Name); err != nil {
+		if err := r.docker.RemoveVolume(ctx, v.Name); err != nil {
 			r.logf("housekeeping: %v", err)
 		}
 	}

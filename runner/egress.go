@@ -16,7 +16,6 @@ import (
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
-	"github.com/docker/docker/api/types/container"
 )
 
 // Egress configures the network of restricted tasks (read-only and
@@ -236,8 +235,6 @@ func (r *Runner) removeEgress(id string) error {
 // EgressStatus says how the egress proxy of the home stands, changing
 // nothing: whether binary, which would run it, can, and whether the proxy
 // runs or keeps failing (docker.ProxyStatus).
-func EgressStatus(ctx context.Context, eng interface {
-	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
-}, home, binary, version string) (string, error) {
+func EgressStatus(ctx context.Context, eng docker.Engine, home, binary, version string) (string, error) {
 	return docker.ProxyStatus(ctx, eng, ProxyName(home), binary, LabelVersion, version)
 }

@@ -7,8 +7,6 @@ import (
 
 	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/backend/docker"
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/client"
 )
 
 // engineError adds to err what a user can do when the engine itself is the
@@ -20,10 +18,13 @@ func engineError(op string, err error) error { return docker.Error(op, err) }
 // answers with internal errors, as a shutting-down engine does ("failed to
 // update store for object type *libnetwork.endpoint"), worth a few tries.
 func engineTrouble(err error, tries int) bool {
-	if errors.Is(err, backend.ErrUnreachable) || client.IsErrConnectionFailed(err) {
+	// Classified again: an error of an image build reaches here as the
+	// engine gave it.
+	err = docker.Classify(err)
+	if errors.Is(err, backend.ErrUnreachable) {
 		return true
 	}
-	return tries <= 4 && (errors.Is(err, backend.ErrTrouble) || cerrdefs.IsInternal(err) || cerrdefs.IsUnavailable(err))
+	return tries <= 4 && errors.Is(err, backend.ErrTrouble)
 }
 
 // sleep waits for d, or returns false when the lifetime ends first.

@@ -20,8 +20,10 @@ const testUID, testGID = imagestest.RepoUID, imagestest.RepoGID
 
 type harness struct {
 	*Runner
-	store *store.Store
-	home  string
+	// engine is the engine itself, unwrapped, for what a test looks at.
+	engine *client.Client
+	store  *store.Store
+	home   string
 	// stop ends the server as a server exits: its containers run on.
 	stop func()
 }
@@ -63,7 +65,7 @@ func newHarnessOn(t testing.TB, mod func(*Config), wrap func(*client.Client) doc
 		t.Fatal(err)
 	}
 	go r.Supervise()
-	h := &harness{Runner: r, store: st, home: cfg.Home}
+	h := &harness{Runner: r, engine: cli, store: st, home: cfg.Home}
 	var once sync.Once
 	h.stop = func() {
 		once.Do(func() {

@@ -185,9 +185,9 @@ func (r *Runner) launch(t *store.Task, rn *run) (backend.Handle, error) {
 // its run spec.
 func (r *Runner) prepare(t *store.Task, rn *run) (*store.Task, policy, error) {
 	ctx := rn.ctx
-	cimg, err := r.cfg.Image.Inspect(ctx, r.engine)
+	cimg, err := r.docker.Codex(ctx, r.cfg.Image)
 	if err != nil {
-		return t, policy{}, engineError("check the Codex image", err)
+		return t, policy{}, err
 	}
 	img, err := r.taskImage(ctx, t, cimg)
 	if err != nil {
@@ -313,7 +313,7 @@ func (r *Runner) prepareStateDir(t *store.Task) (string, error) {
 	}
 	// Gates of earlier launches: each launch has its own name, so they
 	// open nothing, but they would pile up.
-	entries, _ := os.ReadDir(r.stateDir(t.ID))
+	entries, _ := hostfs.ReadDirBelow(runs, runs, t.ID, func() error { return nil })
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "gate-") {
 			if err := hostfs.RemoveBelow(runs, filepath.Join(t.ID, e.Name())); err != nil {

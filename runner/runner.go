@@ -102,15 +102,12 @@ type Spec struct {
 // the containers keep running, to be picked up by the next server.
 type Runner struct {
 	cfg Config
-	// backend runs the tasks' runs; engine is the Docker engine beside it,
-	// for what has not moved behind the backend yet (the egress proxy,
-	// caches, task images, housekeeping).
-	backend      backend.Backend
-	engine       docker.Engine
-	imageBuilder docker.ImageBuilder
+	// backend runs the tasks' runs.
+	backend backend.Backend
 	// helpers are the containers of this binary beside the tasks: the
 	// egress proxy, and the helper that readies cache volumes; docker is
-	// the backend's engine-side rest (cache volumes).
+	// the backend's engine as the rest uses it: the images tasks run on,
+	// and the cache volumes.
 	helpers *docker.Helpers
 	docker  *docker.Backend
 	// images keeps launches from building one toolchain image twice.
@@ -179,10 +176,7 @@ func New(lifetime context.Context, cfg Config, eng docker.Engine, st *store.Stor
 		}
 	}
 	be := docker.New(eng)
-	r := &Runner{cfg: cfg, backend: be, docker: be, engine: docker.WithDeadlines(eng), store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
-	if b, ok := eng.(docker.ImageBuilder); ok {
-		r.imageBuilder = b
-	}
+	r := &Runner{cfg: cfg, backend: be, docker: be, store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
 	r.helpers = be.Helpers(docker.HelperConfig{
 		Binary: cfg.HelperBinary,
 		// Housekeeping removes only its own home's images, never another
@@ -263,8 +257,8 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if parent != nil && parent.RepoDev != 0 && (parent.RepoDev != dev || parent.RepoIno != ino) {
 		return nil, invalid("%s is no longer the repository task %s ran in (it was moved or replaced since): start a new task with codex_agent", root, parent.ID)
 	}
-	if err := r.cfg.Image.Check(ctx, r.engine); err != nil {
-		return nil, engineError("check the Codex image", err)
+	if _, err := r.docker.Codex(ctx, r.cfg.Image); err != nil {
+		return nil, err
 	}
 	choice, err := r.cfg.Toolchains.choose(root)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,9 +16,7 @@ import (
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
-	"github.com/docker/docker/api/types/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -193,8 +190,8 @@ func checkRepoChosen(file, ref string) error {
 // of codex-connector's own (by its tags or its labels). Layer then builds
 // FROM the id inspected here, so a retag afterwards changes nothing.
 func (r *Runner) checkRepoImage(ctx context.Context, file, ref string) error {
-	img, err := r.engine.ImageInspect(ctx, ref)
-	if cerrdefs.IsNotFound(err) {
+	img, err := r.docker.Image(ctx, ref)
+	if errors.Is(err, backend.ErrNotFound) {
 		return nil // pulled by its name at the build, from a registry
 	}
 	if err != nil {
@@ -206,7 +203,7 @@ func (r *Runner) checkRepoImage(ctx context.Context, file, ref string) error {
 	}
 	want := reference.TagNameOnly(named).String()
 	carried := false
-	for _, name := range append(slices.Clone(img.RepoTags), img.RepoDigests...) {
+	for _, name := range img.Names {
 		n, err := reference.ParseNormalizedNamed(name)
 		if err != nil {
 			continue
@@ -221,11 +218,9 @@ func (r *Runner) checkRepoImage(ctx context.Context, file, ref string) error {
 	if !carried {
 		return fmt.Errorf("%s names %s, which the engine resolves as an image id (%s), not a name the image carries; a repository may name an image only by repository:tag or digest — name it so", file, ref, img.ID)
 	}
-	if img.Config != nil {
-		for k := range img.Config.Labels {
-			if strings.HasPrefix(k, "codex-connector.") {
-				return fmt.Errorf("%s names %s, an image codex-connector made (label %s); a repository may not choose those", file, ref, k)
-			}
+	for k := range img.Labels {
+		if strings.HasPrefix(k, "codex-connector.") {
+			return fmt.Errorf("%s names %s, an image codex-connector made (label %s); a repository may not choose those", file, ref, k)
 		}
 	}
 	return nil
@@ -296,11 +291,11 @@ const buildDeadline = 30 * time.Minute
 // Codex put onto the chosen base (built from the repository's Dockerfile
 // first, where that was chosen). It returns the image and what a reader
 // should know of it.
-func (r *Runner) taskImage(ctx context.Context, t *store.Task, cimg image.InspectResponse) (images.TaskImage, error) {
+func (r *Runner) taskImage(ctx context.Context, t *store.Task, cimg docker.CodexImage) (images.TaskImage, error) {
 	if t.BaseImage == "" && t.ImageBuild == nil {
-		return images.CodexImage(r.cfg.Image.Ref, cimg), nil
+		return cimg.Plain(), nil
 	}
-	if r.imageBuilder == nil {
+	if !r.docker.CanBuild() {
 		return images.TaskImage{}, errors.New("this engine client cannot build images, and the task's toolchain image needs one")
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -312,7 +307,6 @@ func (r *Runner) taskImage(ctx context.Context, t *store.Task, cimg image.Inspec
 	stop := make(chan struct{})
 	defer close(stop)
 	go r.watchBuild(ctx, t.ID, cancel, stop)
-	eng := layerEngine{r.engine, r.imageBuilder}
 	base := t.BaseImage
 	if b := t.ImageBuild; b != nil {
 		unlock := r.images.lock("build " + t.RepoRoot)
@@ -329,9 +323,9 @@ func (r *Runner) taskImage(ctx context.Context, t *store.Task, cimg image.Inspec
 		}
 	}
 	defer r.images.lock("layer " + base)()
-	ti, err := images.Layer(ctx, eng, base, cimg)
+	ti, err := r.docker.Layer(ctx, base, cimg)
 	if err != nil {
-		return ti, buildEnded(ctx, engineError("make the task's image", err))
+		return ti, buildEnded(ctx, err)
 	}
 	return ti, nil
 }
@@ -373,12 +367,6 @@ func buildEnded(ctx context.Context, err error) error {
 // errTimedOutBeforeStart ends a task whose deadline passed while its image
 // was made.
 var errTimedOutBeforeStart = errors.New("its timeout passed while its image was made, before Codex started")
-
-// layerEngine is the engine with the builder, as images.Layer wants them.
-type layerEngine struct {
-	docker.Engine
-	docker.ImageBuilder
-}
 
 // buildDevcontainer builds the repository's dev container Dockerfile as
 // committed (see devcontainer_commit.go) and returns the image. The
@@ -429,16 +417,16 @@ func (r *Runner) buildDevcontainer(ctx context.Context, t *store.Task, b *store.
 	if b.Network {
 		spec.Network = ""
 	}
-	err = images.BuildContext(ctx, r.imageBuilder, tag, pr, spec)
+	err = r.docker.BuildContext(ctx, tag, pr, spec)
 	pr.CloseWithError(err)
 	if err != nil {
 		return "", fmt.Errorf("build the image of %s (%s in %s, commit %.12s), as you opted in for this repository: %w — fix and commit the Dockerfile (its RUN steps have %s), or set \"devcontainer\": true (the image only) or false in config.json", b.File, b.Dockerfile, b.Context, b.Commit, err, buildReach(b.Network))
 	}
-	img, err := r.engine.ImageInspect(ctx, tag)
+	img, err := r.docker.Image(ctx, tag)
 	if err != nil {
 		return "", engineError("inspect the dev container image "+tag+" just built", err)
 	}
-	if img.Config == nil || img.Config.Labels[devcontainerLabel] != tag {
+	if img.Labels[devcontainerLabel] != tag {
 		return "", fmt.Errorf("the dev container image %s is not the one just built (its label %s is missing or another) — run the task again", tag, devcontainerLabel)
 	}
 	return tag, nil

@@ -42,7 +42,7 @@ func (b *Backend) Capabilities() backend.Capabilities {
 func (b *Backend) Inspect(ctx context.Context, ref backend.Ref) (backend.State, error) {
 	info, err := b.eng.ContainerInspect(ctx, ref.Key())
 	if err != nil {
-		return backend.State{}, classify(err)
+		return backend.State{}, Classify(err)
 	}
 	return stateOf(info), nil
 }

@@ -14,9 +14,9 @@ import (
 // its kind is (backend.ErrUnreachable, ErrTrouble, ErrNotFound).
 func Error(op string, err error) error {
 	if client.IsErrConnectionFailed(err) {
-		return classify(fmt.Errorf("%s: cannot reach the Docker engine: %w — start Docker (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at its socket", op, err))
+		return Classify(fmt.Errorf("%s: cannot reach the Docker engine: %w — start Docker (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at its socket", op, err))
 	}
-	return classify(fmt.Errorf("%s: %w", op, err))
+	return Classify(fmt.Errorf("%s: %w", op, err))
 }
 
 // classified is an error that also is the backend's kind of it.
@@ -28,9 +28,9 @@ type classified struct {
 func (c *classified) Error() string   { return c.err.Error() }
 func (c *classified) Unwrap() []error { return []error{c.err, c.kind} }
 
-// classify marks err with its backend kind, keeping its text; an error of
+// Classify marks err with its backend kind, keeping its text; an error of
 // no kind is returned as it is.
-func classify(err error) error {
+func Classify(err error) error {
 	var kind error
 	switch {
 	case err == nil:

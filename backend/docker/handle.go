@@ -41,7 +41,7 @@ func (h *handle) Wait(ctx context.Context) error {
 	case <-h.exited:
 		return nil
 	case err := <-h.waitErr:
-		return classify(err)
+		return Classify(err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -64,7 +64,7 @@ func (h *handle) Logs(ctx context.Context, opts backend.LogOptions) (io.ReadClos
 		o.Until = engineTime(opts.Until)
 	}
 	rc, err := h.b.eng.ContainerLogs(ctx, h.ref.Key(), o)
-	return rc, classify(err)
+	return rc, Classify(err)
 }
 
 // engineTime is t as the engine's log options take it: seconds and

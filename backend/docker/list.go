@@ -22,7 +22,7 @@ func (b *Backend) List(ctx context.Context, match map[string]string) ([]backend.
 	}
 	list, err := b.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
-		return nil, classify(err)
+		return nil, Classify(err)
 	}
 	out := make([]backend.Listed, 0, len(list))
 	for _, c := range list {

@@ -2,7 +2,12 @@ package docker
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
 )
 
@@ -14,4 +19,48 @@ func (b *Backend) CreateVolume(ctx context.Context, name string, labels map[stri
 		return nil, Error("create the cache volume "+name, err)
 	}
 	return v.Labels, nil
+}
+
+// Volume is a volume as Volumes lists it.
+type Volume struct {
+	Name   string
+	Labels map[string]string
+	// Mountpoint is where the engine keeps the volume's files.
+	Mountpoint string
+}
+
+// Volumes lists the volumes that carry every label of match, by name; a
+// label whose value is "" matches any value.
+func (b *Backend) Volumes(ctx context.Context, match map[string]string) ([]Volume, error) {
+	f := filters.NewArgs()
+	for k, v := range match {
+		if v == "" {
+			f.Add("label", k)
+		} else {
+			f.Add("label", k+"="+v)
+		}
+	}
+	resp, err := b.eng.VolumeList(ctx, volume.ListOptions{Filters: f})
+	if err != nil {
+		return nil, Error("list the cache volumes", err)
+	}
+	out := make([]Volume, 0, len(resp.Volumes))
+	for _, v := range resp.Volumes {
+		out = append(out, Volume{Name: v.Name, Labels: v.Labels, Mountpoint: v.Mountpoint})
+	}
+	slices.SortFunc(out, func(a, b Volume) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// RemoveVolume removes a volume; one in use by a running container is
+// left, and the error says so. One already gone is success.
+func (b *Backend) RemoveVolume(ctx context.Context, name string) error {
+	err := b.eng.VolumeRemove(ctx, name, false)
+	switch {
+	case err == nil, cerrdefs.IsNotFound(err):
+		return nil
+	case cerrdefs.IsConflict(err):
+		return fmt.Errorf("%s is in use by a running task: cancel it or wait for its end, then remove the cache again", name)
+	}
+	return Error("remove the cache volume "+name, err)
 }
