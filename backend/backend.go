@@ -13,8 +13,8 @@ type Backend interface {
 	// scheduler to record it; an error from created removes the run and
 	// is returned. The wait for the run's exit is registered before the
 	// start, so an exit that comes first is not missed. A launch that
-	// fails after the run exists removes it. A run with a Gate starts held
-	// at it, until OpenGate.
+	// fails after the run exists removes it. A run whose command waits at
+	// its gate is held there until OpenGate.
 	Launch(ctx context.Context, spec Spec, created func(Ref) error) (Handle, error)
 	// Recover finds the run of a reference the record keeps, as it is
 	// now, and registers the wait for its exit. A run that is gone is an
@@ -42,14 +42,14 @@ type Handle interface {
 	Ref() Ref
 	// State is the run as the backend sees it now.
 	State(ctx context.Context) (State, error)
-	// Wait blocks until the run exits, the backend stops answering (an
-	// error wrapping ErrUnreachable: Reattach, then Wait again), or ctx
-	// ends.
+	// Wait blocks until the run exits (nil), the wait fails (the backend
+	// went away: Reattach, then Wait again), or ctx ends.
 	Wait(ctx context.Context) error
-	// Reattach waits while the backend does not answer, then registers
-	// the wait for the run's exit anew and returns its state; an error is
-	// the backend's answer about the run (ErrNotFound: it is gone), or
-	// ctx's.
+	// Reattach asks the backend about the run once and, when it answers,
+	// registers the wait for the run's exit anew and returns its state. An
+	// error wrapping ErrUnreachable means it still does not answer (the
+	// scheduler decides how long to try again); ErrNotFound, the run is
+	// gone.
 	Reattach(ctx context.Context) (State, error)
 	// Logs streams the run's output (LogStream says its framing).
 	Logs(ctx context.Context, opts LogOptions) (io.ReadCloser, error)
@@ -68,7 +68,8 @@ type LogOptions struct {
 	// ends with what is stored.
 	Follow bool
 	// Since and Until bound the messages by their time (zero: unbounded):
-	// a copy resumes from a mark, and checks what the backend still holds.
+	// a copy checks what the backend still holds with Until, and Since is
+	// the mark a copy may resume from.
 	Since, Until time.Time
 }
 

@@ -12,13 +12,14 @@ type Spec struct {
 	// User is uid:gid inside the run.
 	User    string
 	WorkDir string
-	// Labels are set on the run, not merged from the image's.
+	// Labels are set on the run; the engine may merge in the image's, and
+	// those given here win.
 	Labels  map[string]string
 	Mounts  []Mount
 	Network Network
 	Limits  Limits
-	// Gate, when set, is how the run is held before anything of the task
-	// runs (OpenGate).
+	// Gate, when set, is what OpenGate checks before it opens the run's
+	// gate; Command must hold the wrapper that waits for Gate.File.
 	Gate *Gate
 }
 

@@ -8,7 +8,4 @@
 // today), the task's files to its workspace (package workspace), and every
 // read or write of what a task may have touched to hostfs. It knows nothing
 // of MCP.
-//
-// Still here, to move behind the Docker backend: the task images (the
-// toolchain choice's builds) and the cache volumes' listing.
 package runner

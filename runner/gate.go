@@ -3,11 +3,11 @@ package runner
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/codex-connector/codex-connector/backend"
-	"github.com/codex-connector/codex-connector/internal/hostfs"
 )
 
 // newGate returns the file name of a launch's gate: unique per launch, so a
@@ -38,7 +38,10 @@ func (r *Runner) gateOpened(id string, st backend.State) bool {
 			if !strings.HasPrefix(name, "gate-") {
 				return true
 			}
-			_, err := hostfs.LstatBelow(r.stateDir(id), stateMount, name)
+			// A plain lstat: name is one component, the state directory
+			// the server's, and an opened gate must count as opened even
+			// when the task took the read bit off its state directory.
+			_, err := os.Lstat(filepath.Join(r.stateDir(id), name))
 			return err == nil
 		}
 		if cmd[i] == "--" {

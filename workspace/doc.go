@@ -8,6 +8,9 @@
 // that host tools run (hostrun.go). What it measured before the run is kept
 // for a server that takes the task over (kept.go).
 //
-// It reads the work tree only through hostfs: a task may have left
-// symlinks, named pipes and huge files there.
+// A task may have left symlinks, named pipes and huge files in the work
+// tree: its files are read through hostfs, the walks open directories
+// without following symlinks, and where a path is resolved (the root, a
+// linked worktree's git directory) what it leads to is checked before it
+// is used.
 package workspace

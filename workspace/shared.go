@@ -2,9 +2,10 @@ package workspace
 
 // Shared is the workspace of a task that runs in the user's own work tree:
 // what the server measured of it before the run, to tell afterwards which
-// files the run changed and which of those host tools run. A nil *Shared is
-// a task that may not write the work tree (read-only): it measured nothing,
-// and reports only the host-run files among those Codex reported.
+// files the run changed and which of those host tools run. A task that may
+// not write the work tree (read-only) has none: HostRunChanged of a nil
+// *Shared reports only the host-run files among those Codex reported, and
+// the other methods want a workspace.
 type Shared struct {
 	root string
 	// before is the git state when the run began; nil with beforeErr

@@ -2,7 +2,8 @@
 // filesystem with (the local one): everything that speaks the Docker API
 // for a task's run — the container made from a run spec, its start behind
 // the gate, the wait for its exit, its logs, its stop and removal — with a
-// deadline on every engine call.
+// deadline on every engine call that does not last as long as a run or a
+// build (deadlines.go).
 package docker
 
 import (

@@ -13,21 +13,35 @@ import (
 )
 
 // handle is one run's container. The wait for its exit is registered with
-// the context of the launch or the recovery: it outlives no follower.
+// the context of the launch or the recovery, and ends with it.
 type handle struct {
 	b    *Backend
 	ref  backend.Ref
 	gate *backend.Gate
-	// exited and waitErr are the registered wait.
-	exited  <-chan container.WaitResponse
-	waitErr <-chan error
+	// waited is the registered wait's answer: nil for an exit, or the
+	// wait's error.
+	waited <-chan error
 }
 
 func (h *handle) Ref() backend.Ref { return h.ref }
 
-// watch registers the wait for the container's exit.
+// watch registers the wait for the container's exit. The client answers
+// on a channel it blocks on until read, so the answer is always read here
+// and kept: a wait nobody asks (a run removed before it is followed) must
+// not hold the client's goroutine for ever. The client answers once the
+// container exits, or once ctx ends.
 func (h *handle) watch(ctx context.Context, cond container.WaitCondition) {
-	h.exited, h.waitErr = h.b.eng.ContainerWait(ctx, h.ref.Key(), cond)
+	exited, failed := h.b.eng.ContainerWait(ctx, h.ref.Key(), cond)
+	waited := make(chan error, 1)
+	h.waited = waited
+	go func() {
+		select {
+		case <-exited:
+			waited <- nil
+		case err := <-failed:
+			waited <- Classify(err)
+		}
+	}()
 }
 
 func (h *handle) State(ctx context.Context) (backend.State, error) {
@@ -38,10 +52,8 @@ func (h *handle) State(ctx context.Context) (backend.State, error) {
 // engine went away, or the context of the wait ended.
 func (h *handle) Wait(ctx context.Context) error {
 	select {
-	case <-h.exited:
-		return nil
-	case err := <-h.waitErr:
-		return Classify(err)
+	case err := <-h.waited:
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -11,6 +11,6 @@
 //
 // It also holds what the server writes there (files made afresh below a
 // base, atomic replacement, sparse copies) and the read-only view of a
-// repository that go-git reads through (gitfs.go). Every backend and every
-// workspace uses it; none owns it.
+// repository that go-git reads through (gitfs.go). The scheduler and the
+// workspace use it; neither owns it.
 package hostfs
