@@ -259,7 +259,7 @@ func layerDockerfile(base string, bimg image.InspectResponse, codexID, version s
 	// an image that has none.
 	fmt.Fprintf(&b, "ENV PATH=%q\n", taskCodexDir+"/bin:"+path+":"+taskCodexDir+"/codex-path")
 	// Nothing of the image runs before Codex, nor beside it: the gate must
-	// be the first thing in the container (see runner/gate.go).
+	// be the first thing in the container (see backend/docker/gate.go).
 	fmt.Fprintf(&b, "ENTRYPOINT []\nCMD []\nHEALTHCHECK NONE\n")
 	fmt.Fprintf(&b, "LABEL %s=%q %s=%q %s=%q\n", CodexVersionLabel, version, BaseLabel, base, BaseIDLabel, bimg.ID)
 	return b.String()

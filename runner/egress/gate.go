@@ -10,7 +10,7 @@ import (
 )
 
 // The gate: a task's container starts with its command held back until the
-// server has confirmed what the engine bound into it (runner/gate.go). In
+// server has confirmed what the engine bound into it (backend/docker/gate.go). In
 // restricted containers the bridge holds it; in danger-full-access ones,
 // which have no bridge, RunGated does.
 

@@ -31,7 +31,7 @@ import (
 // requests to the host:port pairs of that task's policy, resolves the name
 // itself, refuses addresses behind the wall (addr.go) and dials the address
 // it checked; everything else is denied. It runs in its own long-lived
-// container (see runner/egress.go), so it keeps serving tasks while MCP
+// container (see backend/docker/helpers.go), so it keeps serving tasks while MCP
 // servers come and go, and a restart of it serves again from the policy
 // files.
 //
