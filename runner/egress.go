@@ -139,12 +139,10 @@ func (r *Runner) prepareEgress(ctx context.Context, t *store.Task, routes []egre
 		return err
 	}
 	pol := egress.Policy{TaskID: t.ID, Allow: allow, Deny: deny, MaxConns: r.cfg.Egress.MaxConns, IdleSeconds: int(r.cfg.Egress.Idle / time.Second), Routes: routes}
-	// The socket directory first: the proxy serves a policy only where it
-	// finds one. The task's user, who may not be the server's, needs to
-	// pass through it to the socket, and nothing else: 0711.
-	if err := r.makeEgressDirs(); err != nil {
-		return err
-	}
+	// The socket directory first (in the egress directory ensureProxy
+	// made): the proxy serves a policy only where it finds one. The task's
+	// user, who may not be the server's, needs to pass through it to the
+	// socket, and nothing else: 0711.
 	dir := r.socketDir(t.ID)
 	if err := os.Mkdir(dir, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create the egress socket directory of task %s: %w", t.ID, err)

@@ -136,11 +136,11 @@ func (r *Runner) execute(id string) {
 // mounts are what was checked.
 func (r *Runner) launch(t *store.Task, rn *run) (backend.Handle, error) {
 	ctx := rn.ctx
-	t, p, err := r.prepare(t, rn)
+	t, p, spec, err := r.prepare(t, rn)
 	if err != nil {
 		return nil, err
 	}
-	h, err := r.backend.Launch(ctx, p.spec(), func(ref backend.Ref) error {
+	h, err := r.backend.Launch(ctx, spec, func(ref backend.Ref) error {
 		var err error
 		t, err = r.update(t.ID, func(t *store.Task) error {
 			if !r.holds(t, rn) {
@@ -181,17 +181,17 @@ func (r *Runner) launch(t *store.Task, rn *run) (backend.Handle, error) {
 // prepare readies everything a task's run needs, as its level allows: its
 // image (recorded), its state directory, the checked mount sources, its
 // caches, its login, its egress policy, the binary of its gate and its
-// prompt. It returns the task as recorded then, and the policy that makes
-// its run spec.
-func (r *Runner) prepare(t *store.Task, rn *run) (*store.Task, policy, error) {
+// prompt. It returns the task as recorded then, the policy, and the run
+// spec the policy makes.
+func (r *Runner) prepare(t *store.Task, rn *run) (*store.Task, policy, backend.Spec, error) {
 	ctx := rn.ctx
 	cimg, err := r.docker.Codex(ctx, r.cfg.Image)
 	if err != nil {
-		return t, policy{}, err
+		return t, policy{}, backend.Spec{}, err
 	}
 	img, err := r.taskImage(ctx, t, cimg)
 	if err != nil {
-		return t, policy{}, err
+		return t, policy{}, backend.Spec{}, err
 	}
 	if t.Image != img.Ref || t.ImageID != img.ID || !slices.Equal(t.ImageLacks, img.Lacks) || t.Ran == nil || t.Ran.CodexVersion != img.CodexVersion {
 		t, err = r.update(t.ID, func(t *store.Task) error {
@@ -207,32 +207,32 @@ func (r *Runner) prepare(t *store.Task, rn *run) (*store.Task, policy, error) {
 			return nil
 		})
 		if err != nil {
-			return t, policy{}, fmt.Errorf("record the image of task: %w", err)
+			return t, policy{}, backend.Spec{}, fmt.Errorf("record the image of task: %w", err)
 		}
 	}
 	stateDir, err := r.prepareStateDir(t)
 	if err != nil {
-		return t, policy{}, err
+		return t, policy{}, backend.Spec{}, err
 	}
 	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home)}
 	if p.git, err = r.checkMountSources(t, rn.ws); err != nil {
-		return t, policy{}, err
+		return t, policy{}, backend.Spec{}, err
 	}
 	mounted, caches, err := r.cacheMounts(ctx, t)
 	if err != nil {
-		return t, policy{}, err
+		return t, policy{}, backend.Spec{}, err
 	}
 	p.caches = caches
 	p.env = withDefaults(cacheEnv(r.cfg.Caches, mounted), p.env)
 	if r.cfg.AuthFile != "" {
 		if err := r.placeLogin(t); err != nil {
-			return t, policy{}, err
+			return t, policy{}, backend.Spec{}, err
 		}
 	}
 	if r.needsEgress(t) {
 		creds := credentialsFor(r.cfg.Routes)
 		if err := r.prepareEgress(ctx, t, creds.routes); err != nil {
-			return t, policy{}, err
+			return t, policy{}, backend.Spec{}, err
 		}
 		p.socketDir = r.socketDir(t.ID)
 		p.env = append(append([]string(nil), p.env...), creds.env...)
@@ -241,19 +241,20 @@ func (r *Runner) prepare(t *store.Task, rn *run) (*store.Task, policy, error) {
 	// Every launch is gated (gate.go), so every container gets the static
 	// binary that holds the gate.
 	if p.bridge, err = r.gateBinary(); err != nil {
-		return t, policy{}, err
+		return t, policy{}, backend.Spec{}, err
 	}
 	p.gate = newGate()
 	if promptText(t) != "" {
 		if err := r.writePrompt(t); err != nil {
-			return t, policy{}, err
+			return t, policy{}, backend.Spec{}, err
 		}
 		p.prompt = promptFile
 	}
-	if err := checkImageVolumes(img, p.spec()); err != nil {
-		return t, policy{}, err
+	spec := p.spec()
+	if err := checkImageVolumes(img, spec); err != nil {
+		return t, policy{}, backend.Spec{}, err
 	}
-	return t, p, nil
+	return t, p, spec, nil
 }
 
 var errCancelledBeforeStart = errors.New("cancelled before it started")
@@ -313,7 +314,7 @@ func (r *Runner) prepareStateDir(t *store.Task) (string, error) {
 	}
 	// Gates of earlier launches: each launch has its own name, so they
 	// open nothing, but they would pile up.
-	entries, _ := hostfs.ReadDirBelow(runs, runs, t.ID, func() error { return nil })
+	entries, _ := hostfs.ReadDirBelow(runs, runs, t.ID, nil)
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "gate-") {
 			if err := hostfs.RemoveBelow(runs, filepath.Join(t.ID, e.Name())); err != nil {

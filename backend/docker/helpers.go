@@ -18,7 +18,6 @@ import (
 	"github.com/codex-connector/codex-connector/runner/egress"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 )
@@ -283,10 +282,8 @@ func (h *Helpers) RemoveProxy(ctx context.Context) error {
 // may be about to use its own. It returns the tags it removed.
 func (h *Helpers) RemoveOldImages(ctx context.Context, age time.Duration) ([]string, error) {
 	current, _ := h.ImageRef()
-	f := filters.NewArgs(filters.Arg("reference", HelperRepo+":*"))
-	for k, v := range h.cfg.ImageLabels {
-		f.Add("label", k+"="+v)
-	}
+	f := labelFilter(h.cfg.ImageLabels)
+	f.Add("reference", HelperRepo+":*")
 	imgs, err := h.b.eng.ImageList(ctx, image.ListOptions{Filters: f})
 	if err != nil {
 		return nil, Error("list egress proxy images", err)

@@ -10,8 +10,9 @@ import (
 	"github.com/docker/docker/api/types/filters"
 )
 
-// List lists the containers that carry every label of match.
-func (b *Backend) List(ctx context.Context, match map[string]string) ([]backend.Listed, error) {
+// labelFilter is the engine's filter of what carries every label of match;
+// a label whose value is "" matches any value.
+func labelFilter(match map[string]string) filters.Args {
 	f := filters.NewArgs()
 	for k, v := range match {
 		if v == "" {
@@ -20,7 +21,12 @@ func (b *Backend) List(ctx context.Context, match map[string]string) ([]backend.
 			f.Add("label", k+"="+v)
 		}
 	}
-	list, err := b.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	return f
+}
+
+// List lists the containers that carry every label of match.
+func (b *Backend) List(ctx context.Context, match map[string]string) ([]backend.Listed, error) {
+	list, err := b.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilter(match)})
 	if err != nil {
 		return nil, Classify(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
 )
 
@@ -32,15 +31,7 @@ type Volume struct {
 // Volumes lists the volumes that carry every label of match, by name; a
 // label whose value is "" matches any value.
 func (b *Backend) Volumes(ctx context.Context, match map[string]string) ([]Volume, error) {
-	f := filters.NewArgs()
-	for k, v := range match {
-		if v == "" {
-			f.Add("label", k)
-		} else {
-			f.Add("label", k+"="+v)
-		}
-	}
-	resp, err := b.eng.VolumeList(ctx, volume.ListOptions{Filters: f})
+	resp, err := b.eng.VolumeList(ctx, volume.ListOptions{Filters: labelFilter(match)})
 	if err != nil {
 		return nil, Error("list the cache volumes", err)
 	}

@@ -221,8 +221,8 @@ func readlinkBelow(base, display, rel string) (string, error) {
 }
 
 // ReadDirBelow lists the directory rel below base with what each entry is
-// (never what a symlink points at); stop is asked between batches, so that
-// a huge directory can be given up on.
+// (never what a symlink points at); stop, if not nil, is asked between
+// batches, so that a huge directory can be given up on.
 func ReadDirBelow(base, display, rel string, stop func() error) ([]os.FileInfo, error) {
 	parts, _ := splitRel(rel)
 	basefd, err := openBase(base)
@@ -240,8 +240,10 @@ func ReadDirBelow(base, display, rel string, stop func() error) ([]os.FileInfo, 
 	var out []os.FileInfo
 	buf := make([]byte, 32<<10)
 	for {
-		if err := stop(); err != nil {
-			return nil, err
+		if stop != nil {
+			if err := stop(); err != nil {
+				return nil, err
+			}
 		}
 		n, err := unix.Getdents(fd, buf)
 		if err != nil {
