@@ -32,6 +32,10 @@ type Backend interface {
 	// List lists the runs that carry every label of match, whatever their
 	// state; a label whose value is "" matches any value.
 	List(ctx context.Context, match map[string]string) ([]Listed, error)
+	// Files reads and prepares the state of a run whose state is the
+	// mount state (a bind of a directory of the server's, or a volume of
+	// the backend's), whether or not the run exists.
+	Files(state Mount) (Files, error)
 	// Capabilities says what the backend's runs can do.
 	Capabilities() Capabilities
 }
@@ -40,6 +44,9 @@ type Backend interface {
 type Handle interface {
 	// Ref is what the record keeps to find the run again.
 	Ref() Ref
+	// Warnings are what the backend said when it made the run (none for a
+	// recovered one), for the log and the record.
+	Warnings() []string
 	// State is the run as the backend sees it now.
 	State(ctx context.Context) (State, error)
 	// Wait blocks until the run exits (nil), the wait fails (the backend
@@ -76,6 +83,6 @@ type LogOptions struct {
 // LogStream is the framing of Logs' stream: each message is an 8-byte
 // header (the stream: 1 stdout, 2 stderr, 3 an error of the backend; three
 // zero bytes; the length, big-endian) and the message, which starts with
-// its time (RFC 3339, nanoseconds) and a space. It is the Docker engine's
+// its time (RFC 3339, nanoseconds; whole seconds on Podman) and a space. It is the Docker engine's
 // framing; another backend produces the same.
 const LogStream = "docker-multiplexed-timestamped"

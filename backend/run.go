@@ -57,6 +57,7 @@ type Capabilities struct {
 	// UserNamespace says runs' uids map to other uids on the host (a
 	// rootless engine).
 	UserNamespace bool
-	// Runtime is the runtime runs use ("" the backend's default).
-	Runtime string
+	// Runtimes are the runtimes a run may name (Spec.Runtime), as far as
+	// the backend knows them yet.
+	Runtimes []string
 }

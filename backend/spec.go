@@ -9,7 +9,9 @@ type Spec struct {
 	Image   string
 	Command []string
 	Env     []string
-	// User is uid:gid inside the run.
+	// User is the uid:gid of the host whose files the run makes: the
+	// backend runs it as the id inside that maps to it ("" the image's
+	// own user).
 	User    string
 	WorkDir string
 	// Labels are set on the run; the engine may merge in the image's, and
@@ -21,6 +23,9 @@ type Spec struct {
 	// Gate, when set, is what OpenGate checks before it opens the run's
 	// gate; Command must hold the wrapper that waits for Gate.File.
 	Gate *Gate
+	// Runtime is the backend's runtime the run uses ("" its default), e.g.
+	// gVisor's runsc.
+	Runtime string
 }
 
 // MountKind is what a mount's source is.

@@ -51,6 +51,7 @@ func containerConfig(s backend.Spec) (*container.Config, *container.HostConfig) 
 			PidsLimit:  &pids,
 		},
 		NetworkMode: container.NetworkMode(s.Network),
+		Runtime:     s.Runtime,
 	}
 	return cfg, host
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"time"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -117,4 +119,12 @@ func (e deadlineEngine) VolumeCreate(ctx context.Context, opts volume.CreateOpti
 	return bounded(ctx, changeDeadline, func(ctx context.Context) (volume.Volume, error) {
 		return e.Engine.VolumeCreate(ctx, opts)
 	})
+}
+
+func (e deadlineEngine) ServerVersion(ctx context.Context) (types.Version, error) {
+	return bounded(ctx, askDeadline, e.Engine.ServerVersion)
+}
+
+func (e deadlineEngine) Info(ctx context.Context) (system.Info, error) {
+	return bounded(ctx, askDeadline, e.Engine.Info)
 }

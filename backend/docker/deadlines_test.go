@@ -2,14 +2,17 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"io"
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -117,6 +120,27 @@ func TestEveryEngineCallHasADeadline(t *testing.T) {
 			if left <= 0 || left > changeDeadline {
 				t.Errorf("%s: deadline %s, want one of at most %s", name, left, changeDeadline)
 			}
+		}
+	}
+}
+
+// An engine's internal error is trouble worth trying again, unless it is
+// the run's own: its runtime cannot start it, or a mount source is not the
+// engine's to open.
+func TestInternalErrorsOfTheRunItselfAreNotTrouble(t *testing.T) {
+	for _, c := range []struct {
+		msg     string
+		trouble bool
+	}{
+		{"failed to update store for object type *libnetwork.endpoint: open : no such file or directory", true},
+		{"OCI runtime start failed: starting container: running in root network namespace: unknown", false},
+		{"OCI runtime create failed: container_linux.go:380: starting container process caused: read init-p: connection reset by peer: unknown", true},
+		{"make cli opts(): making volume mountpoint for volume /home/u/.codex-connector/runs/x: mkdir /home/u: permission denied", false},
+		{"unknown or invalid runtime name: runsc", false},
+	} {
+		err := Classify(errdefs.System(errors.New(c.msg)))
+		if got := errors.Is(err, backend.ErrTrouble); got != c.trouble {
+			t.Errorf("%q: trouble %v, want %v", c.msg, got, c.trouble)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"github.com/codex-connector/codex-connector/backend"
 	"github.com/docker/docker/api/types/network"
@@ -20,6 +21,10 @@ type Backend struct {
 	eng Engine
 	// builder builds the helper image; nil when eng cannot build.
 	builder ImageBuilder
+	// facts are the engine's, by runtime, once looked at (Helpers.Look):
+	// what an engine enforces does not change while it runs.
+	factsMu sync.Mutex
+	facts   map[string]Facts
 }
 
 // New is the backend of the engine eng, each of whose calls gets a
@@ -32,11 +37,18 @@ func New(eng Engine) *Backend {
 	return b
 }
 
-// Capabilities of a local engine: it binds the server's own paths.
-// Whether its runs' uids are mapped, and which runtime they use, are not
-// told apart yet: every run is taken as the engine's default.
+// Capabilities of a local engine: it binds the server's own paths; its
+// runs' uids are mapped when a probe saw a user namespace (before any
+// look, they are taken as not); they run on the engine's default runtime.
 func (b *Backend) Capabilities() backend.Capabilities {
-	return backend.Capabilities{SharedFilesystem: true}
+	b.factsMu.Lock()
+	defer b.factsMu.Unlock()
+	caps := backend.Capabilities{SharedFilesystem: true, UserNamespace: b.facts[""].Enforced.UserNamespace}
+	for name := range b.facts[""].Runtimes {
+		caps.Runtimes = append(caps.Runtimes, name)
+	}
+	slices.Sort(caps.Runtimes)
+	return caps
 }
 
 // Inspect is the run of ref as the engine sees it now.

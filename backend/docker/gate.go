@@ -19,7 +19,9 @@ import (
 // container's mount table, looked through /proc/<pid>/root at what the
 // engine really bound at each target, compared device and inode with what
 // it checked, and then made the gate file. A mismatch removes the container
-// before anything of the task ran.
+// before anything of the task ran. Under gVisor the mounts are read in
+// the gofer's mount namespace (gvisor.go): the sentry sees the run's
+// files only through it.
 
 // OpenGate compares what is bound in the started container with what was
 // checked, and opens the gate when they agree.
@@ -34,11 +36,27 @@ func (h *handle) OpenGate(ctx context.Context) error {
 	if info.State == nil || info.State.Pid == 0 {
 		return fmt.Errorf("the container exited before its mounts could be confirmed — see the log, and run the task again")
 	}
-	points, err := mountPoints(fmt.Sprintf("/proc/%d/mountinfo", info.State.Pid))
+	pid := info.State.Pid
+	// Under gVisor the reported process is the sandbox, whose mounts are
+	// not the run's: its gofer made the binds and serves them. Which it is
+	// comes from the runtime the container was made with, never from what
+	// its process says it is.
+	runtime := ""
+	if info.HostConfig != nil {
+		runtime = info.HostConfig.Runtime
+	}
+	if h.b.runtimeIsGVisor(runtime) {
+		gofer, err := goferOf(pid, info.ID)
+		if err != nil {
+			return fmt.Errorf("%w: the container's mounts cannot be confirmed under gVisor: %v — nothing of the task ran; run it again, and if it fails again, see the engine's log (codex-connector must run as root or as the engine's user to read the gofer's mounts)", backend.ErrMountChanged, err)
+		}
+		pid = gofer
+	}
+	points, err := mountPoints(fmt.Sprintf("/proc/%d/mountinfo", pid))
 	if err != nil {
 		return fmt.Errorf("%w: the container's mounts cannot be read (%v) — run the task again; if it fails again, run codex-connector as root or as the repository's owner", backend.ErrMountChanged, err)
 	}
-	root := fmt.Sprintf("/proc/%d/root", info.State.Pid)
+	root := fmt.Sprintf("/proc/%d/root", pid)
 	for _, b := range h.gate.Bound {
 		// The engine resolves a target through symlinks it finds inside
 		// the container: a target swapped for one is bound elsewhere, and
@@ -106,4 +124,16 @@ func unescapeMountinfo(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// runtimeIsGVisor says whether the runtime a container was made with ("",
+// or the engine's default by name) is registered as gVisor's runsc, as
+// the engine's look described it.
+func (b *Backend) runtimeIsGVisor(name string) bool {
+	b.factsMu.Lock()
+	defer b.factsMu.Unlock()
+	for _, f := range b.facts {
+		return isGVisor(f.Description.runtime(name))
+	}
+	return false
 }

@@ -18,12 +18,16 @@ type handle struct {
 	b    *Backend
 	ref  backend.Ref
 	gate *backend.Gate
+	// warnings are what the engine said when it made the container.
+	warnings []string
 	// waited is the registered wait's answer: nil for an exit, or the
 	// wait's error.
 	waited <-chan error
 }
 
 func (h *handle) Ref() backend.Ref { return h.ref }
+
+func (h *handle) Warnings() []string { return h.warnings }
 
 // watch registers the wait for the container's exit. The client answers
 // on a channel it blocks on until read, so the answer is always read here

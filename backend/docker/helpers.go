@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +51,12 @@ type HelperConfig struct {
 	ProxyDir    string
 	ProxyUser   string
 	ProxyLabels map[string]string
+	// ProbeLabels are set on a probe's containers besides ImageLabels, for
+	// housekeeping to find one a server killed mid-probe left.
+	ProbeLabels map[string]string
+	// FactsFile keeps what a probe saw of the engine (factsfile.go); ""
+	// probes once per Backend.
+	FactsFile string
 	// CABundle is the host's file of CA certificates (PEM) the proxy
 	// verifies upstreams with; "" leaves them unverifiable.
 	CABundle string
@@ -194,6 +201,18 @@ func CheckStatic(path string) error {
 // binary. Replacing it is safe while tasks run: their sockets live in
 // directories the new proxy serves again. ProxyDir must exist.
 func (h *Helpers) EnsureProxy(ctx context.Context) error {
+	// Whose the proxy's files are inside depends on the engine's user
+	// namespace: looked at first (once), outside the lock Look's probe
+	// takes too.
+	if _, err := h.Look(ctx, ""); err != nil {
+		return err
+	}
+	// Mapped before the lock: mapUser takes the facts' lock, which Look
+	// holds while its probe takes this one.
+	user, err := h.b.mapUser(h.cfg.ProxyUser)
+	if err != nil {
+		return err
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ref, err := h.imageLocked(ctx)
@@ -217,7 +236,7 @@ func (h *Helpers) EnsureProxy(ctx context.Context) error {
 	// capped, and GOMEMLIMIT keeps the Go heap under the cap, so that a
 	// flood makes it collect garbage sooner rather than be killed.
 	pids := int64(ProxyPids)
-	cfg := &container.Config{Image: ref, User: h.cfg.ProxyUser,
+	cfg := &container.Config{Image: ref, User: user,
 		Env:    []string{fmt.Sprintf("GOMEMLIMIT=%dMiB", ProxyMemory*3/4>>20)},
 		Labels: h.cfg.ProxyLabels}
 	host := &container.HostConfig{
@@ -318,6 +337,15 @@ func (h *Helpers) ReadyVolumes(ctx context.Context, uid, gid string, volumes []V
 	if err != nil {
 		return err
 	}
+	if _, err := h.Look(ctx, ""); err != nil {
+		return err
+	}
+	// The helper chowns to the ids inside that are the user's.
+	inside, err := h.b.mapUser(uid + ":" + gid)
+	if err != nil {
+		return err
+	}
+	uid, gid, _ = strings.Cut(inside, ":")
 	var ms []mount.Mount
 	var dirs []string
 	for _, v := range volumes {
@@ -331,24 +359,10 @@ func (h *Helpers) ReadyVolumes(ctx context.Context, uid, gid string, volumes []V
 		Cmd: dirs, Labels: labels}
 	host := &container.HostConfig{Mounts: ms, NetworkMode: "none", ReadonlyRootfs: true,
 		CapDrop: []string{"ALL"}, CapAdd: []string{"CHOWN", "FOWNER"}, SecurityOpt: []string{"no-new-privileges"}}
-	created, err := h.b.eng.ContainerCreate(ctx, cfg, host, nil, nil, "")
-	if err != nil {
-		return Error("create the container that readies the caches", err)
+	_, _, err = h.runOnce(ctx, "ready the cache volumes of user "+uid, cfg, host)
+	var exit *helperExit
+	if errors.As(err, &exit) {
+		return fmt.Errorf("%w — remove them with `codex-connector caches remove` and run the task again", err)
 	}
-	defer func() { _ = h.b.remove(context.WithoutCancel(ctx), created.ID) }()
-	waitC, errC := h.b.eng.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
-	if err := h.b.eng.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		return Error("start the container that readies the caches", err)
-	}
-	select {
-	case w := <-waitC:
-		if w.StatusCode != 0 {
-			return fmt.Errorf("ready the cache volumes of user %s: the helper exited with %d — remove them with `codex-connector caches remove` and run the task again", uid, w.StatusCode)
-		}
-	case err := <-errC:
-		return Error("wait for the container that readies the caches", err)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
+	return err
 }

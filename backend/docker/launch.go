@@ -12,6 +12,11 @@ import (
 // Launch creates the run's container, has created record it, registers
 // the wait for its exit and starts it.
 func (b *Backend) Launch(ctx context.Context, s backend.Spec, created func(backend.Ref) error) (backend.Handle, error) {
+	user, err := b.mapUser(s.User)
+	if err != nil {
+		return nil, err
+	}
+	s.User = user
 	cfg, host := containerConfig(s)
 	c, err := b.eng.ContainerCreate(ctx, cfg, host, nil, nil, s.Name)
 	if cerrdefs.IsConflict(err) {
@@ -25,7 +30,7 @@ func (b *Backend) Launch(ctx context.Context, s backend.Spec, created func(backe
 	if err != nil {
 		return nil, Error("create container for task "+s.Task, err)
 	}
-	h := &handle{b: b, ref: backend.Ref{ID: c.ID, Name: s.Name}, gate: s.Gate}
+	h := &handle{b: b, ref: backend.Ref{ID: c.ID, Name: s.Name}, gate: s.Gate, warnings: c.Warnings}
 	if err := created(h.ref); err != nil {
 		_ = b.remove(ctx, c.ID)
 		return nil, err

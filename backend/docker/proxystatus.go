@@ -1,12 +1,15 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // ProxyStatus says how the egress proxy container name stands, changing
@@ -61,4 +64,31 @@ func ProxyStatus(ctx context.Context, eng interface {
 		out += fmt.Sprintf("; codex-connector %s started it, and the next task replaces it with this one's", info.Config.Labels[versionLabel])
 	}
 	return out, nil
+}
+
+// ProxyTail says how the proxy stands and what it last printed, for a
+// task it did not serve: its own words say why ("permission denied" on a
+// directory its user cannot open), where the wait alone says only that
+// time passed.
+func (h *Helpers) ProxyTail(ctx context.Context) string {
+	name := h.cfg.ProxyName
+	info, err := h.b.eng.ContainerInspect(ctx, name)
+	if err != nil {
+		return fmt.Sprintf("the proxy container %s is not there (%v)", name, Classify(err))
+	}
+	state := "its container is " + string(info.State.Status)
+	if info.State.Status == container.StateExited || info.State.Restarting {
+		state += fmt.Sprintf(" (exit code %d, restarted %d times)", info.State.ExitCode, info.RestartCount)
+	}
+	rc, err := h.b.eng.ContainerLogs(ctx, name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "10"})
+	if err != nil {
+		return state + "; its log cannot be read: " + err.Error()
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	_, _ = stdcopy.StdCopy(&limitedBuffer{&out, 4 << 10}, &limitedBuffer{&out, 4 << 10}, rc)
+	if text := strings.TrimSpace(out.String()); text != "" {
+		return state + "; it last said: " + strings.Join(strings.Fields(text), " ")
+	}
+	return state + "; it said nothing"
 }

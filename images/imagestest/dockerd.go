@@ -7,11 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 )
 
@@ -49,18 +50,14 @@ func StartDockerd(t testing.TB, liveRestore bool, args ...string) *Dockerd {
 	d.bridge = makeBridge(t)
 	d.Start(t)
 	t.Cleanup(func() {
-		if cli, err := client.NewClientWithOpts(client.WithHost(d.Host), client.WithAPIVersionNegotiation()); err == nil && d.cmd != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			list, _ := cli.ContainerList(ctx, container.ListOptions{All: true})
-			for _, c := range list {
-				_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
-			}
-			cancel()
-			cli.Close()
+		if d.cmd != nil {
+			removeContainers(d.Host)
 		}
 		d.Stop(t)
-		// dockerd makes its data root a mount of its own and leaves it.
-		_ = syscall.Unmount(filepath.Join(dir, "data"), syscall.MNT_DETACH)
+		// dockerd makes its data root a mount of its own and leaves it,
+		// and runsc leaves its null network namespace bound in the exec
+		// root.
+		unmountUnder(dir)
 		if err := os.RemoveAll(dir); err != nil {
 			t.Errorf("remove the test engine's data: %v", err)
 		}
@@ -92,7 +89,7 @@ func (d *Dockerd) Start(t testing.TB) {
 	}
 	d.cmd, d.exited = cmd, make(chan struct{})
 	go func() { cmd.Wait(); close(d.exited) }()
-	cli := d.client(t)
+	cli := dial(t, d.Host)
 	defer cli.Close()
 	for i := 0; ; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -141,45 +138,40 @@ func (d *Dockerd) LogFile() string { return filepath.Join(d.dir, "dockerd.log") 
 // Client is a client of this engine, closed when the test ends.
 func (d *Dockerd) Client(t testing.TB) *client.Client {
 	t.Helper()
-	cli := d.client(t)
-	t.Cleanup(func() { cli.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cli.NegotiateAPIVersion(ctx)
-	return cli
-}
-
-func (d *Dockerd) client(t testing.TB) *client.Client {
-	t.Helper()
-	cli, err := client.NewClientWithOpts(client.WithHost(d.Host), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cli
+	return testClient(t, d.Host)
 }
 
 // FakeCodex builds the fake Codex image in this engine and returns its
 // reference.
 func (d *Dockerd) FakeCodex(t testing.TB) string {
 	t.Helper()
-	ref, err := buildFake(d.Client(t))
-	if err != nil {
-		t.Fatalf("build fake Codex image in the test's engine: %v", err)
-	}
-	return ref
+	return fakeCodexIn(t, d.Host, "the test's engine")
 }
 
 // makeBridge makes a bridge interface for one test engine, on a subnet of
 // its own, and deletes it when the test ends. Without iptables the engine
 // gives its containers addresses on it and no way further out.
+//
+// The bridge gets an address of its own, as dockerd gives docker0: a
+// bridge without one takes the lowest address of its ports, so it changes
+// when a container goes, and the containers that cached the old one lose
+// the host for the best part of a minute, until their ARP entry expires.
+// The subnet is one no route of this machine's uses, so two test engines
+// running at once do not share one.
 func makeBridge(t testing.TB) string {
 	t.Helper()
-	var b [2]byte
+	var b [6]byte
 	_, _ = rand.Read(b[:])
-	name := fmt.Sprintf("ccbr%x", b)
-	subnet := fmt.Sprintf("10.231.%d.1/24", b[0])
+	name := fmt.Sprintf("ccbr%x", b[:2])
+	routes, _ := exec.Command("ip", "-4", "route").Output()
+	third := int(b[2])
+	for i := 0; i < 256 && strings.Contains(string(routes), fmt.Sprintf("10.231.%d.0/24 ", third)); i++ {
+		third = (third + 1) % 256
+	}
+	subnet := fmt.Sprintf("10.231.%d.1/24", third)
+	mac := fmt.Sprintf("02:cc:%02x:%02x:%02x:%02x", b[2], b[3], b[4], b[5])
 	for _, args := range [][]string{
-		{"link", "add", name, "type", "bridge"},
+		{"link", "add", name, "address", mac, "type", "bridge"},
 		{"addr", "add", subnet, "dev", name},
 		{"link", "set", name, "up"},
 	} {
@@ -189,4 +181,22 @@ func makeBridge(t testing.TB) string {
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "delete", name).Run() })
 	return name
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first.
+func unmountUnder(dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			points = append(points, f[4])
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	for _, p := range points {
+		_ = syscall.Unmount(p, syscall.MNT_DETACH)
+	}
 }

@@ -101,8 +101,21 @@ func StartModelServerTLS(t testing.TB, engine *client.Client, turns ...Turn) (m 
 	return startModelServer(t, engine, true, turns)
 }
 
+// StartModelServerAt is StartModelServer listening on ip: an engine in a
+// network namespace of its own (rootless Docker's, whose own bridge has
+// the default bridge's address) reaches the host at its default route's
+// address (DefaultRouteAddress).
+func StartModelServerAt(t testing.TB, ip string, turns ...Turn) *ModelServer {
+	t.Helper()
+	m, _ := startModelServerAt(t, ip, false, turns)
+	return m
+}
+
 func startModelServer(t testing.TB, engine *client.Client, useTLS bool, turns []Turn) (*ModelServer, string) {
-	ip := BridgeGateway(t, engine)
+	return startModelServerAt(t, BridgeGateway(t, engine), useTLS, turns)
+}
+
+func startModelServerAt(t testing.TB, ip string, useTLS bool, turns []Turn) (*ModelServer, string) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatalf("listen on the docker bridge %s: %v", ip, err)
