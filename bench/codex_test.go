@@ -41,15 +41,7 @@ func BenchmarkRealCodex(b *testing.B) {
 	home := c.home(b)
 	s := startServer(b, home, image, imagestest.MockKeyEnv+"="+model.Key)
 
-	run := func() float64 {
-		done := script()
-		began := time.Now()
-		st := s.call(b, "codex_agent", map[string]any{"task": codexPrompt, "workingDirectory": repo, "model": "gpt-5-codex", "timeoutMs": 300000})
-		d := time.Since(began)
-		completed(b, st, codexTurns[1].Message)
-		done("codex_agent")
-		return ms(d)
-	}
+	run := c.agentRun(b, s, "codex_agent")
 	hostRun := func() float64 {
 		done := script()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -92,6 +84,82 @@ func BenchmarkRealCodex(b *testing.B) {
 	}
 }
 
+// BenchmarkRealCodexUnderGVisor is BenchmarkRealCodex with every task under
+// gVisor (images.runtime runsc) on an engine of the benchmark's own,
+// against `docker run --runtime runsc` of the same Codex command on that
+// engine.
+func BenchmarkRealCodexUnderGVisor(b *testing.B) {
+	c := newCodexBench(b)
+	d := imagestest.StartGVisor(b)
+	loadImage(b, d.Host, c.image)
+	home := c.home(b)
+	cfg, _ := json.Marshal(map[string]any{"codexConfig": c.model.CodexConfig(), "images": map[string]any{"runtime": "runsc"}})
+	if err := os.WriteFile(filepath.Join(home, "config.json"), cfg, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	s := startServer(b, home, c.image, imagestest.MockKeyEnv+"="+c.model.Key, "DOCKER_HOST="+d.Host)
+	sideBySide(b, benchtab.Row{Name: "real Codex under gVisor: codex_agent → result, vs docker run --runtime runsc",
+		ReferenceName: "docker run --rm --runtime runsc of the same Codex command on the same engine, pointed straight at the model server", MaxRatio: 1.10,
+		Note: "runsc built by make runsc, registered with --host-uds=open in an engine of the benchmark's own; the egress proxy on the engine's default runtime"},
+		c.agentRun(b, s, "codex_agent under gVisor"),
+		func() float64 { return c.dockerRunWith(b, []string{"-H", d.Host}, []string{"--runtime", "runsc"}) })
+}
+
+// agentRun is one synchronous codex_agent of the scripted conversation
+// through s, timed in ms; what names it in a failure.
+func (c *codexBench) agentRun(b *testing.B, s *server, what string) func() float64 {
+	return func() float64 {
+		done := c.script(b)
+		began := time.Now()
+		st := s.call(b, "codex_agent", map[string]any{"task": codexPrompt, "workingDirectory": c.repo, "model": "gpt-5-codex", "timeoutMs": 300000})
+		d := time.Since(began)
+		completed(b, st, codexTurns[1].Message)
+		done(what)
+		return ms(d)
+	}
+}
+
+// sideBySide runs ours and reference once each (a first run pays for what
+// a first run pays), then alternately, the heavy repetitions each, and
+// records row with their medians in ms.
+func sideBySide(b *testing.B, row benchtab.Row, ours, reference func() float64) {
+	ours()
+	reference()
+	reps := benchtab.HeavyReps(3)
+	for range b.N {
+		var o, r []float64
+		for range reps {
+			o = append(o, ours())
+			r = append(r, reference())
+		}
+		row.Unit, row.Ours, row.Reference, row.Reps = "ms", benchtab.Median(o), benchtab.Ref(benchtab.Median(r)), reps
+		record(b, row)
+		b.ReportMetric(row.Ours, "ours-ms")
+		b.ReportMetric(benchtab.Median(r), "docker-run-ms")
+	}
+}
+
+// loadImage copies image from the machine's engine into the engine at host.
+func loadImage(b *testing.B, host, image string) {
+	b.Helper()
+	save := exec.Command("docker", "save", image)
+	load := exec.Command("docker", "-H", host, "load")
+	pipe, err := save.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	load.Stdin = pipe
+	if err := save.Start(); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := load.CombinedOutput(); err != nil {
+		b.Fatalf("load %s into the engine at %s: %v\n%s", image, host, err, out)
+	}
+	if err := save.Wait(); err != nil {
+		b.Fatalf("save %s: %v", image, err)
+	}
+}
+
 // codexBench is what the real-Codex benchmarks share: the scripted model
 // server, the Codex image, a repository, and the reference, a `docker run`
 // of the same Codex command pointed straight at the model server (no
@@ -101,12 +169,19 @@ type codexBench struct {
 	image     string
 	repo      string
 	codexArgs []string
+	// user is the uid:gid inside the reference run: the repository's
+	// owner on a rootful engine.
+	user string
 }
 
 func newCodexBench(b *testing.B) *codexBench {
-	eng := imagestest.Engine(b)
-	c := &codexBench{image: imagestest.Codex(b), repo: imagestest.Repo(b)}
-	c.model = imagestest.StartModelServer(b, eng, codexTurns...)
+	return newCodexBenchWith(b, imagestest.StartModelServer(b, imagestest.Engine(b), codexTurns...))
+}
+
+// newCodexBenchWith is newCodexBench with the model server given.
+func newCodexBenchWith(b *testing.B, model *imagestest.ModelServer) *codexBench {
+	c := &codexBench{image: imagestest.Codex(b), repo: imagestest.Repo(b), user: fmt.Sprintf("%d:%d", imagestest.RepoUID, imagestest.RepoGID)}
+	c.model = model
 	// Straight at the model server: no route, no bridge.
 	providerArgs := append(c.model.CodexArgs(), "-c", fmt.Sprintf("model_providers.mock.base_url=%q", c.model.BaseURL))
 	// The flags the runner gives Codex, less those that name its own paths.
@@ -140,11 +215,16 @@ func (c *codexBench) script(b *testing.B) func(what string) {
 }
 
 // dockerRun is the reference: the same Codex command in `docker run`.
-func (c *codexBench) dockerRun(b *testing.B) float64 {
+func (c *codexBench) dockerRun(b *testing.B) float64 { return c.dockerRunWith(b, nil, nil) }
+
+// dockerRunWith is dockerRun with engine (docker's global flags: -H) and
+// run (flags of docker run: --runtime) given.
+func (c *codexBench) dockerRunWith(b *testing.B, engine, run []string) float64 {
 	done := c.script(b)
-	args := []string{"run", "--rm", "--label", benchLabel + "=codex", "-v", c.repo + ":" + c.repo, "-w", c.repo,
-		"--user", fmt.Sprintf("%d:%d", imagestest.RepoUID, imagestest.RepoGID),
-		"--tmpfs", "/home/codex:mode=1777", "-e", "HOME=/home/codex", "-e", imagestest.MockKeyEnv + "=" + c.model.Key, c.image, "codex"}
+	args := append(append(append([]string(nil), engine...), "run", "--rm"), run...)
+	args = append(args, "--label", benchLabel+"=codex", "-v", c.repo+":"+c.repo, "-w", c.repo,
+		"--user", c.user,
+		"--tmpfs", "/home/codex:mode=1777", "-e", "HOME=/home/codex", "-e", imagestest.MockKeyEnv+"="+c.model.Key, c.image, "codex")
 	began := time.Now()
 	out := docker(b, append(args, c.codexArgs...)...)
 	d := time.Since(began)

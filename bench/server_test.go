@@ -106,9 +106,17 @@ func warmUp(b *testing.B, image string) {
 // stdio; started says how long that took.
 func startProcess(b *testing.B, bin string, env []string) *server {
 	b.Helper()
-	s := &server{log: &tailBuffer{max: 64 << 10}}
 	cmd := exec.Command(bin)
 	cmd.Env = env
+	return startCommand(b, cmd)
+}
+
+// startCommand is startProcess of a command made ready (another user's,
+// another directory).
+func startCommand(b *testing.B, cmd *exec.Cmd) *server {
+	b.Helper()
+	bin := cmd.Path
+	s := &server{log: &tailBuffer{max: 64 << 10}}
 	cmd.Stderr = s.log
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

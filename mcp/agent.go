@@ -8,6 +8,7 @@ import (
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/codex-connector/codex-connector/view"
+	"github.com/codex-connector/codex-connector/workspace"
 	mcplib "github.com/mark3labs/mcp-go/mcp"
 )
 
@@ -23,6 +24,9 @@ With async=true it returns a taskId at once.`),
 		mcplib.WithString("workingDirectory", mcplib.Required(), mcplib.Description("Working directory (must be a git repo): an absolute path; a sub-directory runs with its whole repository mounted")),
 		mcplib.WithString("sandbox", mcplib.Enum(runner.SandboxLevels...), mcplib.DefaultString(runner.DefaultSandbox),
 			mcplib.Description("Permission level: read-only (the repo is mounted read-only; network only to the model API), workspace-write (Codex may change the work tree but not .git, so it cannot commit: review and commit its changes yourself; network only to the model API and allowed hosts; changed files that host tools run, such as a Makefile or package.json, are listed apart for review), or danger-full-access (default: read-write repo and .git, full network). The user's maxSandbox setting caps the level: a request above it is refused, and with no sandbox given the default is lowered to it")),
+		mcplib.WithString("workspace", mcplib.Enum(workspace.Kinds...),
+			mcplib.Description("Where Codex works: shared (the default unless the user's config.json says otherwise: in the work tree itself, beside the user and any other task) or branch (a checkout of its own under codex-connector's data directory, made from base, with the user's uncommitted changes carried in when base is HEAD; Codex may commit there; when it ends its changes become the branch codex/<taskId> in the repository and the work tree is untouched — review with codex_diff, take them with codex_apply, drop them with codex_discard). Use branch to run several write tasks at once on one repository, or to review a task's work before it reaches the work tree. Not for read-only tasks")),
+		mcplib.WithString("base", mcplib.Description("For workspace branch: the branch, tag or commit the task's checkout is made from (default HEAD, with the uncommitted changes)")),
 		mcplib.WithString("model", mcplib.Description("Model override, e.g. gpt-5-codex")),
 		effortParam(),
 		mcplib.WithBoolean("async", mcplib.DefaultBool(false), mcplib.Description("If true, returns immediately with task ID")),
@@ -49,6 +53,8 @@ func (h *handlers) agent(ctx context.Context, req mcplib.CallToolRequest) (*mcpl
 		Prompt:           a.str("task", true),
 		WorkingDirectory: a.str("workingDirectory", true),
 		Sandbox:          a.str("sandbox", false),
+		Workspace:        a.str("workspace", false),
+		Base:             a.str("base", false),
 	})
 }
 

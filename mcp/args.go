@@ -70,3 +70,26 @@ func (a *args) integer(name string, def, max int64) int64 {
 	}
 	return def
 }
+
+// strs reads an array of strings.
+func (a *args) strs(name string) []string {
+	v, ok := a.m[name]
+	if !ok || v == nil {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		a.fail("%s must be an array of strings, got %T", name, v)
+		return nil
+	}
+	var out []string
+	for _, e := range list {
+		s, ok := e.(string)
+		if !ok {
+			a.fail("%s must be an array of strings, got an element %v", name, e)
+			return nil
+		}
+		out = append(out, s)
+	}
+	return out
+}

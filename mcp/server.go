@@ -9,6 +9,7 @@ import (
 
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/workspace"
 	mcplib "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 )
@@ -24,11 +25,15 @@ type Tasks interface {
 	Tail(id string, n int) ([]string, bool, error)
 	LogPath(id string) string
 	ResultPath(id string) string
+	Diff(ctx context.Context, id string, paths []string, patch bool, max int) (*store.Task, workspace.Diff, error)
+	Apply(ctx context.Context, id string) (*store.Task, workspace.Applied, error)
+	Discard(ctx context.Context, id string) (*store.Task, error)
 }
 
 const instructions = `codex-connector runs OpenAI Codex on a coding task, each task in its own disposable container with the git repository mounted.
 Start with codex_agent (task + absolute workingDirectory of a git repo). With async=true it returns a taskId at once: wait for it with codex_status and waitSeconds (in a loop, rather than sleeping), list with codex_tasks, stop with codex_cancel. Continue a task that ended with codex_reply; review a repository's changes with codex_review (read-only).
-sandbox: read-only (Codex can read, not change, the repo), workspace-write (it may change the repo, never .git/hooks or .git/config), danger-full-access (default; full network).`
+sandbox: read-only (Codex can read, not change, the repo), workspace-write (it may change the repo, never .git/hooks or .git/config), danger-full-access (default; full network).
+workspace: shared (Codex works in the work tree itself) or branch (a checkout of its own, so tasks run side by side without touching the work tree; its changes come back as the branch codex/<taskId>: review with codex_diff, take them with codex_apply, drop them with codex_discard).`
 
 // NewServer builds the MCP server with the codex_* tools and the task
 // log and result resources.
@@ -46,6 +51,9 @@ func NewServer(tasks Tasks, version string) *server.MCPServer {
 	s.AddTool(cancelTool(), h.cancel)
 	s.AddTool(replyTool(), h.reply)
 	s.AddTool(reviewTool(), h.review)
+	s.AddTool(diffTool(), h.diff)
+	s.AddTool(applyTool(), h.apply)
+	s.AddTool(discardTool(), h.discard)
 	h.addResources(s)
 	return s
 }

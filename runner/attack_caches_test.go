@@ -110,13 +110,13 @@ func TestACacheVolumeIsReadiedOnceInItsLife(t *testing.T) {
 	if n := runOn(); n != 0 {
 		t.Fatalf("a second runner of the home made %d helpers for volumes readied before, want 0", n)
 	}
-	vols, err := CacheVolumes(context.Background(), imagestest.Engine(t), "")
+	vols, err := CacheVolumes(context.Background(), docker.New(imagestest.Engine(t)), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range vols {
 		if v.Labels[LabelCacheRepo] == repo && v.Labels[LabelCache] == "go" {
-			if err := RemoveCacheVolume(context.Background(), imagestest.Engine(t), v.Name); err != nil {
+			if err := docker.New(imagestest.Engine(t)).RemoveVolume(context.Background(), v.Name); err != nil {
 				t.Fatal(err)
 			}
 		}

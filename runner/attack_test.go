@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -91,7 +92,7 @@ func TestTaskCannotReadHostFilesThroughItsStateDirectory(t *testing.T) {
 		t.Run("and a requeue prepares the directory without following it", func(t *testing.T) {
 			// What a requeued task's launch does first, on the directory the
 			// task left.
-			if _, err := h.prepareStateDir(task); err != nil {
+			if _, err := h.prepareStateDir(context.Background(), task); err != nil {
 				t.Fatal(err)
 			}
 			fi, err := os.Stat(secretDir)

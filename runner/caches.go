@@ -251,19 +251,13 @@ func InitCaches(uid, gid string, dirs []string) error {
 }
 
 // CacheVolumes lists the cache volumes of the user uid ("" for every
-// user's) on the engine eng, by name.
-func CacheVolumes(ctx context.Context, eng docker.Engine, uid string) ([]docker.Volume, error) {
+// user's) on be's engine, by name.
+func CacheVolumes(ctx context.Context, be *docker.Backend, uid string) ([]docker.Volume, error) {
 	match := map[string]string{LabelCache: ""}
 	if uid != "" {
 		match[LabelCacheUser] = uid
 	}
-	return docker.New(eng).Volumes(ctx, match)
-}
-
-// RemoveCacheVolume removes a cache volume; one in use by a running task
-// is left, and the error says so.
-func RemoveCacheVolume(ctx context.Context, eng docker.Engine, name string) error {
-	return docker.New(eng).RemoveVolume(ctx, name)
+	return be.Volumes(ctx, match)
 }
 
 // withDefaults is env with the variables of defaults it does not set

@@ -5,7 +5,8 @@
 // watchdog, cancellation, replies, reviews, handover to another server, and
 // housekeeping. It turns a sandbox level into a run spec (policy.go) and
 // leaves the run itself to a backend (package backend; backend/docker
-// today), the task's files to its workspace (package workspace), and every
-// read or write of what a task may have touched to hostfs. It knows nothing
-// of MCP.
+// today), the run's state (Codex's home, its last message) to the
+// backend's Files, the work tree to its workspace (package workspace), and
+// every other read or write of what a task may have touched to hostfs. It
+// knows nothing of MCP.
 package runner

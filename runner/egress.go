@@ -179,7 +179,7 @@ func (r *Runner) awaitEgress(ctx context.Context, t *store.Task) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the egress proxy (container %s) did not serve task %s within 20s: see `docker logs %s`", r.proxyName(), t.ID, r.proxyName())
+			return fmt.Errorf("the egress proxy (container %s) did not serve task %s within 20s: %s", r.proxyName(), t.ID, r.helpers.ProxyTail(ctx))
 		}
 		select {
 		case <-ctx.Done():

@@ -198,11 +198,16 @@ func gatedLeftover(t *testing.T, h *harness, repo string) (id, containerID strin
 		Sandbox: DangerFullAccess, Image: h.cfg.Image.Ref, Status: store.Running, CreatedAt: now, StartedAt: now,
 		ContainerName: containerName(id), User: user, Follower: deadFollower(t), LeaseUntil: now.Add(time.Hour)}
 	// Made and started as a launch does, but the gate never opened.
-	stateDir, err := h.prepareStateDir(task)
+	stateDir, err := h.prepareStateDir(context.Background(), task)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := policy{task: task, stateDir: stateDir, limits: h.cfg.Limits, version: "test", home: homeLabel(h.home), bridge: h.cfg.HelperBinary, gate: newGate()}
+	// As a launch does: the engine looked at first, so the run's user can
+	// be given as the engine's.
+	if _, err := h.helpers.Look(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
 	run, err := h.backend.Launch(context.Background(), p.spec(), func(backend.Ref) error { return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -270,7 +275,7 @@ func TestKillAfterRemovingAGatedContainerRunsTheTaskOnce(t *testing.T) {
 type slowRemove struct {
 	*client.Client
 	mu   sync.Mutex
-	errs []error
+	errs map[string][]error // by container
 }
 
 func (e *slowRemove) ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error {
@@ -280,15 +285,20 @@ func (e *slowRemove) ContainerRemove(ctx context.Context, id string, opts contai
 	}
 	err := e.Client.ContainerRemove(ctx, id, opts)
 	e.mu.Lock()
-	e.errs = append(e.errs, err)
+	if e.errs == nil {
+		e.errs = map[string][]error{}
+	}
+	e.errs[id] = append(e.errs[id], err)
 	e.mu.Unlock()
 	return err
 }
 
-func (e *slowRemove) results() []error {
+// results are what the removals of container id returned (the engine's
+// probe container is removed through it too).
+func (e *slowRemove) results(id string) []error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]error(nil), e.errs...)
+	return append([]error(nil), e.errs[id]...)
 }
 
 // A task's end is recorded, then its container removed. A lease renewal in
@@ -304,13 +314,13 @@ func TestTheContainerGoesWhenARenewalSeesTheEndFirst(t *testing.T) {
 	if task.Status != store.Completed {
 		t.Fatalf("the task ended %s %q", task.Status, task.Error)
 	}
-	for i := 0; len(slow.results()) == 0; i++ {
+	for i := 0; len(slow.results(task.ContainerID)) == 0; i++ {
 		if i > 1500 {
 			t.Fatal("the follower never removed the container")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if errs := slow.results(); errs[0] != nil {
+	if errs := slow.results(task.ContainerID); errs[0] != nil {
 		t.Fatalf("the follower's removal of the container: %v", errs[0])
 	}
 	if _, err := h.engine.ContainerInspect(context.Background(), task.ContainerID); !cerrdefs.IsNotFound(err) {

@@ -1,9 +1,11 @@
 package runner
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
+	"errors"
+	"io/fs"
 	"path/filepath"
 	"strings"
 
@@ -30,7 +32,7 @@ func (r *Runner) gateBinary() (string, error) {
 // gateOpened says whether a container's gate, if it has one, was opened:
 // the gate's name is in the container's command, its file in the task's
 // state directory. A container without a gate counts as opened.
-func (r *Runner) gateOpened(id string, st backend.State) bool {
+func (r *Runner) gateOpened(ctx context.Context, id string, st backend.State) bool {
 	cmd := st.Command
 	for i := 0; i+1 < len(cmd); i++ {
 		if cmd[i] == "--gate" {
@@ -38,11 +40,15 @@ func (r *Runner) gateOpened(id string, st backend.State) bool {
 			if !strings.HasPrefix(name, "gate-") {
 				return true
 			}
-			// A plain lstat: name is one component, the state directory
-			// the server's, and an opened gate must count as opened even
-			// when the task took the read bit off its state directory.
-			_, err := os.Lstat(filepath.Join(r.stateDir(id), name))
-			return err == nil
+			// Only a gate file that is not there is a gate never opened.
+			// Any other answer (the task took the search bit off its state
+			// directory, say) means the task ran: nothing of it runs
+			// before the gate opens. Counted as closed, it would run again.
+			files, err := r.files(id)
+			if err == nil {
+				_, err = files.Stat(ctx, name)
+			}
+			return !errors.Is(err, fs.ErrNotExist)
 		}
 		if cmd[i] == "--" {
 			break

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/backend"
+
 	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/images/imagestest"
@@ -35,6 +37,18 @@ func newHarness(t testing.TB, mod func(*Config)) *harness { return newHarnessOn(
 // Home makes a second server of that home.
 func newHarnessOn(t testing.TB, mod func(*Config), wrap func(*client.Client) docker.Engine) *harness {
 	t.Helper()
+	return newHarnessWith(t, mod, wrap, nil)
+}
+
+// newHarnessOnBackend is newHarness with the backend wrapped by wrap, for
+// how a run behaves that a real engine cannot show on demand.
+func newHarnessOnBackend(t testing.TB, wrap func(backend.Backend) backend.Backend) *harness {
+	t.Helper()
+	return newHarnessWith(t, nil, nil, wrap)
+}
+
+func newHarnessWith(t testing.TB, mod func(*Config), wrap func(*client.Client) docker.Engine, wrapBackend func(backend.Backend) backend.Backend) *harness {
+	t.Helper()
 	cli := imagestest.Engine(t)
 	var eng docker.Engine = cli
 	if wrap != nil {
@@ -60,9 +74,16 @@ func newHarnessOn(t testing.TB, mod func(*Config), wrap func(*client.Client) doc
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := New(ctx, cfg, eng, st, t.Logf)
+	be := testBackend(cli)
+	if wrap != nil {
+		be = docker.New(eng)
+	}
+	r, err := New(ctx, cfg, be, st, t.Logf)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrapBackend != nil {
+		r.backend = wrapBackend(r.backend)
 	}
 	go r.Supervise()
 	h := &harness{Runner: r, engine: cli, store: st, home: cfg.Home}
@@ -80,6 +101,19 @@ func newHarnessOn(t testing.TB, mod func(*Config), wrap func(*client.Client) doc
 	})
 	return h
 }
+
+// testBackend is one backend of the shared engine for every harness that
+// does not wrap it, so that what the engine enforces is probed once per
+// test binary, as a server probes it once.
+func testBackend(cli *client.Client) *docker.Backend {
+	testBackendOnce.Do(func() { sharedTestBackend = docker.New(cli) })
+	return sharedTestBackend
+}
+
+var (
+	testBackendOnce   sync.Once
+	sharedTestBackend *docker.Backend
+)
 
 // removeTestContainers removes what a failed test may have left running.
 func removeTestContainers(t testing.TB, r *Runner) {

@@ -13,6 +13,7 @@ import (
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/runner/egress"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/workspace"
 )
 
 // Housekeeping: what a crash, an upgrade or a deleted data directory leaves
@@ -93,15 +94,27 @@ func (r *Runner) pruneTask(id string) (err error) {
 		return fmt.Errorf("prune task %q: not a task id; its record is left alone", id)
 	}
 	var errs []error
-	for _, p := range []string{r.LogPath(id), checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id), r.stateDir(id)} {
+	for _, p := range []string{r.LogPath(id), checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id)} {
 		if err := hostfs.RemoveTree(p); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	files, err := r.files(id)
+	if err == nil {
+		err = files.Remove(r.lifetime, "")
+	}
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if err := hostfs.RemoveTemps(checkpointPath(r.LogPath(id)), r.ResultPath(id), r.preRunPath(id)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := r.removeEgress(id); err != nil {
+		errs = append(errs, err)
+	}
+	// The workspace of a branch task whose branch could not be made; the
+	// branch itself stays (codex_discard removes it).
+	if err := workspace.RemoveBranchWorkspace(r.workspaceDir(id)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -134,6 +147,7 @@ func (r *Runner) housekeeping(ctx context.Context) {
 		}
 	}
 	r.removeStaleEgress()
+	r.removeStaleWorkspaces()
 	r.removeOrphanProxies(ctx)
 	r.removeOldProxyImages(ctx)
 	r.removeOrphanCaches(ctx)
@@ -163,6 +177,31 @@ func (r *Runner) removeStaleEgress() {
 		if err := r.removeEgress(id); err != nil {
 			r.logf("housekeeping: %v", err)
 		}
+	}
+}
+
+// removeStaleWorkspaces removes the branch workspaces that outlived their
+// use: a crash between a task's recorded end and the removal, or a task
+// whose record is gone. The workspace of an ended task whose branch could
+// not be made holds its work: it stays until the task is pruned.
+func (r *Runner) removeStaleWorkspaces() {
+	entries, _ := os.ReadDir(filepath.Join(r.cfg.Home, "workspaces"))
+	for _, e := range entries {
+		id := e.Name()
+		if !store.ValidID(id) {
+			continue
+		}
+		t, err := r.store.Get(id)
+		switch {
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			continue // unknown while the store is unreadable
+		case err == nil && !t.Status.Final():
+			continue // live
+		case err == nil && t.Branch != nil && t.Sandbox != ReadOnly && t.Branch.Start != "" && t.Branch.Head == "" && !t.Branch.Discarded:
+			continue // its work is there, and nowhere else
+		}
+		r.logf("housekeeping: removing the workspace of task %s, which has ended", id)
+		r.removeWorkspace(id)
 	}
 }
 

@@ -129,16 +129,26 @@ func TestLogCap(t *testing.T) {
 	t.Run("short lines past what the engine's copy holds stop the task, every line before once and in order", func(t *testing.T) {
 		// 80,000 lines of 12 bytes stay below the cap; the engine stores
 		// each as a JSON line several times as long, 6 MB, more than its
-		// copy holds.
-		task, err := h.Start(context.Background(), Spec{Prompt: "lines 80000; sleep 1h", WorkingDirectory: newRepo(t)})
+		// copy holds. They begin a second in, so that the engine's copy is
+		// watched before they fill it: on a fast machine the flood, the
+		// stop and the container's removal are over in well under one.
+		task, err := h.Start(context.Background(), Spec{Prompt: "sleep 1s; lines 80000; sleep 1h", WorkingDirectory: newRepo(t)})
 		hostfstest.Must(t, err)
-		info, err := h.engine.ContainerInspect(context.Background(), h.waitRunning(t, task.ID))
-		hostfstest.Must(t, err)
+		id := h.waitRunning(t, task.ID)
 		// Until the task ends (and its container goes), the engine's copy
 		// stays within its cap, and the one message that made it full.
+		// The record names the container before the engine starts it, and
+		// the engine names its log file only at the start: it is looked
+		// for until it is named.
 		var most int64
+		logPath := ""
 		for i := 0; ; i++ {
-			if fi, err := os.Stat(info.LogPath); err == nil {
+			if logPath == "" {
+				if info, err := h.engine.ContainerInspect(context.Background(), id); err == nil {
+					logPath = info.LogPath
+				}
+			}
+			if fi, err := os.Stat(logPath); logPath != "" && err == nil {
 				most = max(most, fi.Size())
 			}
 			if now, err := h.Get(task.ID); err == nil && now.Status.Final() {

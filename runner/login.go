@@ -1,14 +1,13 @@
 package runner
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"syscall"
 
-	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -112,13 +111,16 @@ func LoginAPIKey(path string) (string, error) {
 }
 
 // placeLogin puts the task's copy of the user's login in its Codex home.
-func (r *Runner) placeLogin(t *store.Task) error {
+func (r *Runner) placeLogin(ctx context.Context, t *store.Task) error {
 	data, err := taskLogin(r.cfg.AuthFile)
 	if err != nil {
 		return err
 	}
-	uid, gid := splitUser(t.User)
-	if err := hostfs.WriteNewBelow(filepath.Join(r.cfg.Home, "runs"), filepath.Join(t.ID, "codex-home", "auth.json"), data, 0o600, os.Geteuid() == 0, uid, gid); err != nil {
+	files, err := r.files(t.ID)
+	if err == nil {
+		err = files.WriteFile(ctx, "codex-home/auth.json", data, ownerOf(t.User))
+	}
+	if err != nil {
 		return fmt.Errorf("give task %s its copy of your Codex login: %w", t.ID, err)
 	}
 	return nil

@@ -648,7 +648,10 @@ func (c *logCopy) engineWhole() (bool, error) {
 	if first.IsZero() {
 		return true, nil // no timestamps: nothing to compare
 	}
-	rc, err := c.src.Logs(c.ctx, backend.LogOptions{Until: first})
+	// Until is exclusive on Podman, whose timestamps are whole seconds,
+	// and inclusive on Docker: a second past the first message asks both
+	// for what the copy holds from its start, whose first message tells.
+	rc, err := c.src.Logs(c.ctx, backend.LogOptions{Until: first.Add(time.Second)})
 	if err != nil {
 		return false, engineError("read the first message of the logs of container "+c.containerID, err)
 	}

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/codex-connector/codex-connector/workspace"
 )
@@ -47,4 +48,17 @@ func (r *Runner) checkMountSources(t *store.Task, ws *workspace.Shared) (workspa
 		m.Bound = append(m.Bound, b)
 	}
 	return m, nil
+}
+
+// checkBranchSources is checkMountSources for a branch task: the ceiling,
+// the repository still the one accepted, and the workspace's binds with
+// the identity each has now, for the gate to check.
+func (r *Runner) checkBranchSources(t *store.Task) ([]backend.Mount, []workspace.Bound, error) {
+	if err := r.underCeiling(t.Sandbox); err != nil {
+		return nil, nil, err
+	}
+	if err := workspace.CheckRoot(t.RepoRoot, t.RepoDev, t.RepoIno); err != nil {
+		return nil, nil, err
+	}
+	return r.branchMounts(t)
 }

@@ -87,11 +87,18 @@ type Limits struct {
 	// bind mount has no quota either) over what it used when the run
 	// began: the task is stopped when it adds more (repocap.go).
 	RepoBytes int64
+	// WorkspacesBytes caps the disk that the branch workspaces of live
+	// tasks use together: a branch task whose workspace would pass it
+	// fails before it starts (branch.go).
+	WorkspacesBytes int64
+	// AcceptUnenforced names the limits (memory, cpu, pids) tasks may run
+	// without, on an engine that does not enforce them (enforced.go).
+	AcceptUnenforced []string
 }
 
 // DefaultLimits fit a developer machine running a few tasks at once.
 var DefaultLimits = Limits{MemoryBytes: 4 << 30, NanoCPUs: 2e9, Pids: 1024, TmpBytes: 1 << 30,
-	LogBytes: 256 << 20, StateBytes: 1 << 30, RecordBytes: 256 << 10, RepoBytes: 2 << 30}
+	LogBytes: 256 << 20, StateBytes: 1 << 30, RecordBytes: 256 << 10, RepoBytes: 2 << 30, WorkspacesBytes: 20 << 30}
 
 // withDefaults fills the limits left unset (zero) with the defaults.
 func (l Limits) withDefaults() Limits {
@@ -99,6 +106,7 @@ func (l Limits) withDefaults() Limits {
 	for _, f := range []struct{ v, def *int64 }{
 		{&l.MemoryBytes, &d.MemoryBytes}, {&l.NanoCPUs, &d.NanoCPUs}, {&l.Pids, &d.Pids}, {&l.TmpBytes, &d.TmpBytes},
 		{&l.LogBytes, &d.LogBytes}, {&l.StateBytes, &d.StateBytes}, {&l.RecordBytes, &d.RecordBytes}, {&l.RepoBytes, &d.RepoBytes},
+		{&l.WorkspacesBytes, &d.WorkspacesBytes},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def
@@ -155,6 +163,9 @@ type policy struct {
 	git workspace.GitMounts
 	// caches are the user's package cache volumes (caches.go).
 	caches []backend.Mount
+	// branch are a branch task's workspace binds, in place of the work
+	// tree's (branch.go).
+	branch []backend.Mount
 }
 
 // containerUser picks the uid:gid the container runs as. Files Codex writes
@@ -256,6 +267,12 @@ func (p policy) mounts() []backend.Mount {
 		{Source: t.RepoRoot, Target: t.RepoRoot, ReadOnly: t.Sandbox == ReadOnly, NonRecursive: true},
 		{Source: p.stateDir, Target: stateMount},
 	}
+	if len(p.branch) > 0 {
+		// Its own checkout, with a .git of its own: nothing of the user's
+		// work tree or git directory is bound but the objects, read-only.
+		ms = append(append([]backend.Mount(nil), p.branch...), ms[1])
+		ms[0].ReadOnly = t.Sandbox == ReadOnly // a review of a branch
+	}
 	if p.socketDir != "" {
 		// Read-only: a socket connects on a read-only mount, and the task
 		// can neither replace its socket nor leave anything beside it.
@@ -312,6 +329,9 @@ func (p policy) spec() backend.Spec {
 		Limits: backend.Limits{MemoryBytes: p.limits.MemoryBytes, NanoCPUs: p.limits.NanoCPUs, Pids: p.limits.Pids,
 			TmpBytes: p.limits.TmpBytes, LogBytes: engineLogCap(p.limits.LogBytes)},
 		Network: backend.Bridged,
+	}
+	if t.Engine != nil {
+		s.Runtime = t.Engine.Runtime // as checkEnforced probed it
 	}
 	if restricted(t.Sandbox) {
 		// No interface but loopback, no DNS, no route: the egress proxy,

@@ -1,11 +1,9 @@
 package runner
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
-	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -36,9 +34,11 @@ func promptText(t *store.Task) string {
 // writePrompt writes the task's prompt into its state directory afresh,
 // owned by the task's user and readable by it alone. Whatever an earlier
 // attempt's container left in its place is removed, never followed.
-func (r *Runner) writePrompt(t *store.Task) error {
-	uid, gid := splitUser(t.User)
-	err := hostfs.WriteNewBelow(filepath.Join(r.cfg.Home, "runs"), filepath.Join(t.ID, promptFile), []byte(promptText(t)), 0o600, os.Geteuid() == 0, uid, gid)
+func (r *Runner) writePrompt(ctx context.Context, t *store.Task) error {
+	files, err := r.files(t.ID)
+	if err == nil {
+		err = files.WriteFile(ctx, promptFile, []byte(promptText(t)), ownerOf(t.User))
+	}
 	if err != nil {
 		return fmt.Errorf("write the prompt of task %s into its state directory: %w", t.ID, err)
 	}

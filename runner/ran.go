@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +11,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/codex-connector/codex-connector/internal/hostfs"
+	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -30,33 +31,35 @@ const (
 
 // readRan returns what the session file of thread says ran; zero when
 // there is none to read.
-func (r *Runner) readRan(id, thread string, from int64) store.Ran {
+func (r *Runner) readRan(ctx context.Context, id, thread string, from int64) store.Ran {
 	var ran store.Ran
-	base := r.stateDir(id)
-	file, err := findSession(base, "codex-home/sessions", thread)
+	files, err := r.files(id)
 	if err != nil {
 		return ran
 	}
-	f, _, err := hostfs.OpenRegular(base, base, file)
+	file, err := findSession(ctx, files, "codex-home/sessions", thread)
 	if err != nil {
 		return ran
 	}
-	defer f.Close()
+	f, st, err := files.Open(ctx, file, 0)
+	if err != nil {
+		return ran
+	}
 	// Codex writes the session's metadata (its provider) as the first line.
 	head := bufio.NewScanner(io.LimitReader(f, maxSessionLine))
 	head.Buffer(make([]byte, 64<<10), maxSessionLine)
 	if head.Scan() {
 		scanRan(head.Bytes(), &ran)
 	}
+	f.Close()
 	// The last turns are this run's, so the end of a long file is read;
 	// and of a reply's, only what follows the copy of the earlier task's.
-	start := from
-	if st, err := f.Stat(); err == nil && st.Size()-maxSessionBytes > start {
-		start = st.Size() - maxSessionBytes
-	}
-	if _, err := f.Seek(start, io.SeekStart); err != nil {
+	start := max(from, st.Size-maxSessionBytes)
+	f, _, err = files.Open(ctx, file, start)
+	if err != nil {
 		return ran
 	}
+	defer f.Close()
 	sc := bufio.NewScanner(io.LimitReader(f, maxSessionBytes))
 	sc.Buffer(make([]byte, 64<<10), maxSessionLine)
 	for sc.Scan() {
@@ -95,17 +98,26 @@ func scanRan(line []byte, ran *store.Ran) {
 	}
 }
 
-// findSession finds the session file of thread below dir (sessions/YYYY/
-// MM/DD/rollout-…-<thread>.jsonl), looking at a bounded number of entries:
-// the directory is the task's to fill.
-func findSession(base, dir, thread string) (string, error) {
+// findSession finds the session file of thread in the task's state.
+func (r *Runner) findSession(ctx context.Context, id, thread string) (string, error) {
+	files, err := r.files(id)
+	if err != nil {
+		return "", err
+	}
+	return findSession(ctx, files, "codex-home/sessions", thread)
+}
+
+// findSession finds the session file of thread below dir of files
+// (sessions/YYYY/MM/DD/rollout-…-<thread>.jsonl), looking at a bounded
+// number of entries: the directory is the task's to fill.
+func findSession(ctx context.Context, files backend.Files, dir, thread string) (string, error) {
 	if !sessionID.MatchString(thread) {
 		return "", fmt.Errorf("%q is not a Codex session id", thread)
 	}
 	seen := 0
 	var find func(dir string, depth int) (string, error)
 	find = func(dir string, depth int) (string, error) {
-		entries, err := hostfs.ReadDirBelow(base, base, dir, func() error {
+		entries, err := files.ReadDir(ctx, dir, func() error {
 			if seen += 1000; seen > maxSessionEntries {
 				return fmt.Errorf("more than %d entries below %s", maxSessionEntries, dir)
 			}

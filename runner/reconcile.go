@@ -322,7 +322,7 @@ func (r *Runner) adopt(t *store.Task) {
 		r.giveUp(t.ID)
 		return
 	}
-	if st.Created || !r.gateOpened(t.ID, st) {
+	if st.Created || !r.gateOpened(ctx, t.ID, st) {
 		// Made but never started, or started but held at its gate by a
 		// server that died before it confirmed the mounts: nothing of the
 		// task ran. Start it afresh: the record says so before the
@@ -335,7 +335,7 @@ func (r *Runner) adopt(t *store.Task) {
 	if err := replayLog(r.LogPath(t.ID), rn.tracker); err != nil {
 		r.logf("task %s: read its log so far: %v", t.ID, err)
 	}
-	if t.Sandbox != ReadOnly {
+	if t.Sandbox != ReadOnly && !isBranch(t) {
 		// What the launcher measured before the run, so that the end
 		// is told as it would have told it (prerun.go).
 		r.loadPreRun(t.ID, t.RepoRoot, rn)
@@ -406,20 +406,24 @@ func (r *Runner) removeStrays(ctx context.Context) {
 	r.removeStrayHelpers(ctx)
 }
 
-// removeStrayHelpers removes this home's cache-readying helpers that a
-// server killed while one ran left behind: the server removes its helper
-// when it ends, so one that is not running and past orphanGrace is no one's.
+// removeStrayHelpers removes this home's one-shot helpers (cache-readying,
+// engine probes) that a server killed while one ran left behind: the
+// server removes its helper when it ends, so one past orphanGrace is no
+// one's. A probe held running (probe --hold) ends by itself within two
+// minutes; one still running past orphanGrace goes too.
 func (r *Runner) removeStrayHelpers(ctx context.Context) {
-	list, err := r.backend.List(ctx, map[string]string{LabelComponent: "cache-init", LabelHomePath: r.cfg.Home})
-	if err != nil {
-		r.logf("reconcile: list cache helpers: %v", err)
-		return
-	}
-	for _, c := range list {
-		if c.Running || time.Since(c.Created) < orphanGrace {
-			continue
+	for _, kind := range []struct{ component, what string }{{"cache-init", "cache helper"}, {"probe", "engine probe"}} {
+		list, err := r.backend.List(ctx, map[string]string{LabelComponent: kind.component, LabelHomePath: r.cfg.Home})
+		if err != nil {
+			r.logf("reconcile: list %ss: %v", kind.what, err)
+			return
 		}
-		r.logf("reconcile: removing cache helper %s, which a server that ended left", shortID(c.Ref.ID))
-		_ = r.backend.Remove(ctx, c.Ref)
+		for _, c := range list {
+			if time.Since(c.Created) < orphanGrace || c.Running && kind.component != "probe" {
+				continue
+			}
+			r.logf("reconcile: removing %s %s, which a server that ended left", kind.what, shortID(c.Ref.ID))
+			_ = r.backend.Remove(ctx, c.Ref)
+		}
 	}
 }

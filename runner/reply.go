@@ -1,11 +1,9 @@
 package runner
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -33,7 +31,7 @@ func checkEffort(effort string) error {
 
 // replyTo fills a reply's spec from the task it continues, and refuses a
 // task that cannot be continued, saying what to do.
-func (r *Runner) replyTo(spec *Spec) (*store.Task, error) {
+func (r *Runner) replyTo(ctx context.Context, spec *Spec) (*store.Task, error) {
 	parent, err := r.Get(spec.Parent)
 	if err != nil {
 		return nil, err
@@ -51,7 +49,7 @@ func (r *Runner) replyTo(spec *Spec) (*store.Task, error) {
 	if !sessionID.MatchString(thread) {
 		return nil, invalid("task %s has no Codex session id that codex-connector can resume (%.60q): start a new task with codex_agent", parent.ID, thread)
 	}
-	if _, err := findSession(r.stateDir(parent.ID), "codex-home/sessions", thread); err != nil {
+	if _, err := r.findSession(ctx, parent.ID, thread); err != nil {
 		return nil, invalid("the Codex session of task %s is gone (removed by retention or `codex-connector prune`, or by the task itself), so it cannot be continued: start a new task with codex_agent", parent.ID)
 	}
 	if spec.WorkingDirectory != "" && spec.WorkingDirectory != parent.WorkingDirectory {
@@ -86,59 +84,42 @@ func orNone(s string) string {
 // it when the reply starts. The copy is made when the reply is accepted,
 // so it no longer depends on the earlier task's state, and under a
 // temporary name renamed into place, so a crash leaves no half copy. It
-// returns the size copied: what the reply's own turns come after.
-func (r *Runner) copySession(parent *store.Task, id, user string, limit int64) (int64, error) {
-	src := r.stateDir(parent.ID)
-	file, err := findSession(src, "codex-home/sessions", parent.Summary.ThreadID)
-	if err != nil {
-		return 0, err
-	}
-	in, st, err := hostfs.OpenRegular(src, src, file)
+// returns the session file's length: what the reply's own turns come
+// after.
+func (r *Runner) copySession(ctx context.Context, parent *store.Task, id, user string, limit int64) (int64, error) {
+	src, err := r.files(parent.ID)
 	if err != nil {
 		return 0, fmt.Errorf("read the session of task %s: %w", parent.ID, err)
 	}
-	defer in.Close()
+	file, err := findSession(ctx, src, "codex-home/sessions", parent.Summary.ThreadID)
+	if err != nil {
+		return 0, err
+	}
+	st, err := src.Stat(ctx, file)
+	if err != nil {
+		return 0, fmt.Errorf("read the session of task %s: %w", parent.ID, err)
+	}
 	// What counts is what the copy puts on disk, as for the state cap: a
 	// sparse file's holes cost nothing, and stay holes in the copy.
 	tooLarge := invalid("the session of task %s holds more than %d MiB (limits.stateMB): start a new task with codex_agent, or raise the limit", parent.ID, limit>>20)
-	if min(st.Blocks*512, st.Size) > limit {
+	if min(st.DiskBytes, st.Size) > limit {
 		return 0, tooLarge
 	}
-	runs := filepath.Join(r.cfg.Home, "runs")
-	uid, gid := splitUser(user)
-	chown := os.Geteuid() == 0
-	// Every directory from the state directory down to the session's.
-	dirs := []string{id}
-	for _, part := range strings.Split(path.Dir(file), "/") {
-		dirs = append(dirs, filepath.Join(dirs[len(dirs)-1], part))
-	}
-	for _, d := range dirs {
-		if err := hostfs.EnsureDir(runs, d, 0o700, chown, uid, gid); err != nil {
-			return 0, fmt.Errorf("prepare the state of the reply: %w", err)
-		}
-	}
-	final := filepath.Join(id, file)
-	partial := final + ".partial"
-	out, err := hostfs.CreateBelow(runs, partial, 0o600, chown, uid, gid)
+	dst, err := r.files(id)
 	if err != nil {
-		return 0, fmt.Errorf("copy the session of task %s: %w", parent.ID, err)
+		return 0, fmt.Errorf("prepare the state of the reply: %w", err)
 	}
-	_, err = hostfs.CopySparse(out, in, st.Size, limit)
-	if err == nil {
-		err = out.Close()
-	} else {
-		out.Close()
-	}
-	if err == nil {
-		err = os.Rename(filepath.Join(runs, partial), filepath.Join(runs, final))
+	size, err := dst.CopyFrom(ctx, src, file, ownerOf(user), limit)
+	if err != nil {
+		// Not the request's context: a request given up on must not leave
+		// half a state behind.
+		_ = dst.Remove(context.WithoutCancel(ctx), "")
 	}
 	if errors.Is(err, hostfs.ErrTooMuchData) {
-		_ = hostfs.RemoveBelow(runs, id)
 		return 0, tooLarge
 	}
 	if err != nil {
-		_ = hostfs.RemoveBelow(runs, id)
 		return 0, fmt.Errorf("copy the session of task %s: %w%s", parent.ID, err, r.diskHint(err))
 	}
-	return st.Size, nil
+	return size, nil
 }

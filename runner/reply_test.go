@@ -145,7 +145,7 @@ func TestARunningOrGoneTaskIsNotRepliedTo(t *testing.T) {
 			t.Fatalf("the state of a task with a waiting reply was pruned: %v", err)
 		}
 		// The reply holds its own copy of the session from its acceptance.
-		if f, err := findSession(h.stateDir(reply.ID), "codex-home/sessions", ended.Summary.ThreadID); err != nil || reply.ResumeFrom != int64(len(imagestest.FakeSessionText)) {
+		if f, err := h.findSession(context.Background(), reply.ID, ended.Summary.ThreadID); err != nil || reply.ResumeFrom != int64(len(imagestest.FakeSessionText)) {
 			t.Fatalf("the reply's copy: %q, %v, from %d", f, err, reply.ResumeFrom)
 		}
 		for _, id := range []string{reply.ID, running.ID} {
@@ -370,7 +370,7 @@ func TestASparseSessionIsCopiedSparseForAReply(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reply: %v", err)
 	}
-	file, err := findSession(h.stateDir(reply.ID), "codex-home/sessions", thread)
+	file, err := h.findSession(context.Background(), reply.ID, thread)
 	hostfstest.Must(t, err)
 	copied := filepath.Join(h.stateDir(reply.ID), file)
 	fi, err := os.Stat(copied)

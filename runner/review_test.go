@@ -5,12 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/codex-connector/codex-connector/images/imagestest"
 	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/workspace"
 )
 
 // reviewJSON is a review as the model writes it in Codex's review mode.
@@ -82,6 +84,29 @@ func TestCodexReviewsTheChanges(t *testing.T) {
 		imagestest.Chown(t, repo)
 		review(t, store.Review{Base: "main", Focus: "arithmetic"}, "Focus: arithmetic", "git diff main...HEAD")
 		review(t, store.Review{Base: "main"}, "Review the code changes against the base branch 'main'. The merge base commit")
+	})
+	t.Run("a branch task's branch, in a read-only checkout of it", func(t *testing.T) {
+		// The writer: a branch task of the real Codex that adds Add wrongly.
+		model.SetTurns(imagestest.Turn{Command: "printf 'package calc\\n\\nfunc Add(a, b int) int { return a * b }\\n' > calc.go"}, imagestest.Turn{Message: "wrote Add"})
+		writer, _ := h.completed(t, Spec{Prompt: "add Add", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Workspace: workspace.KindBranch, Model: "gpt-5-codex", Timeout: time.Minute})
+		if writer.Branch == nil || writer.Branch.Head == "" || !slices.Contains(writer.Summary.FilesChanged, "calc.go") {
+			t.Fatalf("the writer's branch: %+v, files %v", writer.Branch, writer.Summary.FilesChanged)
+		}
+		userCalc, _ := os.ReadFile(calc)
+		task := review(t, store.Review{Task: writer.ID}, writer.Branch.Start)
+		if task.Workspace != workspace.KindBranch || task.Branch == nil || task.Branch.Base != writer.Branch.Head || task.Branch.Head != "" {
+			t.Errorf("the review's workspace: %s, %+v", task.Workspace, task.Branch)
+		}
+		if now, _ := os.ReadFile(calc); string(now) != string(userCalc) {
+			t.Errorf("the user's calc.go changed: %q", now)
+		}
+		if _, err := os.Stat(h.workspaceDir(task.ID)); !os.IsNotExist(err) {
+			t.Errorf("the review's checkout is still there: %v", err)
+		}
+		_, err := h.Start(t.Context(), Spec{WorkingDirectory: t.TempDir(), Review: &store.Review{Task: writer.ID}})
+		if err == nil {
+			t.Error("a review of a task in another directory was accepted")
+		}
 	})
 	t.Run("a base git would read as an option is refused", func(t *testing.T) {
 		_, err := h.Start(t.Context(), Spec{WorkingDirectory: repo, Review: &store.Review{Base: "--output=/tmp/x"}})

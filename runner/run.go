@@ -81,7 +81,13 @@ func (r *Runner) execute(id string) {
 	}
 	rn := r.track(id)
 	rn.claimed(t.LeaseUntil)
-	if t.Sandbox != ReadOnly {
+	switch {
+	case isBranch(t):
+		if t, err = r.prepareBranch(rn.ctx, t, rn); err != nil {
+			r.fail(id, fmt.Errorf("could not start: %w", err))
+			return
+		}
+	case t.Sandbox != ReadOnly:
 		if rn.ws, err = workspace.Begin(t.RepoRoot); err != nil {
 			r.fail(id, fmt.Errorf("could not start: %w", err))
 			return
@@ -160,6 +166,9 @@ func (r *Runner) launch(t *store.Task, rn *run) (backend.Handle, error) {
 	if err != nil {
 		return nil, err
 	}
+	if w := h.Warnings(); len(w) > 0 {
+		r.noteWarnings(t.ID, rn, w)
+	}
 	if p.socketDir != "" {
 		if err := r.awaitEgress(ctx, t); err != nil {
 			_ = h.Remove(ctx)
@@ -178,13 +187,17 @@ func (r *Runner) launch(t *store.Task, rn *run) (backend.Handle, error) {
 	return h, nil
 }
 
-// prepare readies everything a task's run needs, as its level allows: its
-// image (recorded), its state directory, the checked mount sources, its
+// prepare readies everything a task's run needs, as its level allows: an
+// engine that enforces its limits (recorded), its image (recorded), its state directory, the checked mount sources, its
 // caches, its login, its egress policy, the binary of its gate and its
 // prompt. It returns the task as recorded then, the policy, and the run
 // spec the policy makes.
 func (r *Runner) prepare(t *store.Task, rn *run) (*store.Task, policy, backend.Spec, error) {
 	ctx := rn.ctx
+	t, err := r.checkEnforced(ctx, t, rn)
+	if err != nil {
+		return t, policy{}, backend.Spec{}, err
+	}
 	cimg, err := r.docker.Codex(ctx, r.cfg.Image)
 	if err != nil {
 		return t, policy{}, backend.Spec{}, err
@@ -210,12 +223,17 @@ func (r *Runner) prepare(t *store.Task, rn *run) (*store.Task, policy, backend.S
 			return t, policy{}, backend.Spec{}, fmt.Errorf("record the image of task: %w", err)
 		}
 	}
-	stateDir, err := r.prepareStateDir(t)
+	stateDir, err := r.prepareStateDir(ctx, t)
 	if err != nil {
 		return t, policy{}, backend.Spec{}, err
 	}
 	p := policy{task: t, stateDir: stateDir, limits: r.cfg.Limits, env: r.cfg.Env, args: r.cfg.CodexArgs, version: r.cfg.Version, home: homeLabel(r.cfg.Home)}
-	if p.git, err = r.checkMountSources(t, rn.ws); err != nil {
+	if isBranch(t) {
+		p.branch, p.git.Bound, err = r.checkBranchSources(t)
+	} else {
+		p.git, err = r.checkMountSources(t, rn.ws)
+	}
+	if err != nil {
 		return t, policy{}, backend.Spec{}, err
 	}
 	mounted, caches, err := r.cacheMounts(ctx, t)
@@ -225,7 +243,7 @@ func (r *Runner) prepare(t *store.Task, rn *run) (*store.Task, policy, backend.S
 	p.caches = caches
 	p.env = withDefaults(cacheEnv(r.cfg.Caches, mounted), p.env)
 	if r.cfg.AuthFile != "" {
-		if err := r.placeLogin(t); err != nil {
+		if err := r.placeLogin(ctx, t); err != nil {
 			return t, policy{}, backend.Spec{}, err
 		}
 	}
@@ -245,7 +263,7 @@ func (r *Runner) prepare(t *store.Task, rn *run) (*store.Task, policy, backend.S
 	}
 	p.gate = newGate()
 	if promptText(t) != "" {
-		if err := r.writePrompt(t); err != nil {
+		if err := r.writePrompt(ctx, t); err != nil {
 			return t, policy{}, backend.Spec{}, err
 		}
 		p.prompt = promptFile
@@ -298,31 +316,39 @@ func (r *Runner) backToQueued(id string) error {
 // container may have planted symlinks, pipes or locked directories there
 // (a requeued task runs again in the same directory): they are replaced,
 // never followed, so no chown, chmod or removal lands outside it.
-func (r *Runner) prepareStateDir(t *store.Task) (string, error) {
-	runs := filepath.Join(r.cfg.Home, "runs")
-	uid, gid := splitUser(t.User)
-	chown := os.Geteuid() == 0
-	for _, rel := range []string{t.ID, filepath.Join(t.ID, "codex-home"), filepath.Join(t.ID, "out")} {
-		if err := hostfs.EnsureDir(runs, rel, 0o700, chown, uid, gid); err != nil {
+func (r *Runner) prepareStateDir(ctx context.Context, t *store.Task) (string, error) {
+	files, err := r.files(t.ID)
+	if err != nil {
+		return "", fmt.Errorf("prepare the state directory of task %s: %w", t.ID, err)
+	}
+	owner := ownerOf(t.User)
+	for _, rel := range []string{"", "codex-home", "out"} {
+		if err := files.MakeDir(ctx, rel, owner); err != nil {
 			return "", fmt.Errorf("prepare the state directory of task %s (as %s): %w", t.ID, t.User, err)
 		}
 	}
 	// A stale last message from an earlier attempt must not become this
 	// attempt's result.
-	if err := hostfs.RemoveBelow(runs, filepath.Join(t.ID, "out", "last-message.txt")); err != nil {
+	if err := files.Remove(ctx, "out/last-message.txt"); err != nil {
 		return "", fmt.Errorf("prepare the state directory of task %s: %w", t.ID, err)
 	}
 	// Gates of earlier launches: each launch has its own name, so they
 	// open nothing, but they would pile up.
-	entries, _ := hostfs.ReadDirBelow(runs, runs, t.ID, nil)
+	entries, _ := files.ReadDir(ctx, "", nil)
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "gate-") {
-			if err := hostfs.RemoveBelow(runs, filepath.Join(t.ID, e.Name())); err != nil {
+			if err := files.Remove(ctx, e.Name()); err != nil {
 				return "", fmt.Errorf("prepare the state directory of task %s: %w", t.ID, err)
 			}
 		}
 	}
 	return r.stateDir(t.ID), nil
+}
+
+// ownerOf is whose a task's state is: the uid:gid it runs as.
+func ownerOf(user string) backend.Owner {
+	uid, gid := splitUser(user)
+	return backend.Owner{UID: uid, GID: gid}
 }
 
 func splitUser(user string) (int, int) {
@@ -432,8 +458,11 @@ func (r *Runner) followOnce(t *store.Task, h backend.Handle, rn *run) (logs copi
 		defer stopWatchdog()
 	}
 	defer r.watchState(ctx, t.ID, containerID)()
-	if rn.ws != nil {
-		defer r.watchRepo(rn, t.ID, containerID, rn.ws.Root(), rn.ws.Usage())()
+	switch {
+	case isBranch(t):
+		defer r.watchRepo(rn, t.ID, containerID, branchTree(workspace.TreeDir(r.workspaceDir(t.ID))))()
+	case rn.ws != nil:
+		defer r.watchRepo(rn, t.ID, containerID, rn.ws)()
 	}
 	if !t.Deadline.IsZero() {
 		timer := time.AfterFunc(time.Until(t.Deadline), func() {
@@ -489,14 +518,30 @@ func (r *Runner) finish(id string, h backend.Handle, st backend.State, rn *run, 
 	}
 	code := st.Exit.Code
 	oom := st.Exit.OOMKilled
-	result, resultErr := r.copyResult(id)
+	result, resultErr := r.copyResult(r.lifetime, id)
 	sum := rn.tracker.summary()
 	turnErr := rn.tracker.failure()
-	changesErr := collectChanges(rn.ws, &sum)
+	var changesErr, branchErr error
+	var branch *store.Branch
 	var ran store.Ran
 	var findings []store.Finding
+	if t, err := r.store.Get(id); err == nil && isBranch(t) && t.Branch != nil && t.Sandbox == ReadOnly {
+		// A review of a branch: its checkout was read-only, and goes.
+		r.removeWorkspace(id)
+	} else if err == nil && isBranch(t) && t.Branch != nil {
+		// The branch holds what the task changed, and nothing else did.
+		var files []string
+		branch, files, branchErr = r.collectBranch(t, time.Now())
+		sum.FilesChanged = nil
+		for _, p := range files {
+			sum.FilesChanged = appendBounded(sum.FilesChanged, clipN(p, maxPath), maxFiles)
+		}
+		sum.HostRunFiles = workspace.HostRunOf(sum.FilesChanged)
+	} else {
+		changesErr = collectChanges(rn.ws, &sum)
+	}
 	if t, err := r.store.Get(id); err == nil {
-		ran = r.readRan(id, sum.ThreadID, t.ResumeFrom)
+		ran = r.readRan(r.lifetime, id, sum.ThreadID, t.ResumeFrom)
 		if t.Review != nil {
 			findings = parseFindings(result, t.RepoRoot)
 		}
@@ -536,6 +581,15 @@ func (r *Runner) finish(id string, h backend.Handle, st backend.State, rn *run, 
 		if changesErr != nil {
 			t.Error = joinReason(t.Error, clipN("the files changed are only those Codex reported: "+changesErr.Error(), maxReason))
 		}
+		if branch != nil {
+			t.Branch = branch
+		}
+		if branchErr != nil {
+			t.Error = joinReason(t.Error, clipN(branchErr.Error(), maxReason))
+			if t.Status == store.Completed {
+				t.Status = store.Failed
+			}
+		}
 		return nil
 	})
 	if errors.Is(err, errNotHolder) {
@@ -555,6 +609,9 @@ func (r *Runner) finish(id string, h backend.Handle, st backend.State, rn *run, 
 	}
 	r.endEgress(id)
 	r.removeTemps(id)
+	if branch != nil && branchErr == nil {
+		r.removeWorkspace(id)
+	}
 	r.drop(id, nil)
 }
 
@@ -640,8 +697,12 @@ const stateCheckEvery = 2 * time.Second
 // outside the repository: its egress socket directory is read-only to it.
 func (r *Runner) watchState(ctx context.Context, id, containerID string) func() {
 	limit := r.cfg.Limits.StateBytes
+	files, filesErr := r.files(id)
 	return r.watch(ctx, id, containerID, "state", stateCheckEvery, func(time.Time) string {
-		used, err := hostfs.TreeUsage(r.stateDir(id), limit)
+		used, err := int64(0), filesErr
+		if err == nil {
+			used, err = files.Usage(ctx, limit)
+		}
 		switch {
 		case err != nil:
 			return fmt.Sprintf("stopped: its state directory (%s) cannot be measured against limits.stateMB: %v", stateMount, err)
@@ -682,8 +743,12 @@ func (r *Runner) stopFor(ctx context.Context, id, containerID, reason string) {
 // can write that file, so it is read as hostfs.ReadRegular reads: a symlink, a
 // pipe or anything but a regular file is refused, and a huge one is cut.
 // The error says what went wrong, as a reason for the record.
-func (r *Runner) copyResult(id string) (string, error) {
-	data, size, err := hostfs.ReadRegular(r.stateDir(id), stateMount, "out/last-message.txt", maxResultBytes)
+func (r *Runner) copyResult(ctx context.Context, id string) (string, error) {
+	files, err := r.files(id)
+	if err != nil {
+		return "", fmt.Errorf("the result could not be read: %w", err)
+	}
+	data, size, err := files.ReadFile(ctx, "out/last-message.txt", maxResultBytes)
 	var unsafe *hostfs.UnsafeFile
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -742,7 +807,12 @@ func (r *Runner) fail(id string, cause error) {
 		return nil
 	})
 	if errors.Is(err, errNotHolder) {
-		r.drop(id, nil)
+		// Said when this server was following it: a follower that resumes
+		// past its lease may see the container gone before its renewal
+		// tells it that another server took the task over.
+		if r.drop(id, nil) {
+			r.logf("task %s: not recording its failure (%v): it ended, or another server follows it now; no longer following it", id, cause)
+		}
 		return
 	}
 	if err != nil {
@@ -750,6 +820,7 @@ func (r *Runner) fail(id string, cause error) {
 	}
 	r.endEgress(id)
 	r.removeTemps(id)
+	r.endBranch(id)
 	r.drop(id, nil)
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/codex-connector/codex-connector/backend"
 	"github.com/codex-connector/codex-connector/backend/docker"
 	"github.com/codex-connector/codex-connector/images"
-	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/codex-connector/codex-connector/workspace"
 )
@@ -69,6 +68,9 @@ type Config struct {
 	AllowedRoots []string
 	// Lease is how long this server's claim on a task holds without renewal.
 	Lease time.Duration
+	// Workspace is the workspace kind of a task that asks for none
+	// (workspace.KindShared when empty).
+	Workspace string
 	// MaxSandbox is the highest level a caller may ask for (the user's
 	// ceiling); "" is no ceiling below danger-full-access.
 	MaxSandbox string
@@ -95,6 +97,23 @@ type Spec struct {
 	// Review makes the task Codex's own review of the repository's changes,
 	// always read-only (review.go).
 	Review *store.Review
+	// Workspace is where the task's files are: workspace.KindShared (the
+	// user's work tree) or workspace.KindBranch (a checkout of its own,
+	// collected into a branch); "" is the config's default. Base is a
+	// branch task's base: a branch, tag or commit, "" for HEAD
+	// (branch.go).
+	Workspace string
+	Base      string
+	// reviewed is the repository of the task a review of a branch reviews.
+	reviewed string
+}
+
+// ErrInvalidTask marks a request the caller can fix: a bad path, a non-repo,
+// an empty task, an unknown sandbox level.
+var ErrInvalidTask = errors.New("invalid task")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidTask, fmt.Sprintf(format, args...))
 }
 
 // Runner runs tasks. Its goroutines live as long as the lifetime context it
@@ -151,9 +170,10 @@ type run struct {
 	engineLost bool
 }
 
-// New makes a runner whose tasks live within lifetime. logf receives
-// diagnostics; it must not write to stdout (stdout is the MCP protocol).
-func New(lifetime context.Context, cfg Config, eng docker.Engine, st *store.Store, logf func(string, ...any)) (*Runner, error) {
+// New makes a runner whose tasks run on be and live within lifetime. logf
+// receives diagnostics; it must not write to stdout (stdout is the MCP
+// protocol).
+func New(lifetime context.Context, cfg Config, be *docker.Backend, st *store.Store, logf func(string, ...any)) (*Runner, error) {
 	if cfg.MaxRunning < 1 {
 		cfg.MaxRunning = 1
 	}
@@ -175,14 +195,12 @@ func New(lifetime context.Context, cfg Config, eng docker.Engine, st *store.Stor
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
-	be := docker.New(eng)
 	r := &Runner{cfg: cfg, backend: be, docker: be, store: st, logf: logf, lifetime: lifetime, runs: map[string]*run{}, instance: newInstanceID()}
 	r.helpers = be.Helpers(docker.HelperConfig{
-		Binary: cfg.HelperBinary,
-		// Housekeeping removes only its own home's images, never another
-		// user's. Not LabelHome: every container of the image inherits its
-		// labels, and LabelHome marks a home's task containers.
-		ImageLabels: map[string]string{LabelProxyImageHome: homeLabel(cfg.Home)},
+		Binary:      cfg.HelperBinary,
+		ImageLabels: helperImageLabels(cfg.Home),
+		ProbeLabels: map[string]string{LabelComponent: "probe", LabelHomePath: cfg.Home},
+		FactsFile:   filepath.Join(cfg.Home, "engine.json"),
 		ProxyName:   ProxyName(cfg.Home),
 		ProxyDir:    r.egressRoot(),
 		ProxyUser:   fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid()),
@@ -206,10 +224,19 @@ func (r *Runner) ResultPath(id string) string {
 
 func (r *Runner) stateDir(id string) string { return filepath.Join(r.cfg.Home, "runs", id) }
 
+// files are the task's state as the backend reads it: what the task wrote
+// there, read as backend.Files say.
+func (r *Runner) files(id string) (backend.Files, error) {
+	return r.backend.Files(backend.Mount{Kind: backend.Bind, Source: r.stateDir(id), Target: stateMount})
+}
+
 // Start checks the request, records the task as queued and runs it as soon
 // as a slot is free. Problems the caller can fix wrap ErrInvalidTask.
 func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if spec.Review != nil {
+		if err := r.reviewOfBranch(&spec); err != nil {
+			return nil, err
+		}
 		if err := checkReview(spec.Review); err != nil {
 			return nil, err
 		}
@@ -227,7 +254,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	var parent *store.Task
 	if spec.Parent != "" {
 		var err error
-		if parent, err = r.replyTo(&spec); err != nil {
+		if parent, err = r.replyTo(ctx, &spec); err != nil {
 			return nil, err
 		}
 	}
@@ -242,9 +269,9 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if spec.Timeout < 0 {
 		return nil, invalid("timeout must not be negative (0 means none)")
 	}
-	workdir, root, err := resolveWorkdir(spec.WorkingDirectory, r.cfg.AllowedRoots)
+	workdir, root, err := workspace.Resolve(spec.WorkingDirectory, r.cfg.AllowedRoots)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTask, err)
 	}
 	user, err := containerUser(root)
 	if err != nil {
@@ -257,6 +284,10 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	if parent != nil && parent.RepoDev != 0 && (parent.RepoDev != dev || parent.RepoIno != ino) {
 		return nil, invalid("%s is no longer the repository task %s ran in (it was moved or replaced since): start a new task with codex_agent", root, parent.ID)
 	}
+	br, err := r.branchFor(ctx, &spec, root, parent)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := r.docker.Codex(ctx, r.cfg.Image); err != nil {
 		return nil, err
 	}
@@ -268,24 +299,30 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (*store.Task, error) {
 	id := store.NewID(now)
 	t := &store.Task{
 		ID: id, Prompt: spec.Prompt, WorkingDirectory: workdir, RepoRoot: root,
-		Sandbox: spec.Sandbox, Model: spec.Model, Effort: spec.Effort, Parent: spec.Parent, ResumeThread: spec.thread, Review: spec.Review,
+		Sandbox: spec.Sandbox, Workspace: spec.Workspace, Model: spec.Model, Effort: spec.Effort, Parent: spec.Parent, ResumeThread: spec.thread, Review: spec.Review,
 		Image:     r.cfg.Image.Ref,
 		BaseImage: choice.base, ImageSource: choice.source, ImageBuild: choice.build, ImageNotes: choice.notes,
 		TimeoutMs: spec.Timeout.Milliseconds(), Status: store.Queued, CreatedAt: now,
 		ContainerName: containerName(id), User: user, RepoDev: dev, RepoIno: ino,
 		Follower: r.instance, LeaseUntil: now.Add(r.cfg.Lease),
 	}
+	if br != nil {
+		br.Name = workspace.BranchPrefix + id
+		t.Branch = br
+	}
 	if choice.base != "" || choice.build != nil {
 		t.Image = "" // the task image, made at launch
 	}
 	if parent != nil {
-		if t.ResumeFrom, err = r.copySession(parent, id, user, r.cfg.Limits.StateBytes); err != nil {
+		if t.ResumeFrom, err = r.copySession(ctx, parent, id, user, r.cfg.Limits.StateBytes); err != nil {
 			return nil, err
 		}
 	}
 	if err := r.store.Create(t); err != nil {
 		if parent != nil {
-			_ = hostfs.RemoveBelow(filepath.Join(r.cfg.Home, "runs"), id) // its copy of the session
+			if files, ferr := r.files(id); ferr == nil {
+				_ = files.Remove(ctx, "") // its copy of the session
+			}
 		}
 		return nil, err
 	}

@@ -37,6 +37,9 @@ type Toolchains struct {
 	// Rules are tried in order; the first whose path matches the
 	// repository root applies.
 	Rules []ToolchainRule
+	// Runtime is the engine's runtime of repositories no rule gives one
+	// ("" the engine's default).
+	Runtime string
 }
 
 // ToolchainRule chooses the base of the repositories at Path.
@@ -53,6 +56,9 @@ type ToolchainRule struct {
 	// engine's default network (the host's services, the internet), to
 	// install packages; without it they have no network at all.
 	BuildNetwork bool
+	// Runtime is the engine's runtime of the repositories' tasks ("" keeps
+	// the default), e.g. gVisor's runsc.
+	Runtime string
 }
 
 // DevcontainerUse is how far a user lets a repository's dev container file
@@ -78,6 +84,20 @@ func (rule ToolchainRule) matches(root string) bool {
 	}
 	p := filepath.Clean(rule.Path)
 	return root == p || strings.HasPrefix(root, p+"/") || p == "/"
+}
+
+// runtime is the engine's runtime of the tasks of the repository at root:
+// the first matching rule's, or the default.
+func (tc Toolchains) runtime(root string) string {
+	for _, rule := range tc.Rules {
+		if rule.matches(root) {
+			if rule.Runtime != "" {
+				return rule.Runtime
+			}
+			break
+		}
+	}
+	return tc.Runtime
 }
 
 // imageChoice is which image a repository's tasks run on, and why.

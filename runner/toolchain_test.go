@@ -305,7 +305,7 @@ func TestTheGoCacheMakesTheSecondTaskDownloadNothing(t *testing.T) {
 		t.Fatal("no container recorded")
 	}
 	t.Run("the cache volume belongs to the repository's owner", func(t *testing.T) {
-		vols, err := CacheVolumes(context.Background(), imagestest.Engine(t), fmt.Sprint(testUID))
+		vols, err := CacheVolumes(context.Background(), docker.New(imagestest.Engine(t)), fmt.Sprint(testUID))
 		if err != nil {
 			t.Fatal(err)
 		}

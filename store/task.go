@@ -67,7 +67,12 @@ type Task struct {
 	RepoDev uint64 `json:"repoDev,omitempty"`
 	RepoIno uint64 `json:"repoIno,omitempty"`
 	Sandbox string `json:"sandbox"`
-	Model   string `json:"model,omitempty"`
+	// Workspace is where the task's files are: "shared" (or "", records
+	// from before it) is the user's own work tree; "branch" is a checkout
+	// of its own, collected into Branch.
+	Workspace string  `json:"workspace,omitempty"`
+	Branch    *Branch `json:"branch,omitempty"`
+	Model     string  `json:"model,omitempty"`
 	// Effort is the reasoning effort asked for; "" leaves Codex's default.
 	Effort string `json:"reasoningEffort,omitempty"`
 	// Parent is the task whose Codex session this one continues (a
@@ -103,6 +108,9 @@ type Task struct {
 	// git), found when the image was made.
 	ImageLacks []string `json:"imageLacks,omitempty"`
 	TimeoutMs  int64    `json:"timeoutMs,omitempty"`
+	// Engine is the engine the task was launched on, as its server found
+	// it, with the limits it does not enforce.
+	Engine *Engine `json:"engine,omitempty"`
 	// Deadline is absolute so that a timeout still fires after a restart.
 	Deadline time.Time `json:"deadline,omitzero"`
 
@@ -139,11 +147,53 @@ type Task struct {
 	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
 }
 
+// Branch is a branch task's branch in the user's repository.
+type Branch struct {
+	// Name is the branch: codex/<id>.
+	Name string `json:"name"`
+	// BaseRef is the base as asked ("" for HEAD); Base is its commit.
+	BaseRef string `json:"baseRef,omitempty"`
+	Base    string `json:"base"`
+	// Carry says whether the user's uncommitted changes go in as a first
+	// commit; Start is the commit the task starts from (Base, or that
+	// commit), set once the workspace is made. Its diff is against Start.
+	Carry   bool     `json:"carry,omitempty"`
+	Start   string   `json:"start,omitempty"`
+	Carried []string `json:"carried,omitempty"`
+	// Head is the branch's head once collected: the task's own commits
+	// (Commits), then one of what it left uncommitted (Rest).
+	Head    string `json:"head,omitempty"`
+	Commits int    `json:"commits,omitempty"`
+	Rest    bool   `json:"rest,omitempty"`
+	// Left says what of the user's changes or of the task's work was not
+	// taken, and why.
+	Left []string `json:"left,omitempty"`
+	// Discarded is set once codex_discard removed the branch.
+	Discarded bool `json:"discarded,omitempty"`
+}
+
+// Engine is an engine as a server found it before a launch.
+type Engine struct {
+	// Name names it: "Podman 4.3.1 (API 1.41), rootless, cgroup v1".
+	Name string `json:"name"`
+	// Unenforced are the limits (memory, cpu, pids) its runs do not get,
+	// as seen from inside one: the user's config accepted them.
+	Unenforced []string `json:"unenforced,omitempty"`
+	// Warnings are what the engine said when asked to make a run.
+	Warnings []string `json:"warnings,omitempty"`
+	// Runtime is the engine's runtime the task runs under ("" its
+	// default), as config.json chose it for the repository.
+	Runtime string `json:"runtime,omitempty"`
+}
+
 // Review is what a review looks at: the changes against Base (a branch or
 // commit: base...HEAD), or, with no Base, the uncommitted ones.
 type Review struct {
 	Base  string `json:"base,omitempty"`
 	Focus string `json:"focus,omitempty"`
+	// Task is the branch task whose branch is reviewed, against where it
+	// started: the review runs in a read-only checkout of the branch.
+	Task string `json:"task,omitempty"`
 }
 
 // Ran is what a task's Codex actually ran with.

@@ -21,12 +21,15 @@ type Task struct {
 	WorkingDirectory string    `json:"workingDirectory"`
 	RepoRoot         string    `json:"repoRoot"`
 	Sandbox          string    `json:"sandbox"`
+	Workspace        string    `json:"workspace,omitempty" jsonschema:"shared (the user's work tree) or branch (a checkout of its own, whose changes come back as a branch)"`
+	Branch           *Branch   `json:"branch,omitempty" jsonschema:"a branch task's branch in the user's repository"`
 	Model            string    `json:"model,omitempty"`
 	ReasoningEffort  string    `json:"reasoningEffort,omitempty" jsonschema:"the reasoning effort asked for"`
 	Parent           string    `json:"parent,omitempty" jsonschema:"the task this one continues (codex_reply)"`
 	Chain            []string  `json:"chain,omitempty" jsonschema:"the tasks this one continues, nearest first, back to the first of the conversation"`
 	Ran              *Ran      `json:"ran,omitempty" jsonschema:"what actually ran: the Codex version and image, the model and effort that applied (asked for, or the defaults), the provider"`
 	Image            *Image    `json:"image,omitempty" jsonschema:"the image the task runs in"`
+	Engine           *Engine   `json:"engine,omitempty" jsonschema:"the engine the task was launched on, and the limits it does not enforce"`
 	CreatedAt        string    `json:"createdAt"`
 	StartedAt        string    `json:"startedAt,omitempty"`
 	FinishedAt       string    `json:"finishedAt,omitempty"`
@@ -73,6 +76,26 @@ type Image struct {
 	Notes  []string `json:"notes,omitempty" jsonschema:"what the image lacks, and what of a dev container file was ignored"`
 }
 
+type Engine struct {
+	Name       string   `json:"name" jsonschema:"which engine, its version, rootful or rootless, its cgroup version"`
+	Unenforced []string `json:"unenforced,omitempty" jsonschema:"limits (memory, cpu, pids) its runs did not get, as seen from inside one; accepted by limits.acceptUnenforced in config.json"`
+	Warnings   []string `json:"warnings,omitempty" jsonschema:"what the engine said when asked to make a run"`
+}
+
+// Branch is a branch task's branch.
+type Branch struct {
+	Name      string   `json:"name" jsonschema:"the branch in the user's repository: codex/<taskId>"`
+	Base      string   `json:"base" jsonschema:"the commit the workspace was made from"`
+	BaseRef   string   `json:"baseRef,omitempty" jsonschema:"the base as asked (a branch, tag or commit); empty for HEAD"`
+	Start     string   `json:"start,omitempty" jsonschema:"the commit the task started from: the base, or the user's uncommitted changes on it; the task's diff is against it"`
+	Carried   []string `json:"carried,omitempty" jsonschema:"the user's uncommitted changes the task started with"`
+	Head      string   `json:"head,omitempty" jsonschema:"the branch's head, once the task ended"`
+	Commits   int      `json:"commits,omitempty" jsonschema:"the task's own commits on the branch"`
+	Rest      bool     `json:"rest,omitempty" jsonschema:"a commit of what the task left uncommitted follows them"`
+	Left      []string `json:"left,omitempty" jsonschema:"what of the user's changes or of the task's work was not taken, and why"`
+	Discarded bool     `json:"discarded,omitempty"`
+}
+
 type Command struct {
 	Command  string `json:"command"`
 	ExitCode *int   `json:"exitCode,omitempty"`
@@ -94,6 +117,13 @@ func Of(src Source, t *store.Task, result string, on Surface) Task {
 		LogFile: src.LogPath(t.ID), ResultFile: src.ResultPath(t.ID),
 	}
 	v.ReasoningEffort, v.Parent = t.Effort, t.Parent
+	if t.Workspace != "" {
+		v.Workspace = t.Workspace
+	}
+	if b := t.Branch; b != nil {
+		v.Branch = &Branch{Name: b.Name, Base: b.Base, BaseRef: b.BaseRef, Start: b.Start, Carried: b.Carried,
+			Head: b.Head, Commits: b.Commits, Rest: b.Rest, Left: b.Left, Discarded: b.Discarded}
+	}
 	for id, n := t.Parent, 0; id != "" && n < maxChain; n++ {
 		v.Chain = append(v.Chain, id)
 		p, err := src.Get(id)
@@ -114,6 +144,9 @@ func Of(src Source, t *store.Task, result string, on Surface) Task {
 	if t.Image != "" || t.BaseImage != "" || t.ImageBuild != nil {
 		v.Image = &Image{Ref: t.Image, ID: t.ImageID, Base: t.BaseImage, Source: t.ImageSource,
 			Notes: append(append([]string(nil), t.ImageNotes...), runner.LackNotes(t)...)}
+	}
+	if e := t.Engine; e != nil {
+		v.Engine = &Engine{Name: e.Name, Unenforced: e.Unenforced, Warnings: e.Warnings}
 	}
 	if !t.StartedAt.IsZero() {
 		end := t.FinishedAt
@@ -209,6 +242,20 @@ func (v Task) Text() string {
 			fmt.Fprintf(&b, "\nImage note: %s", n)
 		}
 	}
+	if e := v.Engine; e != nil && (len(e.Unenforced) > 0 || len(e.Warnings) > 0) {
+		// An engine that enforces every limit and warns of nothing is the
+		// usual case, and says nothing new.
+		fmt.Fprintf(&b, "\nEngine: %s", e.Name)
+		if len(e.Unenforced) > 0 {
+			fmt.Fprintf(&b, "; limits NOT enforced: %s (accepted by limits.acceptUnenforced)", strings.Join(e.Unenforced, ", "))
+		}
+		for _, w := range e.Warnings {
+			fmt.Fprintf(&b, "\nEngine warning: %s", w)
+		}
+	}
+	if br := v.Branch; br != nil {
+		writeBranch(&b, br)
+	}
 	fmt.Fprintf(&b, "\nTask: %s\n", FirstLine(v.Task))
 	if v.Error != "" {
 		fmt.Fprintf(&b, "Reason: %s\n", v.Error)
@@ -267,6 +314,12 @@ func next(t *store.Task, on Surface) string {
 	session := t.Summary != nil && t.Summary.ThreadID != ""
 	limited := strings.HasPrefix(t.Error, runner.UsageLimitReached) && session
 	continues := t.Review == nil && session
+	if b := t.Branch; b != nil && b.Head != "" && !b.Discarded && t.Status.Final() {
+		if on == CLI {
+			return fmt.Sprintf("review it with `codex-connector diff %s`, bring it into your work tree with `codex-connector apply %s`, or drop it with `codex-connector discard %s`; the branch %s stays until you do", t.ID, t.ID, t.ID, b.Name)
+		}
+		return fmt.Sprintf("review its changes with codex_diff (taskId %s), bring them into the work tree as uncommitted changes with codex_apply, or drop the branch with codex_discard; codex_reply continues on the branch", t.ID)
+	}
 	if on == CLI {
 		switch {
 		case t.Status == store.Queued:
@@ -292,6 +345,40 @@ func next(t *store.Task, on Surface) string {
 	}
 	return ""
 }
+
+func writeBranch(b *strings.Builder, br *Branch) {
+	base := ShortHash(br.Base)
+	if br.BaseRef != "" {
+		base = br.BaseRef + " (" + base + ")"
+	}
+	switch {
+	case br.Discarded:
+		fmt.Fprintf(b, "\nBranch: %s, discarded", br.Name)
+	case br.Head != "":
+		var parts []string
+		if br.Commits > 0 {
+			parts = append(parts, fmt.Sprintf("%d commit(s) of the task's", br.Commits))
+		}
+		if br.Rest {
+			parts = append(parts, "one of what it left uncommitted")
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "no change")
+		}
+		fmt.Fprintf(b, "\nBranch: %s at %s, from %s: %s", br.Name, ShortHash(br.Head), base, strings.Join(parts, ", then "))
+	default:
+		fmt.Fprintf(b, "\nBranch: %s, from %s, made when the task ends", br.Name, base)
+	}
+	if len(br.Carried) > 0 {
+		fmt.Fprintf(b, "\nCarried in (your uncommitted changes, the first commit on the branch, not in its diff): %s", strings.Join(br.Carried, ", "))
+	}
+	for _, l := range br.Left {
+		fmt.Fprintf(b, "\nLeft out: %s", l)
+	}
+}
+
+// ShortHash is a commit's hash as git abbreviates it.
+func ShortHash(h string) string { return h[:min(len(h), 12)] }
 
 func writeFindings(b *strings.Builder, findings []Finding) {
 	fmt.Fprintf(b, "Findings (%d):\n", len(findings))

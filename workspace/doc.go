@@ -1,6 +1,8 @@
 // Package workspace owns where a task's files come from and how its
-// changes are told back. Today's kind is Shared: the user's own work tree,
-// bound into the task's container. For it the package works out the binds
+// changes are told back. It resolves a working directory to the
+// repository a task runs in (resolve.go). Today's kind is Shared: the
+// user's own work tree, bound into the task's container. For it the
+// package works out the binds
 // that keep a workspace-write task's hands off git (gitprotect.go), checks
 // that the repository is still the directory that was accepted, pins the
 // git directories at launch (gitpin.go), and scans the work tree before and

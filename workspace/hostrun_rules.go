@@ -168,3 +168,16 @@ func isLetters(s string) bool {
 	}
 	return true
 }
+
+// HostRunOf lists the paths among paths (repository-relative, slash
+// separated) that tools on the host run or obey, in their order: for a
+// branch, whose files reach the work tree only when the user applies it.
+func HostRunOf(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if isHostRun(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}

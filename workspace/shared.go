@@ -1,5 +1,7 @@
 package workspace
 
+import "github.com/codex-connector/codex-connector/internal/hostfs"
+
 // Shared is the workspace of a task that runs in the user's own work tree:
 // what the server measured of it before the run, to tell afterwards which
 // files the run changed and which of those host tools run. A task that may
@@ -54,6 +56,11 @@ func (s *Shared) Root() string { return s.root }
 // Usage is the work tree's disk use when the run began; below 0 when
 // unknown.
 func (s *Shared) Usage() int64 { return s.usage }
+
+// Measure is what the work tree uses on disk now (allocated blocks, never
+// following a link), measured until it passes cut: a task may be filling
+// it.
+func (s *Shared) Measure(cut int64) (int64, error) { return hostfs.TreeUsage(s.root, cut) }
 
 // Changed scans the work tree after the run and lists the paths whose git
 // state differs from before, sorted. The error says why the list may be

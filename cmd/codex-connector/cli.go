@@ -67,7 +67,7 @@ func (c *command) usagef(format string, v ...any) error {
 func commands() []*command {
 	return []*command{
 		serveCommand, runCommand, tasksCommand, statusCommand, logsCommand, cancelCommand,
-		pruneCommand, cachesCommand, doctorCommand, followCommand, versionCommand,
+		diffCommand, applyCommand, discardCommand, pruneCommand, cachesCommand, doctorCommand, followCommand, versionCommand,
 	}
 }
 

@@ -441,7 +441,7 @@ func TestDoctorSaysWhatFailsAndTheFix(t *testing.T) {
 		if res.code != 0 || !strings.Contains(res.stdout, "ready:") || strings.Contains(res.stdout, "FAIL") {
 			t.Fatalf("doctor: %s", res)
 		}
-		for _, want := range []string{"pass  docker      Docker ", "pass  image       ", "pass  credentials model provider openai", "pass  data        " + home,
+		for _, want := range []string{"pass  docker      Docker ", "pass  limits      memory, cpu and pids limits are enforced on tasks", "pass  image       ", "pass  credentials model provider openai", "pass  data        " + home,
 			"pass  database    ", "pass  egress      " + runner.ProxyName(home) + " is not running; the first read-only or workspace-write task starts it",
 			"pass  sandbox     tasks may run under " + os.TempDir()} {
 			if !strings.Contains(res.stdout, want) {
@@ -529,7 +529,7 @@ func TestCommandLineBadInputSaysWhatToDo(t *testing.T) {
 		t.Errorf("a malformed id: %s", res)
 	}
 	help := cli(t, env, "/", "help")
-	for _, name := range []string{"run", "tasks", "status", "logs", "cancel", "prune", "caches", "doctor", "follow", "version"} {
+	for _, name := range []string{"run", "tasks", "status", "logs", "cancel", "diff", "apply", "discard", "prune", "caches", "doctor", "follow", "version"} {
 		if !regexp.MustCompile(`(?m)^  ` + name + ` +\S`).MatchString(help.stdout) {
 			t.Errorf("help lacks %s:\n%s", name, help)
 		}

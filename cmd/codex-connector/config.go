@@ -15,6 +15,7 @@ import (
 
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/runner"
+	"github.com/codex-connector/codex-connector/workspace"
 )
 
 // config is everything the process is told from outside, in one place: the
@@ -54,6 +55,8 @@ type config struct {
 	AllowedRoots []string
 	// MaxSandbox is the highest sandbox level a caller may ask for.
 	MaxSandbox string
+	// Workspace is the workspace kind of a task that asks for none.
+	Workspace string
 	// Retention removes tasks that ended this long ago; 0 keeps them.
 	Retention time.Duration
 	// Toolchains choose the image each repository's tasks run on; Caches
@@ -102,6 +105,8 @@ type fileConfig struct {
 	AllowedRoots []string `json:"allowedRoots"`
 	// MaxSandbox is the ceiling on the sandbox level a caller may ask for.
 	MaxSandbox string `json:"maxSandbox"`
+	// Workspace is the default workspace kind: shared or branch.
+	Workspace string `json:"workspace"`
 	// Images choose the toolchain image of each repository (see the
 	// README's "Your toolchain in tasks").
 	Images *imagesConfig `json:"images"`
@@ -123,6 +128,11 @@ type fileConfig struct {
 		StateMB  int `json:"stateMB"`
 		RecordKB int `json:"recordKB"`
 		RepoMB   int `json:"repoMB"`
+		// WorkspacesMB caps the disk all branch workspaces use at once.
+		WorkspacesMB int `json:"workspacesMB"`
+		// AcceptUnenforced names the limits tasks may run without on an
+		// engine that does not enforce them.
+		AcceptUnenforced []string `json:"acceptUnenforced"`
 	} `json:"limits"`
 }
 
@@ -130,9 +140,13 @@ type fileConfig struct {
 type imagesConfig struct {
 	Default      string `json:"default"`
 	Devcontainer bool   `json:"devcontainer"`
-	Repos        []struct {
+	// Runtime is the engine's runtime tasks run under (e.g. "runsc" for
+	// gVisor); a repository's entry may name its own.
+	Runtime string `json:"runtime"`
+	Repos   []struct {
 		Path         string          `json:"path"`
 		Image        string          `json:"image"`
+		Runtime      string          `json:"runtime"`
 		Devcontainer json.RawMessage `json:"devcontainer"`
 		// BuildNetwork lets the RUN steps of a dev container build reach
 		// the engine's default network; they have none without it.
@@ -143,7 +157,10 @@ type imagesConfig struct {
 // toolchains reads the images object: paths may start with ~/, and a
 // directory is taken through its symlinks as repositories are.
 func (ic *imagesConfig) toolchains(home string) (runner.Toolchains, error) {
-	tc := runner.Toolchains{Default: strings.TrimSpace(ic.Default), Devcontainer: ic.Devcontainer}
+	tc := runner.Toolchains{Default: strings.TrimSpace(ic.Default), Devcontainer: ic.Devcontainer, Runtime: strings.TrimSpace(ic.Runtime)}
+	if err := checkRuntimeName(tc.Runtime); err != nil {
+		return tc, fmt.Errorf("images.runtime: %w", err)
+	}
 	if tc.Default != "" {
 		if err := images.CheckRef(tc.Default); err != nil {
 			return tc, fmt.Errorf("images.default: %w", err)
@@ -167,7 +184,10 @@ func (ic *imagesConfig) toolchains(home string) (runner.Toolchains, error) {
 				p = real
 			}
 		}
-		rule := runner.ToolchainRule{Path: p, Image: strings.TrimSpace(e.Image)}
+		rule := runner.ToolchainRule{Path: p, Image: strings.TrimSpace(e.Image), Runtime: strings.TrimSpace(e.Runtime)}
+		if err := checkRuntimeName(rule.Runtime); err != nil {
+			return tc, fmt.Errorf("%s.runtime: %w", field, err)
+		}
 		if rule.Image != "" {
 			if err := images.CheckRef(rule.Image); err != nil {
 				return tc, fmt.Errorf("%s.image: %w", field, err)
@@ -187,12 +207,26 @@ func (ic *imagesConfig) toolchains(home string) (runner.Toolchains, error) {
 		if rule.BuildNetwork = e.BuildNetwork; rule.BuildNetwork && rule.Devcontainer != runner.DevcontainerBuild {
 			return tc, fmt.Errorf("%s.buildNetwork: it is for dev container builds; set \"devcontainer\": \"build\" too, or drop it", field)
 		}
-		if rule.Image == "" && rule.Devcontainer == runner.DevcontainerInherit {
-			return tc, fmt.Errorf("%s: give an image, or devcontainer", field)
+		if rule.Image == "" && rule.Devcontainer == runner.DevcontainerInherit && rule.Runtime == "" {
+			return tc, fmt.Errorf("%s: give an image, devcontainer or runtime", field)
 		}
 		tc.Rules = append(tc.Rules, rule)
 	}
 	return tc, nil
+}
+
+// checkRuntimeName checks the name of an engine runtime ("" the engine's
+// default): what the engine registers it under, e.g. runsc.
+func checkRuntimeName(name string) error {
+	if name == "" {
+		return nil
+	}
+	for i, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || i > 0 && strings.ContainsRune("._-", c)) {
+			return fmt.Errorf("want the name the engine registers a runtime under, such as \"runsc\", got %q", name)
+		}
+	}
+	return nil
 }
 
 // envNames documents every variable codex-connector reads.
@@ -211,6 +245,7 @@ var envNames = []string{
 	"CODEX_CONNECTOR_RETENTION      remove tasks (record, log, result) this long after they ended, e.g. 30d (default: keep)",
 	"CODEX_CONNECTOR_LOCK_TIMEOUT   how long a call waits for another server's hold on tasks.db (default 5s)",
 	"CODEX_CONNECTOR_MAX_SANDBOX    the highest sandbox level a caller may ask for: read-only, workspace-write or danger-full-access (default)",
+	"CODEX_CONNECTOR_WORKSPACE      where a task that asks for none works: shared (default; the work tree) or branch (a checkout of its own)",
 	"CODEX_CONNECTOR_LOG_MB         stop a task whose log passes this many MiB; the engine keeps no more either (default 256)",
 	"CODEX_CONNECTOR_STATE_MB       stop a task whose state directory passes this many MiB on disk (default 1024)",
 	"CODEX_CONNECTOR_RECORD_KB      the most a task's record holds, in KiB; its summary is clipped to fit (default 256)",
@@ -230,6 +265,7 @@ var sizeLimits = []struct {
 	// A record holds the task text (up to a quarter of it) beside the summary.
 	{"limits.recordKB", "CODEX_CONNECTOR_RECORD_KB", 1 << 10, 16, func(l *runner.Limits) *int64 { return &l.RecordBytes }},
 	{"limits.repoMB", "CODEX_CONNECTOR_REPO_MB", 1 << 20, 1, func(l *runner.Limits) *int64 { return &l.RepoBytes }},
+	{"limits.workspacesMB", "CODEX_CONNECTOR_WORKSPACES_MB", 1 << 20, 1, func(l *runner.Limits) *int64 { return &l.WorkspacesBytes }},
 }
 
 // setSize applies a size limit of n units, refusing one below its least.
@@ -411,6 +447,12 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if err := setSandbox(&c.MaxSandbox, f.MaxSandbox); err != nil {
 		return bad("maxSandbox", err)
 	}
+	if f.Workspace != "" {
+		if !slices.Contains(workspace.Kinds, f.Workspace) {
+			return bad("workspace", fmt.Errorf("%q is not a workspace kind: use %s", f.Workspace, strings.Join(workspace.Kinds, " or ")))
+		}
+		c.Workspace = f.Workspace
+	}
 	if f.FollowAfterExit != nil {
 		c.FollowAfterExit = *f.FollowAfterExit
 	}
@@ -446,7 +488,15 @@ func (c *config) applyFile(path string, getenv func(string) string) error {
 	if f.Limits.TmpMB > 0 {
 		c.Limits.TmpBytes = int64(f.Limits.TmpMB) << 20
 	}
-	for i, n := range []int{f.Limits.LogMB, f.Limits.StateMB, f.Limits.RecordKB, f.Limits.RepoMB} {
+	for _, name := range f.Limits.AcceptUnenforced {
+		if !slices.Contains(runner.UnenforceableLimits, name) {
+			return bad("limits.acceptUnenforced", fmt.Errorf("%q is not a limit an engine may leave unenforced: use any of %s", name, strings.Join(runner.UnenforceableLimits, ", ")))
+		}
+		if !slices.Contains(c.Limits.AcceptUnenforced, name) {
+			c.Limits.AcceptUnenforced = append(c.Limits.AcceptUnenforced, name)
+		}
+	}
+	for i, n := range []int{f.Limits.LogMB, f.Limits.StateMB, f.Limits.RecordKB, f.Limits.RepoMB, f.Limits.WorkspacesMB} {
 		if n == 0 {
 			continue // unset: the default
 		}
@@ -463,6 +513,12 @@ func (c *config) applyEnv(getenv func(string) string) error {
 	}
 	if err := setSandbox(&c.MaxSandbox, getenv("CODEX_CONNECTOR_MAX_SANDBOX")); err != nil {
 		return fmt.Errorf("CODEX_CONNECTOR_MAX_SANDBOX: %w", err)
+	}
+	if v := getenv("CODEX_CONNECTOR_WORKSPACE"); v != "" {
+		if !slices.Contains(workspace.Kinds, v) {
+			return fmt.Errorf("CODEX_CONNECTOR_WORKSPACE: %q is not a workspace kind: use %s", v, strings.Join(workspace.Kinds, " or "))
+		}
+		c.Workspace = v
 	}
 	if v := getenv("CODEX_CONNECTOR_IMAGE"); v != "" {
 		c.Image = v

@@ -479,14 +479,16 @@ func TestToolchainImagesAndCaches(t *testing.T) {
 	})
 	for body, wantErr := range map[string]string{
 		`{"images": {"repos": [{"path": "src/x", "image": "a"}]}}`:                    "images.repos[0].path: want an absolute path",
-		`{"images": {"repos": [{"path": "/x"}]}}`:                                     "images.repos[0]: give an image, or devcontainer",
+		`{"images": {"repos": [{"path": "/x"}]}}`:                                     "images.repos[0]: give an image, devcontainer or runtime",
+		`{"images": {"runtime": "run sc"}}`:                                           "images.runtime: want the name the engine registers a runtime under",
+		`{"images": {"repos": [{"path": "/x", "runtime": "-x"}]}}`:                    "images.repos[0].runtime: want the name",
 		`{"images": {"repos": [{"path": "/x", "devcontainer": "yes"}]}}`:              `images.repos[0].devcontainer: want true (its image), "build"`,
 		`{"images": {"repos": [{"path": "/x", "image": "a", "buildNetwork": true}]}}`: "images.repos[0].buildNetwork: it is for dev container builds",
 		`{"images": {"repos": [{"path": "/x[", "image": "a"}]}}`:                      "is not a valid pattern",
-		`{"caches": ["maven"]}`:                                                   `caches: "maven" is not a cache codex-connector keeps`,
-		`{"images": {"default": "golang:1.23\nRUN curl x"}}`:                      "images.default: not an image reference",
-		`{"images": {"repos": [{"path": "/x", "image": "Bad Name"}]}}`:            "images.repos[0].image: not an image reference",
-		`{"images": {"default": "a", "repos": [], "devcontainer": true, "x": 1}}`: `unknown field "x"`,
+		`{"caches": ["maven"]}`:                                                       `caches: "maven" is not a cache codex-connector keeps`,
+		`{"images": {"default": "golang:1.23\nRUN curl x"}}`:                          "images.default: not an image reference",
+		`{"images": {"repos": [{"path": "/x", "image": "Bad Name"}]}}`:                "images.repos[0].image: not an image reference",
+		`{"images": {"default": "a", "repos": [], "devcontainer": true, "x": 1}}`:     `unknown field "x"`,
 	} {
 		writeConfig(t, home, body)
 		if _, err := loadConfig(envOf(map[string]string{"CODEX_CONNECTOR_HOME": home})); err == nil || !strings.Contains(err.Error(), wantErr) {

@@ -12,22 +12,28 @@ import (
 	"syscall"
 	"time"
 
+	dockerbe "github.com/codex-connector/codex-connector/backend/docker"
+	"github.com/codex-connector/codex-connector/internal/hostfs"
+	"github.com/codex-connector/codex-connector/workspace"
+
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/codex-connector/codex-connector/view"
-	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 )
 
 var doctorCommand = &command{
 	name: "doctor", summary: "check that tasks can run here, and say how to fix what cannot (alias: check)",
-	help: `Checks, one line each, what tasks need: the Docker engine, the Codex image,
-credentials for the model, the data directory, the task database, the
-egress proxy, and the allowed roots and sandbox ceiling. Each failed check
-says how to fix it. It exits 1 when any check fails.
+	help: `Checks, one line each, what tasks need: the Docker engine, the limits it
+enforces, the Codex image, credentials for the model, the data directory,
+the task database, the egress proxy, and the allowed roots and sandbox
+ceiling. Each failed check says how to fix it. It exits 1 when any check
+fails.
 
-It changes nothing: not the data directory, nor the egress proxy.`,
+It changes nothing of yours: not the data directory, nor the egress proxy.
+To see what the engine enforces it runs one short container of the helper
+image (built from this binary if it is missing), as a task's server does.`,
 	needs: needsConfig, // the Docker client is made here: an unreachable engine is a finding
 	run: func(e *env, _ any, args []string) error {
 		if len(args) > 0 {
@@ -80,8 +86,18 @@ func doctor(e *env) error {
 		f.write(e.stdout)
 	}
 
-	engine, docker := checkEngine(e)
+	engine, docker, facts, probeErr := checkEngine(e)
 	report(engine)
+	if !engine.failed {
+		report(checkLimits(cfg, facts, probeErr))
+		for _, runtime := range cfg.Toolchains.Runtimes() {
+			if runtime != "" {
+				report(checkRuntime(e, cfg, docker, runtime))
+			}
+		}
+	} else {
+		report(finding{name: "limits", failed: true, detail: "not checked: it needs the Docker engine", fix: "fix the engine first"})
+	}
 	if !engine.failed {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		cimg, err := (images.Codex{Ref: cfg.Image, Version: cfg.CodexVersion}).Inspect(ctx, docker)
@@ -123,6 +139,7 @@ func doctor(e *env) error {
 		report(finding{name: "egress", failed: true, detail: "not checked: it needs the Docker engine", fix: "fix the engine first"})
 	}
 	report(checkSandbox(cfg))
+	report(checkWorkspaces(cfg))
 
 	failed := 0
 	for _, f := range findings {
@@ -140,10 +157,10 @@ func doctor(e *env) error {
 }
 
 // checkEngine dials the engine and says which it is.
-func checkEngine(e *env) (finding, *client.Client) {
+func checkEngine(e *env) (finding, *client.Client, *dockerbe.Facts, error) {
 	docker, err := newDockerClient()
 	if err != nil {
-		return fromError("docker", err, "check DOCKER_HOST"), nil
+		return fromError("docker", err, "check DOCKER_HOST"), nil, nil, nil
 	}
 	e.docker = docker
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -151,30 +168,98 @@ func checkEngine(e *env) (finding, *client.Client) {
 	host := docker.DaemonHost()
 	if _, err := docker.Ping(ctx); err != nil {
 		return finding{name: "docker", failed: true, detail: fmt.Sprintf("the engine at %s does not answer: %v", host, err),
-			fix: "start Docker (e.g. `sudo systemctl start docker`, or dockerd), or set DOCKER_HOST to the engine you use; a user not in the docker group needs rootless Docker or to be added to it"}, nil
+			fix: "start Docker (e.g. `sudo systemctl start docker`, or dockerd), or set DOCKER_HOST to the engine you use; a user not in the docker group needs rootless Docker or to be added to it"}, nil, nil, nil
 	}
 	f := finding{name: "docker"}
-	v, err := docker.ServerVersion(ctx)
+	self, err := os.Executable()
 	if err != nil {
-		return fromError("docker", err, "check that the engine at "+host+" is Docker"), nil
+		return fromError("docker", err, ""), nil, nil, nil
 	}
-	var info system.Info
-	info, _ = docker.Info(ctx)
-	mode := "rootful"
-	for _, o := range info.SecurityOptions {
-		if strings.Contains(o, "name=rootless") {
-			mode = "rootless"
+	// What the engine says, and what a look from inside one of its runs
+	// shows (Podman 4 does not say it is rootless).
+	pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer pcancel()
+	be := dockerbe.New(docker)
+	facts, probeErr := runner.EngineFacts(pctx, be, e.cfg.Home, self, "")
+	if probeErr != nil {
+		// What the engine says of itself still names it; the limits check
+		// says why the probe failed.
+		d, err := be.Describe(ctx)
+		if err != nil {
+			return fromError("docker", err, "check that the engine at "+host+" is Docker or Podman"), nil, nil, nil
 		}
+		facts = dockerbe.Facts{Description: d}
 	}
-	f.detail = fmt.Sprintf("Docker %s (API %s), %s, at %s", v.Version, v.APIVersion, mode, host)
-	if strings.HasPrefix(v.Version, "20.10.") {
+	mode := "rootful"
+	if facts.Rootless() {
+		mode = "rootless"
+	}
+	f.detail = fmt.Sprintf("%s, at %s", facts, host)
+	if probeErr != nil && !facts.SaysRootless {
+		f.detail += " (rootless or not: not seen, see limits)"
+	}
+	if facts.Name == "Docker" && strings.HasPrefix(facts.Version, "20.10.") {
 		// Seen here under the tests' container churn.
-		f.notes = append(f.notes, fmt.Sprintf("Docker %s can hang when many containers start and stop at once (moby/moby#46661); Docker 23 or newer is safer", v.Version))
+		f.notes = append(f.notes, fmt.Sprintf("Docker %s can hang when many containers start and stop at once (moby/moby#46661); Docker 23 or newer is safer", facts.Version))
+	}
+	if facts.Enforced.UserNamespace {
+		f.notes = append(f.notes, "its runs are in a user namespace: uids inside map to other uids on this machine")
 	}
 	if mode == "rootful" {
-		f.notes = append(f.notes, "with a rootful engine, anyone who can reach its socket is root on this machine; rootless Docker keeps tasks to your own user")
+		f.notes = append(f.notes, "with a rootful engine, anyone who can reach its socket is root on this machine; rootless Docker or Podman keeps tasks to your own user (the README's \"On a shared machine\")")
 	}
-	return f, docker
+	if probeErr != nil {
+		return f, docker, nil, probeErr
+	}
+	return f, docker, &facts, nil
+}
+
+// checkLimits says which limits the engine enforces on its runs, as the
+// probe of checkEngine saw from inside one, and fails when tasks would be
+// refused for it.
+func checkLimits(cfg config, facts *dockerbe.Facts, probeErr error) finding {
+	if facts == nil {
+		return fromError("limits", probeErr, "the helper image is this binary in an image FROM scratch: build codex-connector with `make build` (a static binary), and check that the engine can build and run images")
+	}
+	return limitsFinding("limits", "", "tasks", " (seen from inside one)", cfg, facts)
+}
+
+// limitsFinding is the finding name of what facts' runs get: lead and
+// whose name the runs ("runsc: ", "its tasks"), seen says how it was seen.
+// It fails when tasks would be refused for a limit not enforced.
+func limitsFinding(name, lead, whose, seen string, cfg config, facts *dockerbe.Facts) finding {
+	missing := facts.Enforced.Missing()
+	if len(missing) == 0 {
+		return finding{name: name, detail: fmt.Sprintf("%smemory, cpu and pids limits are enforced on %s%s", lead, whose, seen)}
+	}
+	detail := fmt.Sprintf("%s%s NOT enforced on %s by %s%s", lead, strings.Join(missing, ", "), whose, facts, seen)
+	if len(runner.RefusedLimits(missing, cfg.Limits.AcceptUnenforced)) == 0 {
+		return finding{name: name, detail: detail + "; accepted by limits.acceptUnenforced: a task may take all of this machine's " + strings.Join(missing, ", ")}
+	}
+	return finding{name: name, failed: true, detail: detail + "; " + whose + " will not start", fix: runner.UnenforcedFix(missing)}
+}
+
+// checkRuntime checks a runtime config.json names for tasks (images.runtime,
+// images.repos[].runtime): the engine has it, set up as tasks need, and
+// what its runs get, as a probe under it saw.
+func checkRuntime(e *env, cfg config, docker *client.Client, runtime string) finding {
+	self, err := os.Executable()
+	if err != nil {
+		return fromError("runtime", err, "")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	facts, err := runner.EngineFacts(ctx, dockerbe.New(docker), e.cfg.Home, self, runtime)
+	if err != nil {
+		f := fromError("runtime", err, "")
+		f.detail = runtime + ": " + f.detail
+		return f
+	}
+	kernel := "the host's kernel"
+	if facts.Enforced.Sandboxed {
+		kernel = fmt.Sprintf("a kernel of its own (%q), so its limits were read on the host's cgroup of its sandbox", strings.TrimSpace(strings.SplitN(facts.Enforced.Kernel, "#", 2)[0]))
+	}
+	return limitsFinding("runtime", runtime+": ", "its tasks", "; they run on "+kernel, cfg, &facts)
 }
 
 // checkHome checks that the data directory is the user's own and writable.
@@ -272,6 +357,43 @@ func checkSandbox(cfg config) finding {
 		f.notes = append(f.notes, "callers may ask for danger-full-access (the default level): full network and .git; set maxSandbox to workspace-write in config.json to keep every task off the network and out of .git")
 	}
 	return f
+}
+
+// checkWorkspaces says where tasks work by default, and what the branch
+// workspaces of running tasks use of their cap.
+func checkWorkspaces(cfg config) finding {
+	kind := cfg.Workspace
+	if kind == "" {
+		kind = workspace.KindShared
+	}
+	limit := cfg.Limits.WorkspacesBytes
+	if limit <= 0 {
+		limit = runner.DefaultLimits.WorkspacesBytes
+	}
+	dir := filepath.Join(cfg.Home, "workspaces")
+	entries, _ := os.ReadDir(dir)
+	var used int64
+	if len(entries) > 0 {
+		var err error
+		if used, err = hostfs.TreeUsage(dir, 0); err != nil {
+			return fromError("workspaces", fmt.Errorf("measure %s: %w", dir, err), "")
+		}
+	}
+	f := finding{name: "workspaces", detail: fmt.Sprintf("tasks that ask for none work in the %s workspace (workspace in config.json); %d branch workspace(s) use %s of the %d MiB limits.workspacesMB allows", kind, len(entries), humanSize(used), limit>>20)}
+	if used > limit {
+		f.notes = append(f.notes, "branch tasks fail to start until workspaces go: they go when their tasks end; `codex-connector prune` removes those of ended tasks whose branch could not be made")
+	}
+	return f
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
 }
 
 // lines splits printed lines and takes a prefix off each.

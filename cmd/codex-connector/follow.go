@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	dockerbe "github.com/codex-connector/codex-connector/backend/docker"
+
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/client"
@@ -253,7 +255,7 @@ func follow(cfg config, docker *client.Client) error {
 	}
 	lifetime, endLifetime := context.WithCancel(context.Background())
 	defer endLifetime()
-	r, err := runner.New(lifetime, runnerConfig(cfg, self), docker, st, logger.Printf)
+	r, err := runner.New(lifetime, runnerConfig(cfg, self), dockerbe.New(docker), st, logger.Printf)
 	if err != nil {
 		logger.Printf("%v", err)
 		return err

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	dockerbe "github.com/codex-connector/codex-connector/backend/docker"
+
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/docker/docker/client"
@@ -69,7 +71,7 @@ func openHost(cfg config, docker *client.Client, name string, server bool) (h *h
 	h.lifetime, h.endLifetime = context.WithCancel(context.Background())
 	h.closers = append(h.closers, h.endLifetime)
 	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
-	h.runner, err = runner.New(h.lifetime, runnerConfig(cfg, h.self), docker, st, logger.Printf)
+	h.runner, err = runner.New(h.lifetime, runnerConfig(cfg, h.self), dockerbe.New(docker), st, logger.Printf)
 	if err != nil {
 		return nil, err
 	}

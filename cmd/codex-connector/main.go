@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	dockerbe "github.com/codex-connector/codex-connector/backend/docker"
+
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/mcp"
 	"github.com/codex-connector/codex-connector/runner"
@@ -94,6 +96,9 @@ func mainErr(args []string) error {
 			return errors.New(use)
 		}
 		os.Exit(egress.RunBridge(args[2], args[4], gate, stdin, proxyEnv, rest[1:]))
+	case "probe":
+		// Inside the helper container that shows what an engine enforces.
+		return dockerbe.ReportInside(args[1:])
 	case "cache-init":
 		// Inside the helper container that hands new cache volumes to a user.
 		if len(args) < 4 {
@@ -313,6 +318,7 @@ func runnerConfig(cfg config, self string) runner.Config {
 		Version:      version,
 		AllowedRoots: cfg.AllowedRoots,
 		MaxSandbox:   cfg.MaxSandbox,
+		Workspace:    cfg.Workspace,
 		Lease:        cfg.Lease,
 		Retention:    cfg.Retention,
 		Toolchains:   cfg.Toolchains,
@@ -371,7 +377,7 @@ func prune(cfg config, docker *client.Client, args []string) error {
 		return errors.New("say how old a task must be to go, e.g. `codex-connector prune 30d`, or set retention in config.json")
 	}
 	st := store.New(filepath.Join(cfg.Home, "tasks.db"), cfg.LockTimeout)
-	r, err := runner.New(context.Background(), runner.Config{Home: cfg.Home}, docker, st, func(string, ...any) {})
+	r, err := runner.New(context.Background(), runner.Config{Home: cfg.Home}, dockerbe.New(docker), st, func(string, ...any) {})
 	if err != nil {
 		return err
 	}

@@ -246,6 +246,8 @@ func TestToolsMatchTheBrief(t *testing.T) {
 			"async":            {typ: "boolean"},
 			"timeoutMs":        {typ: "number", def: 0.0},
 			"reasoningEffort":  {typ: "string", enum: []string{"minimal", "low", "medium", "high", "xhigh"}},
+			"workspace":        {typ: "string", enum: []string{"shared", "branch"}},
+			"base":             {typ: "string"},
 		},
 		"codex_status": {"taskId": {typ: "string", required: true}, "tailLines": {typ: "number", def: 50.0}, "waitSeconds": {typ: "number", def: 0.0}},
 		"codex_review": {
@@ -255,6 +257,7 @@ func TestToolsMatchTheBrief(t *testing.T) {
 			"model":            {typ: "string"},
 			"reasoningEffort":  {typ: "string", enum: []string{"high"}},
 			"async":            {typ: "boolean"},
+			"taskId":           {typ: "string"},
 		},
 		"codex_reply": {
 			"taskId":          {typ: "string", required: true},
@@ -264,16 +267,22 @@ func TestToolsMatchTheBrief(t *testing.T) {
 			"async":           {typ: "boolean"},
 			"timeoutMs":       {typ: "number", def: 0.0},
 		},
-		"codex_tasks":  {"status": {typ: "string", enum: []string{"all", "running", "completed", "failed"}}, "limit": {typ: "number", def: 20.0}},
-		"codex_cancel": {"taskId": {typ: "string", required: true}},
+		"codex_tasks":   {"status": {typ: "string", enum: []string{"all", "running", "completed", "failed"}}, "limit": {typ: "number", def: 20.0}},
+		"codex_cancel":  {"taskId": {typ: "string", required: true}},
+		"codex_diff":    {"taskId": {typ: "string", required: true}, "paths": {typ: "array"}, "stat": {typ: "boolean"}},
+		"codex_apply":   {"taskId": {typ: "string", required: true}},
+		"codex_discard": {"taskId": {typ: "string", required: true}},
 	}
 	annotations := map[string][3]bool{ // readOnly, destructive, idempotent
-		"codex_agent":  {false, true, false},
-		"codex_status": {true, false, true},
-		"codex_tasks":  {true, false, true},
-		"codex_cancel": {false, true, true},
-		"codex_reply":  {false, true, false},
-		"codex_review": {true, false, false}, // read-only in effect: it changes nothing
+		"codex_agent":   {false, true, false},
+		"codex_status":  {true, false, true},
+		"codex_tasks":   {true, false, true},
+		"codex_cancel":  {false, true, true},
+		"codex_reply":   {false, true, false},
+		"codex_review":  {true, false, false}, // read-only in effect: it changes nothing
+		"codex_diff":    {true, false, true},
+		"codex_apply":   {false, false, true},
+		"codex_discard": {false, true, true},
 	}
 	for name, params := range want {
 		t.Run(name, func(t *testing.T) {

@@ -339,8 +339,9 @@ func TestAFollowerStoppedPastItsLeaseWritesNothingMore(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumed = true
-	// The first server learns that it lost the task (from its renewal, or
-	// from its log copy finding the lease lapsed) and lets it go.
+	// The first server learns that it lost the task (from its renewal,
+	// from its log copy finding the lease lapsed, or from the record when
+	// it finds the container gone) and lets it go.
 	t.Logf("the first server: %s", a.waitLogged(t, "task "+id+": ", "no longer follow"))
 	// It answers, so whatever it was doing when it resumed has run.
 	if st := structured(t, a.call(t, "codex_status", map[string]any{"taskId": id})); st["status"] != "completed" {

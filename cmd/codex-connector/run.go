@@ -23,12 +23,14 @@ import (
 const statusEvery = 250 * time.Millisecond
 
 type runOpts struct {
-	dir     string
-	sandbox string
-	model   string
-	effort  string
-	timeout time.Duration
-	detach  bool
+	dir       string
+	sandbox   string
+	workspace string
+	base      string
+	model     string
+	effort    string
+	timeout   time.Duration
+	detach    bool
 }
 
 var runCommand = &command{
@@ -50,6 +52,8 @@ flags: what follows is the task, however it looks.`,
 		o := &runOpts{}
 		fs.StringVar(&o.dir, "C", ".", "the repository (or a directory in it) to run in")
 		fs.StringVar(&o.sandbox, "sandbox", "", "read-only, workspace-write or danger-full-access (default: danger-full-access, or the maxSandbox of config.json)")
+		fs.StringVar(&o.workspace, "workspace", "", "shared (in the work tree itself) or branch (a checkout of its own, collected into the branch codex/ID; see codex-connector help diff) (default: shared, or the workspace of config.json)")
+		fs.StringVar(&o.base, "base", "", "with --workspace branch: the branch, tag or commit to start from (default: HEAD with your uncommitted changes)")
 		fs.StringVar(&o.model, "model", "", "the model, e.g. gpt-5-codex (default: Codex's)")
 		fs.StringVar(&o.effort, "effort", "", "reasoning effort: "+strings.Join(runner.ReasoningEfforts, ", ")+" (default: the model's)")
 		fs.DurationVar(&o.timeout, "timeout", 0, "stop the task after it has run this long, e.g. 30m (default: no limit)")
@@ -97,6 +101,7 @@ func runTask(e *env, opts any, args []string) error {
 
 	t, err := h.runner.Start(context.Background(), runner.Spec{
 		Prompt: prompt, WorkingDirectory: dir, Sandbox: o.sandbox,
+		Workspace: o.workspace, Base: o.base,
 		Model: o.model, Effort: o.effort, Timeout: o.timeout,
 	})
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode/utf16"
 
+	dockerbe "github.com/codex-connector/codex-connector/backend/docker"
+
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/codex-connector/codex-connector/store"
 	"github.com/codex-connector/codex-connector/view"
@@ -34,7 +36,7 @@ func (e *env) tasksOf() (*runner.Runner, error) {
 		return nil, fmt.Errorf("%w: %s has no tasks.db — start a task with `codex-connector run` or from Claude Code, or set CODEX_CONNECTOR_HOME to the data directory you use", errNoHome, e.cfg.Home)
 	}
 	st := store.New(filepath.Join(e.cfg.Home, "tasks.db"), e.cfg.LockTimeout)
-	return runner.New(context.Background(), runnerConfig(e.cfg, ""), e.docker, st, func(string, ...any) {})
+	return runner.New(context.Background(), runnerConfig(e.cfg, ""), dockerbe.New(e.docker), st, func(string, ...any) {})
 }
 
 // theTask reads the one task id of args and opens the home's tasks.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	dockerbe "github.com/codex-connector/codex-connector/backend/docker"
+
 	"github.com/codex-connector/codex-connector/images"
 	"github.com/codex-connector/codex-connector/runner"
 	"github.com/docker/docker/api/types"
@@ -107,7 +109,8 @@ func caches(docker *client.Client, args []string) error {
 	if uid == "0" {
 		uid = "" // root runs tasks as every repository's owner
 	}
-	vols, err := runner.CacheVolumes(ctx, docker, uid)
+	be := dockerbe.New(docker)
+	vols, err := runner.CacheVolumes(ctx, be, uid)
 	if err != nil {
 		return err
 	}
@@ -140,7 +143,7 @@ func caches(docker *client.Client, args []string) error {
 	}
 	var errs []error
 	for _, v := range vols {
-		if err := runner.RemoveCacheVolume(ctx, docker, v.Name); err != nil {
+		if err := be.RemoveVolume(ctx, v.Name); err != nil {
 			errs = append(errs, err)
 			continue
 		}

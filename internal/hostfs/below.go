@@ -79,6 +79,27 @@ func walkDirs(dirfd int, display string, parts []string) (int, error) {
 	return cur, nil
 }
 
+// parentBelow opens, following nothing, the directory that holds the last
+// of parts below base, and returns it with the function that closes what
+// was opened.
+func parentBelow(base string, parts []string) (int, func(), error) {
+	root, err := openBase(base)
+	if err != nil {
+		return -1, nil, err
+	}
+	dir, err := walkDirs(root, base, parts[:len(parts)-1])
+	if err != nil {
+		unix.Close(root)
+		return -1, nil, err
+	}
+	return dir, func() {
+		if dir != root {
+			unix.Close(dir)
+		}
+		unix.Close(root)
+	}, nil
+}
+
 // componentError turns the error of opening a path component into one that
 // says what the component is when a task made it something unexpected.
 func componentError(dirfd int, display string, parts []string, err error) error {
@@ -193,9 +214,9 @@ func LstatBelow(base, display, rel string) (unix.Stat_t, error) {
 	return st, nil
 }
 
-// readlinkBelow returns the target of the symlink rel below base, as text;
+// ReadlinkBelow returns the target of the symlink rel below base, as text;
 // nothing follows it.
-func readlinkBelow(base, display, rel string) (string, error) {
+func ReadlinkBelow(base, display, rel string) (string, error) {
 	parts, _ := splitRel(rel)
 	if len(parts) == 0 {
 		return "", &os.PathError{Op: "readlink", Path: display, Err: unix.EINVAL}
@@ -281,9 +302,13 @@ func (s statInfo) IsDir() bool { return s.st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
 func (s statInfo) Sys() any { return &s.st }
 
-func (s statInfo) Mode() os.FileMode {
-	m := os.FileMode(s.st.Mode & 0o777)
-	switch s.st.Mode & unix.S_IFMT {
+func (s statInfo) Mode() os.FileMode { return ModeOf(s.st) }
+
+// ModeOf is what a stat says a file is, as os.FileMode: its type and its
+// permission, setuid, setgid and sticky bits.
+func ModeOf(st unix.Stat_t) os.FileMode {
+	m := os.FileMode(st.Mode & 0o777)
+	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		m |= os.ModeDir
 	case unix.S_IFLNK:
@@ -297,13 +322,13 @@ func (s statInfo) Mode() os.FileMode {
 	case unix.S_IFBLK:
 		m |= os.ModeDevice
 	}
-	if s.st.Mode&unix.S_ISUID != 0 {
+	if st.Mode&unix.S_ISUID != 0 {
 		m |= os.ModeSetuid
 	}
-	if s.st.Mode&unix.S_ISGID != 0 {
+	if st.Mode&unix.S_ISGID != 0 {
 		m |= os.ModeSetgid
 	}
-	if s.st.Mode&unix.S_ISVTX != 0 {
+	if st.Mode&unix.S_ISVTX != 0 {
 		m |= os.ModeSticky
 	}
 	return m

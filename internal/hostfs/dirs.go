@@ -2,6 +2,7 @@ package hostfs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -99,4 +100,60 @@ func chmodNoFollow(dirfd int, name string, mode uint32) error {
 		return unix.ELOOP
 	}
 	return unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode)
+}
+
+// MkdirBelow makes the directories of rel below base that are missing,
+// with mode perm, owned by uid:gid when chown is set, and follows nothing
+// on the way. Unlike EnsureDir it leaves what is there as it is: it is for
+// the user's own directories (a repository's .git), where a directory's
+// mode and owner are the user's, and anything but a directory on the way
+// is an error.
+func MkdirBelow(base, rel string, perm uint32, chown bool, uid, gid int) error {
+	parts, err := splitRel(rel)
+	if err != nil {
+		return err
+	}
+	cur, err := openBase(base)
+	if err != nil {
+		return err
+	}
+	defer func() { unix.Close(cur) }()
+	for i, name := range parts {
+		display := filepath.Join(append([]string{base}, parts[:i+1]...)...)
+		made := false
+		if err := unix.Mkdirat(cur, name, perm); err == nil {
+			made = true
+		} else if !errors.Is(err, unix.EEXIST) {
+			return &os.PathError{Op: "mkdir", Path: display, Err: err}
+		}
+		fd, err := unix.Openat(cur, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return componentError(cur, display, []string{name}, err)
+		}
+		unix.Close(cur)
+		cur = fd
+		if made && chown {
+			if err := unix.Fchown(cur, uid, gid); err != nil {
+				return &os.PathError{Op: "chown", Path: display, Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// ChmodBelow sets the mode of rel below base, following nothing.
+func ChmodBelow(base, rel string, mode uint32) error {
+	parts, err := splitRel(rel)
+	if err != nil || len(parts) == 0 {
+		return fmt.Errorf("chmod %s below %s: not a file's path", rel, base)
+	}
+	dir, done, err := parentBelow(base, parts)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := chmodNoFollow(dir, parts[len(parts)-1], mode); err != nil {
+		return &os.PathError{Op: "chmod", Path: filepath.Join(base, rel), Err: err}
+	}
+	return nil
 }

@@ -135,7 +135,7 @@ func (fs *repoFS) Readlink(name string) (string, error) {
 	if err := fs.ctx.Err(); err != nil {
 		return "", err
 	}
-	s, err := readlinkBelow(fs.base, fs.base, fs.rel(name))
+	s, err := ReadlinkBelow(fs.base, fs.base, fs.rel(name))
 	return s, fs.refused.Note(err)
 }
 
@@ -289,12 +289,32 @@ func (d GitDirs) List() []string {
 // OpenRepoAt opens the repository of the work tree root whose git
 // directories are dirs.
 func OpenRepoAt(ctx context.Context, root string, dirs GitDirs, refused *Refusal) (*git.Repository, error) {
+	repo, _, err := openRepo(ctx, root, dirs, refused, filesystem.Options{})
+	return repo, err
+}
+
+// OpenRepoKeeping is OpenRepoAt for reading many objects: the pack files
+// stay open between reads, until close.
+func OpenRepoKeeping(ctx context.Context, root string, dirs GitDirs, refused *Refusal) (*git.Repository, func() error, error) {
+	repo, storage, err := openRepo(ctx, root, dirs, refused, filesystem.Options{KeepDescriptors: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	return repo, storage.Close, nil
+}
+
+func openRepo(ctx context.Context, root string, dirs GitDirs, refused *Refusal, opts filesystem.Options) (*git.Repository, *filesystem.Storage, error) {
 	dot := billy.Filesystem(&repoFS{ctx: ctx, refused: refused, base: dirs.GitDir})
 	if dirs.Common != "" {
 		dot = dotgit.NewRepositoryFilesystem(dot, &repoFS{ctx: ctx, refused: refused, base: dirs.Common})
 	}
-	storage := filesystem.NewStorageWithOptions(dot, cache.NewObjectLRUDefault(), filesystem.Options{})
-	return git.Open(storage, &repoFS{ctx: ctx, refused: refused, base: root})
+	storage := filesystem.NewStorageWithOptions(dot, cache.NewObjectLRUDefault(), opts)
+	repo, err := git.Open(storage, &repoFS{ctx: ctx, refused: refused, base: root})
+	if err != nil {
+		storage.Close()
+		return nil, nil, err
+	}
+	return repo, storage, nil
 }
 
 // ReaderOf reads f until ctx ends: a hash of a huge file a task left stops

@@ -1,0 +1,100 @@
+package runner
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/store"
+	"github.com/codex-connector/codex-connector/workspace"
+)
+
+// A branch task that turns its workspace's .git and work tree hostile, from
+// inside a real container, with the real Codex running the commands: git
+// configuration that runs programs (fsmonitor, hooks), alternates and a
+// commondir that lead to another repository of the user (whose commit the
+// task names as its head), a commit whose object file holds another
+// object, a 10 GB sparse file, a symlink to a root-only host file and a
+// named pipe. The plant is proven to have run (its command and its output);
+// then nothing of it reached the host: no marker made (not by collecting,
+// not by git on the host after it), nothing of the other repository in the
+// user's, the symlink stored as a link, the rest left out, each with why.
+func TestAHostileBranchWorkspaceChangesNothingOnTheHost(t *testing.T) {
+	t.Parallel()
+	marks := ownerDir(t)
+	other := ownerDir(t)
+	gitCLI(t, other, "init", "-q", "-b", "main")
+	if err := os.WriteFile(filepath.Join(other, "secret.txt"), []byte("the other repository's secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitCLI(t, other, "add", "-A")
+	gitCLI(t, other, "commit", "-qm", "secret")
+	secret := strings.TrimSpace(gitCLI(t, other, "rev-parse", "HEAD"))
+
+	run := func(name string) string { return "touch " + filepath.Join(marks, name) }
+	plant := strings.Join([]string{
+		"set -e",
+		"printf '[core]\\n\\tfsmonitor = " + run("fsmonitor") + "\\n\\thooksPath = .git/hooks\\n' >> .git/config",
+		"mkdir -p .git/hooks",
+		"for h in post-checkout post-commit pre-commit post-merge post-index-change reference-transaction; do printf '#!/bin/sh\\n" + run("hook") + "\\n' > .git/hooks/$h; chmod +x .git/hooks/$h; done",
+		// A commit of its own whose object file then holds its blob.
+		"echo mine > mine.txt && git add mine.txt && git -c core.hooksPath=/dev/null commit -qm mine",
+		"h=$(git rev-parse HEAD) && b=$(git rev-parse HEAD:mine.txt)",
+		"chmod u+w .git/objects/${h:0:2}/${h:2} && cp .git/objects/${b:0:2}/${b:2} .git/objects/${h:0:2}/${h:2}",
+		"echo " + filepath.Join(other, ".git/objects") + " >> .git/objects/info/alternates",
+		"echo " + filepath.Join(other, ".git") + " > .git/commondir",
+		"truncate -s 10G big && ln -s /etc/shadow shadow && mkfifo pipe",
+		"echo planted",
+	}, " && ")
+	h := realCodex(t, plant)
+	repo := committedRepo(t)
+	before := mustGit(t, repo, "status", "--porcelain")
+	started := time.Now()
+	task := h.startAndWait(t, Spec{Prompt: "plant", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Workspace: workspace.KindBranch, Model: "gpt-5-codex"})
+	log := readLog(h.LogPath(task.ID))
+	// The plant ran, whole.
+	if task.Summary == nil || len(task.Summary.Commands) != 1 || task.Summary.Commands[0].ExitCode == nil || *task.Summary.Commands[0].ExitCode != 0 || !strings.Contains(log, `planted`) {
+		t.Fatalf("the plant did not run: %s (%s), summary %+v\n%s", task.Status, task.Error, task.Summary, log)
+	}
+	if task.Status != store.Completed || task.Branch == nil || task.Branch.Head == "" {
+		t.Fatalf("%s (%s), branch %+v", task.Status, task.Error, task.Branch)
+	}
+	t.Logf("the task ran and was collected in %s", time.Since(started).Round(time.Millisecond))
+	left := strings.Join(task.Branch.Left, "\n")
+	for _, want := range []string{"its name is not its own", "pipe: a named pipe", "big: 10.0 GiB"} {
+		if !strings.Contains(left, want) {
+			t.Errorf("what was left out does not say %q:\n%s", want, left)
+		}
+	}
+	// git on the host, as the user runs it after reading the result.
+	for _, args := range [][]string{{"status"}, {"log", "--all", "--oneline"}, {"diff", task.Branch.Start, task.Branch.Name}, {"show", task.Branch.Name}} {
+		mustGit(t, repo, args...)
+	}
+	for _, m := range []string{"fsmonitor", "hook"} {
+		if _, err := os.Stat(filepath.Join(marks, m)); !os.IsNotExist(err) {
+			t.Errorf("the planted %s ran on the host: %v", m, err)
+		}
+	}
+	if _, err := runGit(repo, "cat-file", "-e", secret); err == nil {
+		t.Error("the other repository's commit reached the user's repository")
+	}
+	if got := mustGit(t, repo, "cat-file", "-p", task.Branch.Name+":shadow"); got != "/etc/shadow" {
+		t.Errorf("the symlink is stored as %q, want its target as text", got)
+	}
+	files := mustGit(t, repo, "ls-tree", "--name-only", task.Branch.Name)
+	for _, name := range []string{"pipe", "big"} {
+		if strings.Contains("\n"+files+"\n", "\n"+name+"\n") {
+			t.Errorf("%s is on the branch:\n%s", name, files)
+		}
+	}
+	// The task's work came as the rest, since its commit was refused.
+	if got := mustGit(t, repo, "show", task.Branch.Name+":mine.txt"); got != "mine" {
+		t.Errorf("mine.txt on the branch: %q", got)
+	}
+	if after := mustGit(t, repo, "status", "--porcelain"); after != before {
+		t.Errorf("the user's work tree changed:\n%s", after)
+	}
+	mustGit(t, repo, "fsck", "--no-dangling")
+}

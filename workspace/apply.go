@@ -1,0 +1,462 @@
+package workspace
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/codex-connector/codex-connector/internal/hostfs"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"golang.org/x/sys/unix"
+)
+
+// Applying a branch writes its changes into the user's work tree as
+// uncommitted changes, file by file, and never anything else: no index,
+// no HEAD, no branch switch, no commit. A file the user has not touched
+// since the branch's start takes the branch's version; one the user
+// changed is merged line by line where the two changes do not meet; any
+// other case is a conflict, and then nothing at all is written.
+
+// Applied is what an apply did, or would have done.
+type Applied struct {
+	// Written are the files the branch's version (or a merge) was written
+	// to, Removed those it deleted, Merged those of Written that held an
+	// uncommitted change of the user's too, Already those that were
+	// already as the branch has them.
+	Written, Removed, Merged, Already []string
+	// Conflicts are the files that cannot be applied, with why; when there
+	// are any, nothing was written.
+	Conflicts []string
+}
+
+// planned is one file's change to the work tree.
+type planned struct {
+	path   string
+	remove bool
+	mode   filemode.FileMode
+	// perm, uid and gid are those of the user's file it replaces, kept
+	// (perm 0: a new file).
+	perm     uint32
+	uid, gid int
+	data     []byte
+}
+
+// ApplyBranch writes the changes of the repository at root from commit
+// from to commit to into its work tree, as owner.
+func ApplyBranch(ctx context.Context, root, from, to string, owner Owner) (Applied, error) {
+	var a Applied
+	refused := &hostfs.Refusal{}
+	repo, err := hostfs.OpenRepo(ctx, root, refused)
+	if err != nil {
+		return a, fmt.Errorf("open the repository %s: %w", root, firstOf(refused, err))
+	}
+	changes, err := treeChanges(ctx, repo, from, to)
+	if err != nil {
+		return a, err
+	}
+	// Files the branch deletes may stand where it makes a directory.
+	deleted := map[string]bool{}
+	for _, c := range changes {
+		if c.To.Name == "" {
+			deleted[c.From.Name] = true
+		}
+	}
+	var plan []planned
+	for _, c := range changes {
+		if err := ctx.Err(); err != nil {
+			return a, err
+		}
+		p, why, err := planChange(repo, root, c, &a, deleted)
+		if err != nil {
+			return a, err
+		}
+		if why != "" {
+			a.Conflicts = append(a.Conflicts, why)
+		} else if p != nil {
+			plan = append(plan, *p)
+		}
+	}
+	if len(a.Conflicts) > 0 {
+		sort.Strings(a.Conflicts)
+		a.Written, a.Removed, a.Merged = nil, nil, nil
+		return a, nil
+	}
+	// Removals first: a file removed may be where a directory is made.
+	sort.SliceStable(plan, func(i, j int) bool { return plan[i].remove && !plan[j].remove })
+	for _, p := range plan {
+		if err := writePlanned(root, p, owner); err != nil {
+			return a, fmt.Errorf("apply %s (the files before it are written; those after it are not): %w", p.path, err)
+		}
+		if p.remove {
+			a.Removed = append(a.Removed, p.path)
+		} else {
+			a.Written = append(a.Written, p.path)
+		}
+	}
+	return a, nil
+}
+
+// side is one version of a file: absent, or a mode and content.
+type side struct {
+	present bool
+	mode    filemode.FileMode
+	data    []byte
+}
+
+func (s side) equal(o side) bool {
+	if s.present != o.present {
+		return false
+	}
+	if !s.present {
+		return true
+	}
+	return sameKind(s.mode, o.mode) && bytes.Equal(s.data, o.data)
+}
+
+// sameKind compares modes as a work tree holds them: a file, executable
+// or not, or a link.
+func sameKind(a, b filemode.FileMode) bool {
+	if a == filemode.Deprecated {
+		a = filemode.Regular
+	}
+	if b == filemode.Deprecated {
+		b = filemode.Regular
+	}
+	return a == b
+}
+
+func blobSide(repo *git.Repository, e object.ChangeEntry) (side, error) {
+	if e.Name == "" {
+		return side{}, nil
+	}
+	if e.TreeEntry.Mode == filemode.Submodule {
+		return side{present: true, mode: filemode.Submodule}, nil
+	}
+	b, err := repo.BlobObject(e.TreeEntry.Hash)
+	if err != nil {
+		return side{}, fmt.Errorf("read %s of the branch: %w", e.Name, err)
+	}
+	if b.Size > maxObjectBytes {
+		return side{}, fmt.Errorf("%s is %s on the branch, past what an apply writes", e.Name, humanSize(b.Size))
+	}
+	r, err := b.Reader()
+	if err != nil {
+		return side{}, err
+	}
+	defer r.Close()
+	data, err := io.ReadAll(r)
+	return side{present: true, mode: e.TreeEntry.Mode, data: data}, err
+}
+
+// planChange works out what change c makes of the user's file, or why it
+// cannot be applied.
+func planChange(repo *git.Repository, root string, c *object.Change, a *Applied, deleted map[string]bool) (*planned, string, error) {
+	path := c.To.Name
+	if path == "" {
+		path = c.From.Name
+	}
+	if err := checkPath(path); err != nil {
+		return nil, path + ": " + err.Error(), nil
+	}
+	base, err := blobSide(repo, c.From)
+	if err != nil {
+		return nil, "", err
+	}
+	theirs, err := blobSide(repo, c.To)
+	if err != nil {
+		return nil, path + ": " + err.Error(), nil
+	}
+	if base.mode == filemode.Submodule || theirs.mode == filemode.Submodule {
+		return nil, path + ": a submodule's commit changed; update it yourself", nil
+	}
+	if why := parentsAreDirs(root, path, deleted); why != "" {
+		return nil, why, nil
+	}
+	var mine side
+	if !belowDeleted(path, deleted) {
+		var why string
+		if mine, why = workSide(root, path); why != "" {
+			return nil, why, nil
+		}
+	}
+	switch {
+	case mine.equal(theirs):
+		a.Already = append(a.Already, path)
+		return nil, "", nil
+	case mine.equal(base):
+		if !theirs.present {
+			return &planned{path: path, remove: true}, "", nil
+		}
+		return keepOwner(root, &planned{path: path, mode: theirs.mode, data: theirs.data}), "", nil
+	case !mine.present || !theirs.present || !base.present:
+		return nil, path + ": changed in the work tree since the task's start, and added or deleted by the task", nil
+	case mine.mode == filemode.Symlink || theirs.mode == filemode.Symlink || base.mode == filemode.Symlink:
+		return nil, path + ": a symlink changed both in the work tree and by the task", nil
+	case binary(base.data) || binary(mine.data) || binary(theirs.data):
+		return nil, path + ": a binary file changed both in the work tree and by the task", nil
+	}
+	merged, ok := merge3(string(base.data), string(mine.data), string(theirs.data))
+	if !ok {
+		return nil, path + ": the work tree and the task changed the same lines", nil
+	}
+	mode := mine.mode
+	if !sameKind(base.mode, theirs.mode) {
+		mode = theirs.mode // the task made it executable, or not
+	}
+	a.Merged = append(a.Merged, path)
+	return keepOwner(root, &planned{path: path, mode: mode, data: []byte(merged)}), "", nil
+}
+
+// keepOwner notes the permissions and owner of the user's file p replaces,
+// so that a 0600 file stays 0600 and stays its owner's.
+func keepOwner(root string, p *planned) *planned {
+	if st, err := hostfs.LstatBelow(root, root, p.path); err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		p.perm, p.uid, p.gid = st.Mode&0o777, int(st.Uid), int(st.Gid)
+	}
+	return p
+}
+
+// belowDeleted says whether a directory on path's way is a file the
+// branch deletes: nothing of the user's is below it.
+func belowDeleted(path string, deleted map[string]bool) bool {
+	parts := strings.Split(path, "/")
+	for i := 1; i < len(parts); i++ {
+		if deleted[strings.Join(parts[:i], "/")] {
+			return true
+		}
+	}
+	return false
+}
+
+// parentsAreDirs says why the directories on path's way in the work tree
+// cannot take it: a symlink or a file where a directory must be.
+func parentsAreDirs(root, path string, deleted map[string]bool) string {
+	parts := strings.Split(path, "/")
+	for i := 1; i < len(parts); i++ {
+		rel := strings.Join(parts[:i], "/")
+		st, err := hostfs.LstatBelow(root, root, rel)
+		if err != nil {
+			return "" // missing from here on: made when written
+		}
+		if deleted[rel] && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			return "" // the branch removes it first (and planChange checks it is the user's as committed)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Sprintf("%s: %s is a %s in the work tree, where the task has a directory", path, rel, fileKind(st.Mode))
+		}
+	}
+	return ""
+}
+
+// workSide reads the user's file at path, never following it.
+func workSide(root, path string) (side, string) {
+	st, err := hostfs.LstatBelow(root, root, path)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
+		return side{}, ""
+	}
+	if err != nil {
+		return side{}, fmt.Sprintf("%s: %v", path, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return side{}, path + ": a directory in the work tree, where the task has a file"
+	}
+	mode, data, why := readWorkFile(root, path, st)
+	if why != "" {
+		return side{}, path + ": " + why
+	}
+	return side{present: true, mode: mode, data: data}, ""
+}
+
+func binary(data []byte) bool {
+	return bytes.IndexByte(data[:min(len(data), 8000)], 0) >= 0
+}
+
+// writePlanned writes one planned change, whole: beside the file, then
+// renamed over it.
+func writePlanned(root string, p planned, o Owner) error {
+	if p.remove {
+		return hostfs.RemoveBelow(root, p.path)
+	}
+	dir, name := splitPath(p.path)
+	if dir != "" {
+		if err := hostfs.MkdirBelow(root, dir, 0o755, o.Chown, o.UID, o.GID); err != nil {
+			return err
+		}
+	}
+	var nonce [6]byte
+	_, _ = rand.Read(nonce[:])
+	tmp := joinPath(dir, fmt.Sprintf(".codex-connector-apply-%x", nonce))
+	if p.mode == filemode.Symlink {
+		if err := hostfs.SymlinkBelow(root, tmp, string(p.data), o.Chown, o.UID, o.GID); err != nil {
+			return err
+		}
+	} else {
+		perm := uint32(0o644)
+		if p.mode == filemode.Executable {
+			perm = 0o755
+		}
+		uid, gid := o.UID, o.GID
+		if p.perm != 0 {
+			// The user's file's own, with the executable bits as the branch
+			// has them.
+			perm, uid, gid = p.perm&^0o111, p.uid, p.gid
+			if p.mode == filemode.Executable {
+				perm |= (p.perm & 0o444) >> 2
+			}
+		}
+		if err := hostfs.WriteNewBelow(root, tmp, p.data, perm, o.Chown, uid, gid); err != nil {
+			return err
+		}
+		if p.perm != 0 {
+			// The umask took its share of the mode at the create.
+			if err := hostfs.ChmodBelow(root, tmp, perm); err != nil {
+				return err
+			}
+		}
+	}
+	if err := hostfs.RenameBelow(root, tmp, name); err != nil {
+		_ = hostfs.RemoveBelow(root, tmp)
+		return err
+	}
+	return nil
+}
+
+// hunk replaces the lines [start, end) of the base with lines.
+type hunk struct {
+	start, end int
+	lines      []string
+}
+
+func splitLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	lines := strings.SplitAfter(s, "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	return lines
+}
+
+// hunks are the changes that turn base into other, line by line, from the
+// longest common subsequence of their lines.
+func hunks(base, other []string) []hunk {
+	n, m := len(base), len(other)
+	// Common head and tail first: most edits touch a small middle.
+	pre := 0
+	for pre < n && pre < m && base[pre] == other[pre] {
+		pre++
+	}
+	suf := 0
+	for suf < n-pre && suf < m-pre && base[n-1-suf] == other[m-1-suf] {
+		suf++
+	}
+	b, o := base[pre:n-suf], other[pre:m-suf]
+	if len(b)*len(o) > 4<<20 {
+		// Too large a middle to match line by line: one hunk.
+		return []hunk{{pre, n - suf, o}}
+	}
+	// lcs[i][j]: the longest common subsequence of b[i:] and o[j:].
+	lcs := make([][]int32, len(b)+1)
+	for i := range lcs {
+		lcs[i] = make([]int32, len(o)+1)
+	}
+	for i := len(b) - 1; i >= 0; i-- {
+		for j := len(o) - 1; j >= 0; j-- {
+			if b[i] == o[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	var out []hunk
+	var cur *hunk
+	flush := func() {
+		if cur != nil {
+			out = append(out, *cur)
+			cur = nil
+		}
+	}
+	i, j := 0, 0
+	for i < len(b) || j < len(o) {
+		switch {
+		case i < len(b) && j < len(o) && b[i] == o[j]:
+			flush()
+			i, j = i+1, j+1
+		case j < len(o) && (i == len(b) || lcs[i][j+1] >= lcs[i+1][j]):
+			if cur == nil {
+				cur = &hunk{start: pre + i, end: pre + i}
+			}
+			cur.lines = append(cur.lines, o[j])
+			j++
+		default:
+			if cur == nil {
+				cur = &hunk{start: pre + i, end: pre + i}
+			}
+			i++
+			cur.end = pre + i
+		}
+	}
+	flush()
+	return out
+}
+
+// merge3 merges the changes base→mine and base→theirs. ok is false where
+// they meet: overlapping or touching lines, changed differently.
+func merge3(base, mine, theirs string) (string, bool) {
+	b := splitLines(base)
+	hm, ht := hunks(b, splitLines(mine)), hunks(b, splitLines(theirs))
+	var all []hunk
+	i, j := 0, 0
+	for i < len(hm) || j < len(ht) {
+		switch {
+		case j == len(ht) || (i < len(hm) && hm[i].end < ht[j].start):
+			all = append(all, hm[i])
+			i++
+		case i == len(hm) || ht[j].end < hm[i].start:
+			all = append(all, ht[j])
+			j++
+		case hm[i].start == ht[j].start && hm[i].end == ht[j].end && slicesEqual(hm[i].lines, ht[j].lines):
+			all = append(all, hm[i]) // the same change on both sides
+			i, j = i+1, j+1
+		default:
+			return "", false
+		}
+	}
+	var out strings.Builder
+	at := 0
+	for _, h := range all {
+		for ; at < h.start; at++ {
+			out.WriteString(b[at])
+		}
+		for _, l := range h.lines {
+			out.WriteString(l)
+		}
+		at = h.end
+	}
+	for ; at < len(b); at++ {
+		out.WriteString(b[at])
+	}
+	return out.String(), true
+}
+
+func slicesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
