@@ -47,6 +47,55 @@ type planned struct {
 	perm     uint32
 	uid, gid int
 	data     []byte
+	// before is the user's file as the plan read it: it is written over
+	// only while it is still that file.
+	before stamp
+}
+
+// stamp tells whether a file of the work tree changed since it was read:
+// absent, or its inode, size and change times. Any write moves ctime.
+type stamp struct {
+	present      bool
+	ino, size    uint64
+	mtime, ctime unix.Timespec
+}
+
+func stampOf(root, path string) (stamp, error) {
+	st, err := hostfs.LstatBelow(root, root, path)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || (err != nil && belowAFile(root, path)) {
+		return stamp{}, nil // nothing can be below a file
+	}
+	if err != nil {
+		return stamp{}, err
+	}
+	return stamp{present: true, ino: st.Ino, size: uint64(st.Size), mtime: st.Mtim, ctime: st.Ctim}, nil
+}
+
+// belowAFile says whether a directory on path's way is a regular file.
+func belowAFile(root, path string) bool {
+	parts := strings.Split(path, "/")
+	for i := 1; i < len(parts); i++ {
+		st, err := hostfs.LstatBelow(root, root, strings.Join(parts[:i], "/"))
+		if err != nil {
+			return false
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFREG {
+			return true
+		}
+	}
+	return false
+}
+
+// unchanged says why p's file is not as the plan read it, or "".
+func (p planned) unchanged(root string) string {
+	now, err := stampOf(root, p.path)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", p.path, err)
+	}
+	if now != p.before {
+		return p.path + ": changed in the work tree while the apply ran; apply again"
+	}
+	return ""
 }
 
 // ApplyBranch writes the changes of the repository at root from commit
@@ -89,6 +138,20 @@ func ApplyBranch(ctx context.Context, root, from, to string, owner Owner) (Appli
 		a.Written, a.Removed, a.Merged = nil, nil, nil
 		return a, nil
 	}
+	planned := afterPlan
+	planned()
+	// A file the user wrote while the plan was made is a conflict too,
+	// found before anything is written.
+	for _, p := range plan {
+		if why := p.unchanged(root); why != "" {
+			a.Conflicts = append(a.Conflicts, why)
+		}
+	}
+	if len(a.Conflicts) > 0 {
+		sort.Strings(a.Conflicts)
+		a.Written, a.Removed, a.Merged = nil, nil, nil
+		return a, nil
+	}
 	// Removals first: a file removed may be where a directory is made.
 	sort.SliceStable(plan, func(i, j int) bool { return plan[i].remove && !plan[j].remove })
 	for _, p := range plan {
@@ -103,6 +166,10 @@ func ApplyBranch(ctx context.Context, root, from, to string, owner Owner) (Appli
 	}
 	return a, nil
 }
+
+// afterPlan runs between the plan and its writes: tests edit the work tree
+// there, as a user could at any moment.
+var afterPlan = func() {}
 
 // side is one version of a file: absent, or a mode and content.
 type side struct {
@@ -180,6 +247,12 @@ func planChange(repo *git.Repository, root string, c *object.Change, a *Applied,
 	if why := parentsAreDirs(root, path, deleted); why != "" {
 		return nil, why, nil
 	}
+	// The stamp is taken before the file is read: a write after it moves
+	// the stamp, and the file is then left alone.
+	before, err := stampOf(root, path)
+	if err != nil {
+		return nil, fmt.Sprintf("%s: %v", path, err), nil
+	}
 	var mine side
 	if !belowDeleted(path, deleted) {
 		var why string
@@ -193,9 +266,9 @@ func planChange(repo *git.Repository, root string, c *object.Change, a *Applied,
 		return nil, "", nil
 	case mine.equal(base):
 		if !theirs.present {
-			return &planned{path: path, remove: true}, "", nil
+			return &planned{path: path, remove: true, before: before}, "", nil
 		}
-		return keepOwner(root, &planned{path: path, mode: theirs.mode, data: theirs.data}), "", nil
+		return keepOwner(root, &planned{path: path, mode: theirs.mode, data: theirs.data, before: before}), "", nil
 	case !mine.present || !theirs.present || !base.present:
 		return nil, path + ": changed in the work tree since the task's start, and added or deleted by the task", nil
 	case mine.mode == filemode.Symlink || theirs.mode == filemode.Symlink || base.mode == filemode.Symlink:
@@ -212,7 +285,7 @@ func planChange(repo *git.Repository, root string, c *object.Change, a *Applied,
 		mode = theirs.mode // the task made it executable, or not
 	}
 	a.Merged = append(a.Merged, path)
-	return keepOwner(root, &planned{path: path, mode: mode, data: []byte(merged)}), "", nil
+	return keepOwner(root, &planned{path: path, mode: mode, data: []byte(merged), before: before}), "", nil
 }
 
 // keepOwner notes the permissions and owner of the user's file p replaces,
@@ -283,6 +356,9 @@ func binary(data []byte) bool {
 // renamed over it.
 func writePlanned(root string, p planned, o Owner) error {
 	if p.remove {
+		if why := p.unchanged(root); why != "" {
+			return errors.New(why)
+		}
 		return hostfs.RemoveBelow(root, p.path)
 	}
 	dir, name := splitPath(p.path)
@@ -321,6 +397,12 @@ func writePlanned(root string, p planned, o Owner) error {
 				return err
 			}
 		}
+	}
+	// Checked again last, as close to the rename as it can be: a user's
+	// write before this line is kept, and the apply stops there.
+	if why := p.unchanged(root); why != "" {
+		_ = hostfs.RemoveBelow(root, tmp)
+		return errors.New(why)
 	}
 	if err := hostfs.RenameBelow(root, tmp, name); err != nil {
 		_ = hostfs.RemoveBelow(root, tmp)

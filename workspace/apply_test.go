@@ -122,6 +122,24 @@ func TestApplyBranch(t *testing.T) {
 			t.Error("the work tree changed on a conflict")
 		}
 	})
+	t.Run("a file the user writes while the apply plans is kept", func(t *testing.T) {
+		repo, start, head := collectedBranch(t)
+		afterPlan = func() { writeFiles(t, repo, map[string]string{"a.txt": "the user's, just now\n"}) }
+		defer func() { afterPlan = func() {} }()
+		a, err := ApplyBranch(context.Background(), repo, start, head, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.Conflicts) != 1 || !strings.Contains(a.Conflicts[0], "a.txt: changed in the work tree while the apply ran") || len(a.Written)+len(a.Removed) != 0 {
+			t.Fatalf("%+v: want a.txt as the one conflict, and nothing written", a)
+		}
+		if got := read(t, repo, "a.txt"); got != "the user's, just now\n" {
+			t.Errorf("the user's a.txt: %q", got)
+		}
+		if got := read(t, repo, "task.txt"); !strings.Contains(got, "no such file") {
+			t.Errorf("task.txt written: %q", got)
+		}
+	})
 	t.Run("never through a symlink of the work tree", func(t *testing.T) {
 		repo, start, head := collectedBranch(t)
 		outside := t.TempDir()

@@ -55,20 +55,34 @@ func BranchDiff(ctx context.Context, root, from, to string, paths []string, patc
 	if err != nil {
 		return d, err
 	}
-	type item struct {
-		fc    FileChange
-		patch string
+	// Sorted before any patch is made (host-run files first, then by
+	// path), so that the patch is built in the order it is shown and no
+	// text past the cut is ever held: a branch may change many large files.
+	type entry struct {
+		c       *object.Change
+		path    string
+		hostRun bool
 	}
-	var items []item
+	var entries []entry
 	for _, c := range changes {
 		path := c.To.Name
 		if path == "" {
 			path = c.From.Name
 		}
-		if !underAny(path, paths) {
-			continue
+		if underAny(path, paths) {
+			entries = append(entries, entry{c, path, isHostRun(path)})
 		}
-		fc := FileChange{Path: path, HostRun: isHostRun(path)}
+	}
+	sort.SliceStable(entries, func(i, j int) bool {
+		if entries[i].hostRun != entries[j].hostRun {
+			return entries[i].hostRun
+		}
+		return entries[i].path < entries[j].path
+	})
+	var b strings.Builder
+	for _, e := range entries {
+		c, path := e.c, e.path
+		fc := FileChange{Path: path, HostRun: e.hostRun}
 		action, err := c.Action()
 		if err != nil {
 			return d, err
@@ -97,29 +111,19 @@ func BranchDiff(ctx context.Context, root, from, to string, paths []string, patc
 			for _, fp := range p.FilePatches() {
 				fc.Binary = fc.Binary || fp.IsBinary()
 			}
-			if patch {
+			if patch && !d.Cut {
 				text = p.String()
 			}
 		}
-		items = append(items, item{fc, text})
-	}
-	sort.SliceStable(items, func(i, j int) bool {
-		if items[i].fc.HostRun != items[j].fc.HostRun {
-			return items[i].fc.HostRun
-		}
-		return items[i].fc.Path < items[j].fc.Path
-	})
-	var b strings.Builder
-	for _, it := range items {
-		d.Files = append(d.Files, it.fc)
+		d.Files = append(d.Files, fc)
 		if !patch || d.Cut {
 			continue
 		}
-		if b.Len()+len(it.patch) > max {
+		if b.Len()+len(text) > max {
 			d.Cut = true
 			continue
 		}
-		b.WriteString(it.patch)
+		b.WriteString(text)
 	}
 	d.Patch = b.String()
 	return d, nil
