@@ -182,7 +182,7 @@ func PrepareBranch(ctx context.Context, spec BranchSpec) (p Prepared, err error)
 	if err := hostfs.EnsureDir(spec.Dir, "tree", 0o755, spec.Owner.Chown, spec.Owner.UID, spec.Owner.GID); err != nil {
 		return p, err
 	}
-	co := &checkout{root: root, owner: spec.Owner, repo: repo, files: map[string]*checkedOut{}}
+	co := &checkout{root: root, owner: spec.Owner, repo: repo, dirs: dirs, files: map[string]*checkedOut{}}
 	top, err := hostfs.OpenFresh(root)
 	if err != nil {
 		return p, err
@@ -242,6 +242,7 @@ type checkout struct {
 	root  string
 	owner Owner
 	repo  *git.Repository
+	dirs  hostfs.GitDirs
 	files map[string]*checkedOut
 	left  []string
 }
@@ -372,35 +373,28 @@ func (c *checkout) note(path string, mode filemode.FileMode, h plumbing.Hash, st
 // carry copies the user's uncommitted changes into the work tree and the
 // model, and returns their paths, sorted.
 func (c *checkout) carry(ctx context.Context, repoRoot string, model *treeDir) ([]string, error) {
-	wt, err := c.repo.Worktree()
-	if err != nil {
-		return nil, fmt.Errorf("read the uncommitted changes of %s: %w", repoRoot, err)
-	}
-	status, err := wt.Status()
+	status, err := statusOf(ctx, repoRoot, c.repo, c.dirs, globalExcludes(repoRoot))
 	if err != nil {
 		return nil, fmt.Errorf("read the uncommitted changes of %s: %w — commit or stash them, or start the task without them", repoRoot, err)
 	}
 	var paths []string
 	for path, s := range status {
-		if s.Worktree != git.Unmodified || s.Staging != git.Unmodified {
+		if s.changed() {
 			paths = append(paths, path)
 		}
 	}
 	sort.Strings(paths)
-	// go-git's status leaves untracked the files only the user's global
-	// excludes ignore (a .env in ~/.config/git/ignore): git hides them, so
-	// they are not carried either.
-	global := gitignore.NewMatcher(globalExcludes(repoRoot))
 	var carried []string
 	for _, path := range paths {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := checkPath(path); err != nil {
-			c.left = append(c.left, fmt.Sprintf("%s: %v", path, err))
+		if strings.HasSuffix(path, "/") {
+			c.left = append(c.left, path+": a repository of its own, untracked; a branch does not carry it")
 			continue
 		}
-		if status[path].Worktree == git.Untracked && global.Match(strings.Split(path, "/"), false) {
+		if err := checkPath(path); err != nil {
+			c.left = append(c.left, fmt.Sprintf("%s: %v", path, err))
 			continue
 		}
 		st, err := hostfs.LstatBelow(repoRoot, repoRoot, path)

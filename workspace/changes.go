@@ -18,9 +18,9 @@ import (
 // git. So the runner also compares the work tree's git status before and
 // after a run.
 
-// statusTimeout bounds a status scan: go-git hashes the work tree, which on
-// a very large repository takes long, and a missing list is better than a
-// late task.
+// statusTimeout bounds a status scan: the files whose lstat changed are
+// hashed, which on a very large repository takes long, and a missing list
+// is better than a late task.
 const statusTimeout = 15 * time.Second
 
 // maxHashBytes: larger changed files are compared by size and time only.
@@ -80,11 +80,7 @@ func scanWorktree(ctx context.Context, root string, pin *gitPin) (worktreeState,
 	if err != nil {
 		return nil, failed(err)
 	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		return nil, failed(err)
-	}
-	st, err := wt.Status()
+	st, err := statusOf(ctx, root, repo, dirs, globalExcludes(root))
 	if err != nil {
 		return nil, failed(err)
 	}
@@ -93,7 +89,7 @@ func scanWorktree(ctx context.Context, root string, pin *gitPin) (worktreeState,
 	}
 	state := worktreeState{}
 	for path, fs := range st {
-		state[path] = string([]byte{byte(fs.Staging), byte(fs.Worktree)}) + fingerprint(ctx, root, path)
+		state[path] = string([]byte{byte(fs.staging), byte(fs.worktree)}) + fingerprint(ctx, root, path)
 	}
 	return state, ctx.Err()
 }

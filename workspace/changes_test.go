@@ -77,8 +77,12 @@ func TestSnapshotOfAHostileRepository(t *testing.T) {
 			hostfstest.Must(t, os.RemoveAll(filepath.Join(dir, ".git", "refs")))
 			hostfstest.Symlink(t, filepath.Join(other, ".git", "refs"), filepath.Join(dir, ".git", "refs"))
 		}, "refs is a symbolic link"},
-		{"a huge file in place of a tracked one", func(t *testing.T, dir string) {
-			hostfstest.Must(t, os.Truncate(filepath.Join(dir, "tracked.txt"), 1<<40))
+		{"a huge file in place of a tracked one, of the size the index records", func(t *testing.T, dir string) {
+			// The index keeps a size's low 32 bits: 4 GiB and 3 bytes is
+			// "v1\n"'s size there, so the file must be hashed, as git would.
+			hostfstest.Must(t, os.Truncate(filepath.Join(dir, "tracked.txt"), 1<<32+3))
+			future := time.Now().Add(time.Hour)
+			hostfstest.Must(t, os.Chtimes(filepath.Join(dir, "tracked.txt"), future, future))
 		}, "took longer than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,111 @@
+package workspace
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codex-connector/codex-connector/internal/hostfs"
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
+)
+
+// ourStatus is statusOf of the work tree at dir, as the scans take it.
+func ourStatus(t *testing.T, dir string) treeStatus {
+	t.Helper()
+	refused := &hostfs.Refusal{}
+	dirs, err := hostfs.GitDirsOf(dir)
+	hostfstest.Must(t, err)
+	repo, err := hostfs.OpenRepoAt(context.Background(), dir, dirs, refused)
+	hostfstest.Must(t, err)
+	st, err := statusOf(context.Background(), dir, repo, dirs, nil)
+	if err != nil {
+		t.Fatalf("status of %s: %v (refused: %v)", dir, err, refused.First())
+	}
+	return st
+}
+
+// gitsPaths are the paths `git status` lists, each untracked file apart.
+func gitsPaths(t *testing.T, dir string) []string {
+	t.Helper()
+	out := runGit(t, dir, "-c", "core.untrackedCache=false", "status", "--porcelain", "-uall", "--ignore-submodules=all")
+	var paths []string
+	for _, line := range strings.Split(out, "\n") {
+		if len(line) > 3 { // runGit trims the first line's leading space
+			paths = append(paths, strings.TrimSpace(line[2:]))
+		}
+	}
+	sort.Strings(paths)
+	return paths
+}
+
+func pathsOf(st treeStatus) []string {
+	var paths []string
+	for p, s := range st {
+		if s.changed() {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	return paths
+}
+
+// The status the scans take lists what git status lists, on a tree with
+// each kind of change git tells apart: edits, staged and unstaged, the
+// executable bit, links, deletions, untracked files under each kind of
+// ignore rule, tracked files in an ignored directory, a nested
+// repository, and edits that keep a file's size and time.
+func TestStatusAgreesWithGit(t *testing.T) {
+	dir := t.TempDir()
+	runGit(t, dir, "init", "-q", "-b", "main")
+	writeFiles(t, dir, map[string]string{
+		"a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n", "d.txt": "d\n", "e.txt": "e\n", "same.txt": "1234\n",
+		"script.sh": "echo\n", "gone.txt": "gone\n", "staged-gone.txt": "x\n", "sub/deep/f.txt": "f\n",
+		".gitignore": "*.log\nbuild/\n!keep.log\n", "sub/.gitignore": "local-*\n", "build/tracked.txt": "t\n",
+	})
+	hostfstest.Must(t, os.Symlink("a.txt", filepath.Join(dir, "link")))
+	runGit(t, dir, "add", "-A")
+	runGit(t, dir, "add", "-f", "build/tracked.txt")
+	runGit(t, dir, "commit", "-qm", "one")
+	// Let the index's second pass, so that the files below are not racy.
+	time.Sleep(1100 * time.Millisecond)
+	runGit(t, dir, "status", "--porcelain")
+
+	writeFiles(t, dir, map[string]string{
+		"a.txt": "a changed\n", "b.txt": "b staged\n", "new.txt": "new\n", "new-staged.txt": "n\n",
+		"x.log": "ignored\n", "keep.log": "not ignored\n", "build/out.o": "ignored dir\n", "build/tracked.txt": "tracked, changed\n",
+		"sub/local-x": "ignored below\n", "sub/other": "untracked below\n", "excluded.tmp": "info/exclude\n",
+		"nested/file": "in a repository of its own\n",
+	})
+	runGit(t, dir, "init", "-q", "nested")
+	runGit(t, dir, "add", "b.txt", "new-staged.txt")
+	hostfstest.Must(t, os.WriteFile(filepath.Join(dir, ".git", "info", "exclude"), []byte("*.tmp\n"), 0o644))
+	hostfstest.Must(t, os.Chmod(filepath.Join(dir, "script.sh"), 0o755))
+	hostfstest.Must(t, os.Remove(filepath.Join(dir, "gone.txt")))
+	runGit(t, dir, "rm", "-q", "staged-gone.txt")
+	hostfstest.Must(t, os.Remove(filepath.Join(dir, "link")))
+	hostfstest.Must(t, os.Symlink("b.txt", filepath.Join(dir, "link")))
+	// The same size and time, other content: only the change time tells.
+	p := filepath.Join(dir, "same.txt")
+	fi, err := os.Stat(p)
+	hostfstest.Must(t, err)
+	hostfstest.Must(t, os.WriteFile(p, []byte("4321\n"), 0o644))
+	hostfstest.Must(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
+	// Touched, not changed: no change.
+	now := time.Now()
+	hostfstest.Must(t, os.Chtimes(filepath.Join(dir, "c.txt"), now, now))
+
+	ours, want := pathsOf(ourStatus(t, dir)), gitsPaths(t, dir)
+	if !slices.Equal(ours, want) {
+		t.Errorf("ours:\n%s\ngit's:\n%s", strings.Join(ours, "\n"), strings.Join(want, "\n"))
+	}
+	for _, p := range []string{"same.txt", "a.txt", "link", "script.sh", "build/tracked.txt", "nested/", "keep.log"} {
+		if !slices.Contains(ours, p) {
+			t.Errorf("%s is not in our status", p)
+		}
+	}
+}
