@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -37,35 +38,60 @@ type worktreeState map[string]string
 // leads to the git directories pin holds (gitpin.go). It leaves no work
 // behind: when the time is up, the scan stops at its next file operation.
 func snapshotWorktree(root string, pin *gitPin, timeout time.Duration) (worktreeState, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	type scan struct {
-		state worktreeState
-		err   error
-	}
-	done := make(chan scan, 1)
-	go func() {
-		defer func() {
-			// go-git parses what a task may have written into .git.
-			if p := recover(); p != nil {
-				done <- scan{nil, fmt.Errorf("git status failed: internal error: %v", p)}
-			}
-		}()
-		state, err := scanWorktree(ctx, root, pin)
-		done <- scan{state, err}
-	}()
-	select {
-	case s := <-done:
-		return s.state, s.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("git status took longer than %s", timeout)
-	}
+	_, state, err := scanShared(root, pin, true, timeout, scanWant{}, nil)
+	return state, err
 }
 
-func scanWorktree(ctx context.Context, root string, pin *gitPin) (worktreeState, error) {
+// scanShared walks the work tree at root once for its git state (when
+// status is set, within timeout; from prev, the base of an earlier
+// status, if it still holds) and for the other scans want asks. The walk
+// is nil when it could not be made at all.
+func scanShared(root string, pin *gitPin, status bool, timeout time.Duration, want scanWant, prev *statusBase) (t *treeScan, state worktreeState, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	defer func() {
+		// go-git parses what a task may have written into .git.
+		if p := recover(); p != nil {
+			state, err = nil, fmt.Errorf("git status failed: internal error: %v", p)
+		}
+	}()
 	refused := &hostfs.Refusal{}
-	// A refused file explains go-git's error better than go-git does, and
-	// makes a status go-git produced without it worthless.
+	var s *statusWalk
+	if status {
+		s, err = readyStatus(ctx, root, pin, refused, prev)
+		want.status = s
+	}
+	t = scanTree(ctx, root, want)
+	if !status {
+		return t, nil, nil
+	}
+	if err != nil {
+		return t, nil, err
+	}
+	st, err := s.result(t)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return t, nil, fmt.Errorf("git status took longer than %s", timeout)
+	case refused.First() != nil:
+		// A refused file explains go-git's error better than go-git
+		// does, and makes a status made without it worthless.
+		return t, nil, refused.First()
+	case err != nil:
+		return t, nil, err
+	}
+	state = worktreeState{}
+	for path, fs := range st {
+		state[path] = string([]byte{byte(fs.staging), byte(fs.worktree)}) + fingerprint(ctx, root, path)
+	}
+	if ctx.Err() != nil {
+		return t, nil, fmt.Errorf("git status took longer than %s", timeout)
+	}
+	return t, state, nil
+}
+
+// readyStatus opens the repository of the work tree at root through the
+// git directories pin holds, and readies its status for a walk.
+func readyStatus(ctx context.Context, root string, pin *gitPin, refused *hostfs.Refusal, prev *statusBase) (*statusWalk, error) {
 	failed := func(err error) error {
 		if r := refused.First(); r != nil {
 			return r
@@ -80,18 +106,11 @@ func scanWorktree(ctx context.Context, root string, pin *gitPin) (worktreeState,
 	if err != nil {
 		return nil, failed(err)
 	}
-	st, err := statusOf(ctx, root, repo, dirs, globalExcludes(root))
+	s, err := newStatus(ctx, root, repo, dirs, globalExcludes(root), prev)
 	if err != nil {
 		return nil, failed(err)
 	}
-	if err := refused.First(); err != nil {
-		return nil, err
-	}
-	state := worktreeState{}
-	for path, fs := range st {
-		state[path] = string([]byte{byte(fs.staging), byte(fs.worktree)}) + fingerprint(ctx, root, path)
-	}
-	return state, ctx.Err()
+	return s, nil
 }
 
 // fingerprint tells whether a changed file changed again: a hash of a

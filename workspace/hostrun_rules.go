@@ -101,13 +101,23 @@ var configExts = map[string]bool{
 // is a file that tools on the host run or obey without asking.
 func isHostRun(rel string) bool {
 	rel = filepath.ToSlash(rel)
+	dotted := false
 	for _, part := range strings.Split(rel, "/") {
-		if strings.HasPrefix(part, ".") && part != "." && part != ".." && !inertDotNames[part] {
-			return true
-		}
+		dotted = dotted || isDotName(part)
 	}
-	name := path.Base(rel)
-	return buildNames[name] || buildFamily(name) || configModule(name)
+	return hostRunName(path.Base(rel), dotted)
+}
+
+// hostRunName is isHostRun of a file called name, in a directory below a
+// hidden one if dotted: the walk of the work tree knows that already.
+func hostRunName(name string, dotted bool) bool {
+	return dotted || isDotName(name) || buildNames[name] || buildFamily(name) || configModule(name)
+}
+
+// isDotName says whether a path component is hidden, where tools keep
+// their settings.
+func isDotName(part string) bool {
+	return strings.HasPrefix(part, ".") && part != "." && part != ".." && !inertDotNames[part]
 }
 
 // buildFamily: the Makefile, Dockerfile and compose families, and the

@@ -20,24 +20,47 @@ type Shared struct {
 	// hostBefore fingerprints the host-run files when the run began; nil
 	// when unknown (a task taken over with no record of them).
 	hostBefore *hostRunState
+	// hostAfter is what Changed's walk took of the host-run files, for
+	// HostRunChanged; nil until then.
+	hostAfter *hostRunState
+	// base is what the status before the run took from the repository,
+	// for the status after it (status.go); nil when none was taken.
+	base *statusBase
 	// usage is the work tree's disk use when the run began, the base of
 	// limits.repoMB; below 0 when unknown.
 	usage int64
 }
 
-// Begin measures the work tree at root before a run. A git state that
-// cannot be taken is no error: the run goes ahead, and its end says that
-// the files changed are only those Codex reported. A work tree that cannot
-// be measured for its cap is one.
+// Begin measures the work tree at root before a run, in one walk: its
+// git state, its host-run files and its disk use. A git state that cannot
+// be taken is no error: the run goes ahead, and its end says that the
+// files changed are only those Codex reported. A work tree that cannot be
+// measured for its cap is one.
 func Begin(root string) (*Shared, error) {
 	s := &Shared{root: root}
-	if s.pin, s.beforeErr = pinGitDirs(root); s.beforeErr == nil {
-		s.before, s.beforeErr = snapshotWorktree(root, s.pin, statusTimeout)
+	var pinErr error
+	s.pin, pinErr = pinGitDirs(root)
+	t, state, err := scanShared(root, s.pin, pinErr == nil, statusTimeout, scanWant{hostRun: true, usage: true}, nil)
+	s.before, s.beforeErr = state, err
+	if t != nil && t.st != nil {
+		s.base = t.st.base
 	}
-	s.Rescan()
-	var err error
-	if s.usage, err = measureRepo(root); err != nil {
-		return nil, err
+	if pinErr != nil {
+		s.beforeErr = pinErr
+	}
+	if t == nil || t.usageErr != nil {
+		// The walk broke off: measured on its own, to say why.
+		var err error
+		if s.usage, err = measureRepo(root); err != nil {
+			return nil, err
+		}
+	} else {
+		s.usage = t.usage
+	}
+	if t != nil && t.host != nil {
+		s.hostBefore = t.host
+	} else {
+		s.Rescan()
 	}
 	return s, nil
 }
@@ -64,23 +87,32 @@ func (s *Shared) Measure(cut int64) (int64, error) { return hostfs.TreeUsage(s.r
 
 // Changed scans the work tree after the run and lists the paths whose git
 // state differs from before, sorted. The error says why the list may be
-// short: the state before or after could not be taken.
+// short: the state before or after could not be taken. The same walk
+// takes the host-run files for HostRunChanged.
 func (s *Shared) Changed() ([]string, error) {
-	after, err := snapshotWorktree(s.root, s.pin, statusTimeout)
+	t, after, err := scanShared(s.root, s.pin, true, statusTimeout, scanWant{hostRun: s.hostBefore != nil}, s.base)
+	if t != nil {
+		s.hostAfter = t.host
+	}
 	if s.beforeErr != nil {
 		err = s.beforeErr
 	}
 	return changedPaths(s.before, after), err
 }
 
-// HostRunChanged scans the work tree after the run and lists the host-run
-// files it changed, created or removed, and those among changed (the files
-// changed, as reported) that the scans did not tell apart. Sorted.
+// HostRunChanged lists the host-run files the run changed, created or
+// removed, and those among changed (the files changed, as reported) that
+// the scans did not tell apart. Sorted. After Changed, it takes the
+// host-run files of Changed's walk; else it scans the work tree itself.
 func (s *Shared) HostRunChanged(changed []string) []string {
 	var before, after *hostRunState
 	if s != nil && s.hostBefore != nil {
-		h := scanHostRun(s.root)
-		before, after = s.hostBefore, &h
+		before, after = s.hostBefore, s.hostAfter
+		if after == nil {
+			h := scanHostRun(s.root)
+			after = &h
+		}
+		s.hostAfter = nil
 	}
 	return hostRunFiles(before, after, changed)
 }

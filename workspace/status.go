@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,7 +18,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
-	"github.com/go-git/go-git/v5/plumbing/format/index"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"golang.org/x/sys/unix"
 )
@@ -49,51 +50,70 @@ type treeStatus map[string]fileStatus
 const maxIgnoreFileBytes = 1 << 20
 
 // maxStatusDepth bounds the nesting the walk enters.
-const maxStatusDepth = 256
+const maxStatusDepth = hostfs.MaxWalkDepth
 
 // statusOf takes the status of the work tree at root, whose repository is
 // repo with git directories dirs; excludes are the owner's global ignore
 // patterns.
 func statusOf(ctx context.Context, root string, repo *git.Repository, dirs hostfs.GitDirs, excludes []gitignore.Pattern) (treeStatus, error) {
-	idx, err := repo.Storer.Index()
-	if err != nil {
-		return nil, fmt.Errorf("read the index: %w", err)
-	}
-	s := &statusWalk{ctx: ctx, root: root, out: treeStatus{}, index: map[string]*index.Entry{}}
-	for _, e := range idx.Entries {
-		if e.Stage != 0 { // 0 is a merged entry (go-git's index.Merged is 1)
-			// A merge in progress: the path is unmerged whatever its
-			// stages hold.
-			s.out[e.Name] = fileStatus{git.UpdatedButUnmerged, git.UpdatedButUnmerged}
-			continue
-		}
-		s.index[e.Name] = e
-		s.names = append(s.names, e.Name)
-	}
-	sort.Strings(s.names)
-	if st, err := hostfs.LstatBelow(dirs.GitDir, dirs.GitDir, "index"); err == nil {
-		s.indexTime = st.Mtim
-	}
-	head, err := headFiles(repo, idx)
+	s, err := newStatus(ctx, root, repo, dirs, excludes, nil)
 	if err != nil {
 		return nil, err
 	}
-	for name, e := range s.index {
-		h, ok := head[name]
-		switch {
-		case !ok:
-			s.set(name, func(f *fileStatus) { f.staging = git.Added })
-		case h.hash != e.Hash || !sameKind(h.mode, e.Mode):
-			s.set(name, func(f *fileStatus) { f.staging = git.Modified })
+	return s.result(scanTree(ctx, root, scanWant{status: s}))
+}
+
+// statusBase is what a status takes from the repository before its walk:
+// the index, and how it stands against HEAD. The scans after a run take
+// the one of the scans before it again when neither the index file nor
+// HEAD moved, as under workspace-write, where neither can.
+type statusBase struct {
+	key baseKey
+	// entries are the index's merged entries, names their paths (sorted)
+	// and pos each path's place in both.
+	entries []indexEntry
+	names   []string
+	pos     map[string]int32
+	// staged is the index against HEAD, with the unmerged paths.
+	staged treeStatus
+	// when is the index file's modification time (racy entries).
+	when unix.Timespec
+}
+
+// baseKey tells an index file and a HEAD apart from others.
+type baseKey struct {
+	ino          uint64
+	size         int64
+	mtime, ctime unix.Timespec
+	head         plumbing.Hash
+}
+
+// newStatus readies a status of the work tree at root for a walk to take:
+// the index against HEAD (prev's, when it is still theirs), and the ignore
+// rules outside the tree.
+func newStatus(ctx context.Context, root string, repo *git.Repository, dirs hostfs.GitDirs, excludes []gitignore.Pattern, prev *statusBase) (*statusWalk, error) {
+	var key baseKey
+	st, err := hostfs.LstatBelow(dirs.GitDir, dirs.GitDir, "index")
+	switch {
+	case err == nil:
+		key = baseKey{ino: st.Ino, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("read the index: %w", err)
+	}
+	ref, err := repo.Head()
+	switch {
+	case err == nil:
+		key.head = ref.Hash()
+	case !errors.Is(err, plumbing.ErrReferenceNotFound):
+		return nil, fmt.Errorf("read HEAD: %w", err)
+	}
+	base := prev
+	if base == nil || base.key != key {
+		if base, err = readBase(repo, dirs, key); err != nil {
+			return nil, err
 		}
 	}
-	for name := range head {
-		if _, ok := s.index[name]; !ok {
-			if _, unmerged := s.out[name]; !unmerged {
-				s.out[name] = fileStatus{git.Deleted, git.Unmodified}
-			}
-		}
-	}
+	s := &statusWalk{ctx: ctx, root: root, base: base, out: maps.Clone(base.staged), seen: make([]bool, len(base.entries))}
 	common := dirs.GitDir
 	if dirs.Common != "" {
 		common = dirs.Common
@@ -102,18 +122,93 @@ func statusOf(ctx context.Context, root string, repo *git.Repository, dirs hostf
 	if data, _, err := hostfs.ReadRegular(common, common, "info/exclude", maxIgnoreFileBytes); err == nil {
 		s.ignore = append(s.ignore, parseIgnore(data, nil)...)
 	}
-	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open the work tree %s: %w", root, err)
+	return s, nil
+}
+
+// readBase reads the index and compares it with HEAD's tree (key.head).
+func readBase(repo *git.Repository, dirs hostfs.GitDirs, key baseKey) (*statusBase, error) {
+	// HEAD's commit is read beside the index: go-git finds it in a pack by
+	// hashing the whole pack index first.
+	type read struct {
+		c   *object.Commit
+		err error
 	}
-	err = s.dir(fd, "", 0)
-	unix.Close(fd)
+	commit := make(chan read, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				commit <- read{nil, fmt.Errorf("read HEAD's commit: internal error: %v", p)}
+			}
+		}()
+		if key.head.IsZero() {
+			commit <- read{}
+			return
+		}
+		c, err := repo.CommitObject(key.head)
+		commit <- read{c, err}
+	}()
+	idx, err := readIndex(dirs.GitDir)
 	if err != nil {
+		<-commit
 		return nil, err
 	}
-	for name, e := range s.index {
-		if !s.seen[name] && !e.SkipWorktree {
-			s.set(name, func(f *fileStatus) { f.worktree = git.Deleted })
+	b := &statusBase{key: key, when: idx.when, staged: treeStatus{}, pos: make(map[string]int32, len(idx.entries))}
+	for _, e := range idx.entries {
+		if e.stage != 0 {
+			// A merge in progress: the path is unmerged whatever its
+			// stages hold.
+			b.staged[e.name] = fileStatus{git.UpdatedButUnmerged, git.UpdatedButUnmerged}
+			continue
+		}
+		b.entries = append(b.entries, e)
+	}
+	if !slices.IsSortedFunc(b.entries, func(x, y indexEntry) int { return strings.Compare(x.name, y.name) }) { // git writes them sorted
+		slices.SortFunc(b.entries, func(x, y indexEntry) int { return strings.Compare(x.name, y.name) })
+	}
+	b.names = make([]string, len(b.entries))
+	for i, e := range b.entries {
+		b.names[i] = e.name
+		b.pos[e.name] = int32(i)
+	}
+	c := <-commit
+	if c.err != nil {
+		return nil, fmt.Errorf("read HEAD's commit: %w", c.err)
+	}
+	head, err := headFiles(idx, c.c)
+	if err != nil || head == nil {
+		return b, err // the index is HEAD's tree, as cached
+	}
+	for _, e := range b.entries {
+		h, ok := head[e.name]
+		switch {
+		case !ok:
+			b.staged[e.name] = fileStatus{git.Added, git.Unmodified}
+		case h.hash != e.hash || !sameKind(h.mode, e.mode):
+			b.staged[e.name] = fileStatus{git.Modified, git.Unmodified}
+		}
+	}
+	for name := range head {
+		if _, ok := b.pos[name]; !ok {
+			if _, unmerged := b.staged[name]; !unmerged {
+				b.staged[name] = fileStatus{git.Deleted, git.Unmodified}
+			}
+		}
+	}
+	return b, nil
+}
+
+// result is the status once the walk t took it: the tracked files the
+// walk did not see are deleted.
+func (s *statusWalk) result(t *treeScan) (treeStatus, error) {
+	if t.statusErr != nil {
+		if errors.Is(t.statusErr, context.DeadlineExceeded) || errors.Is(t.statusErr, context.Canceled) {
+			return nil, t.statusErr
+		}
+		return nil, fmt.Errorf("git status: %w", t.statusErr)
+	}
+	for i, e := range s.base.entries {
+		if !s.seen[i] && !e.skipWorktree {
+			s.set(e.name, func(f *fileStatus) { f.worktree = git.Deleted })
 		}
 	}
 	return s.out, nil
@@ -125,29 +220,15 @@ type headEntry struct {
 	mode filemode.FileMode
 }
 
-// headFiles lists the files of HEAD's tree (none before the first commit).
-// When the index's cached tree is whole and is HEAD's, the index is HEAD
-// and the tree is not read.
-func headFiles(repo *git.Repository, idx *index.Index) (map[string]headEntry, error) {
-	ref, err := repo.Head()
-	if errors.Is(err, plumbing.ErrReferenceNotFound) {
+// headFiles lists the files of HEAD's commit (none before the first
+// commit). It is nil when the index's cached tree is whole and is the
+// commit's: the index is then HEAD, and the tree is not read.
+func headFiles(idx *gitIndex, commit *object.Commit) (map[string]headEntry, error) {
+	if commit == nil {
 		return map[string]headEntry{}, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read HEAD: %w", err)
-	}
-	commit, err := repo.CommitObject(ref.Hash())
-	if err != nil {
-		return nil, fmt.Errorf("read HEAD's commit: %w", err)
-	}
-	if idx.Cache != nil && len(idx.Cache.Entries) > 0 {
-		if top := idx.Cache.Entries[0]; top.Path == "" && top.Entries == len(idx.Entries) && top.Hash == commit.TreeHash {
-			out := make(map[string]headEntry, len(idx.Entries))
-			for _, e := range idx.Entries {
-				out[e.Name] = headEntry{e.Hash, e.Mode}
-			}
-			return out, nil
-		}
+	if !idx.tree.IsZero() && idx.tree == commit.TreeHash {
+		return nil, nil
 	}
 	tree, err := commit.Tree()
 	if err != nil {
@@ -171,15 +252,23 @@ func headFiles(repo *git.Repository, idx *index.Index) (map[string]headEntry, er
 }
 
 type statusWalk struct {
-	ctx       context.Context
-	root      string
-	out       treeStatus
-	index     map[string]*index.Entry
-	names     []string // the index's paths, sorted
-	seen      map[string]bool
-	indexTime unix.Timespec
-	ignore    []gitignore.Pattern
-	n         int
+	ctx  context.Context
+	root string
+	base *statusBase
+	out  treeStatus
+	// seen marks the index entries the walk found; each worker marks
+	// those below its own directories.
+	seen   []bool
+	ignore []gitignore.Pattern
+}
+
+// entry is the index's entry of path, if it has one.
+func (s *statusWalk) entry(path string) (int, *indexEntry, bool) {
+	i, ok := s.base.pos[path]
+	if !ok {
+		return 0, nil, false
+	}
+	return int(i), &s.base.entries[i], true
 }
 
 func (s *statusWalk) set(name string, f func(*fileStatus)) {
@@ -195,115 +284,39 @@ func (s *statusWalk) set(name string, f func(*fileStatus)) {
 // rel: an ignored directory is entered only then.
 func (s *statusWalk) tracksBelow(rel string) bool {
 	prefix := rel + "/"
-	i := sort.SearchStrings(s.names, prefix)
-	return i < len(s.names) && strings.HasPrefix(s.names[i], prefix)
+	names := s.base.names
+	i := sort.SearchStrings(names, prefix)
+	return i < len(names) && strings.HasPrefix(names[i], prefix)
 }
 
-// dir walks the open directory fd at rel.
-func (s *statusWalk) dir(fd int, rel string, depth int) error {
-	if depth > maxStatusDepth {
-		return fmt.Errorf("the work tree nests deeper than %d directories at %s", maxStatusDepth, rel)
+// file takes the status of the file (not a directory) name of the
+// directory fd, at path, whose lstat is st.
+func (s *statusWalk) file(fd int, name, path string, st unix.Stat_t, matcher gitignore.Matcher) error {
+	i, e, tracked := s.entry(path)
+	if !tracked {
+		if !matcher.Match(splitNonEmpty(path), false) {
+			s.out[path] = fileStatus{git.Untracked, git.Untracked}
+		}
+		return nil
 	}
-	if s.seen == nil {
-		s.seen = map[string]bool{}
+	s.seen[i] = true
+	if e.skipWorktree {
+		return nil
 	}
-	// fd stays the caller's: the listing reads through a copy.
-	dup, err := unix.Dup(fd)
+	same, err := s.same(fd, name, path, e, st)
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(dup), joinPath(s.root, rel))
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("list %s: %w", joinPath(s.root, rel), err)
-	}
-	sort.Strings(names)
-	ignore := s.ignore
-	if data, ok := readIgnoreAt(fd); ok {
-		s.ignore = append(s.ignore[:len(s.ignore):len(s.ignore)], parseIgnore(data, splitNonEmpty(rel))...)
-	}
-	defer func() { s.ignore = ignore }()
-	matcher := gitignore.NewMatcher(s.ignore)
-	for _, name := range names {
-		if s.n++; s.n%1024 == 0 {
-			if err := s.ctx.Err(); err != nil {
-				return err
-			}
-		}
-		path := joinPath(rel, name)
-		if name == ".git" {
-			// The repository's own (at the root) or a nested one's:
-			// nothing git lists.
-			continue
-		}
-		var st unix.Stat_t
-		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue // gone since the listing
-			}
-			return fmt.Errorf("lstat %s: %w", joinPath(s.root, path), err)
-		}
-		e, tracked := s.index[path]
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			if tracked && e.Mode == filemode.Submodule {
-				s.seen[path] = true // another repository's: git looks no further either
-				continue
-			}
-			if err := s.subdir(fd, name, path, matcher, depth); err != nil {
-				return err
-			}
-			continue
-		}
-		if !tracked {
-			if !matcher.Match(splitNonEmpty(path), false) {
-				s.out[path] = fileStatus{git.Untracked, git.Untracked}
-			}
-			continue
-		}
-		s.seen[path] = true
-		if e.SkipWorktree {
-			continue
-		}
-		same, err := s.same(fd, name, path, e, st)
-		if err != nil {
-			return err
-		}
-		if !same {
-			s.set(path, func(f *fileStatus) { f.worktree = git.Modified })
-		}
+	if !same {
+		s.set(path, func(f *fileStatus) { f.worktree = git.Modified })
 	}
 	return nil
-}
-
-// subdir walks the directory name of fd, at path, unless it holds nothing
-// git lists: ignored with nothing tracked below, or a repository of its
-// own.
-func (s *statusWalk) subdir(fd int, name, path string, matcher gitignore.Matcher, depth int) error {
-	tracks := s.tracksBelow(path)
-	if !tracks && matcher.Match(splitNonEmpty(path), true) {
-		return nil
-	}
-	sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		return fmt.Errorf("open %s: %w", joinPath(s.root, path), err)
-	}
-	defer unix.Close(sub)
-	if !tracks && (isGitDirAt(sub) || hasEntry(sub, ".git")) {
-		// A nested repository git shows as one untracked directory.
-		s.out[path+"/"] = fileStatus{git.Untracked, git.Untracked}
-		return nil
-	}
-	return s.dir(sub, path, depth+1)
 }
 
 // same says whether the file name of fd, at path, is as the index entry e
 // has it: by its lstat when that matches what the index recorded and the
 // entry is not racy (written in the index's own second), else by hashing.
-func (s *statusWalk) same(fd int, name, path string, e *index.Entry, st unix.Stat_t) (bool, error) {
+func (s *statusWalk) same(fd int, name, path string, e *indexEntry, st unix.Stat_t) (bool, error) {
 	var mode filemode.FileMode
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
@@ -316,20 +329,18 @@ func (s *statusWalk) same(fd int, name, path string, e *index.Entry, st unix.Sta
 	default:
 		return false, nil // a named pipe or a device where git has a file
 	}
-	if !sameKind(mode, e.Mode) || uint32(st.Size) != e.Size {
+	if !sameKind(mode, e.mode) || uint32(st.Size) != e.size {
 		return false, nil
 	}
-	mtime := unix.NsecToTimespec(e.ModifiedAt.UnixNano())
-	ctime := unix.NsecToTimespec(e.CreatedAt.UnixNano())
-	racy := !timeBefore(st.Mtim, s.indexTime)
-	if !racy && st.Mtim == mtime && st.Ctim == ctime && uint32(st.Ino) == e.Inode {
+	racy := !timeBefore(st.Mtim, s.base.when)
+	if !racy && st.Mtim == e.mtime && st.Ctim == e.ctime && uint32(st.Ino) == e.ino {
 		return true, nil
 	}
 	h, err := s.hashAt(fd, name, path, mode, st)
 	if err != nil {
 		return false, err
 	}
-	return h == e.Hash, nil
+	return h == e.hash, nil
 }
 
 func timeBefore(a, b unix.Timespec) bool {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
+	git "github.com/go-git/go-git/v5"
+	"golang.org/x/sys/unix"
 )
 
 // ourStatus is statusOf of the work tree at dir, as the scans take it.
@@ -106,6 +108,92 @@ func TestStatusAgreesWithGit(t *testing.T) {
 	for _, p := range []string{"same.txt", "a.txt", "link", "script.sh", "build/tracked.txt", "nested/", "keep.log"} {
 		if !slices.Contains(ours, p) {
 			t.Errorf("%s is not in our status", p)
+		}
+	}
+}
+
+// The index is read as go-git's decoder reads it, in each version git
+// writes (4 compresses paths; 3 carries skip-worktree), and a cut or
+// garbled index is an error, never a crash.
+func TestReadIndexAgreesWithGoGit(t *testing.T) {
+	for _, version := range []string{"2", "3", "4"} {
+		t.Run("version "+version, func(t *testing.T) {
+			dir := t.TempDir()
+			runGit(t, dir, "init", "-q", "-b", "main")
+			writeFiles(t, dir, map[string]string{"a.txt": "a\n", "dir/b.txt": "b\n", "dir/bb.txt": "bb\n", "dir/sub/c.txt": "c\n", "z": "z\n"})
+			runGit(t, dir, "add", "-A")
+			runGit(t, dir, "commit", "-qm", "one")
+			runGit(t, dir, "update-index", "--index-version", version)
+			if version == "3" {
+				runGit(t, dir, "update-index", "--skip-worktree", "dir/bb.txt")
+			}
+			ours, err := readIndex(filepath.Join(dir, ".git"))
+			hostfstest.Must(t, err)
+			repo, err := git.PlainOpen(dir)
+			hostfstest.Must(t, err)
+			theirs, err := repo.Storer.Index()
+			hostfstest.Must(t, err)
+			if len(ours.entries) != len(theirs.Entries) {
+				t.Fatalf("%d entries, go-git %d", len(ours.entries), len(theirs.Entries))
+			}
+			for i, e := range theirs.Entries {
+				o := ours.entries[i]
+				if o.name != e.Name || o.hash != e.Hash || o.mode != e.Mode || o.size != e.Size || o.ino != e.Inode ||
+					o.skipWorktree != e.SkipWorktree || o.mtime.Nano() != e.ModifiedAt.UnixNano() {
+					t.Errorf("entry %d: ours %+v, go-git %+v", i, o, e)
+				}
+			}
+			head, err := repo.Head()
+			hostfstest.Must(t, err)
+			commit, err := repo.CommitObject(head.Hash())
+			hostfstest.Must(t, err)
+			runGit(t, dir, "write-tree") // writes the cached tree back whole
+			ours, err = readIndex(filepath.Join(dir, ".git"))
+			hostfstest.Must(t, err)
+			if ours.tree != commit.TreeHash {
+				t.Errorf("cached tree %s, HEAD's tree %s", ours.tree, commit.TreeHash)
+			}
+			data, err := os.ReadFile(filepath.Join(dir, ".git", "index"))
+			hostfstest.Must(t, err)
+			for n := 0; n < len(data)-20; n++ {
+				if _, err := parseIndex(append(data[:n:n], make([]byte, 20)...)); err == nil && n < 12 {
+					t.Fatalf("a %d-byte index parsed", n)
+				}
+			}
+		})
+	}
+}
+
+// The one walk of the scans measures the disk use as TreeUsage does,
+// everything included (the git directory, ignored and nested
+// repositories), and fingerprints from the stat it took as lstat would.
+func TestTheOneWalkMeasuresAndFingerprintsAsEachScanDid(t *testing.T) {
+	dir := t.TempDir()
+	runGit(t, dir, "init", "-q", "-b", "main")
+	writeFiles(t, dir, map[string]string{"a.txt": strings.Repeat("a", 10000), ".gitignore": "build/\n", "build/out.o": strings.Repeat("o", 50000),
+		"Makefile": "all:\n", "nested/x": "x\n"})
+	runGit(t, dir, "add", "-A")
+	runGit(t, dir, "commit", "-qm", "one")
+	runGit(t, dir, "init", "-q", "nested")
+	hostfstest.Mkfifo(t, filepath.Join(dir, "pipe"))
+	hostfstest.Must(t, os.Symlink("a.txt", filepath.Join(dir, "link")))
+	want, err := hostfs.TreeUsage(dir, 0)
+	hostfstest.Must(t, err)
+	scan := scanTree(context.Background(), dir, scanWant{hostRun: true, usage: true})
+	if scan.usageErr != nil || scan.usage != want {
+		t.Errorf("the walk measured %d (%v), TreeUsage %d", scan.usage, scan.usageErr, want)
+	}
+	if fp := scan.host.files["Makefile"]; fp == "" || fp != lstatFingerprint(filepath.Join(dir, "Makefile")) {
+		t.Errorf("Makefile's fingerprint %q, lstat's %q", fp, lstatFingerprint(filepath.Join(dir, "Makefile")))
+	}
+	if !scan.host.gitDirs["nested/.git"] || !scan.host.gitDirs[".git"] {
+		t.Errorf("git directories found: %v", scan.host.gitDirs)
+	}
+	for _, name := range []string{"a.txt", "pipe", "link", "build"} {
+		var st unix.Stat_t
+		hostfstest.Must(t, unix.Lstat(filepath.Join(dir, name), &st))
+		if got, want := fingerprintOf(st), lstatFingerprint(filepath.Join(dir, name)); got != want {
+			t.Errorf("%s: fingerprint %q, lstat's %q", name, got, want)
 		}
 	}
 }

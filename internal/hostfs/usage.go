@@ -13,13 +13,13 @@ import (
 // descriptor, and a task has no need for deeper trees in its state.
 const MaxWalkDepth = 256
 
-// entryCharge is what every entry costs besides its blocks, so that millions
+// EntryCharge is what every entry costs besides its blocks, so that millions
 // of empty files count too: they use inodes and directory space.
-const entryCharge = 512
+const EntryCharge = 512
 
 // TreeUsage measures the disk space used under the trusted directory path:
 // allocated blocks (a sparse file counts what it really uses) plus
-// entryCharge per entry, never following a symlink. It stops early once the
+// EntryCharge per entry, never following a symlink. It stops early once the
 // total passes limit (0: no limit), returning what it counted so far.
 func TreeUsage(path string, limit int64) (int64, error) {
 	fd, err := openBase(path)
@@ -45,7 +45,7 @@ func usageOf(fd int, display string, depth int, limit int64, total *int64) error
 	if err := unix.Fstat(fd, &st); err != nil {
 		return &os.PathError{Op: "stat", Path: display, Err: err}
 	}
-	*total += st.Blocks*512 + entryCharge
+	*total += st.Blocks*512 + EntryCharge
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := unix.Getdents(fd, buf)
@@ -68,7 +68,7 @@ func usageOf(fd int, display string, depth int, limit int64, total *int64) error
 				return &os.PathError{Op: "stat", Path: filepath.Join(display, name), Err: err}
 			}
 			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-				*total += st.Blocks*512 + entryCharge
+				*total += st.Blocks*512 + EntryCharge
 			} else {
 				path := filepath.Join(display, name)
 				if depth+1 >= MaxWalkDepth {
