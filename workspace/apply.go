@@ -50,6 +50,10 @@ type planned struct {
 	// before is the user's file as the plan read it: it is written over
 	// only while it is still that file.
 	before stamp
+	// overDir is set where the branch makes a file of a directory the
+	// user has: the branch deletes all it holds, so it is removed (once
+	// empty) before the file is written.
+	overDir bool
 }
 
 // stamp tells whether a file of the work tree changed since it was read:
@@ -88,6 +92,9 @@ func belowAFile(root, path string) bool {
 
 // unchanged says why p's file is not as the plan read it, or "".
 func (p planned) unchanged(root string) string {
+	if p.overDir {
+		return "" // a directory, emptied by the removals before it
+	}
 	now, err := stampOf(root, p.path)
 	if err != nil {
 		return fmt.Sprintf("%s: %v", p.path, err)
@@ -254,10 +261,18 @@ func planChange(repo *git.Repository, root string, c *object.Change, a *Applied,
 		return nil, fmt.Sprintf("%s: %v", path, err), nil
 	}
 	var mine side
+	overDir := false
 	if !belowDeleted(path, deleted) {
 		var why string
 		if mine, why = workSide(root, path); why != "" {
-			return nil, why, nil
+			st, err := hostfs.LstatBelow(root, root, path)
+			if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || !theirs.present || base.present || !onlyDeletedBelow(root, path, deleted) {
+				return nil, why, nil
+			}
+			// A directory of the base the task made a file: what the user
+			// has below it is all deleted by the branch (and checked, file
+			// by file, as those deletions are planned).
+			mine, overDir = side{}, true
 		}
 	}
 	switch {
@@ -268,7 +283,7 @@ func planChange(repo *git.Repository, root string, c *object.Change, a *Applied,
 		if !theirs.present {
 			return &planned{path: path, remove: true, before: before}, "", nil
 		}
-		return keepOwner(root, &planned{path: path, mode: theirs.mode, data: theirs.data, before: before}), "", nil
+		return keepOwner(root, &planned{path: path, mode: theirs.mode, data: theirs.data, before: before, overDir: overDir}), "", nil
 	case !mine.present || !theirs.present || !base.present:
 		return nil, path + ": changed in the work tree since the task's start, and added or deleted by the task", nil
 	case mine.mode == filemode.Symlink || theirs.mode == filemode.Symlink || base.mode == filemode.Symlink:
@@ -295,6 +310,54 @@ func keepOwner(root string, p *planned) *planned {
 		p.perm, p.uid, p.gid = st.Mode&0o777, int(st.Uid), int(st.Gid)
 	}
 	return p
+}
+
+// onlyDeletedBelow says whether every file of the user's directory at
+// path is one the branch deletes.
+func onlyDeletedBelow(root, path string, deleted map[string]bool) bool {
+	var walk func(rel string, depth int) bool
+	walk = func(rel string, depth int) bool {
+		if depth > hostfs.MaxWalkDepth {
+			return false
+		}
+		list, err := hostfs.ReadDirBelow(root, root, rel, nil)
+		if err != nil {
+			return false
+		}
+		for _, fi := range list {
+			p := joinPath(rel, fi.Name())
+			if fi.IsDir() {
+				if !walk(p, depth+1) {
+					return false
+				}
+			} else if !deleted[p] {
+				return false
+			}
+		}
+		return true
+	}
+	return walk(path, 0)
+}
+
+// removeEmptyDirs removes the directory at path and the directories below
+// it, all of which must be empty of anything else by now.
+func removeEmptyDirs(root, path string, depth int) error {
+	if depth > hostfs.MaxWalkDepth {
+		return fmt.Errorf("%s nests too deep", path)
+	}
+	list, err := hostfs.ReadDirBelow(root, root, path, nil)
+	if err != nil {
+		return err
+	}
+	for _, fi := range list {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s holds %s, which the user made while the apply ran; move it and apply again", path, fi.Name())
+		}
+		if err := removeEmptyDirs(root, joinPath(path, fi.Name()), depth+1); err != nil {
+			return err
+		}
+	}
+	return hostfs.RmdirBelow(root, path)
 }
 
 // belowDeleted says whether a directory on path's way is a file the
@@ -364,6 +427,11 @@ func writePlanned(root string, p planned, o Owner) error {
 	dir, name := splitPath(p.path)
 	if dir != "" {
 		if err := hostfs.MkdirBelow(root, dir, 0o755, o.Chown, o.UID, o.GID); err != nil {
+			return err
+		}
+	}
+	if p.overDir {
+		if err := removeEmptyDirs(root, p.path, 0); err != nil {
 			return err
 		}
 	}

@@ -247,3 +247,53 @@ func TestApplyBranchKeepsModesAndTakesAFileThatBecameADirectory(t *testing.T) {
 		t.Errorf("f/inner: %q, %v", data, err)
 	}
 }
+
+// A directory the task made a file is applied: its files deleted, the
+// directory gone, the file written; and a directory that still holds a
+// file of the user's that the branch does not delete is a conflict, with
+// nothing written.
+func TestApplyBranchTakesADirectoryThatBecameAFile(t *testing.T) {
+	owner := Owner{UID: os.Getuid(), GID: os.Getgid()}
+	branch := func(t *testing.T) (repo, start, head string) {
+		repo = t.TempDir()
+		runGit(t, repo, "init", "-q", "-b", "main")
+		writeFiles(t, repo, map[string]string{"d/x": "x\n", "d/sub/y": "y\n", "keep": "k\n"})
+		runGit(t, repo, "add", "-A")
+		runGit(t, repo, "commit", "-qm", "one")
+		spec, p := prepareIn(t, repo, false)
+		tree := TreeDir(spec.Dir)
+		if err := os.RemoveAll(filepath.Join(tree, "d")); err != nil {
+			t.Fatal(err)
+		}
+		writeFiles(t, tree, map[string]string{"d": "a file now\n"})
+		c, err := CollectBranch(context.Background(), CollectSpec{Repo: repo, Dir: spec.Dir, Branch: spec.Branch, Start: p.Start, Task: "t1", Owner: spec.Owner, When: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return repo, p.Start, c.Head
+	}
+	t.Run("onto the directory as committed", func(t *testing.T) {
+		repo, start, head := branch(t)
+		a, err := ApplyBranch(context.Background(), repo, start, head, owner)
+		if err != nil || len(a.Conflicts) > 0 {
+			t.Fatalf("%+v, %v", a, err)
+		}
+		if data, err := os.ReadFile(filepath.Join(repo, "d")); err != nil || string(data) != "a file now\n" {
+			t.Errorf("d: %q, %v", data, err)
+		}
+		if st := runGit(t, repo, "status", "--porcelain"); st != "D d/sub/y\n D d/x\n?? d" { // runGit trims the first space
+			t.Errorf("status after the apply:\n%s", st)
+		}
+	})
+	t.Run("onto a directory with a file of the user's", func(t *testing.T) {
+		repo, start, head := branch(t)
+		writeFiles(t, repo, map[string]string{"d/mine.txt": "the user's\n"})
+		a, err := ApplyBranch(context.Background(), repo, start, head, owner)
+		if err != nil || len(a.Conflicts) != 1 || !strings.HasPrefix(a.Conflicts[0], "d: ") || len(a.Written)+len(a.Removed) != 0 {
+			t.Fatalf("%+v, %v: want d as the one conflict, nothing written", a, err)
+		}
+		if data, err := os.ReadFile(filepath.Join(repo, "d/x")); err != nil || string(data) != "x\n" {
+			t.Errorf("d/x: %q, %v", data, err)
+		}
+	})
+}

@@ -183,17 +183,28 @@ func PrepareBranch(ctx context.Context, spec BranchSpec) (p Prepared, err error)
 		return p, err
 	}
 	co := &checkout{root: root, owner: spec.Owner, repo: repo, dirs: dirs, files: map[string]*checkedOut{}}
+	// The user's status, taken first: it says what to carry, and which of
+	// the user's files are the base's blobs, to be copied from the work
+	// tree rather than inflated from packs (checked by their hash).
+	status, statusErr := co.userStatus(ctx, spec.Repo)
+	if spec.Carry && statusErr != nil {
+		return p, fmt.Errorf("read the uncommitted changes of %s: %w — commit or stash them, or start the task without them", spec.Repo, statusErr)
+	}
 	top, err := hostfs.OpenFresh(root)
 	if err != nil {
 		return p, err
 	}
-	model, err := co.tree(ctx, tree, "", top)
+	src := -1
+	if statusErr == nil {
+		src, _ = unix.Open(spec.Repo, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	}
+	model, err := co.tree(ctx, tree, "", top, src)
 	top.Close()
 	if err != nil {
 		return p, firstOf(refused, err)
 	}
 	if spec.Carry {
-		changed, err := co.carry(ctx, spec.Repo, model)
+		changed, err := co.carry(ctx, spec.Repo, model, status)
 		if err != nil {
 			return p, err
 		}
@@ -244,12 +255,22 @@ type checkout struct {
 	repo  *git.Repository
 	dirs  hostfs.GitDirs
 	files map[string]*checkedOut
+	// clean are the user's files that are as the user's index has them,
+	// with their blobs: a file of the base with that blob is copied from
+	// the user's work tree (and hashed on the way).
+	clean map[string]plumbing.Hash
+	buf   []byte
 	left  []string
 }
 
 // tree writes t into dir, the directory at rel of the fresh work tree,
 // and returns it as a treeDir.
-func (c *checkout) tree(ctx context.Context, t *object.Tree, rel string, dir *hostfs.FreshDir) (*treeDir, error) {
+// src is the user's work tree's directory at rel, open, or -1: what the
+// user's work tree holds of the base is read from there.
+func (c *checkout) tree(ctx context.Context, t *object.Tree, rel string, dir *hostfs.FreshDir, src int) (*treeDir, error) {
+	if src >= 0 {
+		defer unix.Close(src)
+	}
 	d := newTreeDir()
 	d.hash = t.Hash
 	o := c.owner
@@ -271,7 +292,13 @@ func (c *checkout) tree(ctx context.Context, t *object.Tree, rel string, dir *ho
 			if err != nil {
 				return nil, err
 			}
-			d.dirs[e.Name], err = c.tree(ctx, sub, path, subdir)
+			subsrc := -1
+			if src >= 0 {
+				if subsrc, err = unix.Openat(src, e.Name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+					subsrc = -1 // not a directory there: the base's blobs are read from git
+				}
+			}
+			d.dirs[e.Name], err = c.tree(ctx, sub, path, subdir, subsrc)
 			subdir.Close()
 			if err != nil {
 				return nil, err
@@ -294,6 +321,21 @@ func (c *checkout) tree(ctx context.Context, t *object.Tree, rel string, dir *ho
 			c.note(path, e.Mode, e.Hash, st)
 			d.entries[e.Name] = treeEntry{e.Mode, e.Hash}
 		default:
+			if src >= 0 && e.Mode != filemode.Symlink && c.clean[path] == e.Hash {
+				if data, ok := c.fromWorkTree(src, e.Name, e.Hash); ok {
+					perm := uint32(0o644)
+					if e.Mode == filemode.Executable {
+						perm = 0o755
+					}
+					st, err := dir.WriteFile(e.Name, bytes.NewReader(data), perm, o.Chown, o.UID, o.GID)
+					if err != nil {
+						return nil, fmt.Errorf("check out %s: %w", path, err)
+					}
+					c.note(path, e.Mode, e.Hash, st)
+					d.entries[e.Name] = treeEntry{e.Mode, e.Hash}
+					continue
+				}
+			}
 			blob, err := c.repo.BlobObject(e.Hash)
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", path, err)
@@ -323,6 +365,43 @@ func (c *checkout) tree(ctx context.Context, t *object.Tree, rel string, dir *ho
 		}
 	}
 	return d, nil
+}
+
+// maxCopyBytes bounds a file copied from the user's work tree; a larger
+// one is read from git.
+const maxCopyBytes = 16 << 20
+
+// fromWorkTree reads the regular file name of the user's directory src,
+// never following it, if its content is the blob h.
+func (c *checkout) fromWorkTree(src int, name string, h plumbing.Hash) ([]byte, bool) {
+	fd, err := unix.Openat(src, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > maxCopyBytes {
+		return nil, false
+	}
+	if cap(c.buf) < int(st.Size)+1 {
+		c.buf = make([]byte, max(int(st.Size)+1, 64<<10))
+	}
+	buf := c.buf[:st.Size+1]
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err != nil && err != unix.EINTR {
+			return nil, false
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	if int64(n) != st.Size || blobHash(buf[:n]) != h {
+		return nil, false // changing as it is read, or not the blob
+	}
+	return buf[:n], true
 }
 
 // write puts the file of mode and content r at path, and notes its stat.
@@ -370,13 +449,29 @@ func (c *checkout) note(path string, mode filemode.FileMode, h plumbing.Hash, st
 		Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Ino: st.Ino, Dev: uint64(st.Dev), Uid: st.Uid, Gid: st.Gid}
 }
 
-// carry copies the user's uncommitted changes into the work tree and the
-// model, and returns their paths, sorted.
-func (c *checkout) carry(ctx context.Context, repoRoot string, model *treeDir) ([]string, error) {
-	status, err := statusOf(ctx, repoRoot, c.repo, c.dirs, globalExcludes(repoRoot))
+// userStatus is the status of the user's work tree at repoRoot, and notes
+// which files of it are as its index has them (c.clean).
+func (c *checkout) userStatus(ctx context.Context, repoRoot string) (treeStatus, error) {
+	s, err := newStatus(ctx, repoRoot, c.repo, c.dirs, globalExcludes(repoRoot), nil)
 	if err != nil {
-		return nil, fmt.Errorf("read the uncommitted changes of %s: %w — commit or stash them, or start the task without them", repoRoot, err)
+		return nil, err
 	}
+	status, err := s.result(scanTree(ctx, repoRoot, scanWant{status: s}))
+	if err != nil {
+		return nil, err
+	}
+	c.clean = map[string]plumbing.Hash{}
+	for _, e := range s.base.entries {
+		if st, changed := status[e.name]; (!changed || st.worktree == git.Unmodified) && e.mode != filemode.Symlink && e.mode != filemode.Submodule {
+			c.clean[e.name] = e.hash
+		}
+	}
+	return status, nil
+}
+
+// carry copies the user's uncommitted changes (status) into the work tree
+// and the model, and returns their paths, sorted.
+func (c *checkout) carry(ctx context.Context, repoRoot string, model *treeDir, status treeStatus) ([]string, error) {
 	var paths []string
 	for path, s := range status {
 		if s.changed() {
@@ -384,7 +479,9 @@ func (c *checkout) carry(ctx context.Context, repoRoot string, model *treeDir) (
 		}
 	}
 	sort.Strings(paths)
-	var carried []string
+	// Removals first: a tracked directory that became a file, or a file
+	// that became a directory, is its old entries gone, then its new ones.
+	var carried, writes []string
 	for _, path := range paths {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -399,7 +496,8 @@ func (c *checkout) carry(ctx context.Context, repoRoot string, model *treeDir) (
 		}
 		st, err := hostfs.LstatBelow(repoRoot, repoRoot, path)
 		switch {
-		case errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT):
+		case errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) || (err != nil && belowAFile(repoRoot, path)) ||
+			err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
 			if _, ok := c.files[path]; ok {
 				if err := hostfs.RemoveBelow(c.root, path); err != nil {
 					return nil, err
@@ -408,8 +506,18 @@ func (c *checkout) carry(ctx context.Context, repoRoot string, model *treeDir) (
 				model.remove(path)
 				carried = append(carried, path)
 			}
-			continue
 		case err != nil:
+			c.left = append(c.left, fmt.Sprintf("%s: %v", path, err))
+		default:
+			writes = append(writes, path)
+		}
+	}
+	for _, path := range writes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		st, err := hostfs.LstatBelow(repoRoot, repoRoot, path)
+		if err != nil {
 			c.left = append(c.left, fmt.Sprintf("%s: %v", path, err))
 			continue
 		}
@@ -424,12 +532,20 @@ func (c *checkout) carry(ctx context.Context, repoRoot string, model *treeDir) (
 				return nil, err
 			}
 		}
+		if ws, err := hostfs.LstatBelow(c.root, c.root, path); err == nil && ws.Mode&unix.S_IFMT == unix.S_IFDIR {
+			// A directory of the base the user made a file: its files
+			// went in the first pass.
+			if err := hostfs.RemoveBelow(c.root, path); err != nil {
+				return nil, err
+			}
+		}
 		if err := c.write(path, mode, h, bytes.NewReader(data)); err != nil {
 			return nil, err
 		}
 		model.set(path, treeEntry{mode, h})
 		carried = append(carried, path)
 	}
+	sort.Strings(carried)
 	return carried, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs/hostfstest"
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 )
 
@@ -186,8 +187,9 @@ func TestCollectBranchTakesTheTasksCommitsThenItsUncommittedRest(t *testing.T) {
 	if runGit(t, repo, "rev-parse", "HEAD") != userHead || runGit(t, repo, "status", "--porcelain") != userStatus {
 		t.Error("the user's HEAD or work tree changed")
 	}
-	// Collecting again (a server that died in it) makes the same branch.
-	again, err := CollectBranch(context.Background(), CollectSpec{Repo: repo, Dir: spec.Dir, Branch: spec.Branch, Start: p.Start, Task: "t1", Owner: spec.Owner, When: time.Unix(1800000000, 0)})
+	// Collecting again (a server that died in it, and the one that took
+	// the task over, an hour later) makes the same branch.
+	again, err := CollectBranch(context.Background(), CollectSpec{Repo: repo, Dir: spec.Dir, Branch: spec.Branch, Start: p.Start, Task: "t1", Owner: spec.Owner, When: time.Unix(1800003600, 0)})
 	if err != nil || again.Head != c.Head {
 		t.Errorf("collected again: %+v, %v; want head %s", again, err, c.Head)
 	}
@@ -483,5 +485,77 @@ func TestGlobalExcludesOfTheOwner(t *testing.T) {
 	writeFiles(t, home, map[string]string{".gitconfig": "[core]\n\texcludesFile = ~/.my-ignore\n", ".my-ignore": "*.secret\n"})
 	if match() || !gitignore.NewMatcher(excludesOf(home)).Match([]string{"a.secret"}, false) {
 		t.Error("core.excludesFile is not what is read")
+	}
+}
+
+// The base's files are copied from the user's work tree only where the
+// user's file is the base's blob: an edit, a staged change, a symlink put
+// in a file's place and an edit that keeps the size and time all come
+// from git instead, so the workspace holds the base whatever the user's
+// tree holds.
+func TestPrepareBranchTakesTheBaseNotTheUsersWorkTree(t *testing.T) {
+	repo := t.TempDir()
+	runGit(t, repo, "init", "-q", "-b", "main")
+	writeFiles(t, repo, map[string]string{"clean.txt": "clean\n", "edited.txt": "base\n", "staged.txt": "base\n", "linked.txt": "base\n", "same.txt": "1234\n", "dir/deep.txt": "deep\n"})
+	runGit(t, repo, "add", "-A")
+	runGit(t, repo, "commit", "-qm", "one")
+	time.Sleep(1100 * time.Millisecond) // past the index's second: nothing racy
+	runGit(t, repo, "status")
+	secret := filepath.Join(t.TempDir(), "secret")
+	writeFiles(t, filepath.Dir(secret), map[string]string{"secret": "secret\n"})
+	writeFiles(t, repo, map[string]string{"edited.txt": "the user's\n", "staged.txt": "staged\n"})
+	runGit(t, repo, "add", "staged.txt")
+	hostfstest.Must(t, os.Remove(filepath.Join(repo, "linked.txt")))
+	hostfstest.Must(t, os.Symlink(secret, filepath.Join(repo, "linked.txt")))
+	fi, err := os.Stat(filepath.Join(repo, "same.txt"))
+	hostfstest.Must(t, err)
+	writeFiles(t, repo, map[string]string{"same.txt": "4321\n"})
+	hostfstest.Must(t, os.Chtimes(filepath.Join(repo, "same.txt"), fi.ModTime(), fi.ModTime()))
+
+	spec, _ := prepareIn(t, repo, false)
+	for _, name := range []string{"clean.txt", "edited.txt", "staged.txt", "linked.txt", "same.txt", "dir/deep.txt"} {
+		got, err := os.ReadFile(filepath.Join(TreeDir(spec.Dir), name))
+		if want := runGit(t, repo, "show", "HEAD:"+name); err != nil || strings.TrimSpace(string(got)) != want {
+			t.Errorf("%s in the workspace: %q, %v; the base has %q", name, got, err, want)
+		}
+		if fi, err := os.Lstat(filepath.Join(TreeDir(spec.Dir), name)); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s in the workspace is not a regular file: %v", name, err)
+		}
+	}
+	if st := runGit(t, TreeDir(spec.Dir), "status", "--porcelain"); st != "" {
+		t.Errorf("git status in the workspace:\n%s", st)
+	}
+}
+
+// A tracked directory the user made a file, and a tracked file the user
+// made a directory, are carried as git would commit them: the old entries
+// deleted, the new ones added, nothing left out.
+func TestPrepareBranchCarriesAFileThatBecameADirectoryAndBack(t *testing.T) {
+	repo := t.TempDir()
+	runGit(t, repo, "init", "-q", "-b", "main")
+	writeFiles(t, repo, map[string]string{"a.txt": "a\n", "dir/b.txt": "b\n", "dir/c.txt": "c\n", "keep.txt": "k\n"})
+	runGit(t, repo, "add", "-A")
+	runGit(t, repo, "commit", "-qm", "one")
+	hostfstest.Must(t, os.RemoveAll(filepath.Join(repo, "dir")))
+	hostfstest.Must(t, os.Remove(filepath.Join(repo, "a.txt")))
+	writeFiles(t, repo, map[string]string{"dir": "now a file\n", "a.txt/inner": "now below a directory\n"})
+	spec, p := prepareIn(t, repo, true)
+	if len(p.Left) != 0 {
+		t.Errorf("left out: %q", p.Left)
+	}
+	if want := []string{"a.txt", "a.txt/inner", "dir", "dir/b.txt", "dir/c.txt"}; !slices.Equal(p.Carried, want) {
+		t.Errorf("carried %q, want %q", p.Carried, want)
+	}
+	tree := TreeDir(spec.Dir)
+	for name, want := range map[string]string{"dir": "now a file\n", "a.txt/inner": "now below a directory\n", "keep.txt": "k\n"} {
+		if got, err := os.ReadFile(filepath.Join(tree, name)); err != nil || string(got) != want {
+			t.Errorf("%s in the workspace: %q, %v", name, got, err)
+		}
+	}
+	if st := runGit(t, tree, "status", "--porcelain"); st != "" {
+		t.Errorf("git status in the workspace:\n%s", st)
+	}
+	if got := runGit(t, repo, "ls-tree", "-r", "--name-only", p.Start); got != "a.txt/inner\ndir\nkeep.txt" {
+		t.Errorf("the start commit holds:\n%s", got)
 	}
 }

@@ -39,7 +39,9 @@ type CollectSpec struct {
 	Task   string
 	Owner  Owner
 	// When dates the commit of what the task left uncommitted: the task's
-	// end, so that collecting again makes the same commit.
+	// end. The first collect keeps it in the workspace, and a collect
+	// again (a server that died before it recorded the branch) takes that,
+	// so that it makes the same commit.
 	When time.Time
 }
 
@@ -130,7 +132,9 @@ func CollectBranch(ctx context.Context, spec CollectSpec) (Collected, error) {
 	}
 	if finalTree != headTree {
 		sig := identity
-		sig.When = spec.When.UTC().Truncate(time.Second)
+		if sig.When, err = collectedAt(spec.Dir, spec.When); err != nil {
+			return out, err
+		}
 		msg := fmt.Sprintf("What task %s left uncommitted\n", spec.Task)
 		if head, err = putCommit(im.put, finalTree, []plumbing.Hash{head}, sig, msg); err != nil {
 			return out, err
@@ -752,4 +756,20 @@ func checkedOutAt(root string, dirs hostfs.GitDirs, ref string) string {
 		}
 	}
 	return ""
+}
+
+// collectedAt is when the workspace at dir was first collected: kept
+// there by that collect, else when, kept now.
+func collectedAt(dir string, when time.Time) (time.Time, error) {
+	path := filepath.Join(dir, "collected-at")
+	if data, err := os.ReadFile(path); err == nil {
+		if t, err := time.Parse(time.RFC3339, strings.TrimSpace(string(data))); err == nil {
+			return t, nil
+		}
+	}
+	when = when.UTC().Truncate(time.Second)
+	if err := hostfs.WriteFileAtomic(path, []byte(when.Format(time.RFC3339)+"\n")); err != nil {
+		return when, fmt.Errorf("keep the time of the collect in %s: %w", dir, err)
+	}
+	return when, nil
 }

@@ -157,3 +157,21 @@ func ChmodBelow(base, rel string, mode uint32) error {
 	}
 	return nil
 }
+
+// RmdirBelow removes the empty directory rel below base, following
+// nothing on the way: a directory that holds anything stays (ENOTEMPTY).
+func RmdirBelow(base, rel string) error {
+	parts, _ := splitRel(rel)
+	if len(parts) == 0 {
+		return errors.New("rmdir: refusing to remove the base directory itself")
+	}
+	dir, done, err := parentBelow(base, parts)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := unix.Unlinkat(dir, parts[len(parts)-1], unix.AT_REMOVEDIR); err != nil {
+		return &os.PathError{Op: "rmdir", Path: filepath.Join(base, rel), Err: err}
+	}
+	return nil
+}
