@@ -46,7 +46,7 @@ func (h *handlers) diff(ctx context.Context, req mcplib.CallToolRequest) (*mcpli
 
 func applyTool() mcplib.Tool {
 	return mcplib.NewTool("codex_apply",
-		mcplib.WithDescription(`Bring the changes of a task that ran with workspace "branch" into its repository's work tree, as uncommitted changes: nothing is committed, the checked-out branch, HEAD and the index stay as they are. A file changed in the work tree since the task started is merged line by line only where that is clean; on any conflict nothing at all is written and the conflicting files are listed. Review with codex_diff first.`),
+		mcplib.WithDescription(`Bring the changes of a task that ran with workspace "branch" into its repository's work tree, as uncommitted changes: nothing is committed, the checked-out branch, HEAD and the index stay as they are. A file changed in the work tree since the task started is merged line by line only where that is clean; on any conflict nothing at all is written and the conflicting files are listed. Review with codex_diff first. For a reply to a branch task, only the reply's own step is applied (from its parent's head): apply the parent first.`),
 		mcplib.WithString("taskId", mcplib.Required(), mcplib.Description("The branch task")),
 		mcplib.WithOutputSchema[view.Applied](),
 		mcplib.WithTitleAnnotation("Apply a Codex task's changes"),
