@@ -143,6 +143,16 @@ func (h *harness) waitFinal(t testing.TB, id string) *store.Task {
 	if err != nil {
 		t.Fatalf("wait for task %s: %v", id, err)
 	}
+	// Wait returns once the end is recorded; what the runner does after
+	// it (the container removed, the state before the run and a branch's
+	// workspace gone) is done when it lets the task go.
+	if done := h.Done(id); done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatalf("task %s ended, but the runner never let it go", id)
+		}
+	}
 	return task
 }
 
