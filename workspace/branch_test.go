@@ -559,3 +559,63 @@ func TestPrepareBranchCarriesAFileThatBecameADirectoryAndBack(t *testing.T) {
 		t.Errorf("the start commit holds:\n%s", got)
 	}
 }
+
+// A directory git takes for a repository whatever its name (a HEAD with
+// objects and refs) never reaches the branch from the task: git run in it
+// on the host would obey its config. One the task left uncommitted is
+// left out, one it committed makes its commits refused, and what it did
+// in one the base has is not taken; the base's own stays as it is.
+func TestCollectBranchLeavesOutDirectoriesGitTakesForARepository(t *testing.T) {
+	bare := map[string]string{"HEAD": "ref: refs/heads/main\n", "objects/info/x": "", "refs/heads/.keep": "", "config": "[core]\n\tfsmonitor = touch /tmp/planted\n"}
+	with := func(dir string, files map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range files {
+			out[dir+"/"+k] = v
+		}
+		return out
+	}
+	repo := t.TempDir()
+	runGit(t, repo, "init", "-q", "-b", "main")
+	writeFiles(t, repo, with("fixture", map[string]string{"HEAD": "ref: refs/heads/main\n", "objects/info/x": "", "refs/heads/.keep": "", "config": "[core]\n"}))
+	writeFiles(t, repo, map[string]string{"a.txt": "a\n"})
+	runGit(t, repo, "add", "-A")
+	runGit(t, repo, "commit", "-qm", "one")
+
+	t.Run("left uncommitted", func(t *testing.T) {
+		spec, p := prepareIn(t, repo, false)
+		tree := TreeDir(spec.Dir)
+		writeFiles(t, tree, with("notgit", bare))
+		writeFiles(t, tree, map[string]string{"fixture/config": "[core]\n\tfsmonitor = touch /tmp/planted\n", "b.txt": "b\n"})
+		c, err := CollectBranch(context.Background(), CollectSpec{Repo: repo, Dir: spec.Dir, Branch: spec.Branch, Start: p.Start, Task: "t1", Owner: spec.Owner, When: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(c.Files, []string{"b.txt"}) {
+			t.Errorf("files %v, want b.txt alone", c.Files)
+		}
+		if left := strings.Join(c.Left, "\n"); !strings.Contains(left, "notgit: a directory git takes for a repository") || !strings.Contains(left, "fixture: a directory git takes for a repository") {
+			t.Errorf("what was left out:\n%s", left)
+		}
+		if got := runGit(t, repo, "show", spec.Branch+":fixture/config"); got != "[core]" {
+			t.Errorf("fixture/config on the branch: %q", got)
+		}
+		runGit(t, repo, "branch", "-D", spec.Branch)
+	})
+	t.Run("committed", func(t *testing.T) {
+		spec, p := prepareIn(t, repo, false)
+		tree := TreeDir(spec.Dir)
+		writeFiles(t, tree, with("notgit", bare))
+		runGit(t, tree, "add", "-A")
+		runGit(t, tree, "commit", "-qm", "a repository in disguise")
+		c, err := CollectBranch(context.Background(), CollectSpec{Repo: repo, Dir: spec.Dir, Branch: spec.Branch, Start: p.Start, Task: "t1", Owner: spec.Owner, When: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Commits != 0 || !strings.Contains(strings.Join(c.Left, "\n"), "notgit is a directory git takes for a repository") {
+			t.Errorf("%+v: want the task's commits refused for notgit", c)
+		}
+		if files := runGit(t, repo, "ls-tree", "-r", "--name-only", spec.Branch); strings.Contains(files, "notgit") {
+			t.Errorf("notgit is on the branch:\n%s", files)
+		}
+	})
+}

@@ -111,6 +111,23 @@ func CollectBranch(ctx context.Context, spec CollectSpec) (Collected, error) {
 	if err != nil {
 		return out, fmt.Errorf("read the task's last commit %s: %w", head, err)
 	}
+	if head != start {
+		// git run in (or below) a directory that holds a HEAD with objects
+		// and refs takes it for a repository and obeys its config,
+		// whatever it is called: one the task's commits made or changed
+		// would reach the user's work tree at an apply.
+		if p := newGitDir(final, startCommit); p != "" {
+			out.Left = append(out.Left, fmt.Sprintf("the task's commits (%s), taken instead as uncommitted changes: %s is a directory git takes for a repository, which the base does not have as it is there", head, orRoot(p)))
+			im.pending = map[plumbing.Hash]pendingObject{}
+			head, commits = start, 0
+			if headTree, err = im.commitTree(head); err != nil {
+				return out, err
+			}
+			if final, err = loadTree(get, headTree, true); err != nil {
+				return out, fmt.Errorf("read the task's start %s: %w", head, err)
+			}
+		}
+	}
 	checked, err := loadCheckout(checkoutFile(spec.Dir))
 	if err != nil {
 		return out, err
@@ -586,6 +603,18 @@ func (w *treeWalk) dir(rel string, patterns []gitignore.Pattern, depth int) erro
 				w.seen[path] = true
 				continue
 			}
+			if w.gitDirShaped(path) {
+				// git takes it for a repository whatever its name, and
+				// obeys its config: what the task did in it is not taken,
+				// and what is committed there stays as committed.
+				w.note("%s: a directory git takes for a repository (a HEAD with objects and refs); what the task did in it was left out", path)
+				for p := range w.tracked {
+					if strings.HasPrefix(p, path+"/") {
+						w.keep(p)
+					}
+				}
+				continue
+			}
 			if match.Match(parts, true) && !w.tracksBelow(path) {
 				continue
 			}
@@ -772,4 +801,53 @@ func collectedAt(dir string, when time.Time) (time.Time, error) {
 		return when, fmt.Errorf("keep the time of the collect in %s: %w", dir, err)
 	}
 	return when, nil
+}
+
+// gitDirShaped says whether the task's directory rel is one git takes for
+// a git directory: a HEAD, and objects and refs or a commondir.
+func (w *treeWalk) gitDirShaped(rel string) bool {
+	has := func(name string) bool {
+		_, err := hostfs.LstatBelow(w.root, w.root, rel+"/"+name)
+		return err == nil
+	}
+	return has("HEAD") && (has("commondir") || has("objects") && has("refs"))
+}
+
+// newGitDir is the first directory of the tree final that git takes for
+// a git directory and that the commit start does not hold as it is: ""
+// if none.
+func newGitDir(final *treeDir, start *object.Commit) string {
+	var found string
+	var walk func(d *treeDir, path string)
+	walk = func(d *treeDir, path string) {
+		if found != "" {
+			return
+		}
+		_, head := d.entries["HEAD"]
+		_, common := d.entries["commondir"]
+		if path != "" && head && (common || d.dirs["objects"] != nil && d.dirs["refs"] != nil) {
+			if !sameSubtree(start, path, d) {
+				found = path
+				return
+			}
+		}
+		for name, sub := range d.dirs {
+			walk(sub, joinPath(path, name))
+		}
+	}
+	walk(final, "")
+	return found
+}
+
+// sameSubtree says whether the commit c holds the directory path as d is.
+func sameSubtree(c *object.Commit, path string, d *treeDir) bool {
+	if d.hash.IsZero() {
+		return false
+	}
+	t, err := c.Tree()
+	if err != nil {
+		return false
+	}
+	sub, err := t.Tree(path)
+	return err == nil && sub.Hash == d.hash
 }
