@@ -98,3 +98,71 @@ func TestAHostileBranchWorkspaceChangesNothingOnTheHost(t *testing.T) {
 	}
 	mustGit(t, repo, "fsck", "--no-dangling")
 }
+
+// A branch task that crafts its branch against the apply, from inside a
+// real container with the real Codex running the commands: a directory
+// shaped as a bare repository with an fsmonitor in its config (git on the
+// host takes it for one, whatever its name), a nested repository with a
+// hook, a .GIT at the root, and a link out of the repository, some of
+// them committed. The plant is proven to have run; the apply then writes
+// the honest files and the link as a link, and nothing git would obey: no
+// repository of any name is in the user's work tree, git run there and in
+// the planted directories runs nothing, and nothing is written outside.
+func TestABranchCraftedAgainstTheApplyPlantsNothingInTheWorkTree(t *testing.T) {
+	t.Parallel()
+	marks := ownerDir(t)
+	outside := ownerDir(t)
+	run := "touch " + filepath.Join(marks, "ran")
+	plant := strings.Join([]string{
+		"set -e",
+		"mkdir -p notgit/objects/info notgit/refs/heads && echo 'ref: refs/heads/main' > notgit/HEAD && printf '[core]\\n\\tfsmonitor = " + run + "\\n\\tworktree = ..\\n' > notgit/config && echo x > notgit/objects/info/x && echo x > notgit/refs/heads/x",
+		"mkdir -p sub && git -C sub init -q && printf '#!/bin/sh\\n" + run + "\\n' > sub/.git/hooks/post-checkout && chmod +x sub/.git/hooks/post-checkout && echo x > sub/file",
+		"mkdir .GIT && printf '[core]\\n\\tfsmonitor = " + run + "\\n' > .GIT/config",
+		"ln -s " + outside + " escape && echo honest > plain.txt",
+		"git add notgit plain.txt escape && git -c core.hooksPath=/dev/null commit -qm crafted",
+		"echo planted",
+	}, " && ")
+	h := realCodex(t, plant)
+	repo := committedRepo(t)
+	task := h.startAndWait(t, Spec{Prompt: "plant", WorkingDirectory: repo, Sandbox: WorkspaceWrite, Workspace: workspace.KindBranch, Model: "gpt-5-codex"})
+	log := readLog(h.LogPath(task.ID))
+	if task.Summary == nil || len(task.Summary.Commands) != 1 || task.Summary.Commands[0].ExitCode == nil || *task.Summary.Commands[0].ExitCode != 0 || !strings.Contains(log, `planted`) {
+		t.Fatalf("the plant did not run: %s (%s), summary %+v\n%s", task.Status, task.Error, task.Summary, log)
+	}
+	if task.Status != store.Completed || task.Branch == nil || task.Branch.Head == "" {
+		t.Fatalf("%s (%s), branch %+v", task.Status, task.Error, task.Branch)
+	}
+	left := strings.Join(task.Branch.Left, "\n")
+	for _, want := range []string{"notgit is a directory git takes for a repository", "sub/.git: a git directory of its own"} {
+		if !strings.Contains(left, want) {
+			t.Errorf("what was left out does not say %q:\n%s", want, left)
+		}
+	}
+	_, applied, err := h.Apply(t.Context(), task.ID)
+	if err != nil || len(applied.Conflicts) > 0 {
+		t.Fatalf("apply: %+v, %v", applied, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(repo, "plain.txt")); err != nil || string(got) != "honest\n" {
+		t.Errorf("plain.txt: %q, %v", got, err)
+	}
+	if target, err := os.Readlink(filepath.Join(repo, "escape")); err != nil || target != outside {
+		t.Errorf("escape is not the link the task made: %q, %v", target, err)
+	}
+	for _, p := range []string{"notgit", ".GIT", "sub/.git"} {
+		if _, err := os.Lstat(filepath.Join(repo, p)); !os.IsNotExist(err) {
+			t.Errorf("%s reached the user's work tree: %v", p, err)
+		}
+	}
+	// git on the host, where the user would run it.
+	for _, dir := range []string{repo, filepath.Join(repo, "sub"), filepath.Join(repo, "notgit")} {
+		if _, err := os.Stat(dir); err == nil {
+			_, _ = runGit(dir, "status")
+		}
+	}
+	if _, err := os.Stat(filepath.Join(marks, "ran")); !os.IsNotExist(err) {
+		t.Errorf("a planted command ran on the host: %v", err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("the apply wrote outside the repository: %v", entries)
+	}
+}
