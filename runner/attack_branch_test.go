@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,5 +165,64 @@ func TestABranchCraftedAgainstTheApplyPlantsNothingInTheWorkTree(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 		t.Errorf("the apply wrote outside the repository: %v", entries)
+	}
+}
+
+// Branch tasks of two repositories at once reach nothing of each other:
+// while one runs, the other, in a real container, tries to read and write
+// the first's workspace and repository by their host paths, and to read
+// its own repository (the control, which it can). The first's branch
+// holds only its own file.
+func TestBranchTasksOfTwoRepositoriesReachNothingOfEachOther(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	repoA, repoB := committedRepo(t), committedRepo(t)
+	b, err := h.Start(context.Background(), Spec{Prompt: "write mine-b.txt b; await go-b; say done",
+		WorkingDirectory: repoB, Sandbox: WorkspaceWrite, Workspace: workspace.KindBranch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	treeB := workspace.TreeDir(h.workspaceDir(b.ID))
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(treeB, "mine-b.txt")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task b never wrote its file:\n%s", readLog(h.LogPath(b.ID)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	prompt := strings.Join([]string{
+		"read src/main.txt",
+		"read " + filepath.Join(treeB, "mine-b.txt"),
+		"read " + filepath.Join(repoB, "src/main.txt"),
+		"write " + filepath.Join(treeB, "from-a.txt") + " a",
+		"write " + filepath.Join(repoB, "from-a.txt") + " a",
+		"say done",
+	}, "; ")
+	a := h.startAndWait(t, Spec{Prompt: prompt, WorkingDirectory: repoA, Sandbox: WorkspaceWrite, Workspace: workspace.KindBranch})
+	logA := readLog(h.LogPath(a.ID))
+	if a.Status != store.Completed || !strings.Contains(logA, "read src/main.txt: main") {
+		t.Fatalf("task a did not run, or could not read its own repository: %s (%s)\n%s", a.Status, a.Error, logA)
+	}
+	for _, p := range []string{filepath.Join(treeB, "mine-b.txt"), filepath.Join(repoB, "src/main.txt")} {
+		if !strings.Contains(logA, "read "+p+": open "+p+": no such file or directory") {
+			t.Errorf("task a's read of %s did not fail for want of the path:\n%s", p, logA)
+		}
+	}
+	writeRepoFiles(t, treeB, map[string]string{"go-b": ""})
+	gotB := h.waitFinal(t, b.ID)
+	if gotB.Status != store.Completed || gotB.Branch == nil {
+		t.Fatalf("task b: %s (%s)", gotB.Status, gotB.Error)
+	}
+	if files := mustGit(t, repoB, "diff", "--name-only", gotB.Branch.Start, gotB.Branch.Name); files != "go-b\nmine-b.txt" {
+		t.Errorf("task b's branch holds %q, want its own files alone", files)
+	}
+	if a.Branch == nil || len(a.Summary.FilesChanged) != 0 {
+		t.Errorf("task a changed files: %v", a.Summary.FilesChanged)
+	}
+	if _, err := os.Stat(filepath.Join(repoB, "from-a.txt")); !os.IsNotExist(err) {
+		t.Errorf("task a wrote into b's repository: %v", err)
 	}
 }
