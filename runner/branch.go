@@ -132,7 +132,7 @@ func (r *Runner) prepareBranch(ctx context.Context, t *store.Task, rn *run) (*st
 	if used, err := r.WorkspacesUsage(limit); err != nil {
 		return t, err
 	} else if used >= limit {
-		return t, fmt.Errorf("the workspaces of running branch tasks use %s, the most limits.workspacesMB allows: wait for tasks to end, or raise it", humanBytes(used))
+		return t, fmt.Errorf("the workspaces of running branch tasks use %s, the most limits.workspacesMB allows: wait for tasks to end, or raise it", hostfs.HumanSize(used))
 	}
 	p, err := workspace.PrepareBranch(ctx, workspace.BranchSpec{
 		Repo: t.RepoRoot, Dir: dir, Base: t.Branch.Base, Carry: t.Branch.Carry,
@@ -143,7 +143,7 @@ func (r *Runner) prepareBranch(ctx context.Context, t *store.Task, rn *run) (*st
 	}
 	if used, err := r.WorkspacesUsage(limit); err == nil && used > limit {
 		_ = workspace.RemoveBranchWorkspace(dir)
-		return t, fmt.Errorf("its workspace would bring the workspaces of running branch tasks to %s, past limits.workspacesMB (%s): wait for tasks to end, or raise it", humanBytes(used), humanBytes(limit))
+		return t, fmt.Errorf("its workspace would bring the workspaces of running branch tasks to %s, past limits.workspacesMB (%s): wait for tasks to end, or raise it", hostfs.HumanSize(used), hostfs.HumanSize(limit))
 	}
 	// The task starts where it was asked to, even in a directory the base
 	// does not have.

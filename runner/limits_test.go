@@ -273,7 +273,7 @@ func TestLogResumesAfterTheEngineCutItsCopy(t *testing.T) {
 	}
 	second := newHarness(t, func(c *Config) { short(c); c.Home = first.home })
 	final := second.waitFinal(t, task.ID)
-	if final.Status != store.Failed || !strings.Contains(final.Error, "passed the log cap of "+humanBytes(limit)+" (limits.logMB)") {
+	if final.Status != store.Failed || !strings.Contains(final.Error, "passed the log cap of "+hostfs.HumanSize(limit)+" (limits.logMB)") {
 		t.Fatalf("%s: %q", final.Status, final.Error)
 	}
 	log := readFile(t, second.LogPath(task.ID))

@@ -51,7 +51,7 @@ var errLeaseLost = errors.New("this server no longer holds the task's lease")
 
 // cutLine ends a log that reached its cap.
 func cutLine(limit int64) string {
-	return fmt.Sprintf("codex-connector: the log was cut here, at %d bytes (limits.logMB is %s); the task was stopped\n", limit, humanBytes(limit))
+	return fmt.Sprintf("codex-connector: the log was cut here, at %d bytes (limits.logMB is %s); the task was stopped\n", limit, hostfs.HumanSize(limit))
 }
 
 func (s *logSink) Write(p []byte) (int, error) {
@@ -580,7 +580,7 @@ func (c *logCopy) message(s int, m []byte) error {
 			return err
 		}
 		return c.sink.cut(fmt.Sprintf("codex-connector: the log was cut here: the engine's own copy of the output, which stores each line as JSON (%s of it for %s of output here), was half full: at %s (%d times limits.logMB) it starts afresh and loses what was not yet read; the task was stopped\n",
-			humanBytes(c.engineBytes), humanBytes(c.sink.size), humanBytes(c.engineCap), engineLogFactor))
+			hostfs.HumanSize(c.engineBytes), hostfs.HumanSize(c.sink.size), hostfs.HumanSize(c.engineCap), engineLogFactor))
 	}
 	if int64(len(c.pending)) >= c.flushAt {
 		return c.flush()
@@ -637,7 +637,7 @@ func (c *logCopy) engineCopy() string {
 	if c.engineCap == 0 {
 		return "the engine's own copy of the output"
 	}
-	return fmt.Sprintf("the engine's own copy of the output (at most %s, %d times limits.logMB)", humanBytes(c.engineCap), engineLogFactor)
+	return fmt.Sprintf("the engine's own copy of the output (at most %s, %d times limits.logMB)", hostfs.HumanSize(c.engineCap), engineLogFactor)
 }
 
 // engineWhole says whether the engine's copy of the output still starts

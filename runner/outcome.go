@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"github.com/codex-connector/codex-connector/store"
 )
 
@@ -45,7 +46,7 @@ func outcome(e ending) (store.Status, string) {
 	case !e.Deadline.IsZero() && !e.Now.Before(e.Deadline):
 		return store.TimedOut, fmt.Sprintf("timed out after %s", e.Timeout)
 	case e.OOMKilled:
-		return store.Failed, fmt.Sprintf("killed: out of memory (limit %s) — raise the memory limit in the configuration, or give Codex a smaller task", humanBytes(e.MemoryLimit))
+		return store.Failed, fmt.Sprintf("killed: out of memory (limit %s) — raise the memory limit in the configuration, or give Codex a smaller task", hostfs.HumanSize(e.MemoryLimit))
 	case e.Code == 0:
 		return store.Completed, ""
 	case e.EngineLost:

@@ -70,7 +70,7 @@ func (r *Runner) readPreRun(id string) ([]byte, error) {
 		return nil, err
 	}
 	if len(data) > workspace.MaxKeptBytes {
-		return nil, fmt.Errorf("%s is larger than %s", f.Name(), humanBytes(workspace.MaxKeptBytes))
+		return nil, fmt.Errorf("%s is larger than %s", f.Name(), hostfs.HumanSize(workspace.MaxKeptBytes))
 	}
 	return data, nil
 }

@@ -61,7 +61,7 @@ func (r *Runner) watchRepo(rn *run, id, containerID string, tree measured) func(
 		case base < 0:
 			base = used
 		case used-base > limit:
-			return fmt.Sprintf("stopped: the task added more than %s on disk to the work tree (limits.repoMB) — remove what it wrote that you do not need, and raise limits.repoMB if the task needs more", humanBytes(limit))
+			return fmt.Sprintf("stopped: the task added more than %s on disk to the work tree (limits.repoMB) — remove what it wrote that you do not need, and raise limits.repoMB if the task needs more", hostfs.HumanSize(limit))
 		}
 		return ""
 	})

@@ -441,7 +441,7 @@ func (r *Runner) followOnce(t *store.Task, h backend.Handle, rn *run) (logs copi
 			}
 		}()
 		size, err := copyLogs(ctx, h, r.LogPath(t.ID), rn.tracker, r.cfg.Limits.LogBytes, rn.held, func() {
-			r.stopFor(ctx, t.ID, containerID, fmt.Sprintf("stopped: its output passed the log cap of %s (limits.logMB); the log ends where it was cut — raise limits.logMB, or ask for less output", humanBytes(r.cfg.Limits.LogBytes)))
+			r.stopFor(ctx, t.ID, containerID, fmt.Sprintf("stopped: its output passed the log cap of %s (limits.logMB); the log ends where it was cut — raise limits.logMB, or ask for less output", hostfs.HumanSize(r.cfg.Limits.LogBytes)))
 		})
 		if errors.Is(err, errLeaseLost) {
 			// The lease lapsed unrenewed (this process was stopped, or
@@ -707,7 +707,7 @@ func (r *Runner) watchState(ctx context.Context, id, containerID string) func() 
 		case err != nil:
 			return fmt.Sprintf("stopped: its state directory (%s) cannot be measured against limits.stateMB: %v", stateMount, err)
 		case used > limit:
-			return fmt.Sprintf("stopped: its state directory (%s) uses more than %s on disk (limits.stateMB) — Codex keeps its sessions there; raise limits.stateMB if the task needs more", stateMount, humanBytes(limit))
+			return fmt.Sprintf("stopped: its state directory (%s) uses more than %s on disk (limits.stateMB) — Codex keeps its sessions there; raise limits.stateMB if the task needs more", stateMount, hostfs.HumanSize(limit))
 		}
 		return ""
 	})
@@ -762,7 +762,7 @@ func (r *Runner) copyResult(ctx context.Context, id string) (string, error) {
 		return string(data), fmt.Errorf("the result could not be saved: %w", err)
 	}
 	if size > int64(len(data)) {
-		return string(data), fmt.Errorf("the result was cut: Codex's last message is %s; the result keeps its first %s", humanBytes(size), humanBytes(maxResultBytes))
+		return string(data), fmt.Errorf("the result was cut: Codex's last message is %s; the result keeps its first %s", hostfs.HumanSize(size), hostfs.HumanSize(maxResultBytes))
 	}
 	return string(data), nil
 }
@@ -849,14 +849,4 @@ func joinReason(a, b string) string {
 		return b
 	}
 	return a + "; " + b
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 1<<20:
-		return fmt.Sprintf("%d MiB", n>>20)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }

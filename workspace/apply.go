@@ -219,7 +219,7 @@ func blobSide(repo *git.Repository, e object.ChangeEntry) (side, error) {
 		return side{}, fmt.Errorf("read %s of the branch: %w", e.Name, err)
 	}
 	if b.Size > maxObjectBytes {
-		return side{}, fmt.Errorf("%s is %s on the branch, past what an apply writes", e.Name, humanSize(b.Size))
+		return side{}, fmt.Errorf("%s is %s on the branch, past what an apply writes", e.Name, hostfs.HumanSize(b.Size))
 	}
 	r, err := b.Reader()
 	if err != nil {

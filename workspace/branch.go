@@ -370,14 +370,14 @@ func readWorkFile(root, path string, st unix.Stat_t) (filemode.FileMode, []byte,
 		return filemode.Symlink, []byte(target), ""
 	case unix.S_IFREG:
 		if st.Size > maxObjectBytes {
-			return 0, nil, fmt.Sprintf("%s, larger than the %s a branch takes", humanSize(st.Size), humanSize(maxObjectBytes))
+			return 0, nil, fmt.Sprintf("%s, larger than the %s a branch takes", hostfs.HumanSize(st.Size), hostfs.HumanSize(maxObjectBytes))
 		}
 		data, size, err := hostfs.ReadRegular(root, root, path, maxObjectBytes+1)
 		if err != nil {
 			return 0, nil, err.Error()
 		}
 		if size > maxObjectBytes || int64(len(data)) > maxObjectBytes {
-			return 0, nil, fmt.Sprintf("larger than the %s a branch takes", humanSize(maxObjectBytes))
+			return 0, nil, fmt.Sprintf("larger than the %s a branch takes", hostfs.HumanSize(maxObjectBytes))
 		}
 		mode := filemode.Regular
 		if st.Mode&0o111 != 0 {
@@ -405,18 +405,6 @@ func fileKind(mode uint32) string {
 		return "file"
 	}
 	return "special file"
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
 
 // identity is who the server's commits are by: they record what the user

@@ -284,7 +284,7 @@ func (im *importer) take(h plumbing.Hash, want plumbing.ObjectType) ([]byte, err
 		return nil, fmt.Errorf("object %s is a %s, not a %s", h, t, want)
 	}
 	if im.bytes += int64(len(data)); im.bytes > maxImportBytes {
-		return nil, fmt.Errorf("the task's objects pass %s", humanSize(maxImportBytes))
+		return nil, fmt.Errorf("the task's objects pass %s", hostfs.HumanSize(maxImportBytes))
 	}
 	im.pending[h] = pendingObject{t, data}
 	return data, nil
@@ -653,7 +653,7 @@ func (w *treeWalk) file(path string, st unix.Stat_t, tracked bool) {
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size <= maxObjectBytes {
 		if w.read+st.Size > maxWorkBytes {
-			w.note("%s: past the %s of changed files one collect reads, left out", path, humanSize(maxWorkBytes))
+			w.note("%s: past the %s of changed files one collect reads, left out", path, hostfs.HumanSize(maxWorkBytes))
 			if tracked {
 				w.keep(path)
 			}

@@ -98,7 +98,7 @@ func BranchDiff(ctx context.Context, root, from, to string, paths []string, patc
 		var text string
 		if large(repo, c) {
 			fc.Binary = true
-			text = fmt.Sprintf("diff --git a/%s b/%s\n(a file larger than %s: not shown)\n", path, path, humanSize(maxPatchFileBytes))
+			text = fmt.Sprintf("diff --git a/%s b/%s\n(a file larger than %s: not shown)\n", path, path, hostfs.HumanSize(maxPatchFileBytes))
 		} else {
 			p, err := c.PatchContext(ctx)
 			if err != nil {

@@ -379,21 +379,11 @@ func checkWorkspaces(cfg config) finding {
 			return fromError("workspaces", fmt.Errorf("measure %s: %w", dir, err), "")
 		}
 	}
-	f := finding{name: "workspaces", detail: fmt.Sprintf("tasks that ask for none work in the %s workspace (workspace in config.json); %d branch workspace(s) use %s of the %d MiB limits.workspacesMB allows", kind, len(entries), humanSize(used), limit>>20)}
+	f := finding{name: "workspaces", detail: fmt.Sprintf("tasks that ask for none work in the %s workspace (workspace in config.json); %d branch workspace(s) use %s of the %d MiB limits.workspacesMB allows", kind, len(entries), hostfs.HumanSize(used), limit>>20)}
 	if used > limit {
 		f.notes = append(f.notes, "branch tasks fail to start until workspaces go: they go when their tasks end; `codex-connector prune` removes those of ended tasks whose branch could not be made")
 	}
 	return f
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%d MiB", n>>20)
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
 }
 
 // lines splits printed lines and takes a prefix off each.
