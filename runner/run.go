@@ -521,25 +521,9 @@ func (r *Runner) finish(id string, h backend.Handle, st backend.State, rn *run, 
 	result, resultErr := r.copyResult(r.lifetime, id)
 	sum := rn.tracker.summary()
 	turnErr := rn.tracker.failure()
-	var changesErr, branchErr error
-	var branch *store.Branch
+	branch, branchErr, changesErr := r.changesOf(id, rn, &sum)
 	var ran store.Ran
 	var findings []store.Finding
-	if t, err := r.store.Get(id); err == nil && isBranch(t) && t.Branch != nil && t.Sandbox == ReadOnly {
-		// A review of a branch: its checkout was read-only, and goes.
-		r.removeWorkspace(id)
-	} else if err == nil && isBranch(t) && t.Branch != nil {
-		// The branch holds what the task changed, and nothing else did.
-		var files []string
-		branch, files, branchErr = r.collectBranch(t, time.Now())
-		sum.FilesChanged = nil
-		for _, p := range files {
-			sum.FilesChanged = appendBounded(sum.FilesChanged, clipN(p, maxPath), maxFiles)
-		}
-		sum.HostRunFiles = workspace.HostRunOf(sum.FilesChanged)
-	} else {
-		changesErr = collectChanges(rn.ws, &sum)
-	}
 	if t, err := r.store.Get(id); err == nil {
 		ran = r.readRan(r.lifetime, id, sum.ThreadID, t.ResumeFrom)
 		if t.Review != nil {
@@ -613,6 +597,31 @@ func (r *Runner) finish(id string, h backend.Handle, st backend.State, rn *run, 
 		r.removeWorkspace(id)
 	}
 	r.drop(id, nil)
+}
+
+// changesOf takes what the run changed into sum: a branch task's branch
+// (collected now; nil for a review, whose read-only checkout goes), or the
+// files changed in the shared work tree. The errors say why the branch
+// could not be made, or why the files changed are only those Codex
+// reported.
+func (r *Runner) changesOf(id string, rn *run, sum *store.Summary) (branch *store.Branch, branchErr, changesErr error) {
+	t, err := r.store.Get(id)
+	switch {
+	case err == nil && isBranch(t) && t.Branch != nil && t.Sandbox == ReadOnly:
+		r.removeWorkspace(id)
+		return nil, nil, nil
+	case err == nil && isBranch(t) && t.Branch != nil:
+		// The branch holds what the task changed, and nothing else did.
+		var files []string
+		branch, files, branchErr = r.collectBranch(t, time.Now())
+		sum.FilesChanged = nil
+		for _, p := range files {
+			sum.FilesChanged = appendBounded(sum.FilesChanged, clipN(p, maxPath), maxFiles)
+		}
+		sum.HostRunFiles = workspace.HostRunOf(sum.FilesChanged)
+		return branch, branchErr, nil
+	}
+	return nil, nil, collectChanges(rn.ws, sum)
 }
 
 // collectChanges adds to sum the files the run changed in its workspace
