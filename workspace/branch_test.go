@@ -258,7 +258,7 @@ func TestCollectBranchFromAHostileWorkspace(t *testing.T) {
 		t.Fatal(err)
 	}
 	left := strings.Join(c.Left, "\n")
-	for _, want := range []string{"the task's commits (" + secret, "pipe: a named pipe", "sparse: 10.0 GiB"} {
+	for _, want := range []string{"the task's commits (" + secret, "pipe: a named pipe", "sparse: 10 GiB"} {
 		if !strings.Contains(left, want) {
 			t.Errorf("what was left out does not say %q:\n%s", want, left)
 		}

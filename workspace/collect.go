@@ -79,10 +79,13 @@ func CollectBranch(ctx context.Context, spec CollectSpec) (Collected, error) {
 	if err != nil {
 		return out, err
 	}
-	repo, err := hostfs.OpenRepoAt(ctx, spec.Repo, dirs, refused)
+	// The pack files stay open: the model of the task's last commit reads
+	// every tree of it, and go-git opens a pack for each read otherwise.
+	repo, closeRepo, err := hostfs.OpenRepoKeeping(ctx, spec.Repo, dirs, refused)
 	if err != nil {
 		return out, fmt.Errorf("open the repository %s: %w", spec.Repo, firstOf(refused, err))
 	}
+	defer closeRepo()
 	start := plumbing.NewHash(spec.Start)
 	startCommit, err := repo.CommitObject(start)
 	if err != nil {
