@@ -564,6 +564,18 @@ func (w *treeWalk) dir(rel string, patterns []gitignore.Pattern, depth int) erro
 		w.note("%s: %v", orRoot(rel), err)
 		return nil
 	}
+	if rel != "" && gitDirShaped(infos) {
+		// git takes it for a repository whatever its name, and obeys its
+		// config: what the task did in it is not taken, and what is
+		// committed there stays as committed.
+		w.note("%s: a directory git takes for a repository (a HEAD with objects and refs); what the task did in it was left out", rel)
+		for p := range w.tracked {
+			if strings.HasPrefix(p, rel+"/") {
+				w.keep(p)
+			}
+		}
+		return nil
+	}
 	var domain []string
 	if rel != "" {
 		domain = strings.Split(rel, "/")
@@ -604,18 +616,6 @@ func (w *treeWalk) dir(rel string, patterns []gitignore.Pattern, depth int) erro
 			if e, ok := w.tracked[path]; ok && e.mode == filemode.Submodule {
 				// A submodule's directory: its commit stays as committed.
 				w.seen[path] = true
-				continue
-			}
-			if w.gitDirShaped(path) {
-				// git takes it for a repository whatever its name, and
-				// obeys its config: what the task did in it is not taken,
-				// and what is committed there stays as committed.
-				w.note("%s: a directory git takes for a repository (a HEAD with objects and refs); what the task did in it was left out", path)
-				for p := range w.tracked {
-					if strings.HasPrefix(p, path+"/") {
-						w.keep(p)
-					}
-				}
 				continue
 			}
 			if match.Match(parts, true) && !w.tracksBelow(path) {
@@ -806,14 +806,17 @@ func collectedAt(dir string, when time.Time) (time.Time, error) {
 	return when, nil
 }
 
-// gitDirShaped says whether the task's directory rel is one git takes for
-// a git directory: a HEAD, and objects and refs or a commondir.
-func (w *treeWalk) gitDirShaped(rel string) bool {
-	has := func(name string) bool {
-		_, err := hostfs.LstatBelow(w.root, w.root, rel+"/"+name)
-		return err == nil
+// gitDirShaped says whether a directory that lists infos is one git
+// takes for a git directory: a HEAD, and objects and refs or a commondir.
+func gitDirShaped(infos []os.FileInfo) bool {
+	has := map[string]bool{}
+	for _, fi := range infos {
+		switch fi.Name() {
+		case "HEAD", "objects", "refs", "commondir":
+			has[fi.Name()] = true
+		}
 	}
-	return has("HEAD") && (has("commondir") || has("objects") && has("refs"))
+	return has["HEAD"] && (has["commondir"] || has["objects"] && has["refs"])
 }
 
 // newGitDir is the first directory of the tree final that git takes for
