@@ -137,7 +137,13 @@ func CollectBranch(ctx context.Context, spec CollectSpec) (Collected, error) {
 	}
 	tracked := final.files("", nil)
 	walk := &treeWalk{ctx: ctx, root: root, checked: checked, tracked: tracked, seen: map[string]bool{}, model: final, im: im}
-	if err := walk.dir("", nil, 0); err != nil {
+	rootfd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return out, fmt.Errorf("open the task's work tree %s: %w", root, err)
+	}
+	err = walk.dir(rootfd, "", nil, 0)
+	unix.Close(rootfd)
+	if err != nil {
 		return out, err
 	}
 	out.Left = append(out.Left, walk.left...)
@@ -551,7 +557,9 @@ func (w *treeWalk) keep(path string) {
 }
 
 // dir walks rel, with the ignore patterns of the directories above it.
-func (w *treeWalk) dir(rel string, patterns []gitignore.Pattern, depth int) error {
+// fd is the directory, open: the walk holds each directory on its way
+// open rather than walking every path from the root again.
+func (w *treeWalk) dir(fd int, rel string, patterns []gitignore.Pattern, depth int) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
@@ -559,7 +567,7 @@ func (w *treeWalk) dir(rel string, patterns []gitignore.Pattern, depth int) erro
 		w.note("%s: nested deeper than 256, left out", rel)
 		return nil
 	}
-	infos, err := hostfs.ReadDirBelow(w.root, w.root, rel, w.ctx.Err)
+	infos, err := hostfs.ReadDirFd(fd, filepath.Join(w.root, rel), w.ctx.Err)
 	if err != nil {
 		w.note("%s: %v", orRoot(rel), err)
 		return nil
@@ -621,7 +629,14 @@ func (w *treeWalk) dir(rel string, patterns []gitignore.Pattern, depth int) erro
 			if match.Match(parts, true) && !w.tracksBelow(path) {
 				continue
 			}
-			if err := w.dir(path, patterns, depth+1); err != nil {
+			sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err != nil {
+				w.note("%s: %v", path, &os.PathError{Op: "open", Path: filepath.Join(w.root, path), Err: err})
+				continue
+			}
+			err = w.dir(sub, path, patterns, depth+1)
+			unix.Close(sub)
+			if err != nil {
 				return err
 			}
 			continue

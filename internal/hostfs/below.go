@@ -258,6 +258,12 @@ func ReadDirBelow(base, display, rel string, stop func() error) ([]os.FileInfo, 
 	if fd != basefd {
 		defer unix.Close(fd)
 	}
+	return ReadDirFd(fd, filepath.Join(display, rel), stop)
+}
+
+// ReadDirFd lists the open directory fd, shown as display, as
+// ReadDirBelow does: for a walk that holds each directory open.
+func ReadDirFd(fd int, display string, stop func() error) ([]os.FileInfo, error) {
 	var out []os.FileInfo
 	buf := make([]byte, 32<<10)
 	for {
@@ -268,7 +274,7 @@ func ReadDirBelow(base, display, rel string, stop func() error) ([]os.FileInfo, 
 		}
 		n, err := unix.Getdents(fd, buf)
 		if err != nil {
-			return nil, &os.PathError{Op: "readdir", Path: filepath.Join(display, rel), Err: err}
+			return nil, &os.PathError{Op: "readdir", Path: display, Err: err}
 		}
 		if n <= 0 {
 			return out, nil
