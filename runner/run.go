@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -52,9 +53,16 @@ func (rn *run) held() bool {
 	return rn.ctx.Err() == nil && time.Now().UnixNano() < rn.heldUntil.Load()
 }
 
-// execute claims a queued task and runs it to its end. It returns early,
-// leaving the container running, when the runner's lifetime ends.
-func (r *Runner) execute(id string) {
+// execute claims a queued task, once the task dispatched before it is
+// claimed (after; nil for none), says so (closes claimed), and runs the
+// task to its end. It returns early, leaving the container running, when
+// the runner's lifetime ends.
+func (r *Runner) execute(id string, after <-chan struct{}, claimed chan struct{}) {
+	closeClaimed := sync.OnceFunc(func() { close(claimed) })
+	defer closeClaimed()
+	if after != nil {
+		<-after
+	}
 	t, err := r.update(id, func(t *store.Task) error {
 		if t.Status != store.Queued || t.CancelRequested {
 			return errNotRunnable
@@ -70,6 +78,7 @@ func (r *Runner) execute(id string) {
 		}
 		return nil
 	})
+	closeClaimed()
 	if errors.Is(err, errNotRunnable) {
 		r.drop(id, nil)
 		return

@@ -144,6 +144,11 @@ type Runner struct {
 	queue   []string
 	running int
 	runs    map[string]*run
+	// claimed is closed once the task dispatched last has been claimed:
+	// the next one claims after it, so that tasks start (and their
+	// records say they started) in the order they were queued, however
+	// their goroutines are scheduled.
+	claimed chan struct{}
 }
 
 // run is what this process knows of a task it executes or follows.
@@ -355,10 +360,12 @@ func (r *Runner) dispatchLocked() {
 		r.queue = r.queue[1:]
 		r.running++
 		r.wg.Add(1)
+		after, mine := r.claimed, make(chan struct{})
+		r.claimed = mine
 		go func() {
 			defer r.freeSlot()
 			defer r.recoverTask(id)
-			r.execute(id)
+			r.execute(id, after, mine)
 		}()
 	}
 }

@@ -98,7 +98,8 @@ func usageOf(fd int, display string, depth int, limit int64, total *int64) error
 }
 
 // HumanSize says n bytes for a reader: whole GiB as such ("4 GiB"), other
-// sizes past a GiB to a tenth, then MiB, KiB and bytes.
+// sizes past a GiB to a tenth, then MiB; below a MiB, whole KiB as such,
+// else the bytes exactly (a limit of 4000 bytes is said as it was set).
 func HumanSize(n int64) string {
 	switch {
 	case n >= 1<<30 && n%(1<<30) == 0:
@@ -107,7 +108,7 @@ func HumanSize(n int64) string {
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 	case n >= 1<<20:
 		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10:
+	case n >= 1<<10 && n%(1<<10) == 0:
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
