@@ -584,14 +584,7 @@ func excludesOf(home string) []gitignore.Pattern {
 	if err != nil {
 		return nil
 	}
-	var ps []gitignore.Pattern
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimRight(line, "\r")
-		if line != "" && !strings.HasPrefix(line, "#") {
-			ps = append(ps, gitignore.ParsePattern(line, nil))
-		}
-	}
-	return ps
+	return parseIgnore(data, nil)
 }
 
 // hasAlternates says whether the repository at root reads objects from

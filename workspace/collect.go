@@ -592,12 +592,7 @@ func (w *treeWalk) dir(fd int, rel string, patterns []gitignore.Pattern, depth i
 		if fi.Name() == ".gitignore" && fi.Mode().IsRegular() {
 			data, _, err := hostfs.ReadRegular(w.root, w.root, joinPath(rel, ".gitignore"), maxGitTextBytes)
 			if err == nil {
-				for _, line := range strings.Split(string(data), "\n") {
-					line = strings.TrimRight(line, "\r")
-					if line != "" && !strings.HasPrefix(line, "#") {
-						patterns = append(patterns, gitignore.ParsePattern(line, domain))
-					}
-				}
+				patterns = append(patterns, parseIgnore(data, domain)...)
 			}
 		}
 	}
