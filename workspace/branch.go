@@ -250,11 +250,7 @@ func firstOf(refused *hostfs.Refusal, err error) error {
 // userStatus is the status of the user's work tree at repoRoot, and notes
 // which files of it are as its index has them (c.clean).
 func (c *checkout) userStatus(ctx context.Context, repoRoot string) (treeStatus, error) {
-	s, err := newStatus(ctx, repoRoot, c.repo, c.dirs, globalExcludes(repoRoot), nil)
-	if err != nil {
-		return nil, err
-	}
-	status, err := s.result(scanTree(ctx, repoRoot, scanWant{status: s}))
+	s, status, err := statusOf(ctx, repoRoot, c.repo, c.dirs, globalExcludes(repoRoot))
 	if err != nil {
 		return nil, err
 	}

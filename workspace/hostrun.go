@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/codex-connector/codex-connector/internal/hostfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,15 +83,17 @@ func dirFingerprint(p string) string {
 }
 
 func lstatFingerprint(p string) string {
-	fi, err := os.Lstat(p)
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
 		return "gone"
 	}
-	s, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-	}
-	return fmt.Sprintf("%d %v %d %d.%d %d.%d", s.Ino, fi.Mode(), s.Size, s.Mtim.Sec, s.Mtim.Nsec, s.Ctim.Sec, s.Ctim.Nsec)
+	return fingerprintOf(st)
+}
+
+// fingerprintOf is the fingerprint of a file whose lstat is s: its inode,
+// mode, size and times.
+func fingerprintOf(s unix.Stat_t) string {
+	return fmt.Sprintf("%d %v %d %d.%d %d.%d", s.Ino, hostfs.ModeOf(s), s.Size, s.Mtim.Sec, s.Mtim.Nsec, s.Ctim.Sec, s.Ctim.Nsec)
 }
 
 // hostRunFiles lists the host-run files a run changed, created or removed:

@@ -414,8 +414,3 @@ func (t *treeScan) gitDir(rel string) {
 		}
 	}
 }
-
-// fingerprintOf is lstatFingerprint of a stat already taken.
-func fingerprintOf(s unix.Stat_t) string {
-	return fmt.Sprintf("%d %v %d %d.%d %d.%d", s.Ino, hostfs.ModeOf(s), s.Size, s.Mtim.Sec, s.Mtim.Nsec, s.Ctim.Sec, s.Ctim.Nsec)
-}

@@ -54,13 +54,14 @@ const maxStatusDepth = hostfs.MaxWalkDepth
 
 // statusOf takes the status of the work tree at root, whose repository is
 // repo with git directories dirs; excludes are the owner's global ignore
-// patterns.
-func statusOf(ctx context.Context, root string, repo *git.Repository, dirs hostfs.GitDirs, excludes []gitignore.Pattern) (treeStatus, error) {
+// patterns. The walk that took it holds the index it was taken against.
+func statusOf(ctx context.Context, root string, repo *git.Repository, dirs hostfs.GitDirs, excludes []gitignore.Pattern) (*statusWalk, treeStatus, error) {
 	s, err := newStatus(ctx, root, repo, dirs, excludes, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return s.result(scanTree(ctx, root, scanWant{status: s}))
+	st, err := s.result(scanTree(ctx, root, scanWant{status: s}))
+	return s, st, err
 }
 
 // statusBase is what a status takes from the repository before its walk:

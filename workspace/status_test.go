@@ -24,7 +24,7 @@ func ourStatus(t *testing.T, dir string) treeStatus {
 	hostfstest.Must(t, err)
 	repo, err := hostfs.OpenRepoAt(context.Background(), dir, dirs, refused)
 	hostfstest.Must(t, err)
-	st, err := statusOf(context.Background(), dir, repo, dirs, nil)
+	_, st, err := statusOf(context.Background(), dir, repo, dirs, nil)
 	if err != nil {
 		t.Fatalf("status of %s: %v (refused: %v)", dir, err, refused.First())
 	}
