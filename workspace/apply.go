@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -140,18 +141,14 @@ func ApplyBranch(ctx context.Context, root, from, to string, owner Owner) (Appli
 			plan = append(plan, *p)
 		}
 	}
-	if len(a.Conflicts) > 0 {
-		sort.Strings(a.Conflicts)
-		a.Written, a.Removed, a.Merged = nil, nil, nil
-		return a, nil
-	}
-	planned := afterPlan
-	planned()
-	// A file the user wrote while the plan was made is a conflict too,
-	// found before anything is written.
-	for _, p := range plan {
-		if why := p.unchanged(root); why != "" {
-			a.Conflicts = append(a.Conflicts, why)
+	if len(a.Conflicts) == 0 {
+		afterPlan()
+		// A file the user wrote while the plan was made is a conflict
+		// too, found before anything is written.
+		for _, p := range plan {
+			if why := p.unchanged(root); why != "" {
+				a.Conflicts = append(a.Conflicts, why)
+			}
 		}
 	}
 	if len(a.Conflicts) > 0 {
@@ -575,7 +572,7 @@ func merge3(base, mine, theirs string) (string, bool) {
 		case i == len(hm) || ht[j].end < hm[i].start:
 			all = append(all, ht[j])
 			j++
-		case hm[i].start == ht[j].start && hm[i].end == ht[j].end && slicesEqual(hm[i].lines, ht[j].lines):
+		case hm[i].start == ht[j].start && hm[i].end == ht[j].end && slices.Equal(hm[i].lines, ht[j].lines):
 			all = append(all, hm[i]) // the same change on both sides
 			i, j = i+1, j+1
 		default:
@@ -597,16 +594,4 @@ func merge3(base, mine, theirs string) (string, bool) {
 		out.WriteString(b[at])
 	}
 	return out.String(), true
-}
-
-func slicesEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

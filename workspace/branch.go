@@ -376,7 +376,7 @@ func readWorkFile(root, path string, st unix.Stat_t) (filemode.FileMode, []byte,
 			return 0, nil, fmt.Sprintf("larger than the %s a branch takes", hostfs.HumanSize(maxObjectBytes))
 		}
 		mode := filemode.Regular
-		if st.Mode&0o111 != 0 {
+		if st.Mode&0o100 != 0 { // the owner's bit, as git reads it
 			mode = filemode.Executable
 		}
 		return mode, data, ""

@@ -52,7 +52,6 @@ type treeScan struct {
 	host      *hostRunState
 	hostEnd   time.Time
 	counts    *scanCounts
-	wantUsage bool
 	usage     int64
 	usageErr  error
 	buf       []byte
@@ -82,18 +81,18 @@ func (m mode) any() bool { return m.status || m.hostRun || m.usage }
 
 // scanTree walks the work tree at root once for want.
 func scanTree(ctx context.Context, root string, want scanWant) *treeScan {
-	t := &treeScan{ctx: ctx, root: root, st: want.status, wantUsage: want.usage, buf: make([]byte, 32<<10), counts: &scanCounts{}}
+	t := &treeScan{ctx: ctx, root: root, st: want.status, buf: make([]byte, 32<<10), counts: &scanCounts{}}
 	if want.hostRun {
 		t.host = &hostRunState{files: map[string]string{}, gitDirs: map[string]bool{}}
 		t.hostEnd = time.Now().Add(hostRunScanTime)
 	}
+	m := mode{status: want.status != nil, hostRun: want.hostRun, usage: want.usage}
 	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		t.failed(mode{status: want.status != nil, hostRun: want.hostRun, usage: want.usage}, root, err)
+		t.failed(m, root, err)
 		return t
 	}
 	defer unix.Close(fd)
-	m := mode{status: want.status != nil, hostRun: want.hostRun, usage: want.usage}
 	if m.usage {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
@@ -165,7 +164,7 @@ const maxScanWorkers = 4
 
 // shard is a worker's own scan, sharing t's inputs and bounds.
 func (t *treeScan) shard() *treeScan {
-	sh := &treeScan{ctx: t.ctx, root: t.root, hostEnd: t.hostEnd, wantUsage: t.wantUsage, buf: make([]byte, 32<<10), counts: t.counts}
+	sh := &treeScan{ctx: t.ctx, root: t.root, hostEnd: t.hostEnd, buf: make([]byte, 32<<10), counts: t.counts}
 	if t.st != nil {
 		st := *t.st
 		st.out = treeStatus{} // seen is shared: each worker marks its own entries

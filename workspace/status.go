@@ -115,10 +115,7 @@ func newStatus(ctx context.Context, root string, repo *git.Repository, dirs host
 		}
 	}
 	s := &statusWalk{ctx: ctx, root: root, base: base, out: maps.Clone(base.staged), seen: make([]bool, len(base.entries))}
-	common := dirs.GitDir
-	if dirs.Common != "" {
-		common = dirs.Common
-	}
+	common := commonGitDir(dirs)
 	s.ignore = append(s.ignore, excludes...)
 	if data, _, err := hostfs.ReadRegular(common, common, "info/exclude", maxIgnoreFileBytes); err == nil {
 		s.ignore = append(s.ignore, parseIgnore(data, nil)...)
@@ -322,7 +319,7 @@ func (s *statusWalk) same(fd int, name, path string, e *indexEntry, st unix.Stat
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		mode = filemode.Regular
-		if st.Mode&0o111 != 0 {
+		if st.Mode&0o100 != 0 { // the owner's bit, as git reads it
 			mode = filemode.Executable
 		}
 	case unix.S_IFLNK:

@@ -87,6 +87,8 @@ func TestStatusAgreesWithGit(t *testing.T) {
 	runGit(t, dir, "add", "b.txt", "new-staged.txt")
 	hostfstest.Must(t, os.WriteFile(filepath.Join(dir, ".git", "info", "exclude"), []byte("*.tmp\n"), 0o644))
 	hostfstest.Must(t, os.Chmod(filepath.Join(dir, "script.sh"), 0o755))
+	// git reads the owner's execute bit alone: a group's is no change.
+	hostfstest.Must(t, os.Chmod(filepath.Join(dir, "e.txt"), 0o654))
 	hostfstest.Must(t, os.Remove(filepath.Join(dir, "gone.txt")))
 	runGit(t, dir, "rm", "-q", "staged-gone.txt")
 	hostfstest.Must(t, os.Remove(filepath.Join(dir, "link")))
