@@ -385,6 +385,11 @@ func parentsAreDirs(root, path string, deleted map[string]bool) string {
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			return fmt.Sprintf("%s: %s is a %s in the work tree, where the task has a directory", path, rel, fileKind(st.Mode))
 		}
+		if gitDirRule(func(name string) bool { _, err := hostfs.LstatBelow(root, root, rel+"/"+name); return err == nil }) {
+			// git run in it obeys its config and hooks, whatever its name:
+			// a branch writes nothing into a repository of the user's.
+			return fmt.Sprintf("%s: %s is a directory git takes for a repository (a HEAD with objects and refs); an apply writes nothing into one", path, rel)
+		}
 	}
 	return ""
 }

@@ -297,3 +297,36 @@ func TestApplyBranchTakesADirectoryThatBecameAFile(t *testing.T) {
 		}
 	})
 }
+
+// A branch writes nothing into a repository the user keeps in the work
+// tree under another name than .git (an ignored mirror.git, made by git
+// init --bare): a hook there would run when the user runs git in it. It is
+// a conflict, and nothing is written.
+func TestApplyBranchWritesNothingIntoARepositoryOfTheUsers(t *testing.T) {
+	repo := t.TempDir()
+	runGit(t, repo, "init", "-q", "-b", "main")
+	writeFiles(t, repo, map[string]string{".gitignore": "mirror.git/\n", "a.txt": "a\n"})
+	runGit(t, repo, "add", "-A")
+	runGit(t, repo, "commit", "-qm", "one")
+	spec, p := prepareIn(t, repo, false)
+	runGit(t, repo, "init", "-q", "--bare", "mirror.git")
+	tree := TreeDir(spec.Dir)
+	writeFiles(t, tree, map[string]string{".gitignore": "", "mirror.git/hooks/post-checkout": "#!/bin/sh\ntouch planted\n", "b.txt": "b\n"})
+	c, err := CollectBranch(context.Background(), CollectSpec{Repo: repo, Dir: spec.Dir, Branch: spec.Branch, Start: p.Start, Task: "t1", Owner: spec.Owner, When: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(c.Files, "mirror.git/hooks/post-checkout") {
+		t.Fatalf("files %v: the branch does not carry the hook, so this tests nothing", c.Files)
+	}
+	a, err := ApplyBranch(context.Background(), repo, p.Start, c.Head, Owner{UID: os.Getuid(), GID: os.Getgid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Conflicts) != 1 || !strings.Contains(a.Conflicts[0], "mirror.git is a directory git takes for a repository") || len(a.Written)+len(a.Removed) != 0 {
+		t.Fatalf("%+v: want the hook refused, nothing written", a)
+	}
+	if _, err := os.Lstat(filepath.Join(repo, "mirror.git/hooks/post-checkout")); !os.IsNotExist(err) {
+		t.Errorf("the hook reached the user's repository: %v", err)
+	}
+}

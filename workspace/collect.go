@@ -539,6 +539,8 @@ type treeWalk struct {
 	left  []string
 	files int
 	read  int64 // bytes of changed files read
+	// patterns are the .gitignore lines taken (maxIgnorePatterns).
+	patterns int
 }
 
 const maxWorkFiles = 1 << 20
@@ -592,6 +594,9 @@ func (w *treeWalk) dir(fd int, rel string, patterns []gitignore.Pattern, depth i
 		if fi.Name() == ".gitignore" && fi.Mode().IsRegular() {
 			data, _, err := hostfs.ReadRegular(w.root, w.root, joinPath(rel, ".gitignore"), maxGitTextBytes)
 			if err == nil {
+				if w.patterns += ignoreLines(data); w.patterns > maxIgnorePatterns {
+					return fmt.Errorf("the task's work tree: %w", errTooManyPatterns)
+				}
 				patterns = append(patterns, parseIgnore(data, domain)...)
 			}
 		}
@@ -821,12 +826,9 @@ func collectedAt(dir string, when time.Time) (time.Time, error) {
 func gitDirShaped(infos []os.FileInfo) bool {
 	has := map[string]bool{}
 	for _, fi := range infos {
-		switch fi.Name() {
-		case "HEAD", "objects", "refs", "commondir":
-			has[fi.Name()] = true
-		}
+		has[fi.Name()] = true
 	}
-	return has["HEAD"] && (has["commondir"] || has["objects"] && has["refs"])
+	return gitDirRule(func(name string) bool { return has[name] })
 }
 
 // newGitDir is the first directory of the tree final that git takes for
@@ -839,9 +841,8 @@ func newGitDir(final *treeDir, start *object.Commit) string {
 		if found != "" {
 			return
 		}
-		_, head := d.entries["HEAD"]
-		_, common := d.entries["commondir"]
-		if path != "" && head && (common || d.dirs["objects"] != nil && d.dirs["refs"] != nil) {
+		has := func(name string) bool { _, file := d.entries[name]; return file || d.dirs[name] != nil }
+		if path != "" && gitDirRule(has) {
 			if !sameSubtree(start, path, d) {
 				found = path
 				return

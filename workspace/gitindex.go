@@ -24,6 +24,9 @@ import (
 // maxIndexBytes bounds the index read: a million files take about 100 MB.
 const maxIndexBytes = 512 << 20
 
+// maxIndexPath bounds one entry's path (git's own is PATH_MAX).
+const maxIndexPath = 4096
+
 // indexEntry is one entry of the index.
 type indexEntry struct {
 	name         string
@@ -85,6 +88,7 @@ func parseIndex(data []byte) (*gitIndex, error) {
 	idx := &gitIndex{entries: make([]indexEntry, 0, min(int(count), len(body)/62))}
 	at := 12
 	prev := ""
+	names := 0
 	for range count {
 		if at+62 > len(body) {
 			return nil, errShortIndex
@@ -133,6 +137,11 @@ func parseIndex(data []byte) (*gitIndex, error) {
 		}
 		if e.name == "" || at+n > len(body) {
 			return nil, errShortIndex
+		}
+		// Version 4 makes each path from the one before: a path that only
+		// grows would allocate the square of the file's size.
+		if names += len(e.name); len(e.name) > maxIndexPath || names > 16*len(data)+(1<<20) {
+			return nil, errors.New("its paths are longer than any git writes")
 		}
 		prev = e.name
 		idx.entries = append(idx.entries, e)

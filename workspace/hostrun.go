@@ -68,6 +68,12 @@ func isGitDirAt(dirfd int) bool {
 		var st unix.Stat_t
 		return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
 	}
+	return gitDirRule(has)
+}
+
+// gitDirRule is what git takes for a git directory, given what the
+// directory has: a HEAD, and objects and refs or a commondir.
+func gitDirRule(has func(name string) bool) bool {
 	return has("HEAD") && (has("commondir") || has("objects") && has("refs"))
 }
 

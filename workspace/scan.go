@@ -67,6 +67,8 @@ type treeScan struct {
 // the scans' bounds.
 type scanCounts struct {
 	status, hostRun atomic.Int64
+	// patterns are the .gitignore lines the status took (maxIgnorePatterns).
+	patterns atomic.Int64
 }
 
 // mode is what the walk takes of one directory and what is below it.
@@ -242,7 +244,12 @@ func (t *treeScan) dir(fd int, rel string, depth int, m mode, ignore []gitignore
 	var matcher gitignore.Matcher
 	if m.status {
 		if data, ok := readIgnoreAt(fd); ok {
-			ignore = append(ignore[:len(ignore):len(ignore)], parseIgnore(data, splitNonEmpty(rel))...)
+			if t.counts.patterns.Add(int64(ignoreLines(data))) > maxIgnorePatterns {
+				t.statusErr = errTooManyPatterns
+				m.status = false
+			} else {
+				ignore = append(ignore[:len(ignore):len(ignore)], parseIgnore(data, splitNonEmpty(rel))...)
+			}
 		}
 		matcher = gitignore.NewMatcher(ignore)
 	}

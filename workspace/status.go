@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"errors"
@@ -404,6 +405,25 @@ func readIgnoreAt(fd int) ([]byte, bool) {
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxIgnoreFileBytes))
 	return data, err == nil
+}
+
+// maxIgnorePatterns bounds the ignore patterns one walk of a tree takes
+// from all its .gitignore files together. Each pattern keeps its
+// directory's path, and each directory's list holds those above it: a
+// task that wrote a 1 MiB .gitignore at every level of a deep chain made
+// a scan take gigabytes. Real trees hold a few hundred.
+const maxIgnorePatterns = 10_000
+
+// errTooManyPatterns says a tree's .gitignore files pass maxIgnorePatterns.
+var errTooManyPatterns = fmt.Errorf("the .gitignore files hold more than %d patterns together, more than codex-connector reads; what they hide cannot be told", maxIgnorePatterns)
+
+// ignoreLines counts what parseIgnore would make of data, before it does.
+func ignoreLines(data []byte) int {
+	n := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		n++
+	}
+	return n
 }
 
 func parseIgnore(data []byte, domain []string) []gitignore.Pattern {

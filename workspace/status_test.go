@@ -199,3 +199,28 @@ func TestTheOneWalkMeasuresAndFingerprintsAsEachScanDid(t *testing.T) {
 		}
 	}
 }
+
+// .gitignore files past maxIgnorePatterns together make the status an
+// error that says so, read no further: a task that wrote 1 MiB of
+// patterns at every level of a deep chain made a scan take gigabytes.
+func TestStatusRefusesMorePatternsThanItReads(t *testing.T) {
+	dir := t.TempDir()
+	runGit(t, dir, "init", "-q", "-b", "main")
+	writeFiles(t, dir, map[string]string{"a.txt": "a\n"})
+	runGit(t, dir, "add", "-A")
+	runGit(t, dir, "commit", "-qm", "one")
+	half := strings.Repeat("x\n", maxIgnorePatterns/2)
+	writeFiles(t, dir, map[string]string{"d/.gitignore": half, "d/e/.gitignore": half, "d/e/f/.gitignore": half})
+	refused := &hostfs.Refusal{}
+	dirs, err := hostfs.GitDirsOf(dir)
+	hostfstest.Must(t, err)
+	repo, err := hostfs.OpenRepoAt(context.Background(), dir, dirs, refused)
+	hostfstest.Must(t, err)
+	if _, st, err := statusOf(context.Background(), dir, repo, dirs, nil); err == nil || !strings.Contains(err.Error(), "more than 10000 patterns") {
+		t.Fatalf("status %v, %v; want the patterns refused", st, err)
+	}
+	hostfstest.Must(t, os.Remove(filepath.Join(dir, "d/e/f/.gitignore")))
+	if _, _, err := statusOf(context.Background(), dir, repo, dirs, nil); err != nil {
+		t.Fatalf("under the bound: %v", err)
+	}
+}
