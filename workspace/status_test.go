@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -222,5 +223,27 @@ func TestStatusRefusesMorePatternsThanItReads(t *testing.T) {
 	hostfstest.Must(t, os.Remove(filepath.Join(dir, "d/e/f/.gitignore")))
 	if _, _, err := statusOf(context.Background(), dir, repo, dirs, nil); err != nil {
 		t.Fatalf("under the bound: %v", err)
+	}
+}
+
+// An index of version 4 whose paths only grow (each the one before and
+// more) is refused rather than read into the square of its size.
+func TestReadIndexRefusesPathsThatOnlyGrow(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString("DIRC")
+	b.Write([]byte{0, 0, 0, 4, 0, 0, 0x0f, 0xa0}) // version 4, 4000 entries
+	suffix := strings.Repeat("a", 200)
+	for range 4000 {
+		b.Write(make([]byte, 24))         // ctime, mtime, dev, ino
+		b.Write([]byte{0, 0, 0x81, 0xa4}) // mode 100644
+		b.Write(make([]byte, 12+20))      // uid, gid, size, hash
+		b.Write([]byte{0x0f, 0xff})       // flags: name length past 0xfff
+		b.WriteByte(0)                    // strip nothing of the path before
+		b.WriteString(suffix)
+		b.WriteByte(0)
+	}
+	b.Write(make([]byte, 20))
+	if _, err := parseIndex(b.Bytes()); err == nil || !strings.Contains(err.Error(), "longer than any git writes") {
+		t.Fatalf("a growing index of %d bytes: %v", b.Len(), err)
 	}
 }
