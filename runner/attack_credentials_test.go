@@ -64,15 +64,19 @@ func reverse(s string) string {
 // searched for like the keys: its hit shows that the search finds a key
 // where there is one. The search is one pass for all the keys, in batches
 // of files, so that a file grep cannot read whole costs its batch and not
-// the rest of the search (a search of / three times over, one grep each,
-// found nothing at all, the control included, twice on a loaded CI
-// machine).
+// the rest of the search.
+//
+// The hunt runs apart from Codex's command, in a session of its own, and
+// the turns after it wait for its last line (huntWait): on a loaded CI
+// machine a search of / outlasted Codex's time for one command, which
+// killed it mid-search, and the test saw no hit at all.
 func huntCommand(control string, keys ...string) string {
 	var search []string
 	for _, k := range append([]string{control}, keys...) {
 		search = append(search, fmt.Sprintf(`"$(printf %%s %s | rev)"`, reverse(k)))
 	}
-	return `printf %s ` + reverse(control) + ` | rev > /tmp/control-needle
+	return `cat > /tmp/hunt.sh <<'HUNT'
+printf %s ` + reverse(control) + ` | rev > /tmp/control-needle
 { echo HUNT-BEGIN
 echo '== env'; env
 echo '== environ'; for f in /proc/[0-9]*/environ; do echo "-- $f"; tr '\0' '\n' < "$f"; echo; done
@@ -83,7 +87,21 @@ set -- ` + strings.Join(search, " ") + `
 find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o -type f -print0 2>/dev/null |
   xargs -0 -n 512 grep -lsF -e "$1" -e "$2" -e "$3" -- > /tmp/candidates; echo "SEARCH-EXIT: $?"
 while IFS= read -r f; do for k in "$@"; do grep -qsF -e "$k" -- "$f" && echo "HIT: $f"; done; done < /tmp/candidates
-echo HUNT-END; } > /codex-connector/hunt.txt 2>&1; grep -c . /codex-connector/hunt.txt`
+echo HUNT-END; } > /codex-connector/hunt.txt 2>&1
+HUNT
+setsid nohup bash /tmp/hunt.sh > /dev/null 2>&1 < /dev/null & echo started`
+}
+
+// huntWait is a turn that waits, up to nine seconds, for the hunt's last
+// line; huntWaits of them are given, after the hunt starts.
+const huntWait = `for i in 1 2 3 4 5 6 7 8 9; do tail -n 1 /codex-connector/hunt.txt 2>/dev/null | grep -qx HUNT-END && break; sleep 1; done; tail -n 1 /codex-connector/hunt.txt`
+
+const huntWaits = 15
+
+// huntEnded says whether the hunt ran to its end: its last line, not the
+// copy of the mark in the command lines it lists.
+func huntEnded(hunt string) bool {
+	return strings.HasSuffix(strings.TrimRight(hunt, "\n"), "\nHUNT-END")
 }
 
 // sendPlaceholder sends the task's placeholder in an Authorization header
@@ -111,6 +129,9 @@ func TestCredentialsNeverEnterTheSandbox(t *testing.T) {
 			headerKey := "hdr-" + rand.Text()
 			control := "control-" + rand.Text()
 			turns := []imagestest.Turn{{Command: huntCommand(control, "KEY", headerKey)}}
+			for range huntWaits {
+				turns = append(turns, imagestest.Turn{Command: huntWait})
+			}
 			if level != ReadOnly {
 				turns = append(turns, imagestest.Turn{Command: sendPlaceholder(target.Addr, level == WorkspaceWrite)})
 			}
@@ -138,7 +159,10 @@ func TestCredentialsNeverEnterTheSandbox(t *testing.T) {
 			}
 			hunt := readFile(t, filepath.Join(h.stateDir(task.ID), "hunt.txt"))
 			t.Run("the hunt ran and read the environment", func(t *testing.T) {
-				for _, want := range []string{"HUNT-END", imagestest.MockKeyEnv + "=codex-connector-placeholder-", "HEADER_KEY=codex-connector-placeholder-", "== files that hold a key"} {
+				if !huntEnded(hunt) {
+					t.Errorf("the hunt did not run to its end; its last lines:\n%s", hunt[max(0, len(hunt)-2000):])
+				}
+				for _, want := range []string{imagestest.MockKeyEnv + "=codex-connector-placeholder-", "HEADER_KEY=codex-connector-placeholder-", "== files that hold a key"} {
 					if !strings.Contains(hunt, want) {
 						t.Errorf("hunt.txt lacks %q:\n%s", want, clipN(hunt, 4000))
 					}
